@@ -1,0 +1,1 @@
+"""Kintsmesh: the change-data-capture bus of a city's integrated government data platform."""

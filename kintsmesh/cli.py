@@ -1,0 +1,173 @@
+"""The ``kintsmesh`` command: thin argument parsing over the stack, connect, simulate and bench code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+
+from kintsmesh.errors import KintsmeshError
+from kintsmesh.settings import DEPARTMENTS, Settings
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _print_status(rows: Sequence[object]) -> None:
+    print(f"{'component':<12}{'state':<20}{'port':<8}{'pid':<10}")
+    for row in rows:
+        print(f"{row.name:<12}{row.state:<20}{row.port:<8}{row.pid or '-'!s:<10}")  # type: ignore[attr-defined]
+
+
+def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
+    from kintsmesh import stack
+
+    if args.action == "up":
+        print(f"starting the stack under {settings.stack_dir}", flush=True)
+        _print_status(stack.up(settings, args.components or None))
+        print("stop it with: kintsmesh stack down   (or: make down)")
+        return 0
+    if args.action == "down":
+        stopped = stack.down(settings, args.components or None)
+        print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+        return 0
+    if args.action == "status":
+        rows = stack.status(settings)
+        _print_status(rows)
+        wanted = set(args.components) if args.components else None
+        return 0 if all(r.healthy for r in rows if wanted is None or r.name in wanted) else 3
+    # logs
+    names = args.components or ["postgres", "kafka", "connect", "prometheus"]
+    for name in names:
+        path = stack.log_path(settings, name)
+        print(f"==> {name}: {path} <==", flush=True)
+        subprocess.run(["tail", "-n", str(args.lines), path], check=False)
+    return 0
+
+
+def cmd_connect(args: argparse.Namespace, settings: Settings) -> int:
+    from connect.client import ConnectClient
+    from connect.connectors import connector_configs
+
+    client = ConnectClient(settings.connect_endpoint)
+    departments = args.departments or list(DEPARTMENTS)
+    unknown = set(departments) - set(DEPARTMENTS)
+    if unknown:
+        raise KintsmeshError(f"connect: unknown department(s) {sorted(unknown)}; known: {', '.join(DEPARTMENTS)}")
+    if args.action == "apply":
+        for name, config in connector_configs(settings, departments).items():
+            outcome = client.apply(name, config)
+            print(f"  {name:<28} {outcome}")
+        if args.wait:
+            client.wait_running([f"kintsmesh-{d}" for d in departments], timeout_s=args.wait)
+        return 0
+    if args.action == "restart":
+        for department in departments:
+            client.restart(f"kintsmesh-{department}")
+            print(f"  kintsmesh-{department:<18} restart requested")
+        return 0
+    # status
+    healthy = True
+    for department in departments:
+        state = client.status(f"kintsmesh-{department}")
+        healthy &= state.running
+        print(f"  {state.name:<28} connector={state.connector_state:<10} tasks={','.join(t.state for t in state.tasks) or '-'}")
+        for task in state.tasks:
+            if task.trace:
+                print(f"    task {task.id} failed:\n" + "\n".join("      " + l for l in task.trace.splitlines()[:15]))
+    return 0 if healthy else 3
+
+
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from kintsmesh.simulate.runner import run_simulation
+
+    if args.initial is None and args.rate is None:
+        raise KintsmeshError("simulate: give --initial N (bulk population) and/or --rate R --duration S (live changes)")
+    run_simulation(
+        settings,
+        seed=args.seed,
+        initial=args.initial,
+        rate=args.rate,
+        duration_s=args.duration,
+        dirty_rate=args.dirty_rate,
+        truth_path=args.truth,
+    )
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from kintsmesh.bench.capture import run_capture_bench
+
+    run_capture_bench(settings, rate=args.rate, duration_s=args.duration, burst=args.burst)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from kintsmesh.stack.migrate import migrate_all
+
+    for database, applied in migrate_all(settings).items():
+        print(f"  {database:<18} {'applied ' + ', '.join(applied) if applied else 'up to date'}")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+    print(json.dumps(settings.masked(), indent=2, default=str))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kintsmesh", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("stack", help="start / stop / inspect the local stack")
+    p.add_argument("action", choices=["up", "down", "status", "logs"])
+    p.add_argument("components", nargs="*", help="postgres kafka connect prometheus (default: all)")
+    p.add_argument("-n", "--lines", type=int, default=40, help="logs: lines per component")
+    p.set_defaults(handler=cmd_stack)
+
+    p = sub.add_parser("connect", help="Debezium connectors through the Kafka Connect REST API")
+    p.add_argument("action", choices=["apply", "status", "restart"])
+    p.add_argument("departments", nargs="*", metavar="DEPARTMENT", help=f"one of {', '.join(DEPARTMENTS)} (default: all)")
+    p.add_argument("--wait", type=float, default=0, help="apply: wait up to S seconds for every task to run")
+    p.set_defaults(handler=cmd_connect)
+
+    p = sub.add_parser("simulate", help="a synthetic city writing to the department databases")
+    p.add_argument("--seed", type=int, default=2026)
+    p.add_argument("--initial", type=int, metavar="N", help="bulk-load a population of N people")
+    p.add_argument("--rate", type=float, metavar="R", help="live changes per second across departments")
+    p.add_argument("--duration", type=float, default=60.0, metavar="S", help="seconds of live changes")
+    p.add_argument("--dirty-rate", type=float, default=0.03, help="share of department values written dirty")
+    p.add_argument("--truth", default=None, help="ground-truth file (default .stack/sim/ground_truth.jsonl)")
+    p.set_defaults(handler=cmd_simulate)
+
+    p = sub.add_parser("bench", help="benchmarks (print a table, write bench/results/*.json)")
+    p.add_argument("stage", choices=["capture"])
+    p.add_argument("--rate", type=float, default=1000.0, help="latency run: changes per second")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds per run")
+    p.add_argument("--burst", type=int, default=60000, help="throughput run: changes written as fast as possible")
+    p.set_defaults(handler=cmd_bench)
+
+    p = sub.add_parser("migrate", help="apply pending schema migrations")
+    p.set_defaults(handler=cmd_migrate)
+
+    p = sub.add_parser("config", help="print the effective settings (secrets masked)")
+    p.set_defaults(handler=cmd_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    try:
+        return int(args.handler(args, settings))
+    except KintsmeshError as exc:
+        print(f"kintsmesh: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("kintsmesh: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""The project's exception hierarchy: one base, split by what the caller should do."""
+
+from __future__ import annotations
+
+
+class KintsmeshError(Exception):
+    """Base of every error Kintsmesh raises on purpose."""
+
+
+class TransientError(KintsmeshError):
+    """Worth retrying after a back-off: a broker or database that is not there yet."""
+
+
+class StackError(KintsmeshError):
+    """A stack component could not be set up, started or reached.
+
+    ``component`` names it; the message is one line telling what and how to fix it.
+    """
+
+    def __init__(self, component: str, message: str) -> None:
+        super().__init__(f"{component}: {message}")
+        self.component = component
+
+
+class PrerequisiteMissing(StackError):
+    """A tool the local stack needs (Java, Maven, PostgreSQL, Prometheus) is absent."""
+
+
+class PortBusy(StackError):
+    """A port the stack wants is held by a process the stack did not start."""
+
+    def __init__(self, component: str, port: int, env_var: str) -> None:
+        super().__init__(
+            component,
+            f"port {port} is already in use by another process; free it or set {env_var} to a free port",
+        )
+        self.port = port

@@ -1,0 +1,99 @@
+"""Connection and stack settings: the one place that reads the environment.
+
+Every component (stack launcher, connector client, simulator, benchmarks, tests)
+takes a ``Settings``; the same code runs against the local stack or an external
+multi-node cluster by setting ``KINTSMESH_*`` variables, e.g.
+``KINTSMESH_BOOTSTRAP_SERVERS=k1:9092,k2:9092``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+DEPARTMENTS: tuple[str, ...] = (
+    "police",
+    "civil_affairs",
+    "health",
+    "hrss",
+    "housing",
+    "market",
+    "education",
+)
+Department = Literal["police", "civil_affairs", "health", "hrss", "housing", "market", "education"]
+RESOURCE_LIBRARY_DB = "resource_library"
+
+
+class Settings(BaseSettings):
+    """Ports, heaps and endpoints. Endpoints default to the local stack's ports."""
+
+    model_config = SettingsConfigDict(env_prefix="KINTSMESH_", extra="ignore")
+
+    stack_dir: Path = REPO_ROOT / ".stack"
+    # maven's local repository: jars are cached here, inside the ignored stack folder
+    maven_repo: Path | None = None
+
+    pg_host: str = "127.0.0.1"
+    pg_port: int = 55432
+    pg_user: str = "kintsmesh"
+    pg_password: SecretStr = SecretStr("kintsmesh")
+    # host name under which Debezium (inside Kafka Connect) reaches PostgreSQL
+    pg_host_for_connect: str | None = None
+
+    kafka_port: int = 19092
+    kafka_controller_port: int = 19093
+    kafka_heap: str = "384m"
+    kafka_partitions: int = 3
+    bootstrap_servers: str | None = None
+
+    connect_port: int = 18083
+    connect_heap: str = "512m"
+    connect_url: str | None = None
+
+    prometheus_port: int = 19090
+    prometheus_url: str | None = None
+
+    start_timeout_s: float = Field(default=180.0, gt=0)
+
+    # -- derived endpoints -------------------------------------------------
+    @property
+    def kafka_bootstrap(self) -> str:
+        return self.bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def connect_endpoint(self) -> str:
+        return (self.connect_url or f"http://127.0.0.1:{self.connect_port}").rstrip("/")
+
+    @property
+    def prometheus_endpoint(self) -> str:
+        return (self.prometheus_url or f"http://127.0.0.1:{self.prometheus_port}").rstrip("/")
+
+    @property
+    def maven_repository(self) -> Path:
+        return self.maven_repo or self.stack_dir / "m2"
+
+    def dsn(self, database: str) -> str:
+        """libpq connection string for one department database or the resource library."""
+        return (
+            f"host={self.pg_host} port={self.pg_port} dbname={database} "
+            f"user={self.pg_user} password={self.pg_password.get_secret_value()}"
+        )
+
+    def masked(self) -> dict[str, object]:
+        """Settings as printed by ``kintsmesh config``: secrets stay masked."""
+        shown: dict[str, object] = {
+            name: (str(value) if isinstance(value, SecretStr) else value)
+            for name, value in self.model_dump().items()
+        }
+        shown.update(
+            bootstrap_servers=self.kafka_bootstrap,
+            connect_url=self.connect_endpoint,
+            prometheus_url=self.prometheus_endpoint,
+            maven_repo=str(self.maven_repository),
+        )
+        return shown

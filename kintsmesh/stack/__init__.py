@@ -1,0 +1,73 @@
+"""``kintsmesh stack up | down | status | logs``: the whole stack as local processes.
+
+All state (data, configs, logs, pid files, resolved jars) lives under
+``Settings.stack_dir`` (``.stack/`` by default, git-ignored).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from kintsmesh.errors import StackError
+from kintsmesh.settings import Settings
+from kintsmesh.stack.components import Component, Status, components, stale_pid
+from kintsmesh.stack.migrate import migrate_all
+from kintsmesh.stack.process import wait_until
+
+
+def _select(settings: Settings, names: Iterable[str] | None) -> list[Component]:
+    every = components(settings)
+    if not names:
+        return every
+    wanted = set(names)
+    unknown = wanted - {c.name for c in every}
+    if unknown:
+        raise StackError("stack", f"unknown component(s) {sorted(unknown)}; known: {[c.name for c in every]}")
+    return [c for c in every if c.name in wanted]
+
+
+def up(settings: Settings, names: Iterable[str] | None = None) -> list[Status]:
+    """Start what is not running and wait for every component's health check. Idempotent."""
+    settings.stack_dir.mkdir(parents=True, exist_ok=True)
+    for component in _select(settings, names):
+        started = time.monotonic()
+        if component.pid() is not None and component.status().healthy:
+            print(f"  {component.name:<11} already up (port {component.port})", flush=True)
+            continue
+        if stale := stale_pid(component):
+            print(f"  {component.name:<11} pid file names {stale}, which is gone or not ours; starting afresh", flush=True)
+            component.pid_file.unlink(missing_ok=True)
+        if component.pid() is None:
+            print(f"  {component.name:<11} preparing ...", flush=True)
+            component.prepare()
+            component.start()
+        print(f"  {component.name:<11} waiting for health check on port {component.port} ...", flush=True)
+        if not wait_until(lambda c=component: c.pid() is not None and c.healthy(), settings.start_timeout_s, 1.0):
+            reason = "exited" if component.pid() is None else f"not healthy after {settings.start_timeout_s:.0f} s"
+            raise StackError(component.name, f"{reason}; see {component.log_file} (kintsmesh stack logs {component.name})")
+        component.after_start()
+        print(f"  {component.name:<11} up in {time.monotonic() - started:.1f} s (port {component.port}, pid {component.pid()})", flush=True)
+    if names is None or "postgres" in set(names):
+        for database, applied in migrate_all(settings).items():
+            if applied:
+                print(f"  migrations  {database}: applied {', '.join(applied)}", flush=True)
+    return status(settings)
+
+
+def down(settings: Settings, names: Iterable[str] | None = None) -> list[str]:
+    """Stop only the processes this stack started (by pid file), in reverse start order."""
+    stopped = []
+    for component in reversed(_select(settings, names)):
+        if component.stop():
+            stopped.append(component.name)
+            print(f"  {component.name:<11} stopped", flush=True)
+    return stopped
+
+
+def status(settings: Settings) -> list[Status]:
+    return [component.status() for component in components(settings)]
+
+
+def log_path(settings: Settings, name: str) -> str:
+    return str(_select(settings, [name])[0].log_file)
