@@ -1,0 +1,103 @@
+"""A small Kafka Connect REST client (requests): create-or-update, status, restart.
+
+HTTP failures are translated at this boundary into ``ConnectError`` carrying the
+status code and Connect's own error message.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import requests
+
+from kintsmesh.errors import KintsmeshError, TransientError
+
+ConnectorState = Literal["RUNNING", "FAILED", "PAUSED", "UNASSIGNED", "RESTARTING", "STOPPED", "MISSING"]
+
+
+class ConnectError(KintsmeshError):
+    def __init__(self, method: str, path: str, status: int, message: str) -> None:
+        super().__init__(f"Kafka Connect {method} {path} -> {status}: {message}")
+        self.status = status
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    id: int
+    state: str
+    trace: str | None = None
+
+
+@dataclass(frozen=True)
+class ConnectorStatus:
+    name: str
+    connector_state: ConnectorState
+    tasks: tuple[TaskStatus, ...] = field(default_factory=tuple)
+
+    @property
+    def running(self) -> bool:
+        return self.connector_state == "RUNNING" and bool(self.tasks) and all(t.state == "RUNNING" for t in self.tasks)
+
+
+class ConnectClient:
+    def __init__(self, base_url: str, timeout_s: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+        self.session = requests.Session()
+
+    def _call(self, method: str, path: str, **kwargs: object) -> requests.Response:
+        try:
+            response = self.session.request(method, self.base_url + path, timeout=self.timeout_s, **kwargs)  # type: ignore[arg-type]
+        except requests.ConnectionError as exc:
+            raise TransientError(f"Kafka Connect is not reachable at {self.base_url} (is the stack up?)") from exc
+        if response.status_code >= 400 and response.status_code != 404:
+            try:
+                message = response.json().get("message", response.text)
+            except ValueError:
+                message = response.text
+            raise ConnectError(method, path, response.status_code, message)
+        return response
+
+    def apply(self, name: str, config: dict[str, str]) -> str:
+        """Create or update a connector idempotently (PUT /connectors/<name>/config)."""
+        current = self._call("GET", f"/connectors/{name}/config")
+        if current.status_code == 200 and current.json() == {**config, "name": name}:
+            return "unchanged"
+        response = self._call("PUT", f"/connectors/{name}/config", json=config)
+        return "created" if response.status_code == 201 else "updated"
+
+    def status(self, name: str) -> ConnectorStatus:
+        response = self._call("GET", f"/connectors/{name}/status")
+        if response.status_code == 404:
+            return ConnectorStatus(name, "MISSING")
+        body = response.json()
+        tasks = tuple(
+            TaskStatus(id=t["id"], state=t["state"], trace=t.get("trace")) for t in body.get("tasks", [])
+        )
+        return ConnectorStatus(name, body["connector"]["state"], tasks)
+
+    def restart(self, name: str) -> None:
+        """Restart the connector and its failed tasks."""
+        response = self._call("POST", f"/connectors/{name}/restart", params={"includeTasks": "true", "onlyFailed": "true"})
+        if response.status_code == 404:
+            raise ConnectError("POST", f"/connectors/{name}/restart", 404, "no such connector; run kintsmesh connect apply")
+
+    def delete(self, name: str) -> None:
+        self._call("DELETE", f"/connectors/{name}")
+
+    def list(self) -> list[str]:
+        return list(self._call("GET", "/connectors").json())
+
+    def wait_running(self, names: list[str], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        pending = list(names)
+        while pending:
+            pending = [n for n in pending if not self.status(n).running]
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                states = {n: self.status(n).connector_state for n in pending}
+                raise KintsmeshError(f"connectors not running after {timeout_s:.0f} s: {states} (kintsmesh connect status)")
+            time.sleep(0.5)

@@ -1,0 +1,60 @@
+"""Debezium connector configs, one per department, rendered from ``connect/connectors/*.json``.
+
+``_defaults.json`` holds what every department shares (pgoutput, heartbeats, the
+``initial`` snapshot, low-latency polling, topic creation); ``<department>.json``
+holds that department's own keys (its tables) and may override any default.
+``${...}`` placeholders are filled from ``Settings``. Adding a department is one
+new JSON file (plus its database and migrations).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from string import Template
+
+from kintsmesh.settings import Settings
+
+CONNECTORS_DIR = Path(__file__).resolve().parent / "connectors"
+
+
+def connector_name(department: str) -> str:
+    return f"kintsmesh-{department}"
+
+
+def raw_topic(department: str, table: str, schema: str = "public") -> str:
+    """The topic Debezium writes a table's changes to: ``raw.<dept>.<schema>.<table>``."""
+    return f"raw.{department}.{schema}.{table}"
+
+
+def available_departments() -> list[str]:
+    return sorted(p.stem for p in CONNECTORS_DIR.glob("*.json") if not p.stem.startswith("_"))
+
+
+def render(settings: Settings, department: str) -> dict[str, str]:
+    path = CONNECTORS_DIR / f"{department}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no connector config for department {department!r} ({path})")
+    merged = json.loads((CONNECTORS_DIR / "_defaults.json").read_text())
+    merged.update(json.loads(path.read_text()))
+    values = {
+        "department": department,
+        "pg_host": settings.pg_host_for_connect or settings.pg_host,
+        "pg_port": str(settings.pg_port),
+        "pg_user": settings.pg_user,
+        "pg_password": settings.pg_password.get_secret_value(),
+        "partitions": str(settings.kafka_partitions),
+        "replication_factor": "1",
+    }
+    return {key: Template(str(value)).substitute(values) for key, value in merged.items()}
+
+
+def tables(settings: Settings, department: str) -> list[str]:
+    """Table names (without schema) a department's connector captures."""
+    include = render(settings, department)["table.include.list"]
+    return [entry.split(".", 1)[1] for entry in include.split(",") if entry]
+
+
+def connector_configs(settings: Settings, departments: Iterable[str]) -> dict[str, dict[str, str]]:
+    return {connector_name(d): render(settings, d) for d in departments}
