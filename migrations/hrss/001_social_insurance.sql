@@ -5,7 +5,7 @@
 
 CREATE TABLE sb_cbry (                    -- 参保人员
     grbh      varchar(16) PRIMARY KEY,      -- 个人编号
-    sfzhm     varchar(18),                  -- 身份证号码 (legacy 15-digit numbers kept)
+    sfzhm     varchar(24),                  -- 身份证号码 (legacy 15-digit numbers kept)
     xm        varchar(50) NOT NULL,
     xb        char(1),                      -- M / F
     csny      date,                         -- 出生年月(日)

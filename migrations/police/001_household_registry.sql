@@ -6,7 +6,7 @@
 CREATE TABLE hj_hu (                      -- 户: a household
     hh        varchar(12) PRIMARY KEY,      -- 户号
     hzxm      varchar(50),                  -- 户主姓名
-    hzsfzh    varchar(18),                  -- 户主身份证号
+    hzsfzh    varchar(24),                  -- 户主身份证号
     hjdz      varchar(200) NOT NULL,        -- 户籍地址
     lhrq      char(8),                      -- 立户日期 YYYYMMDD
     gxsj      timestamp NOT NULL DEFAULT localtimestamp(0)  -- 更新时间
@@ -14,7 +14,7 @@ CREATE TABLE hj_hu (                      -- 户: a household
 
 CREATE TABLE rk_jbxx (                    -- 人口基本信息: one registered person
     rkbh      varchar(20) PRIMARY KEY,      -- 人口编号 (internal person number)
-    gmsfhm    varchar(18),                  -- 公民身份号码: 18 digits, legacy 15, or missing
+    gmsfhm    varchar(24),                  -- 公民身份号码: 18 digits, legacy 15, or missing
     xm        varchar(50) NOT NULL,         -- 姓名
     xb        char(1),                      -- 性别 1/2
     mz        char(2),                      -- 民族 GB/T 3304
@@ -31,7 +31,7 @@ CREATE INDEX rk_jbxx_gmsfhm ON rk_jbxx (gmsfhm);
 
 CREATE TABLE jzz (                        -- 居住证: residence permit of a non-hukou resident
     jzzbh     varchar(20) PRIMARY KEY,      -- 居住证编号
-    sfzh      varchar(18),                  -- 身份证号
+    sfzh      varchar(24),                  -- 身份证号
     xm        varchar(50) NOT NULL,
     xb        char(1),
     jzdz      varchar(200),                 -- 居住地址

@@ -1,0 +1,114 @@
+"""``kintsmesh simulate``: write the city into the department databases.
+
+``--initial N`` bulk-loads a population with COPY (one transaction per table);
+``--rate R --duration S`` then makes live changes, each a small transaction in
+one department, the way department systems write. The city's state is kept in
+``.stack/sim/city.pickle`` between runs; the ground truth of every row written
+is appended to ``.stack/sim/ground_truth.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import random
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from datetime import date
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from kintsmesh.errors import KintsmeshError
+from kintsmesh.settings import DEPARTMENTS, Settings
+from kintsmesh.simulate.city import build_city
+from kintsmesh.simulate.departments import PRIMARY_KEYS, DepartmentViews, Row, initial_rows
+from kintsmesh.simulate.events import LiveCity
+
+
+def sim_dir(settings: Settings) -> Path:
+    return settings.stack_dir / "sim"
+
+
+def truth_record(row: Row, op: str) -> str:
+    return json.dumps(
+        {"db": row.database, "table": row.table, "pk": row.key, "op": op, "links": row.truth},
+        ensure_ascii=False,
+    )
+
+
+def bulk_load(settings: Settings, rows: Iterable[Row]) -> Counter[tuple[str, str]]:
+    by_table: dict[tuple[str, str], list[Row]] = defaultdict(list)
+    for row in rows:
+        by_table[(row.database, row.table)].append(row)
+    counts: Counter[tuple[str, str]] = Counter()
+    for database in DEPARTMENTS:
+        tables = [key for key in by_table if key[0] == database]
+        if not tables:
+            continue
+        with psycopg.connect(settings.dsn(database)) as conn:
+            # parents before children (households before people, houses before rentals)
+            for key in sorted(tables, key=lambda k: list(PRIMARY_KEYS).index(k)):
+                batch = by_table[key]
+                columns = list(batch[0].values)
+                statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+                    sql.Identifier(key[1]), sql.SQL(", ").join(map(sql.Identifier, columns))
+                )
+                with conn.cursor() as cur, cur.copy(statement) as copy:
+                    for row in batch:
+                        copy.write_row([row.values[c] for c in columns])
+                counts[key] = len(batch)
+            conn.commit()
+    return counts
+
+
+def run_simulation(
+    settings: Settings,
+    *,
+    seed: int,
+    initial: int | None,
+    rate: float | None,
+    duration_s: float,
+    dirty_rate: float,
+    truth_path: str | None,
+    today: date | None = None,
+) -> None:
+    folder = sim_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    state_file = folder / "city.pickle"
+    truth = Path(truth_path) if truth_path else folder / "ground_truth.jsonl"
+    if initial is not None:
+        started = time.monotonic()
+        city = build_city(seed, initial, today or date.today())
+        rows = initial_rows(city, DepartmentViews(city, random.Random(seed + 1), dirty_rate))
+        built = time.monotonic() - started
+        print(f"city: {len(city.people):,} people, {len(city.households):,} households, {len(city.houses):,} houses, "
+              f"{len(city.enterprises):,} enterprises ({built:.1f} s)", flush=True)
+        counts = bulk_load(settings, rows)
+        with open(truth, "w") as out:
+            out.writelines(truth_record(row, "c") + "\n" for row in rows)
+        with open(state_file, "wb") as out:
+            pickle.dump(city, out)
+        elapsed = time.monotonic() - started
+        for (database, table), n in sorted(counts.items()):
+            print(f"  {database + '.' + table:<24} {n:>9,} rows")
+        print(f"initial load: {sum(counts.values()):,} rows in {elapsed:.1f} s "
+              f"({sum(counts.values()) / elapsed:,.0f} rows/s); ground truth: {truth}", flush=True)
+    if rate is None:
+        return
+    if not state_file.is_file():
+        raise KintsmeshError(f"simulate: no city yet ({state_file}); run kintsmesh simulate --initial N first")
+    with open(state_file, "rb") as fh:
+        city = pickle.load(fh)
+    live = LiveCity(city, seed, dirty_rate)
+    with open(truth, "a") as truth_out:
+        stats = live.run(settings, rate=rate, duration_s=duration_s,
+                         on_row=lambda row, op: truth_out.write(truth_record(row, op) + "\n"))
+    with open(state_file, "wb") as out:
+        pickle.dump(city, out)
+    print(f"live: {stats.changes:,} changes in {stats.transactions:,} transactions over {stats.elapsed_s:.1f} s "
+          f"({stats.changes / max(stats.elapsed_s, 1e-9):,.0f} changes/s)", flush=True)
+    for kind, n in sorted(stats.by_event.items()):
+        print(f"  {kind:<22} {n:>7,}")
