@@ -87,9 +87,6 @@ class ConnectClient:
     def delete(self, name: str) -> None:
         self._call("DELETE", f"/connectors/{name}")
 
-    def list(self) -> list[str]:
-        return list(self._call("GET", "/connectors").json())
-
     def wait_running(self, names: list[str], timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         pending = list(names)

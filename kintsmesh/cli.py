@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from datetime import date
 
 from kintsmesh.errors import KintsmeshError
 from kintsmesh.settings import DEPARTMENTS, Settings
@@ -31,6 +32,10 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "down":
         stopped = stack.down(settings, args.components or None)
         print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+        return 0
+    if args.action == "reset":
+        stack.reset(settings)
+        print(f"stack stopped and its data deleted (jars kept under {settings.stack_dir})")
         return 0
     if args.action == "status":
         rows = stack.status(settings)
@@ -92,6 +97,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         duration_s=args.duration,
         dirty_rate=args.dirty_rate,
         truth_path=args.truth,
+        today=args.today,
     )
     return 0
 
@@ -121,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("stack", help="start / stop / inspect the local stack")
-    p.add_argument("action", choices=["up", "down", "status", "logs"])
+    p.add_argument("action", choices=["up", "down", "status", "logs", "reset"])
     p.add_argument("components", nargs="*", help="postgres kafka connect prometheus (default: all)")
     p.add_argument("-n", "--lines", type=int, default=40, help="logs: lines per component")
     p.set_defaults(handler=cmd_stack)
@@ -138,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, metavar="R", help="live changes per second across departments")
     p.add_argument("--duration", type=float, default=60.0, metavar="S", help="seconds of live changes")
     p.add_argument("--dirty-rate", type=float, default=0.03, help="share of department values written dirty")
+    p.add_argument("--today", type=date.fromisoformat, default=None, help="the city's 'today' (default: the real date)")
     p.add_argument("--truth", default=None, help="ground-truth file (default .stack/sim/ground_truth.jsonl)")
     p.set_defaults(handler=cmd_simulate)
 

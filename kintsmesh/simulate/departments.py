@@ -253,7 +253,8 @@ class DepartmentViews:
         years = age(p.birth, self.city.today)
         grade = max(1, min(9, years - 5))
         school = self.rng.choice(self.geo["primary_schools"] if grade <= 6 else self.geo["secondary_schools"])
-        guardian = self.person(p.mother or p.father) if (p.mother or p.father) else None
+        guardian_ric = p.mother or p.father
+        guardian = self.person(guardian_ric) if guardian_ric else None
         p.student_no = p.student_no or f"G{p.ric}"
         truth = {"student": p.ric, "house": p.house}
         if guardian:

@@ -74,7 +74,7 @@ class LiveCity:
         household = self.city.households[mother.household]
         child = self.builder.add_child(household, father, mother, self.city.today - timedelta(days=self.rng.randint(0, 6)))
         self.people.append(child.ric)
-        writes = [("health", [(self.views.birth_certificate(child), "c")])]
+        writes: list[tuple[str, list[Change]]] = [("health", [(self.views.birth_certificate(child), "c")])]
         if child.hukou:
             writes.append(("police", [(self.views.registered_person(child), "c")]))
         return writes

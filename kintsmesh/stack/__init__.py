@@ -6,7 +6,9 @@ All state (data, configs, logs, pid files, resolved jars) lives under
 
 from __future__ import annotations
 
+import shutil
 import time
+from functools import partial
 from collections.abc import Iterable
 
 from kintsmesh.errors import StackError
@@ -27,6 +29,10 @@ def _select(settings: Settings, names: Iterable[str] | None) -> list[Component]:
     return [c for c in every if c.name in wanted]
 
 
+def _running_and_healthy(component: Component) -> bool:
+    return component.pid() is not None and component.healthy()
+
+
 def up(settings: Settings, names: Iterable[str] | None = None) -> list[Status]:
     """Start what is not running and wait for every component's health check. Idempotent."""
     settings.stack_dir.mkdir(parents=True, exist_ok=True)
@@ -43,7 +49,7 @@ def up(settings: Settings, names: Iterable[str] | None = None) -> list[Status]:
             component.prepare()
             component.start()
         print(f"  {component.name:<11} waiting for health check on port {component.port} ...", flush=True)
-        if not wait_until(lambda c=component: c.pid() is not None and c.healthy(), settings.start_timeout_s, 1.0):
+        if not wait_until(partial(_running_and_healthy, component), settings.start_timeout_s, 1.0):
             reason = "exited" if component.pid() is None else f"not healthy after {settings.start_timeout_s:.0f} s"
             raise StackError(component.name, f"{reason}; see {component.log_file} (kintsmesh stack logs {component.name})")
         component.after_start()
@@ -63,6 +69,17 @@ def down(settings: Settings, names: Iterable[str] | None = None) -> list[str]:
             stopped.append(component.name)
             print(f"  {component.name:<11} stopped", flush=True)
     return stopped
+
+
+def reset(settings: Settings) -> None:
+    """Stop everything and delete all data (databases, topics, connector offsets, simulator state).
+
+    Resolved jars and the Maven cache are kept, so the next ``up`` is quick.
+    """
+    down(settings)
+    for component in components(settings):
+        shutil.rmtree(component.home, ignore_errors=True)
+    shutil.rmtree(settings.stack_dir / "sim", ignore_errors=True)
 
 
 def status(settings: Settings) -> list[Status]:

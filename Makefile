@@ -1,0 +1,59 @@
+# Kintsmesh: the two commands are `make demo` and `make test`.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+KM      := $(BIN)/kintsmesh
+STAMP   := $(VENV)/.installed
+DEMO_PEOPLE ?= 20000
+DEMO_RATE   ?= 200
+DEMO_SECONDS ?= 60
+
+.PHONY: setup demo test unit integration typecheck up down status bench-capture clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+up: setup
+	$(KM) stack up
+	$(KM) connect apply --wait 180
+
+down:
+	-$(KM) stack down
+
+status:
+	$(KM) stack status
+	$(KM) connect status
+
+# Start everything, load a city, run live department activity and show the change events per department.
+demo: up
+	$(KM) simulate --initial $(DEMO_PEOPLE)
+	$(BIN)/python -m kintsmesh.demo --rate $(DEMO_RATE) --duration $(DEMO_SECONDS)
+	@echo "The stack is still up: Prometheus http://127.0.0.1:19090, Kafka 127.0.0.1:19092, Connect http://127.0.0.1:18083"
+	@echo "Stop it with: make down"
+
+unit: setup
+	$(BIN)/pytest tests/unit -q
+
+typecheck: setup
+	$(BIN)/mypy
+
+integration: up
+	$(BIN)/pytest tests/integration -q
+
+# Set up everything, start the stack, run every test, stop the stack (also when a test fails).
+test: setup
+	$(BIN)/pytest tests/unit -q
+	$(BIN)/mypy
+	$(MAKE) up
+	$(BIN)/pytest tests/integration -q; status=$$?; $(KM) stack down; exit $$status
+
+bench-capture: up
+	$(KM) bench capture
+
+clean: down
+	rm -rf .stack $(VENV)

@@ -1,0 +1,1 @@
+"""Benchmarks: commands that print a table and write ``bench/results/<stage>.json``."""

@@ -1,0 +1,114 @@
+"""``kintsmesh bench capture``: commit-to-topic latency at a fixed rate, and the highest sustained capture rate.
+
+1. Latency: the simulator writes live department changes at ``--rate`` changes/s
+   (one small transaction per department write, as department systems do) and
+   every change event's commit -> log-append latency is recorded.
+2. Throughput: ``--burst`` contribution rows are COPYed into hrss.sb_jfmx as fast
+   as PostgreSQL takes them; the capture rate is events on the topic divided by the
+   time from the first commit to the last event appended. The rows are deleted after.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psycopg
+
+from kintsmesh.errors import KintsmeshError
+from kintsmesh.settings import REPO_ROOT, Settings
+from kintsmesh.simulate.events import LiveCity
+from kintsmesh.simulate.runner import sim_dir
+from kintsmesh.watch import RawTopicWatcher, percentile
+
+RESULTS = REPO_ROOT / "bench" / "results"
+
+
+def _latency_run(settings: Settings, rate: float, duration_s: float) -> dict[str, float]:
+    import pickle
+
+    state = sim_dir(settings) / "city.pickle"
+    if not state.is_file():
+        raise KintsmeshError("bench capture: no simulated city yet; run kintsmesh simulate --initial 20000 first")
+    with open(state, "rb") as fh:
+        city = pickle.load(fh)
+    watcher = RawTopicWatcher(settings).start()
+    stats = LiveCity(city, seed=99, dirty_rate=0.03).run(settings, rate=rate, duration_s=duration_s, on_row=lambda r, o: None)
+    watcher.wait_for(stats.changes, timeout_s=60)
+    counts, latencies = watcher.snapshot()
+    watcher.stop()
+    with open(state, "wb") as fh:
+        pickle.dump(city, fh)
+    return {
+        "rate_per_s": stats.changes / stats.elapsed_s,
+        "changes_written": stats.changes,
+        "events_captured": sum(counts.values()),
+        "latency_p50_ms": percentile(latencies, 50),
+        "latency_p99_ms": percentile(latencies, 99),
+        "latency_max_ms": max(latencies) if latencies else float("nan"),
+    }
+
+
+def _throughput_run(settings: Settings, burst: int) -> dict[str, float]:
+    tag = f"BN{int(time.time()) % 10**6:06d}"
+    persons = max(1, burst // 120)
+    watcher = RawTopicWatcher(settings, accept=lambda key, value: str(key.get("grbh", "")).startswith(tag)).start()
+    with psycopg.connect(settings.dsn("hrss")) as conn:
+        with conn.cursor() as cur, cur.copy("COPY sb_cbry (grbh, xm, xb) FROM STDIN") as copy:
+            for i in range(persons):
+                copy.write_row([f"{tag}{i:06d}", "压测", "M"])
+        conn.commit()
+        started_ms = time.time() * 1000
+        written = 0
+        while written < burst:
+            with conn.cursor() as cur, cur.copy("COPY sb_jfmx (grbh, jfny, xzdm, jfjs) FROM STDIN") as copy:
+                for _ in range(min(2000, burst - written)):
+                    month = written // persons
+                    copy.write_row([f"{tag}{written % persons:06d}", f"{1900 + month // 12:04d}{month % 12 + 1:02d}", "110", 5000])
+                    written += 1
+            conn.commit()
+        write_s = time.time() - started_ms / 1000
+        complete = watcher.wait_for(persons + burst, timeout_s=300)
+        counts, _ = watcher.snapshot()
+        last_ms = watcher.last_ms or started_ms
+        watcher.stop()
+        conn.execute("DELETE FROM sb_jfmx WHERE grbh LIKE %s", [tag + "%"])
+        conn.execute("DELETE FROM sb_cbry WHERE grbh LIKE %s", [tag + "%"])
+        conn.commit()
+    captured = sum(counts.values())
+    if not complete:
+        raise KintsmeshError(f"bench capture: only {captured:,} of {persons + burst:,} events arrived within 300 s")
+    return {
+        "burst_rows": persons + burst,
+        "write_rows_per_s": (persons + burst) / write_s,
+        "events_per_s": captured / ((last_ms - started_ms) / 1000),
+    }
+
+
+def run_capture_bench(settings: Settings, rate: float, duration_s: float, burst: int) -> dict[str, object]:
+    print(f"capture latency at {rate:.0f} changes/s for {duration_s:.0f} s ...", flush=True)
+    latency = _latency_run(settings, rate, duration_s)
+    print(f"capture throughput: {burst:,} rows written as fast as possible ...", flush=True)
+    throughput = _throughput_run(settings, burst)
+    result: dict[str, object] = {
+        "events_per_s": round(throughput["events_per_s"], 1),
+        "latency_p50_ms": round(latency["latency_p50_ms"], 1),
+        "latency_p99_ms": round(latency["latency_p99_ms"], 1),
+        "rate_per_s": round(latency["rate_per_s"], 1),
+        "detail": {"latency_run": latency, "throughput_run": throughput},
+        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, whole stack on one host",
+    }
+    print(f"{'metric':<34}{'value':>12}")
+    print(f"{'achieved write rate (changes/s)':<34}{result['rate_per_s']:>12}")
+    print(f"{'commit->topic p50 (ms)':<34}{result['latency_p50_ms']:>12}")
+    print(f"{'commit->topic p99 (ms)':<34}{result['latency_p99_ms']:>12}")
+    print(f"{'sustained capture (events/s)':<34}{result['events_per_s']:>12}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = Path(RESULTS / "capture.json")
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written {out}")
+    return result

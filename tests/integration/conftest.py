@@ -1,0 +1,80 @@
+"""Integration tests run against the real stack (make test starts it).
+
+They fail, never skip, when the stack is missing: a CDC test that did not run
+proves nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from connect.client import ConnectClient
+from connect.connectors import connector_name
+from kintsmesh import stack
+from kintsmesh.settings import DEPARTMENTS, Settings
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    settings = Settings()
+    down = [s.name for s in stack.status(settings) if not s.healthy]
+    if down:
+        pytest.fail(f"stack components not healthy: {down}; run `kintsmesh stack up` (make test does)")
+    client = ConnectClient(settings.connect_endpoint)
+    try:
+        client.wait_running([connector_name(d) for d in DEPARTMENTS], timeout_s=120)
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"Debezium connectors not running: {exc}; run `kintsmesh connect apply`")
+    return settings
+
+
+class TopicTail:
+    """A consumer positioned at the current end of a topic: sees only what comes next."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self.consumer = Consumer({
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": f"test-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "log_level": 0,
+        })
+        metadata = self.consumer.list_topics(topic, timeout=10).topics[topic]
+        partitions = []
+        for p in metadata.partitions:
+            _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            partitions.append(TopicPartition(topic, p, high))
+        self.consumer.assign(partitions)
+
+    def collect(self, until, timeout_s: float) -> list[tuple[dict, dict, int]]:
+        """(key, value, log-append timestamp ms) until ``until(events)`` holds or the timeout."""
+        events: list[tuple[dict, dict, int]] = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not until(events):
+            for message in self.consumer.consume(500, timeout=0.5):
+                if message.error() or message.value() is None:
+                    continue
+                events.append((json.loads(message.key()), json.loads(message.value()), message.timestamp()[1]))
+        return events
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+@pytest.fixture
+def tail(settings: Settings) -> Iterator:
+    opened: list[TopicTail] = []
+
+    def open_tail(topic: str) -> TopicTail:
+        t = TopicTail(settings, topic)
+        opened.append(t)
+        return t
+
+    yield open_tail
+    for t in opened:
+        t.close()

@@ -1,0 +1,57 @@
+"""docker-compose.yml cannot run here (no Docker engine): check it statically against the local stack."""
+
+from pathlib import Path
+
+import yaml
+
+from kintsmesh.settings import REPO_ROOT, Settings
+from kintsmesh.stack.components import components
+
+COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+
+
+def host_ports(service: str) -> set[int]:
+    return {int(str(p).split(":")[0]) for p in SERVICES[service].get("ports", [])}
+
+
+def test_every_local_component_has_a_service_on_the_same_host_port():
+    settings = Settings()
+    for component in components(settings):
+        assert component.name in SERVICES, component.name
+        assert component.port in host_ports(component.name), (component.name, component.port)
+
+
+def test_images_match_the_versions_the_local_stack_resolves():
+    kafka_pom = (REPO_ROOT / "stack/maven/kafka/pom.xml").read_text()
+    debezium_pom = (REPO_ROOT / "stack/maven/debezium/pom.xml").read_text()
+    kafka_version = SERVICES["kafka"]["image"].split(":")[1]
+    debezium_version = SERVICES["connect"]["image"].split(":")[1]
+    assert f"<kafka.version>{kafka_version}</kafka.version>" in kafka_pom
+    assert f"<debezium.version>{debezium_version}</debezium.version>" in debezium_pom
+
+
+def test_postgres_has_logical_decoding_and_the_stack_credentials():
+    pg = SERVICES["postgres"]
+    assert "wal_level=logical" in pg["command"]
+    settings = Settings()
+    assert pg["environment"]["POSTGRES_USER"] == settings.pg_user
+    assert pg["environment"]["POSTGRES_PASSWORD"] == settings.pg_password.get_secret_value()
+
+
+def test_connect_uses_the_same_internal_topics_and_converters_as_the_local_worker(tmp_path: Path):
+    from kintsmesh.stack.components import Connect
+
+    local = Connect(Settings(stack_dir=tmp_path))
+    env = SERVICES["connect"]["environment"]
+    source = (REPO_ROOT / "kintsmesh/stack/components.py").read_text()
+    for key in ("CONFIG_STORAGE_TOPIC", "OFFSET_STORAGE_TOPIC", "STATUS_STORAGE_TOPIC", "GROUP_ID"):
+        assert f'"{env[key]}"' in source, key
+    assert env["VALUE_CONVERTER"] == "org.apache.kafka.connect.json.JsonConverter"
+    assert local.port == 18083
+
+
+def test_prometheus_config_files_define_the_same_jobs():
+    local = yaml.safe_load((REPO_ROOT / "monitoring/prometheus.yml").read_text())
+    compose = yaml.safe_load((REPO_ROOT / "monitoring/prometheus-compose.yml").read_text())
+    assert [j["job_name"] for j in local["scrape_configs"]] == [j["job_name"] for j in compose["scrape_configs"]]

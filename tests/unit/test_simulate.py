@@ -1,0 +1,86 @@
+import random
+from collections import Counter
+from datetime import date
+
+import pytest
+from stdnum.cn import ric, uscc
+
+from kintsmesh.simulate.city import age, build_city
+from kintsmesh.simulate.departments import PRIMARY_KEYS, DepartmentViews, initial_rows
+
+TODAY = date(2026, 11, 27)
+
+
+def rows_for(seed: int, n: int = 1500, dirty: float = 0.05):
+    city = build_city(seed, n, TODAY)
+    return city, initial_rows(city, DepartmentViews(city, random.Random(seed + 1), dirty))
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return rows_for(7)
+
+
+def test_same_seed_same_rows():
+    _, first = rows_for(11, 600)
+    _, second = rows_for(11, 600)
+    assert [(r.table, r.values, r.truth) for r in first] == [(r.table, r.values, r.truth) for r in second]
+    _, other = rows_for(12, 600)
+    assert [r.values for r in first] != [r.values for r in other]
+
+
+def test_true_identifiers_are_valid(sample):
+    city, _ = sample
+    # check character and birth date; python-stdnum's birth-place history starts in the
+    # 1980s, so its full is_valid() refuses real area codes for people born before that
+    assert all(ric.calc_check_digit(p) == p[-1] for p in city.people)
+    assert all(ric.get_birth_date(p) == city.people[p].birth for p in city.people)
+    assert all(uscc.is_valid(e) for e in city.enterprises)
+
+
+def test_ground_truth_links_point_at_real_entities(sample):
+    city, rows = sample
+    known = set(city.people) | set(city.enterprises) | set(city.houses) | set(city.households)
+    for row in rows:
+        assert row.truth, row
+        for role, canonical in row.truth.items():
+            # a divorced single's former spouse may live elsewhere; everything else is in the city
+            assert canonical in known, (row.table, role, canonical)
+
+
+def test_primary_keys_are_unique_per_table(sample):
+    _, rows = sample
+    keys = Counter((r.database, r.table, r.key) for r in rows)
+    assert max(keys.values()) == 1
+    assert {(r.database, r.table) for r in rows} == set(PRIMARY_KEYS)
+
+
+def test_families_include_children_turning_six_this_year(sample):
+    city, _ = sample
+    six = [p for p in city.people.values() if TODAY.year - p.birth.year == 6]
+    assert six, "the school-age life event needs children turning six this year"
+    assert all(p.mother for p in six)
+    ages = Counter(min(age(p.birth, TODAY) // 10, 8) for p in city.people.values())
+    assert len(ages) >= 7  # every decade of life is represented
+
+
+def test_dirty_values_appear_at_about_the_configured_rate():
+    city, rows = rows_for(3, 1500, dirty=0.10)
+    police = [r for r in rows if r.table == "rk_jbxx"]
+    dirty = sum(r.values["gmsfhm"] != r.truth["person"] for r in police)
+    assert 0.05 < dirty / len(police) < 0.16
+    _, clean = rows_for(3, 1500, dirty=0.0)
+    assert all(r.values["gmsfhm"] == r.truth["person"] for r in clean if r.table == "rk_jbxx")
+
+
+def test_department_habits(sample):
+    _, rows = sample
+    by_table = {}
+    for r in rows:
+        by_table.setdefault(r.table, r.values)
+    assert by_table["rk_jbxx"]["hjdz"].startswith("广东省深圳市")
+    assert not by_table["fw_jbxx"]["zl"].startswith("广东省")
+    assert by_table["cszm"]["xsexb"] in ("男", "女")
+    assert by_table["sb_cbry"]["xb"] in ("M", "F")
+    assert len(by_table["rk_jbxx"]["csrq"]) == 8
+    assert "/" in by_table["xs_xj"]["csrq"]
