@@ -65,13 +65,14 @@ class RawTopicWatcher:
     def _run(self) -> None:
         while not self._stop.is_set():
             for message in self.consumer.consume(1000, timeout=0.2):
-                if message.error() or message.value() is None:
+                payload, raw_key = message.value(), message.key()
+                if message.error() or payload is None:
                     continue
-                value = json.loads(message.value())
+                value = json.loads(payload)
                 source = value.get("source") or {}
                 if source.get("snapshot") not in (None, "false"):
                     continue
-                key = json.loads(message.key()) if message.key() else {}
+                key = json.loads(raw_key) if raw_key else {}
                 if not self.accept(key, value):
                     continue
                 appended_ms = message.timestamp()[1]
