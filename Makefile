@@ -49,8 +49,7 @@ integration: up
 test: setup
 	$(BIN)/pytest tests/unit -q
 	$(BIN)/mypy
-	$(MAKE) up
-	$(BIN)/pytest tests/integration -q; status=$$?; $(KM) stack down; exit $$status
+	$(MAKE) up && $(BIN)/pytest tests/integration -q; status=$$?; $(KM) stack down; exit $$status
 
 bench-capture: up
 	$(KM) bench capture

@@ -17,6 +17,10 @@ from kintsmesh.errors import KintsmeshError, TransientError
 ConnectorState = Literal["RUNNING", "FAILED", "PAUSED", "UNASSIGNED", "RESTARTING", "STOPPED", "MISSING"]
 
 
+RETRIABLE_STATUS = frozenset({409, 500, 503})
+RETRIES = 8
+
+
 class ConnectError(KintsmeshError):
     def __init__(self, method: str, path: str, status: int, message: str) -> None:
         super().__init__(f"Kafka Connect {method} {path} -> {status}: {message}")
@@ -48,10 +52,16 @@ class ConnectClient:
         self.session = requests.Session()
 
     def _call(self, method: str, path: str, **kwargs: object) -> requests.Response:
-        try:
-            response = self.session.request(method, self.base_url + path, timeout=self.timeout_s, **kwargs)  # type: ignore[arg-type]
-        except requests.ConnectionError as exc:
-            raise TransientError(f"Kafka Connect is not reachable at {self.base_url} (is the stack up?)") from exc
+        # 409 (rebalance in progress) and 500/503 right after a worker (re)joins its group are
+        # passing states of a distributed worker: retry with back-off before giving up
+        for attempt in range(RETRIES):
+            try:
+                response = self.session.request(method, self.base_url + path, timeout=self.timeout_s, **kwargs)  # type: ignore[arg-type]
+            except requests.ConnectionError as exc:
+                raise TransientError(f"Kafka Connect is not reachable at {self.base_url} (is the stack up?)") from exc
+            if response.status_code not in RETRIABLE_STATUS or attempt == RETRIES - 1:
+                break
+            time.sleep(min(0.5 * 2**attempt, 5.0))
         if response.status_code >= 400 and response.status_code != 404:
             try:
                 message = response.json().get("message", response.text)
