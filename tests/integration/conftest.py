@@ -42,9 +42,15 @@ class TopicTail:
             "bootstrap.servers": settings.kafka_bootstrap,
             "group.id": f"test-{uuid.uuid4()}",
             "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "topic.metadata.refresh.interval.ms": 1000,
             "log_level": 0,
         })
-        metadata = self.consumer.list_topics(topic, timeout=10).topics[topic]
+        metadata = self.consumer.list_topics(timeout=10).topics.get(topic)
+        if metadata is None or not metadata.partitions:
+            # Debezium creates a table's topic with its first change: read it from the start
+            self.consumer.subscribe([topic])
+            return
         partitions = []
         for p in metadata.partitions:
             _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
