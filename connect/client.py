@@ -94,9 +94,6 @@ class ConnectClient:
         if response.status_code == 404:
             raise ConnectError("POST", f"/connectors/{name}/restart", 404, "no such connector; run kintsmesh connect apply")
 
-    def delete(self, name: str) -> None:
-        self._call("DELETE", f"/connectors/{name}")
-
     def wait_running(self, names: list[str], timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         pending = list(names)

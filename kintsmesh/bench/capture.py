@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import json
+import os
+import pickle
 import platform
 import time
 from datetime import datetime, timezone
@@ -28,8 +30,6 @@ RESULTS = REPO_ROOT / "bench" / "results"
 
 
 def _latency_run(settings: Settings, rate: float, duration_s: float) -> dict[str, float]:
-    import pickle
-
     state = sim_dir(settings) / "city.pickle"
     if not state.is_file():
         raise KintsmeshError("bench capture: no simulated city yet; run kintsmesh simulate --initial 20000 first")
@@ -100,7 +100,7 @@ def run_capture_bench(settings: Settings, rate: float, duration_s: float, burst:
         "rate_per_s": round(latency["rate_per_s"], 1),
         "detail": {"latency_run": latency, "throughput_run": throughput},
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, whole stack on one host",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, whole stack on one host",
     }
     print(f"{'metric':<34}{'value':>12}")
     print(f"{'achieved write rate (changes/s)':<34}{result['rate_per_s']:>12}")

@@ -245,20 +245,29 @@ class CityBuilder:
         self.city.households[hh.hh] = hh
         return hh
 
-    def marry(self, husband: Person, wife: Person, on: date) -> Marriage:
-        husband.marital = wife.marital = "20"
-        husband.spouse, wife.spouse = wife.ric, husband.ric
+    def register(self, kind: str, husband: Person, wife: Person, on: date) -> Marriage:
+        """A marriage (结婚) or divorce (离婚) registration at a civil-affairs office."""
         marriage = Marriage(
             reg_id=self.city.next_id("marriage"),
-            kind="结婚",
+            kind=kind,
             husband=husband.ric,
             wife=wife.ric,
             on=on,
             office=self.rng.choice(self.geo["registration_offices"]),
-            cert_no=f"J440300-{on.year}-{self.rng.randrange(10**6):06d}",
+            cert_no=f"{'J' if kind == '结婚' else 'L'}440300-{on.year}-{self.rng.randrange(10**6):06d}",
         )
         self.city.marriages.append(marriage)
         return marriage
+
+    def marry(self, husband: Person, wife: Person, on: date) -> Marriage:
+        husband.marital = wife.marital = "20"
+        husband.spouse, wife.spouse = wife.ric, husband.ric
+        return self.register("结婚", husband, wife, on)
+
+    def divorce(self, husband: Person, wife: Person, on: date) -> Marriage:
+        husband.marital = wife.marital = "40"
+        husband.spouse = wife.spouse = None
+        return self.register("离婚", husband, wife, on)
 
     def add_child(self, household: Household, father: Person | None, mother: Person, birth: date) -> Person:
         gender = self.rng.choice("12")

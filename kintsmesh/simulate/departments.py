@@ -278,7 +278,7 @@ def initial_rows(city: City, views: DepartmentViews, months: int = 6) -> list[Ro
     for hh in city.households.values():
         if city.people[hh.head].hukou:
             rows.append(views.household(hh))
-    month_list = [_month(today, -i) for i in range(months, 0, -1)]
+    month_list = [shift_month(f"{today:%Y%m}", -i) for i in range(months, 0, -1)]
     for p in city.people.values():
         years = age(p.birth, today)
         if p.hukou:
@@ -300,11 +300,7 @@ def initial_rows(city: City, views: DepartmentViews, months: int = 6) -> list[Ro
     return rows
 
 
-def _month(today: date, offset: int) -> str:
-    index = today.year * 12 + today.month - 1 + offset
-    return f"{index // 12:04d}{index % 12 + 1:02d}"
-
-
-def next_month(month: str) -> str:
-    index = int(month[:4]) * 12 + int(month[4:]) - 1 + 1
+def shift_month(month: str, offset: int) -> str:
+    """'YYYYMM' moved by ``offset`` months."""
+    index = int(month[:4]) * 12 + int(month[4:]) - 1 + offset
     return f"{index // 12:04d}{index % 12 + 1:02d}"

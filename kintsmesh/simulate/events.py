@@ -20,7 +20,7 @@ from psycopg import sql
 
 from kintsmesh.settings import DEPARTMENTS, Settings
 from kintsmesh.simulate.city import City, CityBuilder, Marriage, Person, age
-from kintsmesh.simulate.departments import PRIMARY_KEYS, DepartmentViews, Row, next_month
+from kintsmesh.simulate.departments import PRIMARY_KEYS, DepartmentViews, Row, shift_month
 
 Op = Literal["c", "u", "d"]
 Change = tuple[Row, Op]
@@ -95,11 +95,7 @@ class LiveCity:
         if husband is None or husband.spouse is None:
             return []
         wife = self.city.people[husband.spouse]
-        marriage = self.builder.marry(husband, wife, self.city.today)
-        marriage.kind = "离婚"
-        husband.marital = wife.marital = "40"
-        husband.spouse = wife.spouse = None
-        return self._register(marriage, husband, wife)
+        return self._register(self.builder.divorce(husband, wife, self.city.today), husband, wife)
 
     def move(self) -> list[tuple[str, list[Change]]]:
         head = self.pick(lambda p: p.relation == "01" and p.hukou)
@@ -169,7 +165,7 @@ class LiveCity:
         person = self.pick(lambda p: p.insured_no is not None and p.employer is not None and p.last_paid_month is not None)
         if person is None or person.last_paid_month is None:
             return []
-        person.last_paid_month = next_month(person.last_paid_month)
+        person.last_paid_month = shift_month(person.last_paid_month, 1)
         rows = self.views.contributions(person, person.last_paid_month)
         return [("hrss", [(row, "c") for row in rows])]
 

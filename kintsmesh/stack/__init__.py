@@ -29,8 +29,8 @@ def _select(settings: Settings, names: Iterable[str] | None) -> list[Component]:
     return [c for c in every if c.name in wanted]
 
 
-def _running_and_healthy(component: Component) -> bool:
-    return component.pid() is not None and component.healthy()
+def _healthy(component: Component) -> bool:
+    return component.status().healthy
 
 
 def up(settings: Settings, names: Iterable[str] | None = None) -> list[Status]:
@@ -38,7 +38,7 @@ def up(settings: Settings, names: Iterable[str] | None = None) -> list[Status]:
     settings.stack_dir.mkdir(parents=True, exist_ok=True)
     for component in _select(settings, names):
         started = time.monotonic()
-        if component.pid() is not None and component.status().healthy:
+        if component.status().healthy:
             print(f"  {component.name:<11} already up (port {component.port})", flush=True)
             continue
         if stale := stale_pid(component):
@@ -49,7 +49,7 @@ def up(settings: Settings, names: Iterable[str] | None = None) -> list[Status]:
             component.prepare()
             component.start()
         print(f"  {component.name:<11} waiting for health check on port {component.port} ...", flush=True)
-        if not wait_until(partial(_running_and_healthy, component), settings.start_timeout_s, 1.0):
+        if not wait_until(partial(_healthy, component), settings.start_timeout_s, 1.0):
             reason = "exited" if component.pid() is None else f"not healthy after {settings.start_timeout_s:.0f} s"
             raise StackError(component.name, f"{reason}; see {component.log_file} (kintsmesh stack logs {component.name})")
         component.after_start()
