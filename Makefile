@@ -8,7 +8,7 @@ DEMO_PEOPLE ?= 20000
 DEMO_RATE   ?= 200
 DEMO_SECONDS ?= 60
 
-.PHONY: setup demo test unit integration typecheck up down status bench-capture clean
+.PHONY: setup demo test unit integration typecheck up down status bench-capture reset clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -31,7 +31,7 @@ status:
 
 # Start everything, load a city, run live department activity and show the change events per department.
 demo: up
-	$(KM) simulate --initial $(DEMO_PEOPLE)
+	$(KM) simulate --initial $(DEMO_PEOPLE) --keep-existing
 	$(BIN)/python -m kintsmesh.demo --rate $(DEMO_RATE) --duration $(DEMO_SECONDS)
 	@echo "The stack is still up: Prometheus http://127.0.0.1:19090, Kafka 127.0.0.1:19092, Connect http://127.0.0.1:18083"
 	@echo "Stop it with: make down"
@@ -53,6 +53,9 @@ test: setup
 
 bench-capture: up
 	$(KM) bench capture
+
+reset:
+	$(KM) stack reset
 
 clean: down
 	rm -rf .stack $(VENV)

@@ -98,6 +98,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         dirty_rate=args.dirty_rate,
         truth_path=args.truth,
         today=args.today,
+        keep_existing=args.keep_existing,
     )
     return 0
 
@@ -145,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=60.0, metavar="S", help="seconds of live changes")
     p.add_argument("--dirty-rate", type=float, default=0.03, help="share of department values written dirty")
     p.add_argument("--today", type=date.fromisoformat, default=None, help="the city's 'today' (default: the real date)")
+    p.add_argument("--keep-existing", action="store_true", help="--initial: keep a city already loaded instead of failing")
     p.add_argument("--truth", default=None, help="ground-truth file (default .stack/sim/ground_truth.jsonl)")
     p.set_defaults(handler=cmd_simulate)
 

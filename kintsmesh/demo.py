@@ -8,7 +8,7 @@ import time
 
 from kintsmesh.settings import DEPARTMENTS, Settings
 from kintsmesh.simulate.runner import run_simulation
-from kintsmesh.watch import RawTopicWatcher, percentile
+from kintsmesh.watch import RawTopicWatcher, percentile, wait_for_capture_to_settle
 
 
 def main() -> None:
@@ -18,6 +18,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2026)
     args = parser.parse_args()
     settings = Settings()
+    print("capturing what is already in the department databases (snapshot / bulk load) ...", flush=True)
+    total = wait_for_capture_to_settle(
+        settings, report=lambda n: print(f"  {n:,} change events on raw.* so far", flush=True))
+    print(f"capture caught up: {total:,} change events on raw.* topics", flush=True)
     watcher = RawTopicWatcher(settings).start()
     print(f"live department activity: {args.rate:.0f} changes/s for {args.duration:.0f} s; "
           "change events on raw.<dept>.* (commit -> topic latency):", flush=True)

@@ -27,6 +27,34 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
+def raw_event_total(consumer: Consumer) -> int:
+    """Events ever appended to the raw change topics (sum of their end offsets)."""
+    total = 0
+    for name, topic in consumer.list_topics(timeout=10).topics.items():
+        if name.startswith("raw."):
+            for partition in topic.partitions:
+                total += consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=10)[1]
+    return total
+
+
+def wait_for_capture_to_settle(settings: Settings, quiet_s: float = 5.0, timeout_s: float = 600.0,
+                               report: Callable[[int], object] = lambda total: None) -> int:
+    """Block until no new raw change event has appeared for ``quiet_s`` (a backlog was captured)."""
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "kintsmesh-settle", "log_level": 0})
+    try:
+        deadline = time.monotonic() + timeout_s
+        last, last_change = raw_event_total(consumer), time.monotonic()
+        while time.monotonic() - last_change < quiet_s and time.monotonic() < deadline:
+            time.sleep(1.0)
+            total = raw_event_total(consumer)
+            if total != last:
+                last, last_change = total, time.monotonic()
+                report(total)
+        return last
+    finally:
+        consumer.close()
+
+
 class RawTopicWatcher:
     """Consumes ``raw.*`` from the current end in a background thread."""
 

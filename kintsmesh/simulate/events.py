@@ -13,17 +13,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Literal
 
-import psycopg
-from psycopg import sql
-
-from kintsmesh.settings import DEPARTMENTS, Settings
+from kintsmesh.settings import Settings
 from kintsmesh.simulate.city import City, CityBuilder, Marriage, Person, age
-from kintsmesh.simulate.departments import PRIMARY_KEYS, DepartmentViews, Row, shift_month
+from kintsmesh.simulate.departments import DepartmentViews, Row, shift_month
+from kintsmesh.simulate.writer import Change, DepartmentWriter, Op
 
-Op = Literal["c", "u", "d"]
-Change = tuple[Row, Op]
 
 EVENT_WEIGHTS: dict[str, int] = {
     "contribution": 30, "correction": 10, "rental_started": 8, "move": 6, "birth": 6, "marriage": 5,
@@ -203,6 +198,7 @@ class LiveCity:
             on_row: Callable[[Row, Op], object]) -> LiveStats:
         writer = DepartmentWriter(settings)
         stats = LiveStats()
+        ok = False
         started = time.monotonic()
         last_report = started
         try:
@@ -214,7 +210,7 @@ class LiveCity:
                 if due > now:
                     time.sleep(due - now)
                 for department, changes in writes:
-                    writer.commit(department, changes)
+                    writer.submit(department, changes)
                     stats.transactions += 1
                     stats.changes += len(changes)
                     for row, op in changes:
@@ -223,54 +219,8 @@ class LiveCity:
                 if time.monotonic() - last_report >= 10:
                     last_report = time.monotonic()
                     print(f"  live: {stats.changes:,} changes in {last_report - started:.0f} s", flush=True)
+            ok = True
         finally:
-            writer.close()
+            writer.close(flush=ok)
         stats.elapsed_s = time.monotonic() - started
         return stats
-
-
-class DepartmentWriter:
-    """One connection per department database; each ``commit`` is one transaction."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.connections = {d: psycopg.connect(settings.dsn(d)) for d in DEPARTMENTS}
-
-    def commit(self, department: str, changes: list[Change]) -> None:
-        conn = self.connections[department]
-        with conn.cursor() as cur:
-            for row, op in changes:
-                cur.execute(*statement(row, op))
-        conn.commit()
-
-    def close(self) -> None:
-        for conn in self.connections.values():
-            conn.close()
-
-
-def statement(row: Row, op: Op) -> tuple[sql.Composed, list[object]]:
-    keys = PRIMARY_KEYS[(row.database, row.table)]
-    table = sql.Identifier(row.table)
-    where = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(k)) for k in keys)
-    key_values = [row.values[k] for k in keys]
-    if op == "c":
-        columns = list(row.values)
-        return (
-            sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
-                table, sql.SQL(", ").join(map(sql.Identifier, columns)), sql.SQL(", ").join(sql.Placeholder() * len(columns))
-            ),
-            [row.values[c] for c in columns],
-        )
-    if op == "u":
-        columns = [c for c in row.values if c not in keys]
-        assignments = sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in columns)
-        return (
-            sql.SQL("UPDATE {} SET {}, gxsj = localtimestamp(0) WHERE {}").format(table, assignments, where)
-            if row.table in _TABLES_WITH_GXSJ
-            else sql.SQL("UPDATE {} SET {} WHERE {}").format(table, assignments, where),
-            [row.values[c] for c in columns] + key_values,
-        )
-    return sql.SQL("DELETE FROM {} WHERE {}").format(table, where), key_values
-
-
-# tables whose rows carry an update timestamp the department's system maintains
-_TABLES_WITH_GXSJ = frozenset({"hj_hu", "rk_jbxx", "jzz", "cszm", "sb_cbry", "fw_jbxx", "zl_ba", "qy_djxx", "xs_xj"})

@@ -74,11 +74,20 @@ def run_simulation(
     dirty_rate: float,
     truth_path: str | None,
     today: date | None = None,
+    keep_existing: bool = False,
 ) -> None:
     folder = sim_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
     state_file = folder / "city.pickle"
     truth = Path(truth_path) if truth_path else folder / "ground_truth.jsonl"
+    if initial is not None and state_file.is_file():
+        if not keep_existing:
+            raise KintsmeshError(
+                f"simulate: a city is already loaded ({state_file}); its rows are in the department databases. "
+                "Continue it with --rate, or start afresh with `kintsmesh stack reset`"
+            )
+        print(f"a city is already loaded ({state_file}); keeping it", flush=True)
+        initial = None
     if initial is not None:
         started = time.monotonic()
         city = build_city(seed, initial, today or date.today())

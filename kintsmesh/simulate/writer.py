@@ -1,0 +1,101 @@
+"""Department systems committing their changes: one writer thread and connection per database.
+
+Departments run on their own servers and commit independently; one thread per
+department keeps each department's changes in order while letting PostgreSQL
+group-commit the departments' transactions together, as it would in production.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from functools import cache
+from typing import Literal
+
+import psycopg
+from psycopg import sql
+
+from kintsmesh.errors import KintsmeshError
+from kintsmesh.settings import DEPARTMENTS, Settings
+from kintsmesh.simulate.departments import PRIMARY_KEYS, Row
+
+Op = Literal["c", "u", "d"]
+Change = tuple[Row, Op]
+
+# tables whose rows carry an update timestamp the department's system maintains
+_TABLES_WITH_GXSJ = frozenset({"hj_hu", "rk_jbxx", "jzz", "cszm", "sb_cbry", "fw_jbxx", "zl_ba", "qy_djxx", "xs_xj"})
+_STOP = object()
+
+
+class DepartmentWriter:
+    """``submit`` queues one transaction for a department; ``close`` waits for all of them."""
+
+    def __init__(self, settings: Settings, backlog: int = 2000) -> None:
+        self.queues: dict[str, queue.Queue[object]] = {d: queue.Queue(maxsize=backlog) for d in DEPARTMENTS}
+        self.errors: list[BaseException] = []
+        connections = {d: psycopg.connect(settings.dsn(d)) for d in DEPARTMENTS}
+        self.threads = [
+            threading.Thread(target=self._commit_loop, args=(connections[d], self.queues[d]), name=f"writer-{d}", daemon=True)
+            for d in DEPARTMENTS
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def _commit_loop(self, conn: psycopg.Connection, jobs: queue.Queue[object]) -> None:
+        with conn:
+            while (job := jobs.get()) is not _STOP:
+                if self.errors:
+                    continue  # drain: the run is failing
+                try:
+                    with conn.cursor() as cur:
+                        for row, op in job:  # type: ignore[attr-defined]
+                            cur.execute(*statement(row, op))
+                    conn.commit()
+                except BaseException as exc:  # noqa: BLE001 - reported by submit()/close()
+                    self.errors.append(exc)
+
+    def _raise_first_error(self) -> None:
+        if self.errors:
+            raise KintsmeshError(f"a department write failed: {self.errors[0]!r}") from self.errors[0]
+
+    def submit(self, department: str, changes: list[Change]) -> None:
+        self._raise_first_error()
+        self.queues[department].put(changes)
+
+    def close(self, flush: bool = True) -> None:
+        for jobs in self.queues.values():
+            jobs.put(_STOP)
+        for thread in self.threads:
+            thread.join()
+        if flush:
+            self._raise_first_error()
+
+
+@cache
+def _sql(table: str, op: Op, columns: tuple[str, ...], keys: tuple[str, ...]) -> str:
+    ident = sql.Identifier(table)
+    where = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(k)) for k in keys)
+    if op == "c":
+        statement_sql = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+            ident, sql.SQL(", ").join(map(sql.Identifier, columns)), sql.SQL(", ").join(sql.Placeholder() * len(columns))
+        )
+    elif op == "u":
+        assignments = sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in columns)
+        stamp = sql.SQL(", gxsj = localtimestamp(0)") if table in _TABLES_WITH_GXSJ else sql.SQL("")
+        statement_sql = sql.SQL("UPDATE {} SET {}{} WHERE {}").format(ident, assignments, stamp, where)
+    else:
+        statement_sql = sql.SQL("DELETE FROM {} WHERE {}").format(ident, where)
+    return statement_sql.as_string()
+
+
+def statement(row: Row, op: Op) -> tuple[str, list[object]]:
+    """The SQL a department system runs for one change of one row."""
+    keys = PRIMARY_KEYS[(row.database, row.table)]
+    key_values = [row.values[k] for k in keys]
+    if op == "c":
+        columns = tuple(row.values)
+        return _sql(row.table, op, columns, keys), [row.values[c] for c in columns]
+    if op == "u":
+        columns = tuple(c for c in row.values if c not in keys)
+        return _sql(row.table, op, columns, keys), [row.values[c] for c in columns] + key_values
+    return _sql(row.table, op, (), keys), key_values
