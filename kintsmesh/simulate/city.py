@@ -130,14 +130,21 @@ class City:
         return self.counters[kind]
 
 
+NAME_POOL = 4000
+
+
 class CityBuilder:
     """Draws people, houses and enterprises; shared by the initial load and live changes."""
 
     def __init__(self, city: City, rng: random.Random) -> None:
         self.city = city
         self.rng = rng
-        self.faker = Faker("zh_CN")
-        self.faker.seed_instance(rng.randrange(2**32))
+        faker = Faker("zh_CN")
+        faker.seed_instance(rng.randrange(2**32))
+        # Faker's weighted draws are slow per call: draw pools once (the frequencies carry over)
+        self.surnames = [faker.last_name() for _ in range(NAME_POOL)]
+        self.male_names = [faker.first_name_male() for _ in range(NAME_POOL)]
+        self.female_names = [faker.first_name_female() for _ in range(NAME_POOL)]
         self.geo = geography()
 
     # -- identifiers -------------------------------------------------------
@@ -169,7 +176,10 @@ class CityBuilder:
 
     # -- names and places ---------------------------------------------------
     def given_name(self, gender: str) -> str:
-        return self.faker.first_name_male() if gender == "1" else self.faker.first_name_female()
+        return self.rng.choice(self.male_names if gender == "1" else self.female_names)
+
+    def surname(self) -> str:
+        return self.rng.choice(self.surnames)
 
     def minority_name(self) -> str:
         return f"{self.rng.choice(self.geo['minority_given_names'])}·{self.rng.choice(self.geo['minority_family_names'])}"
@@ -184,7 +194,7 @@ class CityBuilder:
             community=self.rng.choice(streets[street]),
             road=self.rng.choice(self.geo["roads"]),
             number=self.rng.randint(1, 3000),
-            estate=self.faker.last_name() + self.rng.choice(self.geo["estates"]),
+            estate=self.surname() + self.rng.choice(self.geo["estates"]),
             building=self.rng.randint(1, 30),
             room=self.rng.randint(1, 33) * 100 + self.rng.randint(1, 8),
         )
@@ -215,7 +225,7 @@ class CityBuilder:
         if ethnicity == "05" and surname is None:
             name = self.minority_name()
         else:
-            name = (surname or self.faker.last_name()) + self.given_name(gender)
+            name = (surname or self.surname()) + self.given_name(gender)
         person = Person(
             ric=self.new_ric(birth, gender, local=hukou),
             name=name,
@@ -283,7 +293,7 @@ class CityBuilder:
         enterprise = Enterprise(
             reg_no=f"440301{number:09d}",
             uscc=self.new_uscc(),
-            name=f"深圳市{self.faker.last_name()}{self.faker.first_name()}{industry}有限公司",
+            name=f"深圳市{self.surname()}{self.given_name(self.rng.choice('12'))}{industry}有限公司",
             kind=self.rng.choice(self.geo["enterprise_types"]),
             legal_rep=legal_rep,
             capital=float(self.rng.choice([10, 50, 100, 200, 500, 1000, 5000])),

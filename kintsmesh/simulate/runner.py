@@ -15,6 +15,7 @@ import random
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 
@@ -39,28 +40,33 @@ def truth_record(row: Row, op: str) -> str:
     )
 
 
-def bulk_load(settings: Settings, rows: Iterable[Row]) -> Counter[tuple[str, str]]:
-    by_table: dict[tuple[str, str], list[Row]] = defaultdict(list)
-    for row in rows:
-        by_table[(row.database, row.table)].append(row)
+def _load_department(settings: Settings, database: str, tables: dict[tuple[str, str], list[Row]]) -> Counter[tuple[str, str]]:
+    """COPY one department's tables in one transaction, parents before children."""
     counts: Counter[tuple[str, str]] = Counter()
-    for database in DEPARTMENTS:
-        tables = [key for key in by_table if key[0] == database]
-        if not tables:
-            continue
-        with psycopg.connect(settings.dsn(database)) as conn:
-            # parents before children (households before people, houses before rentals)
-            for key in sorted(tables, key=lambda k: list(PRIMARY_KEYS).index(k)):
-                batch = by_table[key]
-                columns = list(batch[0].values)
-                statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-                    sql.Identifier(key[1]), sql.SQL(", ").join(map(sql.Identifier, columns))
-                )
-                with conn.cursor() as cur, cur.copy(statement) as copy:
-                    for row in batch:
-                        copy.write_row([row.values[c] for c in columns])
-                counts[key] = len(batch)
-            conn.commit()
+    with psycopg.connect(settings.dsn(database)) as conn:
+        for key in sorted(tables, key=list(PRIMARY_KEYS).index):
+            batch = tables[key]
+            columns = list(batch[0].values)
+            statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+                sql.Identifier(key[1]), sql.SQL(", ").join(map(sql.Identifier, columns))
+            )
+            with conn.cursor() as cur, cur.copy(statement) as copy:
+                for row in batch:
+                    copy.write_row([row.values[c] for c in columns])
+            counts[key] = len(batch)
+        conn.commit()
+    return counts
+
+
+def bulk_load(settings: Settings, rows: Iterable[Row]) -> Counter[tuple[str, str]]:
+    """Departments load in parallel (separate databases, separate servers in production)."""
+    by_department: dict[str, dict[tuple[str, str], list[Row]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        by_department[row.database][(row.database, row.table)].append(row)
+    counts: Counter[tuple[str, str]] = Counter()
+    with ThreadPoolExecutor(max_workers=len(DEPARTMENTS)) as pool:
+        for done in pool.map(lambda d: _load_department(settings, d, by_department[d]), list(by_department)):
+            counts.update(done)
     return counts
 
 
