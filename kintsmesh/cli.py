@@ -110,6 +110,26 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
+    from kintsmesh.registry.store import SchemaStore
+
+    store = SchemaStore(settings)
+    try:
+        if args.action == "register":
+            if not args.file or not args.subject:
+                raise KintsmeshError("schemas register: give FILE (an .avsc) and --subject")
+            with open(args.file) as fh:
+                version = store.register(args.subject, json.load(fh), args.compatibility)
+            print(f"{version.subject} version {version.version} fingerprint {version.fingerprint.hex()}")
+            return 0
+        for subject, versions in sorted(store.versions().items()):
+            latest = versions[-1]
+            print(f"{subject:<48} versions {len(versions):<3} latest {latest.version} fingerprint {latest.fingerprint.hex()}")
+        return 0
+    finally:
+        store.close()
+
+
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from kintsmesh.stack.migrate import migrate_all
 
@@ -156,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=20.0, help="seconds per run")
     p.add_argument("--burst", type=int, default=60000, help="throughput run: changes written as fast as possible")
     p.set_defaults(handler=cmd_bench)
+
+    p = sub.add_parser("schemas", help="Avro schemas in the schema store (topic _kintsmesh_schemas)")
+    p.add_argument("action", choices=["list", "register"])
+    p.add_argument("file", nargs="?", help="register: the .avsc file")
+    p.add_argument("--subject", help="register: subject, e.g. gldm.person.candidates-value")
+    p.add_argument("--compatibility", choices=["BACKWARD", "NONE"], default="BACKWARD")
+    p.set_defaults(handler=cmd_schemas)
 
     p = sub.add_parser("migrate", help="apply pending schema migrations")
     p.set_defaults(handler=cmd_migrate)
