@@ -7,6 +7,7 @@ import threading
 import time
 
 from kintsmesh.settings import DEPARTMENTS, Settings
+from kintsmesh.simulate.events import LiveStats
 from kintsmesh.simulate.runner import run_simulation
 from kintsmesh.watch import RawTopicWatcher, percentile, wait_for_capture_to_settle
 
@@ -25,9 +26,10 @@ def main() -> None:
     watcher = RawTopicWatcher(settings).start()
     print(f"live department activity: {args.rate:.0f} changes/s for {args.duration:.0f} s; "
           "change events on raw.<dept>.* (commit -> topic latency):", flush=True)
-    simulation = threading.Thread(target=run_simulation, kwargs=dict(
-        settings=settings, seed=args.seed, initial=None, rate=args.rate, duration_s=args.duration,
-        dirty_rate=0.03, truth_path=None))
+    result: list[LiveStats | None] = []
+    simulation = threading.Thread(target=lambda: result.append(run_simulation(
+        settings, seed=args.seed, initial=None, rate=args.rate, duration_s=args.duration,
+        dirty_rate=0.03, truth_path=None)))
     simulation.start()
     while simulation.is_alive():
         simulation.join(timeout=10)
@@ -35,10 +37,14 @@ def main() -> None:
         line = "  ".join(f"{d}={counts.get(d, 0):,}" for d in DEPARTMENTS)
         print(f"[{time.strftime('%H:%M:%S')}] events {line}  | p50 {percentile(latencies, 50):.0f} ms "
               f"p99 {percentile(latencies, 99):.0f} ms", flush=True)
-    time.sleep(3)
+    if not result or result[0] is None:
+        watcher.stop()
+        raise SystemExit("demo: the live simulation failed (see the error above)")
+    written = result[0].changes
+    watcher.wait_for(written, timeout_s=60)
     counts, latencies = watcher.snapshot()
     watcher.stop()
-    print(f"total change events captured: {sum(counts.values()):,} "
+    print(f"changes committed: {written:,}; change events captured: {sum(counts.values()):,} "
           f"(p50 {percentile(latencies, 50):.0f} ms, p99 {percentile(latencies, 99):.0f} ms commit -> topic)")
 
 

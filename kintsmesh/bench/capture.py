@@ -1,7 +1,8 @@
 """``kintsmesh bench capture``: commit-to-topic latency at a fixed rate, and the highest sustained capture rate.
 
 1. Latency: the simulator writes live department changes at ``--rate`` changes/s
-   (one small transaction per department write, as department systems do) and
+   (one small transaction per department write, as department systems do; the
+   city must be loaded and the ground truth is appended as for any live run) and
    every change event's commit -> log-append latency is recorded.
 2. Throughput: ``--burst`` contribution rows are COPYed into hrss.sb_jfmx as fast
    as PostgreSQL takes them; the capture rate is events on the topic divided by the
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import platform
 import time
 from datetime import datetime, timezone
@@ -22,26 +22,20 @@ import psycopg
 
 from kintsmesh.errors import KintsmeshError
 from kintsmesh.settings import REPO_ROOT, Settings
-from kintsmesh.simulate.events import LiveCity
-from kintsmesh.simulate.runner import sim_dir
+from kintsmesh.simulate.runner import run_simulation
 from kintsmesh.watch import RawTopicWatcher, percentile
 
 RESULTS = REPO_ROOT / "bench" / "results"
 
 
 def _latency_run(settings: Settings, rate: float, duration_s: float) -> dict[str, float]:
-    state = sim_dir(settings) / "city.pickle"
-    if not state.is_file():
-        raise KintsmeshError("bench capture: no simulated city yet; run kintsmesh simulate --initial 20000 first")
-    with open(state, "rb") as fh:
-        city = pickle.load(fh)
     watcher = RawTopicWatcher(settings).start()
-    stats = LiveCity(city, seed=99, dirty_rate=0.03).run(settings, rate=rate, duration_s=duration_s, on_row=lambda r, o: None)
+    stats = run_simulation(settings, seed=99, initial=None, rate=rate, duration_s=duration_s,
+                           dirty_rate=0.03, truth_path=None)
+    assert stats is not None  # a rate was given
     watcher.wait_for(stats.changes, timeout_s=60)
     counts, latencies = watcher.snapshot()
     watcher.stop()
-    with open(state, "wb") as fh:
-        pickle.dump(city, fh)
     return {
         "rate_per_s": stats.changes / stats.elapsed_s,
         "changes_written": stats.changes,

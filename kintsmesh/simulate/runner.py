@@ -1,6 +1,7 @@
 """``kintsmesh simulate``: write the city into the department databases.
 
-``--initial N`` bulk-loads a population with COPY (one transaction per table);
+``--initial N`` bulk-loads a population with COPY (one transaction per department,
+departments in parallel);
 ``--rate R --duration S`` then makes live changes, each a small transaction in
 one department, the way department systems write. The city's state is kept in
 ``.stack/sim/city.pickle`` between runs; the ground truth of every row written
@@ -26,7 +27,7 @@ from kintsmesh.errors import KintsmeshError
 from kintsmesh.settings import DEPARTMENTS, Settings
 from kintsmesh.simulate.city import build_city
 from kintsmesh.simulate.departments import PRIMARY_KEYS, DepartmentViews, Row, initial_rows
-from kintsmesh.simulate.events import LiveCity
+from kintsmesh.simulate.events import LiveCity, LiveStats
 
 
 def sim_dir(settings: Settings) -> Path:
@@ -81,7 +82,8 @@ def run_simulation(
     truth_path: str | None,
     today: date | None = None,
     keep_existing: bool = False,
-) -> None:
+) -> LiveStats | None:
+    """Load a city and/or make live changes; returns the live run's statistics (None without --rate)."""
     folder = sim_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
     state_file = folder / "city.pickle"
@@ -112,7 +114,7 @@ def run_simulation(
         print(f"initial load: {sum(counts.values()):,} rows in {elapsed:.1f} s "
               f"({sum(counts.values()) / elapsed:,.0f} rows/s); ground truth: {truth}", flush=True)
     if rate is None:
-        return
+        return None
     if not state_file.is_file():
         raise KintsmeshError(f"simulate: no city yet ({state_file}); run kintsmesh simulate --initial N first")
     with open(state_file, "rb") as fh:
@@ -127,3 +129,4 @@ def run_simulation(
           f"({stats.changes / max(stats.elapsed_s, 1e-9):,.0f} changes/s)", flush=True)
     for kind, n in sorted(stats.by_event.items()):
         print(f"  {kind:<22} {n:>7,}")
+    return stats
