@@ -1,0 +1,243 @@
+"""Standardizers: one department value in, one canonical GLDM value out. Pure functions.
+
+Every standardizer either returns a ``Standardized`` (the value, possibly None, and
+the findings met on the way — a bad check character is a finding, the record still
+flows) or raises ``Rejected`` with a reason code (an impossible date). Nothing else
+escapes: arbitrary unicode input is data, not a crash.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Generic, Literal, TypeVar
+
+from stdnum.cn import ric as ric_std
+from stdnum.cn import uscc as uscc_std
+
+from kintsmesh.errors import KintsmeshError
+
+T = TypeVar("T")
+
+NULL_MARKERS = frozenset({"", "null", "none", "无", "-", "--", "/", "n/a", "na", "不详", "未知"})
+MIDDLE_DOTS = "·•．・‧∙⋅˙.･"  # "." too: NFKC turns the full-width period into it
+PROVINCE_CITY_PREFIXES = ("广东省深圳市", "广东深圳市", "广东省深圳", "深圳市", "深圳")
+CST = timezone(timedelta(hours=8))
+
+Gender = Literal["0", "1", "2", "9"]  # GB/T 2261.1: unknown, male, female, unspecified
+
+
+class Rejected(KintsmeshError):
+    """A value that cannot be made canonical; the record goes to the DLQ with this reason."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Standardized(Generic[T]):
+    value: T | None
+    findings: tuple[str, ...] = ()
+
+
+def is_null(raw: Any) -> bool:
+    return raw is None or (isinstance(raw, str) and clean_text(raw).lower() in NULL_MARKERS)
+
+
+def clean_text(raw: str) -> str:
+    """Full-width → half-width (NFKC), whitespace of every width trimmed and collapsed."""
+    text = unicodedata.normalize("NFKC", raw)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+# --------------------------------------------------------------------------- identifiers
+
+
+def upgrade_legacy_ric(number: str) -> str:
+    """A 15-digit number (issued before 1999) as its 18-character form: century 19, new check."""
+    body = number[:6] + "19" + number[6:]
+    return body + ric_std.calc_check_digit(body + "0")
+
+
+def resident_id(raw: Any) -> Standardized[str]:
+    """GB 11643-1999 resident identity number, 18 characters with an upper-case check character."""
+    if is_null(raw):
+        return Standardized(None, ("missing",))
+    text = clean_text(str(raw)).replace(" ", "").upper()
+    findings: list[str] = []
+    if len(text) == 15 and text.isdigit():
+        text = upgrade_legacy_ric(text)
+        findings.append("legacy_15_upgraded")
+    if len(text) != 18 or not text[:17].isdigit() or text[17] not in "0123456789X":
+        return Standardized(None, ("malformed",))
+    if ric_std.calc_check_digit(text) != text[17]:
+        findings.append("bad_check_character")
+    try:
+        ric_std.get_birth_date(text)
+    except ValueError:
+        findings.append("impossible_birth_date")
+    return Standardized(text, tuple(findings))
+
+
+def social_credit_code(raw: Any) -> Standardized[str]:
+    """GB 32100-2015 unified social credit code."""
+    if is_null(raw):
+        return Standardized(None, ("missing",))
+    text = clean_text(str(raw)).replace(" ", "").upper()
+    if len(text) != 18:
+        return Standardized(None, ("malformed",))
+    try:
+        uscc_std.validate(text)
+    except uscc_std.InvalidChecksum:
+        return Standardized(text, ("bad_check_character",))
+    except ValueError:
+        return Standardized(None, ("malformed",))
+    return Standardized(text)
+
+
+# --------------------------------------------------------------------------- names
+
+
+def person_name(raw: Any) -> Standardized[str]:
+    """Trimmed, half-width, inner spaces removed, minority-name middle dots unified to U+00B7."""
+    if is_null(raw):
+        return Standardized(None, ("missing",))
+    text = clean_text(str(raw))
+    findings: list[str] = []
+    unified = "".join("·" if ch in MIDDLE_DOTS else ch for ch in text)
+    if unified != text:
+        findings.append("middle_dot_unified")
+    if " " in unified and not re.search(r"[A-Za-z] [A-Za-z]", unified):
+        unified = unified.replace(" ", "")
+        findings.append("inner_space_removed")
+    if not unified or all(not ch.isalpha() for ch in unified):
+        return Standardized(None, ("malformed",))
+    return Standardized(unified, tuple(findings))
+
+
+# --------------------------------------------------------------------------- dates
+
+_DATE_FORMATS = ("%Y%m%d", "%Y-%m-%d", "%Y/%m/%d", "%Y.%m.%d", "%Y年%m月%d日")
+
+
+def calendar_date(raw: Any, *, earliest: date = date(1890, 1, 1), latest: date | None = None) -> Standardized[date]:
+    """A date from text in any department format, a SQL date, or Debezium's days-since-epoch int.
+
+    Impossible dates (20230230) and dates outside [earliest, latest] are rejected.
+    """
+    if is_null(raw):
+        return Standardized(None, ("missing",))
+    if isinstance(raw, bool):
+        raise Rejected("invalid_date", f"{raw!r} is not a date")
+    if isinstance(raw, datetime):
+        value = raw.date()
+    elif isinstance(raw, date):
+        value = raw
+    elif isinstance(raw, int):
+        value = _from_days(raw)
+    else:
+        value = _parse_date_text(clean_text(str(raw)))
+    if value < earliest or value > (latest or date.today() + timedelta(days=366)):
+        raise Rejected("date_out_of_range", f"{value.isoformat()} is outside {earliest.isoformat()}..")
+    return Standardized(value)
+
+
+def _from_days(days: int) -> date:
+    try:
+        return date(1970, 1, 1) + timedelta(days=days)
+    except OverflowError:
+        raise Rejected("invalid_date", f"{days} days since 1970 is not a date") from None
+
+
+def _parse_date_text(text: str) -> date:
+    for fmt in _DATE_FORMATS:
+        try:
+            return datetime.strptime(text, fmt).date()
+        except ValueError:
+            continue
+    digits = re.fullmatch(r"(\d{4})[-/.年]?(\d{1,2})[-/.月]?(\d{1,2})日?", text)
+    if digits:
+        year, month, day = map(int, digits.groups())
+        try:
+            return date(year, month, day)
+        except ValueError:
+            raise Rejected("impossible_date", f"{text!r} has no such day") from None
+    raise Rejected("invalid_date", f"{text[:40]!r} is not a date in any known format")
+
+
+def timestamp(raw: Any, *, zone: timezone = CST) -> Standardized[datetime]:
+    """Debezium timestamps (epoch micros for TIMESTAMP, ISO text for TIMESTAMPTZ) as aware datetimes."""
+    if is_null(raw):
+        return Standardized(None, ("missing",))
+    if isinstance(raw, bool):
+        raise Rejected("invalid_timestamp", f"{raw!r} is not a timestamp")
+    if isinstance(raw, int):
+        try:
+            # a department's TIMESTAMP (no zone) is local time, carried by Debezium as if it were UTC
+            naive = datetime(1970, 1, 1) + timedelta(microseconds=raw)
+        except OverflowError:
+            raise Rejected("invalid_timestamp", f"{raw} microseconds is out of range") from None
+        return Standardized(naive.replace(tzinfo=zone))
+    text = clean_text(str(raw))
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise Rejected("invalid_timestamp", f"{text[:40]!r} is not an ISO timestamp") from None
+    return Standardized(value if value.tzinfo else value.replace(tzinfo=zone))
+
+
+# --------------------------------------------------------------------------- codes
+
+
+def coded(raw: Any, dictionary: dict[str, str], what: str) -> Standardized[str]:
+    """A department code mapped through a declared dictionary to the national code."""
+    if is_null(raw):
+        return Standardized(None, ("missing",))
+    key = clean_text(str(raw)).upper()
+    if key in dictionary:
+        return Standardized(dictionary[key])
+    raise Rejected(f"unknown_{what}_code", f"{key[:20]!r} is not a known {what} code")
+
+
+# --------------------------------------------------------------------------- addresses
+
+
+@dataclass(frozen=True)
+class Address:
+    district: str | None
+    street: str | None
+    community: str | None
+    detail: str
+    full: str   # the canonical text: district + street + community + detail, without province/city
+
+
+_ADDRESS = re.compile(
+    r"^(?P<district>[\u4e00-\u9fa5]{1,6}?区)?"
+    r"(?P<street>[\u4e00-\u9fa5]{1,8}?街道)?"
+    r"(?P<community>[\u4e00-\u9fa5]{1,10}?社区)?"
+    r"(?P<detail>.*)$"
+)
+
+
+def address(raw: Any) -> Standardized[Address]:
+    """Strip the province/city prefix; split district / street / community; keep the rest."""
+    if is_null(raw):
+        return Standardized(None, ("missing",))
+    text = clean_text(str(raw)).replace(" ", "")
+    findings: list[str] = []
+    for prefix in PROVINCE_CITY_PREFIXES:
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+            findings.append("prefix_stripped")
+            break
+    match = _ADDRESS.match(text)
+    assert match is not None  # the pattern matches every string
+    parts = match.groupdict()
+    if not parts["district"]:
+        findings.append("no_district")
+    value = Address(parts["district"], parts["street"], parts["community"], parts["detail"], text)
+    return Standardized(value, tuple(findings))
