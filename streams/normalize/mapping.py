@@ -1,0 +1,224 @@
+"""Declarative source mappings: a department table's row -> GLDM records. Pure, no I/O.
+
+One YAML file per source table in ``mappings/`` (``<department>.<table>.yaml``)
+says which GLDM records a row yields and where each field comes from, through
+which standardizer; ``codes.yaml`` holds the code dictionaries. Adding a
+department source is a new mapping file, no code change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping as MappingABC
+from dataclasses import dataclass, field
+from datetime import date
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from streams.normalize import standardize as std
+
+HERE = Path(__file__).resolve().parent
+MAPPINGS_DIR = HERE / "mappings"
+Entity = Literal["person", "legal_entity", "house", "certificate", "relationship", "social_insurance"]
+ENTITIES: tuple[str, ...] = ("person", "legal_entity", "house", "certificate", "relationship", "social_insurance")
+
+
+class MappingError(ValueError):
+    """A mapping file that does not say something the engine can do (found at load time)."""
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    target: str
+    source: str | None = None
+    standardizer: str = "text"
+    codes: str | None = None
+    required: bool = False
+    const: Any = None
+    when: tuple[tuple[str, str], ...] = ()
+    details: tuple[tuple[str, str], ...] = ()   # for `map:` fields: detail key -> source column
+
+    @property
+    def columns(self) -> set[str]:
+        used = {self.source} if self.source else set()
+        return used | {c for c, _ in self.when} | {c for _, c in self.details}
+
+
+@dataclass(frozen=True)
+class Output:
+    entity: str
+    fields: tuple[FieldRule, ...]
+    key: str | None = None         # the output field holding the natural identifier
+    when: str | None = None        # a source column that must hold a value for this output to exist
+
+
+@dataclass(frozen=True)
+class SourceMapping:
+    department: str
+    table: str
+    key: tuple[str, ...]
+    outputs: tuple[Output, ...]
+
+    @property
+    def columns(self) -> frozenset[str]:
+        used: set[str] = set(self.key)
+        for output in self.outputs:
+            if output.when:
+                used.add(output.when)
+            for rule in output.fields:
+                used |= rule.columns
+        return frozenset(used)
+
+    def primary_key(self, row: MappingABC[str, Any]) -> str:
+        return "|".join(str(row.get(column)) for column in self.key)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    entity: str
+    key: str
+    record: dict[str, Any]
+
+
+@dataclass
+class Applied:
+    candidates: list[Candidate] = field(default_factory=list)
+    unknown_columns: frozenset[str] = frozenset()
+
+
+class FieldRejected(std.Rejected):
+    """A rejection that names the source column it came from."""
+
+    def __init__(self, reason: str, column: str, detail: str) -> None:
+        super().__init__(reason, detail)
+        self.column = column
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@cache
+def codes() -> dict[str, dict[str, str]]:
+    raw = yaml.safe_load((HERE / "codes.yaml").read_text())
+    return {name: {str(k).upper(): str(v) for k, v in table.items()} for name, table in raw.items()}
+
+
+def _rule(target: str, spec: dict[str, Any]) -> FieldRule:
+    if "const" in spec:
+        return FieldRule(target, const=spec["const"])
+    if "map" in spec:
+        return FieldRule(target, standardizer="map", details=tuple(spec["map"].items()))
+    standardizer = spec.get("as", "text")
+    if standardizer not in STANDARDIZERS:
+        raise MappingError(f"field {target}: unknown standardizer {standardizer!r}; known: {sorted(STANDARDIZERS)}")
+    if standardizer == "code" and spec.get("codes") not in codes():
+        raise MappingError(f"field {target}: codes {spec.get('codes')!r} is not a dictionary in codes.yaml")
+    return FieldRule(
+        target, source=spec["from"], standardizer=standardizer, codes=spec.get("codes"),
+        required=bool(spec.get("required", False)), when=tuple((spec.get("when") or {}).items()),
+    )
+
+
+def load_mapping(path: Path) -> SourceMapping:
+    raw = yaml.safe_load(path.read_text())
+    source = raw["source"]
+    outputs = []
+    for out in raw["outputs"]:
+        if out["entity"] not in ENTITIES:
+            raise MappingError(f"{path.name}: unknown entity {out['entity']!r}; known: {ENTITIES}")
+        rules = tuple(_rule(target, spec) for target, spec in out["fields"].items())
+        if out.get("key") and out["key"] not in {r.target for r in rules}:
+            raise MappingError(f"{path.name}: key {out['key']!r} is not one of the output's fields")
+        outputs.append(Output(out["entity"], rules, out.get("key"), out.get("when")))
+    return SourceMapping(source["department"], source["table"], tuple(source["key"]), tuple(outputs))
+
+
+@cache
+def mappings() -> dict[tuple[str, str], SourceMapping]:
+    loaded = [load_mapping(path) for path in sorted(MAPPINGS_DIR.glob("*.yaml"))]
+    return {(m.department, m.table): m for m in loaded}
+
+
+# --------------------------------------------------------------------------- applying
+
+
+def _text(raw: Any) -> std.Standardized[str]:
+    if std.is_null(raw):
+        return std.Standardized(None, ("missing",))
+    return std.Standardized(std.clean_text(str(raw)))
+
+
+def _timestamp_date(raw: Any) -> std.Standardized[date]:
+    result = std.timestamp(raw)
+    return std.Standardized(result.value.date() if result.value else None, result.findings)
+
+
+def _address(raw: Any) -> std.Standardized[dict[str, Any]]:
+    result = std.address(raw)
+    value = result.value
+    return std.Standardized(
+        None if value is None else {"district": value.district, "street": value.street,
+                                    "community": value.community, "detail": value.detail, "full": value.full},
+        result.findings,
+    )
+
+
+STANDARDIZERS: dict[str, Callable[[Any], std.Standardized[Any]]] = {
+    "text": _text,
+    "resident_id": std.resident_id,
+    "uscc": std.social_credit_code,
+    "person_name": std.person_name,
+    "date": std.calendar_date,
+    # an expiry date: years in the future are normal
+    "validity_date": lambda raw: std.calendar_date(raw, latest=date(2200, 1, 1)),
+    "timestamp_date": _timestamp_date,
+    "address": _address,
+    "code": _text,  # replaced per rule by the dictionary lookup in _value
+    "map": _text,
+}
+
+
+def _value(rule: FieldRule, row: MappingABC[str, Any], findings: list[str]) -> Any:
+    if rule.const is not None:
+        return rule.const
+    if rule.standardizer == "map":
+        return {key: std.clean_text(str(row[col])) for key, col in rule.details if not std.is_null(row.get(col))}
+    if any(std.clean_text(str(row.get(col, ""))) != value for col, value in rule.when):
+        return None
+    assert rule.source is not None
+    if rule.source not in row:
+        if rule.required:
+            raise std.Rejected("missing_required_column", f"column {rule.source} is not in the source row")
+        findings.append(f"{rule.target}:column_absent")
+        return None
+    raw = row[rule.source]
+    try:
+        if rule.standardizer == "code":
+            result = std.coded(raw, codes()[rule.codes or ""], rule.codes or "code")
+        else:
+            result = STANDARDIZERS[rule.standardizer](raw)
+    except std.Rejected as exc:
+        raise FieldRejected(exc.reason, rule.source, exc.detail) from exc
+    findings.extend(f"{rule.target}:{f}" for f in result.findings if f != "missing")
+    if result.value is None and rule.required:
+        raise FieldRejected("missing_required_field", rule.source, f"{rule.target} has no value in {rule.source}")
+    return result.value
+
+
+def apply(mapping: SourceMapping, row: MappingABC[str, Any], provenance: dict[str, Any], retracted: bool) -> Applied:
+    """The GLDM candidates one source row yields, or FieldRejected/Rejected for the DLQ."""
+    pk = mapping.primary_key(row)
+    applied = Applied(unknown_columns=frozenset(row) - mapping.columns)
+    for index, output in enumerate(mapping.outputs):
+        if output.when and std.is_null(row.get(output.when)):
+            continue
+        findings: list[str] = []
+        record: dict[str, Any] = {rule.target: _value(rule, row, findings) for rule in output.fields}
+        record.update(findings=findings, retracted=retracted, provenance=provenance)
+        natural = record.get(output.key) if output.key else None
+        key = natural if natural and f"{output.key}:bad_check_character" not in findings \
+            else f"{mapping.department}/{mapping.table}/{pk}/{index}"
+        applied.candidates.append(Candidate(output.entity, str(key), record))
+    return applied

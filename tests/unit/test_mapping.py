@@ -1,0 +1,123 @@
+"""Every department mapping, fed the simulator's rows as Debezium would carry them."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from datetime import date, datetime
+from decimal import Decimal
+
+import fastavro
+import pytest
+
+from connect.connectors import tables
+from kintsmesh.settings import DEPARTMENTS, Settings
+from kintsmesh.simulate.city import build_city
+from kintsmesh.simulate.departments import DepartmentViews, initial_rows
+from streams.normalize import gldm
+from streams.normalize.event import normalize_event
+from streams.normalize.mapping import mappings
+
+TODAY = date(2026, 11, 27)
+
+
+def debezium_value(value):
+    """How Debezium's JsonConverter (schemas off, decimal.handling.mode=string) carries a column."""
+    if isinstance(value, datetime):
+        if value.tzinfo:
+            return value.isoformat().replace("+08:00", "+08:00")
+        return int((value - datetime(1970, 1, 1)).total_seconds() * 1_000_000)
+    if isinstance(value, date):
+        return (value - date(1970, 1, 1)).days
+    if isinstance(value, (float, Decimal)):
+        return str(value)
+    return value
+
+
+def event(row, op="c", before=None):
+    image = {k: debezium_value(v) for k, v in row.values.items()}
+    return json.dumps({
+        "before": before if before is not None else (image if op == "d" else None),
+        "after": None if op == "d" else image,
+        "source": {"db": row.database, "schema": "public", "table": row.table, "ts_ms": 1795800000000,
+                   "lsn": 123456, "sequence": '["123000","123456"]', "snapshot": "false"},
+        "op": op, "ts_ms": 1795800000100,
+    }).encode()
+
+
+@pytest.fixture(scope="module")
+def rows():
+    city = build_city(21, 1500, TODAY)
+    return initial_rows(city, DepartmentViews(city, random.Random(22), dirty_rate=0.05))
+
+
+def test_every_captured_table_has_a_mapping():
+    settings = Settings()
+    captured = {(d, t) for d in DEPARTMENTS for t in tables(settings, d)}
+    assert captured == set(mappings())
+
+
+def test_every_row_is_accounted_for_and_every_candidate_fits_its_avro_schema(rows):
+    outcomes = Counter()
+    parsed = {e: fastavro.parse_schema(gldm.schema(name)) for e, name in gldm.RECORD_NAMES.items()}
+    for row in rows:
+        result = normalize_event(f"raw.{row.database}.public.{row.table}", event(row), 1795800000200)
+        assert (result.rejection is None) == bool(result.candidates), (row.table, result)
+        outcomes["rejected" if result.rejection else "normalized"] += 1
+        for candidate in result.candidates:
+            assert fastavro.validation.validate(candidate.record, parsed[candidate.entity], raise_errors=True)
+    assert outcomes["normalized"] + outcomes["rejected"] == len(rows)
+    assert outcomes["rejected"] / len(rows) < 0.05  # dirt mostly flows, flagged; only the impossible is rejected
+
+
+def test_person_from_the_police_registry(rows):
+    row = next(r for r in rows if r.table == "rk_jbxx" and r.values["gmsfhm"] == r.truth["person"])
+    result = normalize_event("raw.police.public.rk_jbxx", event(row), 1)
+    person = next(c for c in result.candidates if c.entity == "person")
+    assert person.key == row.truth["person"]
+    assert person.record["birth_date"] == datetime.strptime(row.values["csrq"], "%Y%m%d").date()
+    assert person.record["address"]["district"].endswith("区")
+    assert person.record["provenance"]["commit_lsn"] == 123000
+    assert person.record["provenance"]["change_lsn"] == 123456
+    assert person.record["provenance"]["primary_key"] == row.values["rkbh"]
+
+
+def test_dirty_ids_flow_flagged_and_keyed_by_the_source_row(rows):
+    row = next(r for r in rows if r.table == "rk_jbxx")
+    dirty = row.values | {"gmsfhm": row.truth["person"][:17] + ("0" if row.truth["person"][17] != "0" else "1")}
+    result = normalize_event("raw.police.public.rk_jbxx", event(type(row)(row.database, row.table, dirty, row.truth)), 1)
+    person = next(c for c in result.candidates if c.entity == "person")
+    assert "ric:bad_check_character" in person.record["findings"]
+    assert person.key.startswith("police/rk_jbxx/")
+
+
+def test_delete_is_a_retraction_from_the_before_image(rows):
+    row = next(r for r in rows if r.table == "fw_jbxx")
+    result = normalize_event("raw.housing.public.fw_jbxx", event(row, op="d"), 1)
+    assert result.retraction and result.candidates[0].record["retracted"] is True
+    assert result.candidates[0].key == row.values["fwbm"]
+
+
+def test_schema_drift_unknown_columns_counted_missing_required_rejected(rows):
+    row = next(r for r in rows if r.table == "hy_djxx")
+    added = json.loads(event(row))
+    added["after"]["new_column"] = "x"
+    result = normalize_event("raw.civil_affairs.public.hy_djxx", json.dumps(added).encode(), 1)
+    assert result.unknown_columns == {"new_column"} and result.candidates
+    dropped = json.loads(event(row))
+    del dropped["after"]["nf_xm"]
+    result = normalize_event("raw.civil_affairs.public.hy_djxx", json.dumps(dropped).encode(), 1)
+    assert result.rejection.reason == "missing_required_column"
+
+
+@pytest.mark.parametrize("value, reason", [(b"not json", "undecodable_event"), (b'{"op": "c"}', "undecodable_event")])
+def test_garbage_is_rejected_not_raised(value, reason):
+    assert normalize_event("raw.police.public.rk_jbxx", value, 1).rejection.reason == reason
+
+
+def test_impossible_date_is_rejected_with_the_field(rows):
+    row = next(r for r in rows if r.table == "rk_jbxx")
+    bad = type(row)(row.database, row.table, row.values | {"csrq": "20230230"}, row.truth)
+    rejection = normalize_event("raw.police.public.rk_jbxx", event(bad), 1).rejection
+    assert (rejection.reason, rejection.field, rejection.primary_key) == ("impossible_date", "csrq", row.values["rkbh"])
