@@ -130,6 +130,13 @@ def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
         store.close()
 
 
+def cmd_streams(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.worker import run_worker
+
+    run_worker(settings, log_level=args.loglevel)
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from kintsmesh.stack.migrate import migrate_all
 
@@ -183,6 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subject", help="register: subject, e.g. gldm.person.candidates-value")
     p.add_argument("--compatibility", choices=["BACKWARD", "NONE"], default="BACKWARD")
     p.set_defaults(handler=cmd_schemas)
+
+    p = sub.add_parser("streams", help="stream processing workers (Faust)")
+    p.add_argument("action", choices=["worker"])
+    p.add_argument("--loglevel", default="warning")
+    p.set_defaults(handler=cmd_streams)
 
     p = sub.add_parser("migrate", help="apply pending schema migrations")
     p.set_defaults(handler=cmd_migrate)

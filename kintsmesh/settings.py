@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     connect_url: str | None = None
 
     prometheus_port: int = 19090
+    normalize_metrics_port: int = 19101
     prometheus_url: str | None = None
 
     start_timeout_s: float = Field(default=180.0, gt=0)

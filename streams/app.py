@@ -1,0 +1,104 @@
+"""The Faust app: the normalize agent over ``raw.*``, producing ``gldm.<entity>.candidates`` and ``dlq.<dept>``.
+
+Thin shell: decode, call ``normalize_event`` (pure), encode with the registered
+Avro schemas (single-object encoding), send, count. Run it with
+``kintsmesh streams worker`` (``kintsmesh stack up`` starts one).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import faust
+
+from connect.connectors import available_departments, raw_topic, tables
+from kintsmesh.registry.catalog import SchemaVersion
+from kintsmesh.registry.codec import encode
+from kintsmesh.registry.store import SchemaStore
+from kintsmesh.settings import Settings
+from streams.metrics import NormalizeMetrics
+from streams.normalize import gldm
+from streams.normalize.event import Rejection, normalize_event
+
+
+
+def raw_topics(settings: Settings) -> list[str]:
+    """Every captured table's raw topic. (Faust's pattern subscription does not work:
+    faust-streaming issue #62, so the topics are listed from the connector configs.)"""
+    return [raw_topic(d, t) for d in available_departments() for t in tables(settings, d)]
+
+
+def register_schemas(settings: Settings) -> dict[str, SchemaVersion]:
+    """Register every GLDM schema under its topic's subject; entity -> version (plus 'rejected')."""
+    store = SchemaStore(settings)
+    try:
+        versions = {
+            entity: store.register(f"{gldm.candidates_topic(entity)}-value", gldm.schema(name))
+            for entity, name in gldm.RECORD_NAMES.items()
+        }
+        versions["rejected"] = store.register("dlq-value", gldm.schema(gldm.REJECTED_RECORD))
+        return versions
+    finally:
+        store.close()
+
+
+def rejected_record(rejection: Rejection, topic: str, partition: int, offset: int,
+                    key: bytes | None, value: bytes | None) -> dict[str, Any]:
+    return {
+        "department": rejection.department, "source_topic": topic, "source_partition": partition,
+        "source_offset": offset, "table": rejection.table, "primary_key": rejection.primary_key,
+        "reason": rejection.reason, "field": rejection.field, "detail": rejection.detail,
+        "original_key": key, "original_value": value, "rejected_at": int(time.time() * 1000),
+    }
+
+
+def create_app(settings: Settings, versions: dict[str, SchemaVersion], metrics: NormalizeMetrics) -> faust.App:
+    broker = ";".join(f"kafka://{host}" for host in settings.kafka_bootstrap.split(","))
+    app = faust.App(
+        "kintsmesh-normalize",
+        broker=broker,
+        store="memory://",
+        key_serializer="raw",
+        value_serializer="raw",
+        web_enabled=False,
+        topic_partitions=settings.kafka_partitions,
+        producer_linger_ms=5,
+        stream_buffer_maxsize=8192,
+        broker_commit_every=2000,
+        consumer_auto_offset_reset="earliest",
+    )
+    raw = app.topic(*raw_topics(settings), key_type=bytes, value_type=bytes)
+    outputs = {entity: app.topic(gldm.candidates_topic(entity), key_type=bytes, value_type=bytes)
+               for entity in gldm.RECORD_NAMES}
+    dlq: dict[str, faust.TopicT] = {}
+
+    @app.agent(raw)
+    async def normalize(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            message = event.message
+            started = time.perf_counter()
+            result = normalize_event(message.topic, event.value, int(time.time() * 1000))
+            metrics.events_in.labels(result.department).inc()
+            if result.skipped:
+                metrics.skipped.labels(result.department, result.skipped).inc()
+            elif result.rejection is not None:
+                department = result.department
+                if department not in dlq:
+                    dlq[department] = app.topic(gldm.dlq_topic(department), key_type=bytes, value_type=bytes)
+                record = rejected_record(result.rejection, message.topic, message.partition, message.offset,
+                                         event.key, event.value)
+                await dlq[department].send(key=event.key, value=encode(versions["rejected"], record))
+                metrics.rejected.labels(department, result.rejection.reason).inc()
+            else:
+                for candidate in result.candidates:
+                    await outputs[candidate.entity].send(
+                        key=candidate.key.encode(), value=encode(versions[candidate.entity], candidate.record))
+                    metrics.candidates_out.labels(result.department, candidate.entity).inc()
+                if result.retraction:
+                    metrics.retractions.labels(result.department).inc()
+                for column in result.unknown_columns:
+                    metrics.unknown_columns.labels(result.department, result.table or "?", column).inc()
+            metrics.seconds.labels(result.department).observe(time.perf_counter() - started)
+
+    return app
