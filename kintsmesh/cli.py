@@ -43,7 +43,7 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
         wanted = set(args.components) if args.components else None
         return 0 if all(r.healthy for r in rows if wanted is None or r.name in wanted) else 3
     # logs
-    names = args.components or ["postgres", "kafka", "connect", "prometheus"]
+    names = args.components or [c.name for c in stack.components(settings)]
     for name in names:
         path = stack.log_path(settings, name)
         print(f"==> {name}: {path} <==", flush=True)
@@ -133,7 +133,7 @@ def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_streams(args: argparse.Namespace, settings: Settings) -> int:
     from streams.worker import run_worker
 
-    run_worker(settings, log_level=args.loglevel)
+    run_worker(settings, log_level=args.loglevel, datadir=args.datadir)
     return 0
 
 
@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("stack", help="start / stop / inspect the local stack")
     p.add_argument("action", choices=["up", "down", "status", "logs", "reset"])
-    p.add_argument("components", nargs="*", help="postgres kafka connect prometheus (default: all)")
+    p.add_argument("components", nargs="*", help="postgres kafka connect normalize prometheus (default: all)")
     p.add_argument("-n", "--lines", type=int, default=40, help="logs: lines per component")
     p.set_defaults(handler=cmd_stack)
 
@@ -193,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("streams", help="stream processing workers (Faust)")
     p.add_argument("action", choices=["worker"])
-    p.add_argument("--loglevel", default="warning")
+    p.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info", "debug"])
+    p.add_argument("--datadir", default="", help="Faust's data folder (default .stack/normalize)")
     p.set_defaults(handler=cmd_streams)
 
     p = sub.add_parser("migrate", help="apply pending schema migrations")

@@ -17,6 +17,7 @@ from kintsmesh.registry.catalog import SchemaVersion
 from kintsmesh.registry.codec import encode
 from kintsmesh.registry.store import SchemaStore
 from kintsmesh.settings import Settings
+from kintsmesh.topics import ensure_topics
 from streams.metrics import NormalizeMetrics
 from streams.normalize import gldm
 from streams.normalize.event import Rejection, normalize_event
@@ -29,8 +30,12 @@ def raw_topics(settings: Settings) -> list[str]:
     return [raw_topic(d, t) for d in available_departments() for t in tables(settings, d)]
 
 
-def register_schemas(settings: Settings) -> dict[str, SchemaVersion]:
-    """Register every GLDM schema under its topic's subject; entity -> version (plus 'rejected')."""
+def prepare(settings: Settings) -> dict[str, SchemaVersion]:
+    """Create the output topics and register every GLDM schema under its topic's subject.
+
+    Returns entity -> schema version, plus 'rejected' for the DLQ record."""
+    ensure_topics(settings, [gldm.candidates_topic(e) for e in gldm.RECORD_NAMES], settings.kafka_partitions)
+    ensure_topics(settings, [gldm.dlq_topic(d) for d in available_departments()], 1)
     store = SchemaStore(settings)
     try:
         versions = {
@@ -53,7 +58,8 @@ def rejected_record(rejection: Rejection, topic: str, partition: int, offset: in
     }
 
 
-def create_app(settings: Settings, versions: dict[str, SchemaVersion], metrics: NormalizeMetrics) -> faust.App:
+def create_app(settings: Settings, versions: dict[str, SchemaVersion], metrics: NormalizeMetrics,
+               datadir: str = "") -> faust.App:
     broker = ";".join(f"kafka://{host}" for host in settings.kafka_bootstrap.split(","))
     app = faust.App(
         "kintsmesh-normalize",
@@ -67,11 +73,12 @@ def create_app(settings: Settings, versions: dict[str, SchemaVersion], metrics: 
         stream_buffer_maxsize=8192,
         broker_commit_every=2000,
         consumer_auto_offset_reset="earliest",
+        datadir=datadir or str(settings.stack_dir / "normalize"),
     )
     raw = app.topic(*raw_topics(settings), key_type=bytes, value_type=bytes)
     outputs = {entity: app.topic(gldm.candidates_topic(entity), key_type=bytes, value_type=bytes)
                for entity in gldm.RECORD_NAMES}
-    dlq: dict[str, faust.TopicT] = {}
+    dlq = {d: app.topic(gldm.dlq_topic(d), key_type=bytes, value_type=bytes) for d in available_departments()}
 
     @app.agent(raw)
     async def normalize(stream: faust.StreamT) -> None:
@@ -83,9 +90,7 @@ def create_app(settings: Settings, versions: dict[str, SchemaVersion], metrics: 
             if result.skipped:
                 metrics.skipped.labels(result.department, result.skipped).inc()
             elif result.rejection is not None:
-                department = result.department
-                if department not in dlq:
-                    dlq[department] = app.topic(gldm.dlq_topic(department), key_type=bytes, value_type=bytes)
+                department = result.department  # raw_topics() lists only departments that have a DLQ
                 record = rejected_record(result.rejection, message.topic, message.partition, message.offset,
                                          event.key, event.value)
                 await dlq[department].send(key=event.key, value=encode(versions["rejected"], record))

@@ -12,12 +12,12 @@ import time
 import uuid
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from kintsmesh.errors import TransientError
 from kintsmesh.registry.catalog import Compatibility, SchemaCatalog, SchemaVersion, dumps
 from kintsmesh.settings import Settings
+from kintsmesh.topics import ensure_topics
 
 SCHEMAS_TOPIC = "_kintsmesh_schemas"
 
@@ -28,24 +28,12 @@ class SchemaStore:
         self.topic = topic
         self.catalog = SchemaCatalog()
         self._offset = 0
-        self._ensure_topic()
+        ensure_topics(settings, [topic], partitions=1, config={"cleanup.policy": "compact", "min.compaction.lag.ms": "0"})
         self._producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True,
                                    "acks": "all", "log_level": 0})
         self._consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"schema-store-{uuid.uuid4()}",
                                    "enable.auto.commit": False, "log_level": 0})
         self.refresh()
-
-    def _ensure_topic(self) -> None:
-        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap, "log_level": 0})
-        if self.topic in admin.list_topics(timeout=10).topics:
-            return
-        spec = NewTopic(self.topic, num_partitions=1, replication_factor=1,
-                        config={"cleanup.policy": "compact", "min.compaction.lag.ms": "0"})
-        try:
-            admin.create_topics([spec])[self.topic].result(timeout=30)
-        except KafkaException as exc:
-            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
-                raise TransientError(f"cannot create the schema topic {self.topic}: {exc}") from exc
 
     def refresh(self, timeout_s: float = 30.0) -> None:
         """Replay records appended since the last refresh, up to the topic's current end."""

@@ -112,6 +112,9 @@ class Marriage:
     cert_no: str
 
 
+ID_SPACE = 10**7  # internal numbers per seed namespace: plenty for a city of a few million
+
+
 @dataclass
 class City:
     seed: int
@@ -126,8 +129,9 @@ class City:
     live_runs: int = 0
 
     def next_id(self, kind: str) -> int:
+        """A department's next internal number; cities of different seeds (mod 100) never share one."""
         self.counters[kind] = self.counters.get(kind, 0) + 1
-        return self.counters[kind]
+        return (self.seed % 100) * ID_SPACE + self.counters[kind]
 
 
 NAME_POOL = 4000
@@ -203,7 +207,7 @@ class CityBuilder:
         addr = self.address()
         code_no = self.city.next_id("house")
         district_code = self.geo["districts"][addr.district]["code"]
-        building = f"{district_code}{code_no // 40:06d}"
+        building = f"{district_code}{code_no // 40:08d}"
         house = House(
             code=f"{building}{code_no % 40:02d}{addr.room:04d}",
             building_code=building,
@@ -245,7 +249,7 @@ class CityBuilder:
         house = self.new_house()
         number = self.city.next_id("household")
         hh = Household(
-            hh=f"44030{number:07d}",
+            hh=f"440{number:09d}",
             head="",
             house=house.code,
             members=[],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import os
 import pwd
+import sys
 import subprocess
 import uuid
 from dataclasses import dataclass
@@ -394,6 +395,7 @@ class Prometheus(Component):
         self.home.mkdir(parents=True, exist_ok=True)
         rendered = Template(self.template.read_text()).substitute(
             prometheus_target=f"127.0.0.1:{self.settings.prometheus_port}",
+            normalize_target=f"127.0.0.1:{self.settings.normalize_metrics_port}",
         )
         self.config_file.write_text(rendered)
 
@@ -412,9 +414,34 @@ class Prometheus(Component):
         return requests.get(f"{self.settings.prometheus_endpoint}/-/ready", timeout=3).status_code == 200
 
 
+# --------------------------------------------------------------------------- stream workers
+
+
+class Normalize(Component):
+    """The Faust normalize worker (raw.* -> gldm.*.candidates / dlq.*), metrics on its port."""
+
+    name = "normalize"
+    port_env = "KINTSMESH_NORMALIZE_METRICS_PORT"
+
+    @property
+    def port(self) -> int:
+        return self.settings.normalize_metrics_port
+
+    def command(self) -> list[str]:
+        # the data dir argument names the stack folder, which marks the process as ours
+        return [sys.executable, "-m", "kintsmesh.cli", "streams", "worker", "--datadir", str(self.home)]
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "KINTSMESH_STACK_DIR": str(self.settings.stack_dir), "PYTHONUNBUFFERED": "1"}
+
+    def healthy(self) -> bool:
+        response = requests.get(f"http://127.0.0.1:{self.port}/metrics", timeout=3)
+        return response.status_code == 200
+
+
 def components(settings: Settings) -> list[Component]:
     """In start order; stopped in reverse."""
-    return [Postgres(settings), Kafka(settings), Connect(settings), Prometheus(settings)]
+    return [Postgres(settings), Kafka(settings), Connect(settings), Normalize(settings), Prometheus(settings)]
 
 
 def stale_pid(component: Component) -> int | None:

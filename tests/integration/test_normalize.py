@@ -1,0 +1,118 @@
+"""The normalize worker on the real stack: every raw event is a candidate, a retraction or a DLQ record."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter, defaultdict
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from kintsmesh.registry.codec import decode
+from kintsmesh.registry.store import SchemaStore
+from kintsmesh.settings import DEPARTMENTS
+from kintsmesh.simulate.runner import run_simulation
+from streams.app import raw_topics
+from streams.normalize import gldm
+from streams.normalize.mapping import mappings
+
+pytestmark = pytest.mark.integration
+
+
+def end_offsets(consumer: Consumer, topics: list[str]) -> dict[tuple[str, int], int]:
+    offsets = {}
+    metadata = consumer.list_topics(timeout=10).topics
+    for topic in topics:
+        for partition in (metadata[topic].partitions if topic in metadata else {0: None}):
+            offsets[(topic, partition)] = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
+    return offsets
+
+
+def read_from(consumer: Consumer, start: dict[tuple[str, int], int], quiet_s: float = 8.0, timeout_s: float = 240.0):
+    """Everything after ``start`` on those topics (new partitions from 0), until nothing arrives for ``quiet_s``."""
+    consumer.assign([TopicPartition(t, p, o) for (t, p), o in start.items()])
+    messages, deadline, last = [], time.monotonic() + timeout_s, time.monotonic()
+    while time.monotonic() - last < quiet_s and time.monotonic() < deadline:
+        batch = [m for m in consumer.consume(1000, timeout=1.0) if not m.error()]
+        if batch:
+            messages += batch
+            last = time.monotonic()
+    return messages
+
+
+def wait_for_group(settings, group: str, targets: dict[tuple[str, int], int], timeout_s: float) -> None:
+    """Until ``group`` has committed at least ``targets`` (it processed everything up to there)."""
+    watcher = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group,
+                        "enable.auto.commit": False, "log_level": 0})
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            committed = watcher.committed([TopicPartition(t, p) for (t, p) in targets], timeout=10)
+            behind = sum(max(0, targets[(tp.topic, tp.partition)] - max(tp.offset, 0)) for tp in committed)
+            if behind == 0:
+                return
+            assert time.monotonic() < deadline, f"the normalize worker is still {behind} events behind"
+            time.sleep(1.0)
+    finally:
+        watcher.close()
+
+
+def test_every_raw_event_of_a_dirty_simulated_run_is_accounted_for(settings, tmp_path):
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"t-{os.getpid()}-{time.time()}",
+                         "enable.auto.commit": False, "log_level": 0})
+    raw = raw_topics(settings)
+    outputs = [gldm.candidates_topic(e) for e in gldm.RECORD_NAMES] + [gldm.dlq_topic(d) for d in DEPARTMENTS]
+    raw_start, out_start = end_offsets(consumer, raw), end_offsets(consumer, outputs)
+
+    # a small city of its own (its own seed namespace and state folder), 5% dirty, then live changes
+    sim = settings.model_copy(update={"stack_dir": tmp_path})
+    seed = 40 + int(time.time()) % 50
+    run_simulation(sim, seed=seed, initial=200, rate=None, duration_s=0, dirty_rate=0.05, truth_path=None)
+    run_simulation(sim, seed=seed, initial=None, rate=150, duration_s=6, dirty_rate=0.05, truth_path=None)
+
+    raw_events = [m for m in read_from(consumer, raw_start, quiet_s=5) if m.value() is not None]
+    assert len(raw_events) > 1000
+    wait_for_group(settings, "kintsmesh-normalize", end_offsets(consumer, raw), timeout_s=900)
+    outputs_read = read_from(consumer, out_start, quiet_s=3)
+    consumer.close()
+
+    store = SchemaStore(settings)
+    catalog = store.catalog
+    store.close()
+    normalized: set[tuple] = set()
+    dlq: set[tuple] = set()
+    reasons: Counter[str] = Counter()
+    for message in outputs_read:
+        record = decode(message.value(), catalog)
+        if message.topic().startswith("dlq."):
+            dlq.add((record["source_topic"], record["source_partition"], record["source_offset"]))
+            reasons[record["reason"]] += 1
+        else:
+            p = record["provenance"]
+            normalized.add((p["department"], p["table"], p["primary_key"], p["change_lsn"], p["op"], record["retracted"]))
+
+    per_department: dict[str, Counter[str]] = defaultdict(Counter)
+    missing = []
+    for message in raw_events:
+        event = json.loads(message.value())
+        department = message.topic().split(".")[1]
+        row = event["before"] if event["op"] == "d" else event["after"]
+        mapping = mappings()[(department, event["source"]["table"])]
+        op = {"c": "CREATE", "u": "UPDATE", "d": "DELETE", "r": "SNAPSHOT"}[event["op"]]
+        identity = (department, mapping.table, mapping.primary_key(row), event["source"]["lsn"], op, event["op"] == "d")
+        if (message.topic(), message.partition(), message.offset()) in dlq:
+            per_department[department]["dlq"] += 1
+        elif identity in normalized:
+            per_department[department]["retraction" if event["op"] == "d" else "candidate"] += 1
+        else:
+            missing.append(identity)
+        per_department[department]["raw"] += 1
+    assert not missing, f"{len(missing)} raw events with no candidate, retraction or DLQ record: {missing[:3]}"
+    for department, counts in per_department.items():
+        assert counts["raw"] == counts["candidate"] + counts["retraction"] + counts["dlq"], (department, counts)
+    assert sum(c["dlq"] for c in per_department.values()) > 0, "5% dirty data should reject something"
+    assert sum(c["retraction"] for c in per_department.values()) > 0
+    assert set(reasons) <= {"impossible_date", "invalid_date", "date_out_of_range", "missing_required_field",
+                            "unknown_gender_code", "unknown_marital_code", "unknown_ethnicity_code"}, reasons
