@@ -55,6 +55,32 @@ def wait_for_capture_to_settle(settings: Settings, quiet_s: float = 5.0, timeout
         consumer.close()
 
 
+def group_lag(settings: Settings, group: str, topics: list[str]) -> int:
+    """Events on ``topics`` that consumer group ``group`` has not committed yet."""
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group,
+                         "enable.auto.commit": False, "log_level": 0})
+    try:
+        metadata = consumer.list_topics(timeout=10).topics
+        partitions = [TopicPartition(t, p) for t in topics if t in metadata for p in metadata[t].partitions]
+        behind = 0
+        for tp in consumer.committed(partitions, timeout=10):
+            end = consumer.get_watermark_offsets(tp, timeout=10)[1]
+            behind += max(0, end - max(tp.offset, 0))
+        return behind
+    finally:
+        consumer.close()
+
+
+def wait_for_group(settings: Settings, group: str, topics: list[str], timeout_s: float,
+                   report: Callable[[int], object] = lambda behind: None) -> int:
+    """Block until ``group`` has caught up with ``topics`` (or the timeout); returns the remaining lag."""
+    deadline = time.monotonic() + timeout_s
+    while (behind := group_lag(settings, group, topics)) > 0 and time.monotonic() < deadline:
+        report(behind)
+        time.sleep(2.0)
+    return behind
+
+
 class RawTopicWatcher:
     """Consumes ``raw.*`` from the current end in a background thread."""
 

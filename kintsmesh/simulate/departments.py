@@ -106,6 +106,13 @@ class Dirt:
             return name[:1] + "\u3000" + name[1:]
         return name + "  "
 
+    def date_text(self, d: date, fmt: str) -> str:
+        """A date as a clerk types it; now and then one that cannot exist (31 Feb, month 13)."""
+        if self.hit(0.2):
+            impossible = date(d.year, 2, 1).strftime(fmt).replace("-02-01", "-02-31").replace("0201", "0231")
+            return impossible.replace("/02/01", "/02/31")
+        return d.strftime(fmt)
+
     def maybe_missing(self, value: Any, scale: float = 1.0) -> Any:
         return self.rng.choice(MISSING_MARKERS) if self.hit(scale) else value
 
@@ -146,7 +153,7 @@ class DepartmentViews:
     def registered_person(self, p: Person) -> Row:
         return Row("police", "rk_jbxx", {
             "rkbh": self.source_key(p, "rkbh", "RK4403", 12), "gmsfhm": self.dirt.id_number(p.ric), "xm": self.dirt.name(p.name),
-            "xb": p.gender, "mz": p.ethnicity, "csrq": yyyymmdd(p.birth), "hh": p.household,
+            "xb": p.gender, "mz": p.ethnicity, "csrq": self.dirt.date_text(p.birth, "%Y%m%d"), "hh": p.household,
             "yhzgx": p.relation, "hjdz": self.address(p.house, True), "hyzk": p.marital,
             "swrq": yyyymmdd(p.death), "zxbz": "1" if p.death else "0",
         }, {"person": p.ric, "household": p.household, "house": p.house})
@@ -261,7 +268,7 @@ class DepartmentViews:
             truth["guardian"] = guardian.ric
         enrol_year = self.city.today.year - grade + (1 if self.city.today.month < 9 else 0)
         return Row("education", "xs_xj", {
-            "xjh": p.student_no, "xm": self.dirt.name(p.name), "xb": p.gender, "csrq": f"{p.birth:%Y/%m/%d}",
+            "xjh": p.student_no, "xm": self.dirt.name(p.name), "xb": p.gender, "csrq": self.dirt.date_text(p.birth, "%Y/%m/%d"),
             "sfzjh": self.dirt.id_number(p.ric), "xxmc": school,
             "nj": "一二三四五六七八九"[grade - 1] + "年级", "rxny": f"{enrol_year}09",
             "jhrxm": self.dirt.name(guardian.name) if guardian else None,

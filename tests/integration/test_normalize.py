@@ -14,6 +14,7 @@ from kintsmesh.registry.codec import decode
 from kintsmesh.registry.store import SchemaStore
 from kintsmesh.settings import DEPARTMENTS
 from kintsmesh.simulate.runner import run_simulation
+from kintsmesh.watch import wait_for_group
 from streams.app import raw_topics
 from streams.normalize import gldm
 from streams.normalize.mapping import mappings
@@ -42,23 +43,6 @@ def read_from(consumer: Consumer, start: dict[tuple[str, int], int], quiet_s: fl
     return messages
 
 
-def wait_for_group(settings, group: str, targets: dict[tuple[str, int], int], timeout_s: float) -> None:
-    """Until ``group`` has committed at least ``targets`` (it processed everything up to there)."""
-    watcher = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group,
-                        "enable.auto.commit": False, "log_level": 0})
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            committed = watcher.committed([TopicPartition(t, p) for (t, p) in targets], timeout=10)
-            behind = sum(max(0, targets[(tp.topic, tp.partition)] - max(tp.offset, 0)) for tp in committed)
-            if behind == 0:
-                return
-            assert time.monotonic() < deadline, f"the normalize worker is still {behind} events behind"
-            time.sleep(1.0)
-    finally:
-        watcher.close()
-
-
 def test_every_raw_event_of_a_dirty_simulated_run_is_accounted_for(settings, tmp_path):
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"t-{os.getpid()}-{time.time()}",
                          "enable.auto.commit": False, "log_level": 0})
@@ -74,7 +58,8 @@ def test_every_raw_event_of_a_dirty_simulated_run_is_accounted_for(settings, tmp
 
     raw_events = [m for m in read_from(consumer, raw_start, quiet_s=5) if m.value() is not None]
     assert len(raw_events) > 1000
-    wait_for_group(settings, "kintsmesh-normalize", end_offsets(consumer, raw), timeout_s=900)
+    behind = wait_for_group(settings, "kintsmesh-normalize", raw, timeout_s=900)
+    assert behind == 0, f"the normalize worker is still {behind} events behind"
     outputs_read = read_from(consumer, out_start, quiet_s=3)
     consumer.close()
 
