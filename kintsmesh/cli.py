@@ -137,6 +137,28 @@ def cmd_streams(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
+    from streams import dlq
+
+    departments = args.departments or list(DEPARTMENTS)
+    unknown = set(departments) - set(DEPARTMENTS)
+    if unknown:
+        raise KintsmeshError(f"dlq: unknown department(s) {sorted(unknown)}; known: {', '.join(DEPARTMENTS)}")
+    if args.action == "list":
+        for department, reasons in dlq.summary(settings, departments).items():
+            detail = ", ".join(f"{reason} {n:,}" for reason, n in reasons.most_common()) or "-"
+            print(f"  {department:<14} {sum(reasons.values()):>8,}  {detail}")
+        return 0
+    if args.action == "show":
+        for department in departments:
+            for record in dlq.show(settings, department, args.reason, args.limit):
+                print(json.dumps(record, ensure_ascii=False, indent=2, default=str))
+        return 0
+    for department in departments:
+        print(f"  {department:<14} replayed {dlq.replay(settings, department, args.reason):,}")
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from kintsmesh.stack.migrate import migrate_all
 
@@ -196,6 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info", "debug"])
     p.add_argument("--datadir", default="", help="Faust's data folder (default .stack/normalize)")
     p.set_defaults(handler=cmd_streams)
+
+    p = sub.add_parser("dlq", help="inspect and replay what the normalize stage rejected")
+    p.add_argument("action", choices=["list", "show", "replay"])
+    p.add_argument("departments", nargs="*", metavar="DEPARTMENT")
+    p.add_argument("--reason", help="only records with this reason code")
+    p.add_argument("-n", "--limit", type=int, default=5, help="show: records per department")
+    p.set_defaults(handler=cmd_dlq)
 
     p = sub.add_parser("migrate", help="apply pending schema migrations")
     p.set_defaults(handler=cmd_migrate)

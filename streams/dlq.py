@@ -1,0 +1,109 @@
+"""``kintsmesh dlq list | show | replay``: what the normalize stage rejected, and putting it back after a fix.
+
+Replay re-publishes a rejected event's original key and value to the raw topic it
+came from, so the (fixed) normalize worker processes it again; the merge stage
+ignores stale source positions, so a late replay cannot overwrite newer facts.
+Replayed DLQ offsets are committed under the group ``kintsmesh-dlq-replay``: a
+record is replayed once; if it is rejected again it is a new DLQ record.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from kintsmesh.errors import TransientError
+from kintsmesh.registry.codec import decode
+from kintsmesh.registry.store import SchemaStore
+from kintsmesh.settings import Settings
+from streams.normalize import gldm
+
+REPLAY_GROUP = "kintsmesh-dlq-replay"
+
+
+def _read(settings: Settings, department: str, group: str | None = None) -> tuple[list[dict[str, Any]], list[TopicPartition]]:
+    """A department's DLQ records from the start (or from ``group``'s committed position) to the
+    current end, and those end positions."""
+    store = SchemaStore(settings)
+    catalog = store.catalog
+    store.close()
+    topic = gldm.dlq_topic(department)
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group or "kintsmesh-dlq-read",
+                         "enable.auto.commit": False, "log_level": 0})
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        partitions = list(metadata.partitions) if metadata and metadata.partitions else []
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+        starts = {p: 0 for p in partitions}
+        if group and partitions:
+            starts.update({tp.partition: max(tp.offset, 0)
+                           for tp in consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)})
+        consumer.assign([TopicPartition(topic, p, starts[p]) for p in partitions])
+        records: list[dict[str, Any]] = []
+        pending = {p for p in partitions if starts[p] < ends[p]}
+        while pending:
+            for message in consumer.consume(500, timeout=2.0):
+                offset = message.offset()
+                if message.error() or offset is None or message.partition() not in pending:
+                    continue
+                if offset < ends[message.partition()]:
+                    records.append(decode(message.value() or b"", catalog))
+                if offset + 1 >= ends[message.partition()]:
+                    pending.discard(message.partition())
+        return records, [TopicPartition(topic, p, ends[p]) for p in partitions]
+    finally:
+        consumer.close()
+
+
+def summary(settings: Settings, departments: list[str]) -> dict[str, Counter[str]]:
+    return {d: Counter(record["reason"] for record in _read(settings, d)[0]) for d in departments}
+
+
+def show(settings: Settings, department: str, reason: str | None, limit: int) -> list[dict[str, Any]]:
+    shown = []
+    for record in _read(settings, department)[0]:
+        if reason is None or record["reason"] == reason:
+            original = record["original_value"]
+            record = {**record, "original_key": (record["original_key"] or b"").decode(errors="replace"),
+                      "original_value": _as_json(original)}
+            shown.append(record)
+            if len(shown) >= limit:
+                break
+    return shown
+
+
+def _as_json(value: bytes | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value.decode(errors="replace")
+
+
+def replay(settings: Settings, department: str, reason: str | None) -> int:
+    """Re-publish the department's DLQ records to their raw topics.
+
+    Without ``--reason``, only records not replayed before, and the position is then
+    committed; with it, every record of that reason (a duplicate replay is harmless:
+    the merge stage ignores positions it has already applied).
+    """
+    group = f"{REPLAY_GROUP}-{department}" if reason is None else None
+    records, ends = _read(settings, department, group=group)
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True, "log_level": 0})
+    replayed = 0
+    for record in records:
+        if reason is None or record["reason"] == reason:
+            producer.produce(record["source_topic"], key=record["original_key"], value=record["original_value"],
+                             partition=record["source_partition"])
+            replayed += 1
+    if producer.flush(30) != 0:
+        raise TransientError(f"dlq replay: {department}: not every replayed event was acknowledged; nothing committed")
+    if group and ends:
+        committer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group, "log_level": 0})
+        committer.commit(offsets=ends, asynchronous=False)
+        committer.close()
+    return replayed
