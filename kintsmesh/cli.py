@@ -104,6 +104,11 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    if args.stage == "normalize":
+        from kintsmesh.bench.normalize import run_normalize_bench
+
+        run_normalize_bench(settings, events=args.events)
+        return 0
     from kintsmesh.bench.capture import run_capture_bench
 
     run_capture_bench(settings, rate=args.rate, duration_s=args.duration, burst=args.burst)
@@ -133,7 +138,8 @@ def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_streams(args: argparse.Namespace, settings: Settings) -> int:
     from streams.worker import run_worker
 
-    run_worker(settings, log_level=args.loglevel, datadir=args.datadir)
+    bench = (args.bench_inputs.split(","), args.bench_prefix, args.bench_app_id) if args.bench_inputs else None
+    run_worker(settings, log_level=args.loglevel, datadir=args.datadir, bench=bench, passthrough=args.passthrough)
     return 0
 
 
@@ -200,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_simulate)
 
     p = sub.add_parser("bench", help="benchmarks (print a table, write bench/results/*.json)")
-    p.add_argument("stage", choices=["capture"])
+    p.add_argument("stage", choices=["capture", "normalize"])
+    p.add_argument("--events", type=int, default=60000, help="normalize: raw events per run")
     p.add_argument("--rate", type=float, default=1000.0, help="latency run: changes per second")
     p.add_argument("--duration", type=float, default=20.0, help="seconds per run")
     p.add_argument("--burst", type=int, default=60000, help="throughput run: changes written as fast as possible")
@@ -217,6 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["worker"])
     p.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info", "debug"])
     p.add_argument("--datadir", default="", help="Faust's data folder (default .stack/normalize)")
+    # used by `kintsmesh bench normalize` to run a worker on its own topics
+    p.add_argument("--bench-inputs", default="", help=argparse.SUPPRESS)
+    p.add_argument("--bench-prefix", default="", help=argparse.SUPPRESS)
+    p.add_argument("--bench-app-id", default="", help=argparse.SUPPRESS)
+    p.add_argument("--passthrough", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(handler=cmd_streams)
 
     p = sub.add_parser("dlq", help="inspect and replay what the normalize stage rejected")

@@ -58,11 +58,10 @@ def rejected_record(rejection: Rejection, topic: str, partition: int, offset: in
     }
 
 
-def create_app(settings: Settings, versions: dict[str, SchemaVersion], metrics: NormalizeMetrics,
-               datadir: str = "") -> faust.App:
+def faust_app(settings: Settings, app_id: str, datadir: str) -> faust.App:
     broker = ";".join(f"kafka://{host}" for host in settings.kafka_bootstrap.split(","))
-    app = faust.App(
-        "kintsmesh-normalize",
+    return faust.App(
+        app_id,
         broker=broker,
         store="memory://",
         key_serializer="raw",
@@ -73,12 +72,19 @@ def create_app(settings: Settings, versions: dict[str, SchemaVersion], metrics: 
         stream_buffer_maxsize=8192,
         broker_commit_every=2000,
         consumer_auto_offset_reset="earliest",
-        datadir=datadir or str(settings.stack_dir / "normalize"),
+        datadir=datadir or str(settings.stack_dir / app_id),
     )
-    raw = app.topic(*raw_topics(settings), key_type=bytes, value_type=bytes)
-    outputs = {entity: app.topic(gldm.candidates_topic(entity), key_type=bytes, value_type=bytes)
+
+
+def create_app(settings: Settings, versions: dict[str, SchemaVersion], metrics: NormalizeMetrics,
+               datadir: str = "", inputs: list[str] | None = None, prefix: str = "",
+               app_id: str = "kintsmesh-normalize") -> faust.App:
+    """The normalize app. ``inputs``/``prefix``/``app_id`` let the benchmark run it on its own topics."""
+    app = faust_app(settings, app_id, datadir)
+    raw = app.topic(*(inputs or raw_topics(settings)), key_type=bytes, value_type=bytes)
+    outputs = {entity: app.topic(prefix + gldm.candidates_topic(entity), key_type=bytes, value_type=bytes)
                for entity in gldm.RECORD_NAMES}
-    dlq = {d: app.topic(gldm.dlq_topic(d), key_type=bytes, value_type=bytes) for d in available_departments()}
+    dlq = {d: app.topic(prefix + gldm.dlq_topic(d), key_type=bytes, value_type=bytes) for d in available_departments()}
 
     @app.agent(raw)
     async def normalize(stream: faust.StreamT) -> None:
@@ -105,5 +111,21 @@ def create_app(settings: Settings, versions: dict[str, SchemaVersion], metrics: 
                 for column in result.unknown_columns:
                     metrics.unknown_columns.labels(result.department, result.table or "?", column).inc()
             metrics.seconds.labels(result.department).observe(time.perf_counter() - started)
+
+    return app
+
+
+def create_passthrough_app(settings: Settings, metrics: NormalizeMetrics, inputs: list[str], output: str,
+                           app_id: str, datadir: str = "") -> faust.App:
+    """The benchmark's yardstick: the same framework and settings, forwarding raw bytes untouched."""
+    app = faust_app(settings, app_id, datadir)
+    source = app.topic(*inputs, key_type=bytes, value_type=bytes)
+    sink = app.topic(output, key_type=bytes, value_type=bytes)
+
+    @app.agent(source)
+    async def passthrough(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            await sink.send(key=event.key, value=event.value)
+            metrics.events_in.labels("passthrough").inc()
 
     return app

@@ -8,16 +8,23 @@ import sys
 from prometheus_client import CollectorRegistry, start_http_server
 
 from kintsmesh.settings import Settings
-from streams.app import create_app, prepare
+from streams.app import create_app, create_passthrough_app, prepare
 from streams.metrics import NormalizeMetrics
 
 
-def run_worker(settings: Settings, log_level: str = "warn", datadir: str = "") -> None:
+def run_worker(settings: Settings, log_level: str = "warn", datadir: str = "",
+               bench: tuple[list[str], str, str] | None = None, passthrough: bool = False) -> None:
+    """Run the normalize worker; ``bench`` = (input topics, output prefix, app id) for ``bench normalize``."""
     versions = prepare(settings)
     registry = CollectorRegistry()
     metrics = NormalizeMetrics(registry)
     start_http_server(settings.normalize_metrics_port, addr=settings.metrics_host, registry=registry)
     logging.getLogger(__name__).info("normalize metrics on :%s", settings.normalize_metrics_port)
-    app = create_app(settings, versions, metrics, datadir=datadir)
+    if bench is None:
+        app = create_app(settings, versions, metrics, datadir=datadir)
+    elif passthrough:
+        app = create_passthrough_app(settings, metrics, bench[0], f"{bench[1]}passthrough", bench[2], datadir)
+    else:
+        app = create_app(settings, versions, metrics, datadir=datadir, inputs=bench[0], prefix=bench[1], app_id=bench[2])
     sys.argv = ["kintsmesh-normalize", "worker", "--loglevel", log_level]
     app.main()

@@ -41,7 +41,7 @@ class Normalized:
 
 def department_of(topic: str) -> str:
     parts = topic.split(".")
-    return parts[1] if len(parts) >= 4 and parts[0] == "raw" else "unknown"
+    return parts[1] if len(parts) >= 4 else "unknown"  # raw.<dept>.<schema>.<table> (benchmarks use another prefix)
 
 
 def _lsn(value: Any) -> int | None:

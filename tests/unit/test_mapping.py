@@ -6,7 +6,6 @@ import json
 import random
 from collections import Counter
 from datetime import date, datetime
-from decimal import Decimal
 
 import fastavro
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from connect.connectors import tables
 from kintsmesh.settings import DEPARTMENTS, Settings
 from kintsmesh.simulate.city import build_city
+from kintsmesh.simulate.debezium import change_event
 from kintsmesh.simulate.departments import DepartmentViews, initial_rows
 from streams.normalize import gldm
 from streams.normalize.event import normalize_event
@@ -22,28 +22,8 @@ from streams.normalize.mapping import mappings
 TODAY = date(2026, 11, 27)
 
 
-def debezium_value(value):
-    """How Debezium's JsonConverter (schemas off, decimal.handling.mode=string) carries a column."""
-    if isinstance(value, datetime):
-        if value.tzinfo:
-            return value.isoformat().replace("+08:00", "+08:00")
-        return int((value - datetime(1970, 1, 1)).total_seconds() * 1_000_000)
-    if isinstance(value, date):
-        return (value - date(1970, 1, 1)).days
-    if isinstance(value, (float, Decimal)):
-        return str(value)
-    return value
-
-
-def event(row, op="c", before=None):
-    image = {k: debezium_value(v) for k, v in row.values.items()}
-    return json.dumps({
-        "before": before if before is not None else (image if op == "d" else None),
-        "after": None if op == "d" else image,
-        "source": {"db": row.database, "schema": "public", "table": row.table, "ts_ms": 1795800000000,
-                   "lsn": 123456, "sequence": '["123000","123456"]', "snapshot": "false"},
-        "op": op, "ts_ms": 1795800000100,
-    }).encode()
+def event(row, op="c"):
+    return change_event(row, op)
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +101,20 @@ def test_impossible_date_is_rejected_with_the_field(rows):
     bad = type(row)(row.database, row.table, row.values | {"csrq": "20230230"}, row.truth)
     rejection = normalize_event("raw.police.public.rk_jbxx", event(bad), 1).rejection
     assert (rejection.reason, rejection.field, rejection.primary_key) == ("impossible_date", "csrq", row.values["rkbh"])
+
+
+def test_the_readme_example_mapping_loads_and_applies(tmp_path):
+    import re
+
+    from kintsmesh.settings import REPO_ROOT
+    from streams.normalize.mapping import apply, load_mapping
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    example = re.search(r"```yaml\n(.*?)```", readme, re.S).group(1)
+    path = tmp_path / "civil_affairs.sy_djxx.yaml"
+    path.write_text("\n".join(line[3:] if line.startswith("   ") else line for line in example.splitlines()))
+    mapping = load_mapping(path)
+    applied = apply(mapping, {"djid": 1, "syr_sfzh": "11010519491231002X", "syr_xm": "王芳", "bsyr_sfzh": None,
+                              "bsyr_xm": "王小宝", "djrq": "2026-01-05"}, provenance={}, retracted=False)
+    (candidate,) = applied.candidates
+    assert candidate.record["type"] == "PARENT_OF" and candidate.record["valid_from"] == date(2026, 1, 5)

@@ -1,0 +1,142 @@
+"""``kintsmesh bench normalize``: events/s through one normalize worker process, against two yardsticks.
+
+The same N Debezium events (the simulator's rows, 5% dirty) are written once to
+``bench<run>.<dept>.public.<table>`` topics; then, one after another, on the same broker:
+
+1. the normalize worker (a separate process, as in production) on those topics,
+   writing to ``bench<run>.gldm.*`` / ``bench<run>.dlq.*``;
+2. a passthrough agent in the same framework with the same settings, forwarding
+   the raw bytes untouched: normalize / passthrough is what our transform costs;
+3. a plain confluent-kafka consume -> produce loop: the ceiling for any Python stage.
+
+Rates are taken from the first to the last event processed (start-up excluded).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import requests
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from kintsmesh.errors import KintsmeshError
+from kintsmesh.settings import REPO_ROOT, Settings
+from kintsmesh.simulate.city import build_city
+from kintsmesh.simulate.debezium import change_event
+from kintsmesh.simulate.departments import DepartmentViews, initial_rows
+from kintsmesh.topics import ensure_topics
+
+RESULTS = REPO_ROOT / "bench" / "results"
+BENCH_METRICS_PORT = 19199
+
+
+def _write_input(settings: Settings, run: str, events: int) -> list[str]:
+    people = max(200, events // 9)  # about nine department rows per person
+    city = build_city(7, people, date.today())
+    rows = initial_rows(city, DepartmentViews(city, random.Random(8), dirty_rate=0.05))[:events]
+    topics = sorted({f"{run}.{r.database}.public.{r.table}" for r in rows})
+    ensure_topics(settings, topics, settings.kafka_partitions)
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 20, "log_level": 0})
+    for lsn, row in enumerate(rows, start=1000):
+        producer.produce(f"{run}.{row.database}.public.{row.table}", key=row.key.encode(), value=change_event(row, lsn=lsn))
+        if lsn % 10000 == 0:
+            producer.poll(0)
+    producer.flush(60)
+    return topics
+
+
+def _processed(port: int) -> float:
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("kintsmesh_normalize_events_in_total{"))
+
+
+def _worker_rate(settings: Settings, topics: list[str], run: str, total: int, passthrough: bool) -> float:
+    app_id = f"{run}-{'passthrough' if passthrough else 'normalize'}"
+    env = {**os.environ, "KINTSMESH_NORMALIZE_METRICS_PORT": str(BENCH_METRICS_PORT),
+           "KINTSMESH_STACK_DIR": str(settings.stack_dir)}
+    cmd = [sys.executable, "-m", "kintsmesh.cli", "streams", "worker", "--datadir", str(settings.stack_dir / "bench" / app_id),
+           "--bench-inputs", ",".join(topics), "--bench-prefix", f"{run}.", "--bench-app-id", app_id]
+    log = open(settings.stack_dir / "logs" / f"bench-{app_id}.log", "w")
+    worker = subprocess.Popen([*cmd, *(["--passthrough"] if passthrough else [])], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        first_at = first_n = None
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            if worker.poll() is not None:
+                raise KintsmeshError(f"bench normalize: the {app_id} worker exited; see {log.name}")
+            try:
+                done = _processed(BENCH_METRICS_PORT)
+            except requests.RequestException:
+                time.sleep(0.5)
+                continue
+            now = time.monotonic()
+            if done and first_at is None:
+                first_at, first_n = now, done
+            if done >= total and first_at is not None and first_n is not None:
+                return (done - first_n) / max(now - first_at, 1e-6)
+            time.sleep(0.2)
+        raise KintsmeshError(f"bench normalize: the {app_id} worker did not finish within 900 s")
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        log.close()
+
+
+def _client_ceiling(settings: Settings, topics: list[str], run: str, total: int) -> float:
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"{run}-client",
+                         "enable.auto.commit": False, "log_level": 0})
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 5, "log_level": 0})
+    metadata = consumer.list_topics(timeout=10).topics
+    consumer.assign([TopicPartition(t, p, 0) for t in topics for p in metadata[t].partitions])
+    done, started = 0, None
+    while done < total:
+        batch = consumer.consume(1000, timeout=2.0)
+        if not batch:
+            raise KintsmeshError("bench normalize: the client loop ran dry before reading every event")
+        started = started or time.monotonic()
+        for message in batch:
+            producer.produce(f"{run}.client", key=message.key(), value=message.value())
+        producer.poll(0)
+        done += len(batch)
+    producer.flush(60)
+    elapsed = time.monotonic() - (started or time.monotonic())
+    consumer.close()
+    return done / max(elapsed, 1e-6)
+
+
+def run_normalize_bench(settings: Settings, events: int) -> dict[str, object]:
+    run = f"bench{int(time.time())}"
+    print(f"writing {events:,} Debezium events (5% dirty) to {run}.<dept>.public.<table> ...", flush=True)
+    topics = _write_input(settings, run, events)
+    print("normalize worker ...", flush=True)
+    normalize = _worker_rate(settings, topics, run, events, passthrough=False)
+    print("passthrough agent (same framework, same settings) ...", flush=True)
+    passthrough = _worker_rate(settings, topics, run, events, passthrough=True)
+    print("plain confluent-kafka consume -> produce loop ...", flush=True)
+    ceiling = _client_ceiling(settings, topics, run, events)
+    result: dict[str, object] = {
+        "events_per_s": round(normalize, 1),
+        "passthrough_events_per_s": round(passthrough, 1),
+        "ratio": round(normalize / passthrough, 3),
+        "client_ceiling_events_per_s": round(ceiling, 1),
+        "events": events,
+        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{os.cpu_count()} cores, whole stack on one host",
+    }
+    print(f"{'normalize worker (events/s)':<38}{result['events_per_s']:>12}")
+    print(f"{'passthrough agent, Faust (events/s)':<38}{result['passthrough_events_per_s']:>12}")
+    print(f"{'ratio normalize / passthrough':<38}{result['ratio']:>12}")
+    print(f"{'confluent-kafka loop ceiling (events/s)':<38}{result['client_ceiling_events_per_s']:>12}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = Path(RESULTS / "normalize.json")
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written {out}")
+    return result
