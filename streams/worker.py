@@ -26,5 +26,6 @@ def run_worker(settings: Settings, log_level: str = "warn", datadir: str = "",
         app = create_passthrough_app(settings, metrics, bench[0], f"{bench[1]}passthrough", bench[2], datadir)
     else:
         app = create_app(settings, versions, metrics, datadir=datadir, inputs=bench[0], prefix=bench[1], app_id=bench[2])
-    sys.argv = ["kintsmesh-normalize", "worker", "--loglevel", log_level]
+    # no Faust web server: metrics are served by prometheus-client; two workers must not fight over :6066
+    sys.argv = ["kintsmesh-normalize", "worker", "--loglevel", log_level, "--without-web"]
     app.main()

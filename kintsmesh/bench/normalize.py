@@ -27,29 +27,34 @@ import requests
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from kintsmesh.errors import KintsmeshError
-from kintsmesh.settings import REPO_ROOT, Settings
+from kintsmesh.settings import DEPARTMENTS, REPO_ROOT, Settings
 from kintsmesh.simulate.city import build_city
 from kintsmesh.simulate.debezium import change_event
 from kintsmesh.simulate.departments import DepartmentViews, initial_rows
 from kintsmesh.topics import ensure_topics
+from streams.normalize import gldm
 
 RESULTS = REPO_ROOT / "bench" / "results"
 BENCH_METRICS_PORT = 19199
 
 
-def _write_input(settings: Settings, run: str, events: int) -> list[str]:
-    people = max(200, events // 9)  # about nine department rows per person
+def _write_input(settings: Settings, run: str, events: int) -> tuple[list[str], int]:
+    """The input topics and how many events they hold."""
+    people = max(200, events // 6)  # 8-9 department rows per person: enough rows, trimmed to ``events``
     city = build_city(7, people, date.today())
     rows = initial_rows(city, DepartmentViews(city, random.Random(8), dirty_rate=0.05))[:events]
     topics = sorted({f"{run}.{r.database}.public.{r.table}" for r in rows})
-    ensure_topics(settings, topics, settings.kafka_partitions)
+    outputs = [f"{run}.{gldm.candidates_topic(e)}" for e in gldm.RECORD_NAMES]
+    outputs += [f"{run}.{gldm.dlq_topic(d)}" for d in DEPARTMENTS] + [f"{run}.passthrough", f"{run}.client"]
+    ensure_topics(settings, topics + outputs, settings.kafka_partitions)
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 20, "log_level": 0})
     for lsn, row in enumerate(rows, start=1000):
         producer.produce(f"{run}.{row.database}.public.{row.table}", key=row.key.encode(), value=change_event(row, lsn=lsn))
         if lsn % 10000 == 0:
             producer.poll(0)
-    producer.flush(60)
-    return topics
+    if producer.flush(60) != 0:
+        raise KintsmeshError("bench normalize: the input events were not all acknowledged")
+    return topics, len(rows)
 
 
 def _processed(port: int) -> float:
@@ -64,6 +69,7 @@ def _worker_rate(settings: Settings, topics: list[str], run: str, total: int, pa
            "KINTSMESH_STACK_DIR": str(settings.stack_dir)}
     cmd = [sys.executable, "-m", "kintsmesh.cli", "streams", "worker", "--datadir", str(settings.stack_dir / "bench" / app_id),
            "--bench-inputs", ",".join(topics), "--bench-prefix", f"{run}.", "--bench-app-id", app_id]
+    (settings.stack_dir / "bench").mkdir(parents=True, exist_ok=True)
     log = open(settings.stack_dir / "logs" / f"bench-{app_id}.log", "w")
     worker = subprocess.Popen([*cmd, *(["--passthrough"] if passthrough else [])], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -115,7 +121,7 @@ def _client_ceiling(settings: Settings, topics: list[str], run: str, total: int)
 def run_normalize_bench(settings: Settings, events: int) -> dict[str, object]:
     run = f"bench{int(time.time())}"
     print(f"writing {events:,} Debezium events (5% dirty) to {run}.<dept>.public.<table> ...", flush=True)
-    topics = _write_input(settings, run, events)
+    topics, events = _write_input(settings, run, events)
     print("normalize worker ...", flush=True)
     normalize = _worker_rate(settings, topics, run, events, passthrough=False)
     print("passthrough agent (same framework, same settings) ...", flush=True)
