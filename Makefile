@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 KM      := $(BIN)/kintsmesh
 STAMP   := $(VENV)/.installed
-DEMO_PEOPLE ?= 20000
+DEMO_PEOPLE ?= 5000
 DEMO_RATE   ?= 200
 DEMO_SECONDS ?= 60
 

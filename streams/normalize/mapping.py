@@ -111,9 +111,9 @@ def _rule(target: str, spec: dict[str, Any]) -> FieldRule:
     if "map" in spec:
         return FieldRule(target, standardizer="map", details=tuple(spec["map"].items()))
     standardizer = spec.get("as", "text")
-    if standardizer not in STANDARDIZERS:
-        raise MappingError(f"field {target}: unknown standardizer {standardizer!r}; known: {sorted(STANDARDIZERS)}")
-    if standardizer == "code" and spec.get("codes") not in codes():
+    if standardizer not in STANDARDIZERS and standardizer != CODE:
+        raise MappingError(f"field {target}: unknown standardizer {standardizer!r}; known: {sorted([*STANDARDIZERS, CODE])}")
+    if standardizer == CODE and spec.get("codes") not in codes():
         raise MappingError(f"field {target}: codes {spec.get('codes')!r} is not a dictionary in codes.yaml")
     return FieldRule(
         target, source=spec["from"], standardizer=standardizer, codes=spec.get("codes"),
@@ -175,9 +175,8 @@ STANDARDIZERS: dict[str, Callable[[Any], std.Standardized[Any]]] = {
     "validity_date": lambda raw: std.calendar_date(raw, latest=date(2200, 1, 1)),
     "timestamp_date": _timestamp_date,
     "address": _address,
-    "code": _text,  # replaced per rule by the dictionary lookup in _value
-    "map": _text,
 }
+CODE = "code"  # a dictionary lookup (the rule names the dictionary), handled in _value
 
 
 def _value(rule: FieldRule, row: MappingABC[str, Any], findings: list[str]) -> Any:
@@ -195,7 +194,7 @@ def _value(rule: FieldRule, row: MappingABC[str, Any], findings: list[str]) -> A
         return None
     raw = row[rule.source]
     try:
-        if rule.standardizer == "code":
+        if rule.standardizer == CODE:
             result = std.coded(raw, codes()[rule.codes or ""], rule.codes or "code")
         else:
             result = STANDARDIZERS[rule.standardizer](raw)

@@ -118,3 +118,14 @@ def test_the_readme_example_mapping_loads_and_applies(tmp_path):
                               "bsyr_xm": "王小宝", "djrq": "2026-01-05"}, provenance={}, retracted=False)
     (candidate,) = applied.candidates
     assert candidate.record["type"] == "PARENT_OF" and candidate.record["valid_from"] == date(2026, 1, 5)
+
+
+def test_a_mapping_with_an_unknown_standardizer_or_dictionary_is_refused_at_load(tmp_path):
+    from streams.normalize.mapping import MappingError, load_mapping
+
+    for spec in ("{from: xm, as: shout}", "{from: xb, as: code, codes: colours}"):
+        path = tmp_path / "police.x.yaml"
+        path.write_text(f"source: {{department: police, table: x, key: [id]}}\noutputs:\n  - entity: person\n"
+                        f"    fields:\n      name: {spec}\n")
+        with pytest.raises(MappingError):
+            load_mapping(path)
