@@ -52,6 +52,7 @@ class Output:
     fields: tuple[FieldRule, ...]
     key: str | None = None         # the output field holding the natural identifier
     when: str | None = None        # a source column that must hold a value for this output to exist
+    role: str = ""                 # who/what this output is in the row (husband, wife, child ...); default: the entity
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,10 @@ class Candidate:
     entity: str
     key: str
     record: dict[str, Any]
+
+    @property
+    def role(self) -> str:
+        return str(self.record["provenance"]["role"])
 
 
 @dataclass
@@ -131,7 +136,10 @@ def load_mapping(path: Path) -> SourceMapping:
         rules = tuple(_rule(target, spec) for target, spec in out["fields"].items())
         if out.get("key") and out["key"] not in {r.target for r in rules}:
             raise MappingError(f"{path.name}: key {out['key']!r} is not one of the output's fields")
-        outputs.append(Output(out["entity"], rules, out.get("key"), out.get("when")))
+        outputs.append(Output(out["entity"], rules, out.get("key"), out.get("when"), out.get("role") or out["entity"]))
+    roles = [(o.entity, o.role) for o in outputs]
+    if len(set(roles)) != len(roles):
+        raise MappingError(f"{path.name}: two outputs of one entity need distinct roles (role: husband / wife ...)")
     return SourceMapping(source["department"], source["table"], tuple(source["key"]), tuple(outputs))
 
 
@@ -215,7 +223,7 @@ def apply(mapping: SourceMapping, row: MappingABC[str, Any], provenance: dict[st
             continue
         findings: list[str] = []
         record: dict[str, Any] = {rule.target: _value(rule, row, findings) for rule in output.fields}
-        record.update(findings=findings, retracted=retracted, provenance=provenance)
+        record.update(findings=findings, retracted=retracted, provenance={**provenance, "role": output.role})
         natural = record.get(output.key) if output.key else None
         key = natural if natural and f"{output.key}:bad_check_character" not in findings \
             else f"{mapping.department}/{mapping.table}/{pk}/{index}"

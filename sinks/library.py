@@ -1,0 +1,549 @@
+"""The resource library writer: resolve and merge a batch of GLDM candidates in one transaction.
+
+Used by the merge worker (Kafka, real time) and by ``kintsmesh batch load`` (T+1),
+so both paths run exactly the same code. For a batch:
+
+1. each candidate's source row (department, table, key, role) is looked up in
+   ``contribution``; a position the same as or older than the merged one is a
+   no-op (replays and redeliveries change nothing);
+2. the candidate is resolved to a canonical id: deterministic on a valid RIC /
+   USCC / house code / certificate number, else the sticky earlier link, else a
+   fuzzy match (``streams.resolve.matching``) over the mention's blocks; an
+   ambiguous one waits in ``review_queue``;
+3. every golden record touched is recomputed from all its contributions by
+   survivorship (``streams.merge.survivorship``); a changed one gets a new
+   version in ``golden_history``, its ``field_provenance`` and a change in the
+   ``outbox`` (published on ``gldm.<entity>.changes`` after commit);
+4. references to people (certificate holders, relationship ends, insured
+   persons) are linked to person ids, in both directions of arrival.
+
+The caller owns the transaction; nothing here commits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timezone
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from streams.merge.survivorship import NOT_FIELDS, Contribution, Position, is_stale, position, survive
+from streams.resolve import matching
+
+# Golden tables: entity -> (table, id column, data columns). Data columns are candidate fields.
+TABLES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "person": ("person", "person_id", ("ric", "name", "gender", "ethnicity", "birth_date", "marital_status",
+                                       "death_date", "household_no", "address", "mother_ric", "father_ric")),
+    "legal_entity": ("legal_entity", "entity_id", (
+        "uscc", "registration_no", "name", "kind", "legal_representative_name", "legal_representative_ric",
+        "registered_capital", "established_date", "status", "deregistered_date", "address")),
+    "house": ("house", "house_id", ("building_code", "address", "floor_area", "use")),
+    "certificate": ("certificate", "certificate_id", (
+        "certificate_type", "certificate_no", "holder_ric", "holder_name", "issued_date", "valid_until", "issuer",
+        "status", "details")),
+    "relationship": ("relationship", "relationship_id", (
+        "type", "subject_ric", "subject_name", "object_kind", "object_id", "object_name", "valid_from", "valid_to")),
+    "social_insurance": ("social_insurance", "fact_id", (
+        "person_ric", "insured_no", "month", "insurance_type", "employer_uscc", "employer_name",
+        "contribution_base", "personal_amount", "employer_amount")),
+}
+# Identifier fields: a value flagged by a finding (bad check character ...) never becomes the golden identifier.
+IDENTIFIERS: dict[str, tuple[str, ...]] = {"person": ("ric",), "legal_entity": ("uscc",)}
+JSON_COLUMNS = frozenset({"address", "details"})
+# Entities that point at people, and the reference columns they resolve.
+PERSON_REFS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    # entity -> (person id column, RIC column, name column)
+    "certificate": (("holder_person_id", "holder_ric", "holder_name"),),
+    "relationship": (("subject_person_id", "subject_ric", "subject_name"), ("object_person_id", "object_id", "object_name")),
+    "social_insurance": (("person_id", "person_ric", ""),),
+}
+
+
+MERGE_LOCK = 0x4B4D5247  # one merge transaction at a time across processes (worker, batch loads, review)
+
+
+def lock_library(conn: psycopg.Connection[Any]) -> None:
+    """Serialize merges: taken first in every merging transaction, released at its end."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (MERGE_LOCK,))
+
+
+CONTRIBUTION_KEY = ("department", "source_table", "primary_key", "role")
+CONTRIBUTION_COLUMNS = (*CONTRIBUTION_KEY, "entity", "canonical_id", "position", "retracted", "record", "committed_at",
+                        "merged_at", "method", "score", "evidence")
+HISTORY_COLUMNS = ("entity", "canonical_id", "version", "data", "valid_from", "cause", "recorded_at")
+
+
+def bulk_upsert(conn: psycopg.Connection[Any], table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]],
+                conflict: tuple[str, ...] = ()) -> None:
+    """COPY rows into a per-transaction staging table, then one INSERT ... ON CONFLICT DO UPDATE."""
+    if not rows:
+        return
+    stage = f"_stage_{table}"
+    cols = ", ".join(columns)
+    conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+    with conn.cursor() as cur:
+        with cur.copy(f"COPY {stage} ({cols}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        on_conflict = (f" ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET "
+                       + ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in conflict)) if conflict else ""
+        cur.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage}{on_conflict}")
+        cur.execute(f"TRUNCATE {stage}")
+
+
+def jsonable(value: Any) -> Any:
+    """A decoded Avro / mapping value as JSON: dates as ISO text, timestamps as epoch ms."""
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1000)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    department: str
+    table: str
+    primary_key: str
+    role: str
+
+    @property
+    def row(self) -> tuple[str, str, str]:
+        return (self.department, self.table, self.primary_key)
+
+    def __str__(self) -> str:
+        return f"{self.department}/{self.table}/{self.primary_key}/{self.role}"
+
+
+@dataclass
+class Incoming:
+    """One candidate to merge, JSON-safe."""
+    entity: str
+    record: dict[str, Any]
+
+    @classmethod
+    def of(cls, entity: str, record: dict[str, Any]) -> Incoming:
+        return cls(entity, jsonable(record))
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        return self.record["provenance"]  # type: ignore[no-any-return]
+
+    @property
+    def source(self) -> SourceRef:
+        p = self.provenance
+        return SourceRef(p["department"], p["table"], p["primary_key"], p.get("role") or self.entity)
+
+    @property
+    def position(self) -> Position:
+        return position(self.provenance)
+
+    def flagged(self, name: str) -> bool:
+        return any(f.startswith(f"{name}:") and f != f"{name}:legacy_15_upgraded" for f in self.record.get("findings") or ())
+
+
+@dataclass
+class BatchReport:
+    """What one batch did; summed into run reports and metrics."""
+    read: int = 0
+    merged: int = 0
+    unchanged: int = 0          # stale or identical: a replay, a redelivery, a no-op update
+    retracted: int = 0
+    to_review: int = 0
+    new_golden: int = 0
+    golden_updates: int = 0
+    conflicts: int = 0
+    links: dict[str, int] = field(default_factory=lambda: defaultdict(int))   # method -> count
+    changes: list[dict[str, Any]] = field(default_factory=list)              # golden changes written to the outbox
+
+    def add(self, other: BatchReport) -> None:
+        for name in ("read", "merged", "unchanged", "retracted", "to_review", "new_golden", "golden_updates", "conflicts"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for method, n in other.links.items():
+            self.links[method] += n
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"read": self.read, "merged": self.merged, "unchanged": self.unchanged, "retracted": self.retracted,
+                "sent_to_review": self.to_review, "new_golden": self.new_golden,
+                "golden_updates": self.golden_updates, "conflicts": self.conflicts, "links": dict(self.links)}
+
+
+@dataclass
+class _Linked:
+    canonical_id: str | None
+    method: str
+    score: float | None = None
+    evidence: dict[str, Any] | None = None
+
+
+# a source row's merged state: position, canonical id, link method, commit time (ms)
+_State = tuple[Position, str | None, str, int | None]
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def _as_date(value: Any) -> date | None:
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str) and len(value) == 10:
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _mention(record: dict[str, Any], flagged_ric: bool, households: frozenset[str] = frozenset()) -> matching.Mention:
+    address = record.get("address")
+    ric = record.get("ric")
+    return matching.Mention(
+        ric=ric, ric_valid=bool(ric) and not flagged_ric, name=record.get("name"), gender=record.get("gender"),
+        birth_date=_as_date(record.get("birth_date")), households=households,
+        address=address.get("full") if isinstance(address, dict) else None,
+    )
+
+
+def derive_from_ric(data: dict[str, Any], fields: dict[str, Any]) -> None:
+    """A golden person without a birth date or gender takes them from its RIC (GB 11643: digits 7-14, 17)."""
+    ric = data.get("ric")
+    if not ric:
+        return
+    born = matching.birth_from_ric(ric)
+    if data.get("birth_date") is None and born:
+        data["birth_date"] = born.isoformat()
+        fields["birth_date"] = {"derived_from": "ric"}
+    if data.get("gender") is None and ric[16].isdigit():
+        data["gender"] = "1" if int(ric[16]) % 2 else "2"
+        fields["gender"] = {"derived_from": "ric"}
+
+
+class Merger:
+    """Resolve + merge batches into the resource library over one connection (caller commits)."""
+
+    def __init__(self, conn: psycopg.Connection[Any], changes_topic: str = "gldm.{entity}.changes") -> None:
+        self.conn = conn
+        self.changes_topic = changes_topic
+        self._new_persons: dict[str, matching.Mention] = {}   # persons created in the current batch
+        self._outbox_rows: list[tuple[str, str, Jsonb]] = []
+        self._batch_households: dict[str, str] = {}               # RIC -> household number, in the current batch
+
+    # ------------------------------------------------------------------ public
+
+    def merge(self, items: list[Incoming]) -> BatchReport:
+        report = BatchReport(read=len(items))
+        if not items:
+            return report
+        state = self._contributions({i.source for i in items})
+        by_ric = self._persons_by_ric({i.record.get("ric") for i in items
+                                       if i.entity == "person" and i.record.get("ric") and not i.flagged("ric")})
+        self._new_persons = {}
+        self._outbox_rows = []
+        self._batch_households = {i.record["ric"]: i.record["household_no"] for i in items
+                                  if i.entity == "person" and i.record.get("ric") and i.record.get("household_no")}
+        affected: dict[str, set[str]] = defaultdict(set)
+        writes: dict[SourceRef, tuple[Incoming, _Linked]] = {}
+        for item in items:
+            ref, pos = item.source, item.position
+            previous = state.get(ref)
+            if previous is not None and is_stale(pos, previous[0], item.provenance.get("committed_at"), previous[3]):
+                report.unchanged += 1
+                continue
+            if item.record.get("retracted"):
+                linked = _Linked(previous[1] if previous else None, previous[2] if previous else "retracted")
+                report.retracted += 1
+            else:
+                linked = self._resolve(item, previous, by_ric)
+                if linked.method == "review":
+                    report.to_review += 1
+            report.merged += 1
+            report.links[linked.method] += 1
+            if previous is not None and previous[1]:
+                affected[item.entity].add(previous[1])
+            if linked.canonical_id:
+                affected[item.entity].add(linked.canonical_id)
+            state[ref] = (pos, linked.canonical_id, linked.method, item.provenance.get("committed_at"))
+            writes[ref] = (item, linked)
+        self._write_contributions(writes.values())
+        for entity in TABLES:  # persons first, so the references of the others can link to them
+            if affected.get(entity):
+                self._recompute(entity, affected[entity], report)
+        self._link_people(affected, writes.values())
+        bulk_upsert(self.conn, "outbox", ("topic", "key", "value"), self._outbox_rows)
+        return report
+
+    # ------------------------------------------------------------------ reads
+
+    def _contributions(self, refs: set[SourceRef]) -> dict[SourceRef, _State]:
+        rows = self.conn.execute(
+            "SELECT c.department, c.source_table, c.primary_key, c.role, c.position, c.canonical_id, c.method,"
+            " (extract(epoch FROM c.committed_at) * 1000)::bigint"
+            " FROM contribution c JOIN unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS k(d, t, p, r)"
+            " ON c.department = k.d AND c.source_table = k.t AND c.primary_key = k.p AND c.role = k.r",
+            ([r.department for r in refs], [r.table for r in refs], [r.primary_key for r in refs], [r.role for r in refs]),
+        ).fetchall()
+        return {SourceRef(d, t, p, r): (tuple(int(x) for x in pos), cid, method, ms)
+                for d, t, p, r, pos, cid, method, ms in rows}
+
+    def _persons_by_ric(self, rics: set[Any]) -> dict[str, str]:
+        wanted = [r for r in rics if r]
+        if not wanted:
+            return {}
+        return dict(self.conn.execute("SELECT ric, person_id FROM person WHERE ric = ANY(%s)", (wanted,)).fetchall())
+
+    # ------------------------------------------------------------------ resolve
+
+    def _resolve(self, item: Incoming, previous: _State | None,
+                 by_ric: dict[str, str]) -> _Linked:
+        r, src = item.record, item.source
+        if item.entity == "person":
+            return self._resolve_person(item, previous, by_ric)
+        if item.entity == "legal_entity":
+            return self._resolve_legal_entity(item)
+        if item.entity == "house":
+            return _Linked(r["house_code"], "code")
+        if item.entity == "certificate":
+            number = r.get("certificate_no") or f"{src.department}/{src.table}/{src.primary_key}"
+            return _Linked(f"{r['certificate_type']}:{number}", "code")
+        if item.entity == "relationship":
+            subject = r.get("subject_ric") if r.get("subject_ric") and not item.flagged("subject_ric") else f"{src}:s"
+            obj = r.get("object_id") if r.get("object_id") and not item.flagged("object_id") else f"{src}:o"
+            return _Linked(f"{r['type']}:{subject}:{obj}", "code")
+        if item.entity == "social_insurance":
+            return _Linked(f"{r['insured_no']}|{r['month']}|{r['insurance_type']}", "code")
+        raise ValueError(f"unknown entity {item.entity!r}")
+
+    def _resolve_legal_entity(self, item: Incoming) -> _Linked:
+        uscc = item.record.get("uscc") if not item.flagged("uscc") else None
+        registration = item.record.get("registration_no")
+        row = self.conn.execute(
+            "SELECT entity_id FROM legal_entity WHERE uscc = %s OR registration_no = %s ORDER BY uscc = %s DESC LIMIT 1",
+            (uscc, registration, uscc)).fetchone()
+        if row:
+            return _Linked(row[0], "uscc" if uscc else "registration_no")
+        return _Linked(uscc or f"E~{registration}", "new")
+
+    def _resolve_person(self, item: Incoming, previous: _State | None,
+                        by_ric: dict[str, str]) -> _Linked:
+        r = item.record
+        mention = _mention(r, item.flagged("ric"))
+        if mention.ric_valid and mention.ric in by_ric:
+            return _Linked(by_ric[mention.ric], "ric")
+        if previous is not None and previous[1] and previous[2] not in ("ric", "review"):
+            return _Linked(previous[1], "sticky")   # keep an earlier match or acceptance
+        own = {r["household_no"]} if r.get("household_no") else set()
+        mention = _mention(r, item.flagged("ric"), frozenset(own | self._households(r.get("mother_ric"), r.get("father_ric"))))
+        decision = matching.decide(mention, self._blocks(mention))
+        candidates = [{"canonical_id": s.canonical_id, "score": s.score, "evidence": s.evidence}
+                      for s in decision.candidates]
+        evidence = {"decision": decision.outcome, "evidence": decision.evidence, "candidates": candidates}
+        if decision.outcome == "link":
+            assert decision.canonical_id is not None
+            if mention.ric_valid:
+                by_ric[mention.ric or ""] = decision.canonical_id
+            return _Linked(decision.canonical_id, "match", decision.score, evidence)
+        if decision.outcome == "review" and not mention.ric_valid:
+            self._queue_review(item, candidates)
+            return _Linked(None, "review", decision.score, evidence)
+        new_id = mention.ric if mention.ric_valid and mention.ric else f"P~{_short_hash(str(item.source))}"
+        if mention.ric_valid:
+            by_ric[mention.ric or ""] = new_id
+        if mention.birth_date is None and mention.ric_valid:
+            mention = replace(mention, birth_date=matching.birth_from_ric(mention.ric))
+        self._new_persons[new_id] = mention
+        return _Linked(new_id, "ric" if mention.ric_valid else "new", decision.score, evidence)
+
+    def _households(self, *rics: str | None) -> set[str]:
+        wanted = [r for r in rics if r]
+        if not wanted:
+            return set()
+        return {self._batch_households[r] for r in wanted if r in self._batch_households} | {hh for (hh,) in self.conn.execute(
+            "SELECT household_no FROM person WHERE ric = ANY(%s) AND household_no IS NOT NULL", (wanted,))}
+
+    def _blocks(self, mention: matching.Mention) -> list[tuple[str, matching.Mention]]:
+        """Golden persons sharing a block with the mention, plus persons created earlier in this batch."""
+        key, body = matching.name_key(mention.name), matching.ric_body(mention.ric)
+        # a flagged RIC's birth digits still block (a bad check character rarely sits in the date)
+        birth = mention.birth_date or matching.birth_from_ric(mention.ric)
+        rows = self.conn.execute(
+            "SELECT p.person_id, p.ric, p.name, p.gender, p.birth_date, p.address->>'full',"
+            " array_remove(ARRAY[p.household_no, m.household_no, f.household_no], NULL) FROM person p"
+            " LEFT JOIN person m ON m.ric = p.mother_ric LEFT JOIN person f ON f.ric = p.father_ric"
+            " WHERE (p.birth_date = %(birth)s AND p.name_key = %(key)s) OR left(p.ric, 17) = %(body)s"
+            "    OR (p.birth_date = %(birth)s AND %(key)s IS NULL) OR (p.name_key = %(key)s AND %(birth)s IS NULL)"
+            " LIMIT 50",
+            {"birth": birth, "key": key, "body": body}).fetchall()
+        found = {pid: matching.Mention(ric, bool(ric), name, gender, birth, frozenset(households), addr)
+                 for pid, ric, name, gender, birth, addr, households in rows}
+        for pid, m in self._new_persons.items():
+            same_birth = birth is not None and m.birth_date == birth
+            same_name = key is not None and matching.name_key(m.name) == key
+            if pid not in found and ((same_birth and (same_name or key is None)) or (same_name and birth is None)
+                                     or (body and matching.ric_body(m.ric) == body)):
+                found[pid] = m
+        return list(found.items())
+
+    def _queue_review(self, item: Incoming, candidates: list[dict[str, Any]]) -> None:
+        src = item.source
+        self.conn.execute(
+            "INSERT INTO review_queue (department, source_table, primary_key, role, entity, candidates)"
+            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (department, source_table, primary_key, role)"
+            " DO UPDATE SET candidates = EXCLUDED.candidates, status = 'open', decided_id = NULL, decided_at = NULL",
+            (src.department, src.table, src.primary_key, src.role, item.entity, Jsonb(candidates)))
+
+    # ------------------------------------------------------------------ writes
+
+    def _write_contributions(self, writes: Iterable[tuple[Incoming, _Linked]]) -> None:
+        now = datetime.now(timezone.utc)
+        rows = []
+        for item, linked in writes:
+            src, prov = item.source, item.provenance
+            rows.append((src.department, src.table, src.primary_key, src.role, item.entity, linked.canonical_id,
+                         list(item.position), bool(item.record.get("retracted")), Jsonb(item.record),
+                         _ms_to_dt(prov.get("committed_at")), now, linked.method, linked.score,
+                         Jsonb(linked.evidence) if linked.evidence else None))
+        bulk_upsert(self.conn, "contribution", CONTRIBUTION_COLUMNS, rows, CONTRIBUTION_KEY)
+
+    def _recompute(self, entity: str, ids: set[str], report: BatchReport) -> None:
+        table, id_column, columns = TABLES[entity]
+        grouped: dict[str, list[Contribution]] = defaultdict(list)
+        for cid, d, t, pk, role, record, pos, committed in self.conn.execute(
+                "SELECT canonical_id, department, source_table, primary_key, role, record, position, committed_at"
+                " FROM contribution WHERE entity = %s AND canonical_id = ANY(%s) AND NOT retracted",
+                (entity, list(ids))):
+            flagged = {f.split(":", 1)[0] for f in record.get("findings") or () if not f.endswith("legacy_15_upgraded")}
+            for name in IDENTIFIERS.get(entity, ()):
+                if name in flagged:
+                    record = {**record, name: None}
+            grouped[cid].append(Contribution(d, t, pk, role, record, tuple(int(x) for x in pos),
+                                             int(committed.timestamp() * 1000) if committed else None))
+        current = {row[0]: (row[1], row[2]) for row in self.conn.execute(
+            f"SELECT {id_column}, version, to_jsonb(t) FROM {table} t WHERE {id_column} = ANY(%s)", (list(ids),))}
+        upserts: list[tuple[str, int, dict[str, Any], int | None]] = []
+        history: list[tuple[Any, ...]] = []
+        provenance_rows: list[tuple[Any, ...]] = []
+        deleted: list[str] = []
+        for cid in sorted(ids):
+            contributions = grouped.get(cid, [])
+            version, before = current.get(cid, (0, None))
+            if not contributions:
+                if before is not None:
+                    deleted.append(cid)
+                    history.append((entity, cid, version + 1, None, None, Jsonb({"withdrawn": True})))
+                    self._outbox(entity, cid, version + 1, before, None, report)
+                continue
+            survived = survive(entity, contributions, list(columns))
+            data = survived.data
+            derived: dict[str, Any] = {}
+            if entity == "person":
+                derive_from_ric(data, derived)
+            if before is not None and all(_same(before.get(c), data.get(c)) for c in columns):
+                continue
+            newest = max(contributions, key=lambda c: (c.committed_ms or 0, c.position))
+            cause = {"department": newest.department, "table": newest.table, "primary_key": newest.primary_key,
+                     "role": newest.role, "position": list(newest.position)}
+            upserts.append((cid, version + 1, data, survived.committed_ms))
+            history.append((entity, cid, version + 1, Jsonb(data), _ms_to_dt(survived.committed_ms), Jsonb(cause)))
+            fields: dict[str, Any] = dict(derived)
+            for name, source in survived.sources.items():
+                conflicts = survived.conflicts.get(name, [])
+                report.conflicts += len(conflicts)
+                fields[name] = {"department": source.department, "table": source.table,
+                                "primary_key": source.primary_key, "role": source.role,
+                                "position": list(source.position), "committed_at": source.committed_ms,
+                                "conflicts": conflicts}
+            provenance_rows.append((entity, cid, Jsonb(fields)))
+            if before is None:
+                report.new_golden += 1
+            report.golden_updates += 1
+            self._outbox(entity, cid, version + 1, before, {id_column: cid, **data}, report)
+        now = datetime.now(timezone.utc)
+        if upserts:
+            extra = ("name_key",) if entity == "person" else ()
+            names = (id_column, *columns, *extra, "version", "source_committed_at", "updated_at")
+            bulk_upsert(self.conn, table, names, [
+                (cid, *(_column(c, data.get(c)) for c in columns),
+                 *([matching.name_key(data.get("name"))] if extra else []), version, _ms_to_dt(committed), now)
+                for cid, version, data, committed in upserts], (id_column,))
+        if deleted:
+            self.conn.execute(f"DELETE FROM {table} WHERE {id_column} = ANY(%s)", (deleted,))
+            self.conn.execute("DELETE FROM field_provenance WHERE entity = %s AND canonical_id = ANY(%s)",
+                              (entity, deleted))
+        bulk_upsert(self.conn, "golden_history", HISTORY_COLUMNS, [(*h, now) for h in history])
+        bulk_upsert(self.conn, "field_provenance", ("entity", "canonical_id", "fields"), provenance_rows,
+                    ("entity", "canonical_id"))
+
+    def _outbox(self, entity: str, cid: str, version: int, before: dict[str, Any] | None,
+                after: dict[str, Any] | None, report: BatchReport) -> None:
+        change = {"entity": entity, "canonical_id": cid, "version": version,
+                  "op": "DELETE" if after is None else ("CREATE" if before is None else "UPDATE"),
+                  "before": before, "after": after}
+        report.changes.append(change)
+        self._outbox_rows.append((self.changes_topic.format(entity=entity), cid, Jsonb(jsonable(change))))
+
+    # ------------------------------------------------------------------ references to people
+
+    def _link_people(self, affected: dict[str, set[str]], writes: Iterable[tuple[Incoming, _Linked]]) -> None:
+        """Fill person ids in certificates, relationships and contributions that refer to people —
+        those merged now, and earlier ones that were waiting for a person merged now."""
+        persons = affected.get("person", set())
+        person_rows = [w[0].source.row for w in writes if w[0].entity == "person"]
+        insured = [w[0].source.primary_key for w in writes if w[0].entity == "person" and w[0].source.table == "sb_cbry"]
+        for entity, refs in PERSON_REFS.items():
+            table, id_column, _ = TABLES[entity]
+            ids = affected.get(entity, set())
+            for person_column, ric_column, name_column in refs:
+                kind_filter = "AND g.object_kind = 'PERSON'" if person_column == "object_person_id" else ""
+                # by RIC: the golden person holding that RIC
+                self.conn.execute(
+                    f"UPDATE {table} g SET {person_column} = p.person_id FROM person p"
+                    f" WHERE p.ric = g.{ric_column} {kind_filter} AND g.{person_column} IS DISTINCT FROM p.person_id"
+                    f" AND (g.{id_column} = ANY(%s) OR p.person_id = ANY(%s))", (list(ids), list(persons)))
+                if name_column:
+                    # no usable RIC: the person of the same source row with the same name (a newborn, a spouse)
+                    self.conn.execute(
+                        f"UPDATE {table} g SET {person_column} = pc.canonical_id"
+                        f" FROM contribution gc JOIN contribution pc ON pc.department = gc.department"
+                        f"  AND pc.source_table = gc.source_table AND pc.primary_key = gc.primary_key"
+                        f"  AND pc.entity = 'person' AND pc.canonical_id IS NOT NULL"
+                        f" WHERE gc.entity = %s AND gc.canonical_id = g.{id_column} AND NOT gc.retracted"
+                        f"  AND g.{person_column} IS NULL {kind_filter} AND pc.record->>'name' = g.{name_column}"
+                        f"  AND (g.{id_column} = ANY(%s) OR (pc.department, pc.source_table, pc.primary_key)"
+                        f"       IN (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])))",
+                        (entity, list(ids), [r[0] for r in person_rows], [r[1] for r in person_rows],
+                         [r[2] for r in person_rows]))
+        # insured persons: a contribution fact names its person through the insured number
+        self.conn.execute(
+            "UPDATE social_insurance s SET person_id = c.canonical_id FROM contribution c"
+            " WHERE c.department = 'hrss' AND c.source_table = 'sb_cbry' AND c.role = 'person'"
+            " AND c.primary_key = s.insured_no AND c.canonical_id IS NOT NULL AND s.person_id IS DISTINCT FROM c.canonical_id"
+            " AND (s.fact_id = ANY(%s) OR c.primary_key = ANY(%s))",
+            (list(affected.get("social_insurance", set())), insured))
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, str) and isinstance(b, date):
+        return a == b.isoformat()
+    return bool(a == b)
+
+
+def _column(name: str, value: Any) -> Any:
+    return Jsonb(value) if name in JSON_COLUMNS and value is not None else value
+
+
+def _ms_to_dt(ms: Any) -> datetime | None:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc) if isinstance(ms, (int, float)) else None
+
