@@ -7,7 +7,9 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
-from datetime import date
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
 
 from kintsmesh.errors import KintsmeshError
 from kintsmesh.settings import DEPARTMENTS, Settings
@@ -104,6 +106,21 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    if args.stage == "resolve":
+        from kintsmesh.bench.resolve import main as run_resolve_bench
+
+        run_resolve_bench(settings, args.people, args.seed, args.dirty_rate, args.today or date.today(), None)
+        return 0
+    if args.stage == "batch":
+        from kintsmesh.bench.batch import run_batch_bench
+
+        run_batch_bench(settings, rows=args.rows)
+        return 0
+    if args.stage == "merge":
+        from kintsmesh.bench.merge import run_merge_bench
+
+        run_merge_bench(settings, rate=args.rate, duration_s=args.duration)
+        return 0
     if args.stage == "normalize":
         from kintsmesh.bench.normalize import run_normalize_bench
 
@@ -136,6 +153,11 @@ def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_streams(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "merge":
+        from sinks.worker import run_merge_worker
+
+        run_merge_worker(settings, log_level={"crit": "critical", "warn": "warning"}.get(args.loglevel, args.loglevel))
+        return 0
     from streams.worker import run_worker
 
     bench = (args.bench_inputs.split(","), args.bench_prefix, args.bench_app_id) if args.bench_inputs else None
@@ -162,6 +184,58 @@ def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     for department in departments:
         print(f"  {department:<14} replayed {dlq.replay(settings, department, args.reason):,}")
+    return 0
+
+
+def cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks import batch
+
+    if args.action == "extract":
+        rows = batch.extract(settings, args.dept, args.table, args.file)
+        print(f"{args.dept}.{args.table}: {rows:,} rows written to {args.file}")
+        return 0
+    report = batch.load_batch(settings, args.dept, args.date, Path(args.file), table=args.table,
+                              progress=sys.stderr.isatty())
+    print(json.dumps(report, ensure_ascii=False, indent=2) if args.json else batch.summary(report))
+    return 0
+
+
+def _library(settings: Settings) -> Any:
+    import psycopg
+
+    from kintsmesh.settings import RESOURCE_LIBRARY_DB
+
+    return psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB))
+
+
+def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks import review
+
+    with _library(settings) as conn:
+        if args.action == "list":
+            items = review.open_reviews(conn, args.limit)
+            for item in items:
+                print(json.dumps(item, ensure_ascii=False, default=str))
+            print(f"{len(items)} open review(s) shown")
+            return 0
+        if args.review_id is None:
+            raise KintsmeshError(f"review {args.action}: give the review id (kintsmesh review list)")
+        target = review.decide(conn, args.review_id, args.action == "accept", args.to)
+        print(f"review {args.review_id} {args.action}ed: linked to {target}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks import review
+
+    with _library(settings) as conn:
+        if args.valid_at or args.recorded_at:
+            result = review.as_of(conn, args.canonical_id, args.valid_at, args.recorded_at)
+            if result is None:
+                raise KintsmeshError(f"{args.canonical_id}: no version at that time")
+        else:
+            result = review.explain(conn, args.canonical_id)
+    print(json.dumps(result, ensure_ascii=False, indent=2, default=str))
     return 0
 
 
@@ -206,7 +280,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_simulate)
 
     p = sub.add_parser("bench", help="benchmarks (print a table, write bench/results/*.json)")
-    p.add_argument("stage", choices=["capture", "normalize"])
+    p.add_argument("stage", choices=["capture", "normalize", "resolve", "merge", "batch"])
+    p.add_argument("--people", type=int, default=20000, help="resolve: city size")
+    p.add_argument("--seed", type=int, default=2026, help="resolve: city seed")
+    p.add_argument("--dirty-rate", type=float, default=0.05, help="resolve: share of dirty values (about 10%% of person"
+                   " mentions then lack a usable ID)")
+    p.add_argument("--today", type=date.fromisoformat, default=None, help="resolve: the city's 'today'")
+    p.add_argument("--rows", type=int, default=1_000_000, help="batch: rows in the extract")
     p.add_argument("--events", type=int, default=60000, help="normalize: raw events per run")
     p.add_argument("--rate", type=float, default=1000.0, help="latency run: changes per second")
     p.add_argument("--duration", type=float, default=20.0, help="seconds per run")
@@ -221,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_schemas)
 
     p = sub.add_parser("streams", help="stream processing workers (Faust)")
-    p.add_argument("action", choices=["worker"])
+    p.add_argument("action", choices=["worker", "merge"], help="worker: normalize (Faust); merge: the resource library writer")
     p.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info", "debug"])
     p.add_argument("--datadir", default="", help="Faust's data folder (default .stack/normalize)")
     # used by `kintsmesh bench normalize` to run a worker on its own topics
@@ -237,6 +317,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", help="only records with this reason code")
     p.add_argument("-n", "--limit", type=int, default=5, help="show: records per department")
     p.set_defaults(handler=cmd_dlq)
+
+    p = sub.add_parser("batch", help="T+1: load a department's nightly extract (or write one from its database)")
+    p.add_argument("action", choices=["load", "extract"])
+    p.add_argument("file", help="load: the CSV extract; extract: where to write it")
+    p.add_argument("--dept", required=True, choices=list(DEPARTMENTS))
+    p.add_argument("--date", type=date.fromisoformat, default=date.today(), help="load: the batch date (YYYY-MM-DD)")
+    p.add_argument("--table", default=None, help="the source table (load: default from the CSV header)")
+    p.add_argument("--json", action="store_true", help="load: print the reconciliation report as JSON")
+    p.set_defaults(handler=cmd_batch)
+
+    p = sub.add_parser("review", help="identity decisions waiting for a person")
+    p.add_argument("action", choices=["list", "accept", "reject"])
+    p.add_argument("review_id", nargs="?", type=int)
+    p.add_argument("--to", help="accept: link to this canonical id instead of the top candidate")
+    p.add_argument("-n", "--limit", type=int, default=20)
+    p.set_defaults(handler=cmd_review)
+
+    p = sub.add_parser("explain", help="a golden record: its sources, why they were linked, where each field came from")
+    p.add_argument("canonical_id")
+    p.add_argument("--valid-at", type=datetime.fromisoformat, help="the version true at this time (source time)")
+    p.add_argument("--recorded-at", type=datetime.fromisoformat, help="the version the library held at this time")
+    p.set_defaults(handler=cmd_explain)
 
     p = sub.add_parser("migrate", help="apply pending schema migrations")
     p.set_defaults(handler=cmd_migrate)

@@ -57,6 +57,7 @@ class Settings(BaseSettings):
 
     prometheus_port: int = 19090
     normalize_metrics_port: int = 19101
+    merge_metrics_port: int = 19102
     metrics_host: str = "127.0.0.1"   # where workers serve /metrics (0.0.0.0 inside a container)
     prometheus_url: str | None = None
 

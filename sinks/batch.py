@@ -153,3 +153,19 @@ def summary(report: dict[str, Any]) -> str:
         lines.append(f"  rejected lines with their reasons: {report['rejects_file']}")
     return "\n".join(lines)
 
+
+# Tables the simulated departments deliver as nightly extracts (social insurance, as in the reference system).
+EXTRACT_TABLES: dict[str, str] = {"hrss": "sb_jfmx"}
+
+
+def extract(settings: Settings, department: str, table: str | None, path: str) -> int:
+    """Write a department table as its nightly CSV extract (what the department's export job would deliver)."""
+    table = table or EXTRACT_TABLES.get(department)
+    if not table or (department, table) not in mappings():
+        raise BatchError(f"extract: give --table, one of {sorted(t for d, t in mappings() if d == department)}")
+    with psycopg.connect(settings.dsn(department)) as conn, open(path, "wb") as out:
+        with conn.cursor().copy(f"COPY (SELECT * FROM public.{table}) TO STDOUT WITH (FORMAT csv, HEADER)") as copy:
+            for chunk in copy:
+                out.write(chunk)
+        count = conn.execute(f"SELECT count(*) FROM public.{table}").fetchone()
+    return int(count[0]) if count else 0

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -239,6 +240,7 @@ class Merger:
         self.changes_topic = changes_topic
         self._new_persons: dict[str, matching.Mention] = {}   # persons created in the current batch
         self._outbox_rows: list[tuple[str, str, Jsonb]] = []
+        self._causes: dict[tuple[str, str], dict[str, Any]] = {}   # (entity, id) -> provenance of its last change
         self._batch_households: dict[str, str] = {}               # RIC -> household number, in the current batch
 
     # ------------------------------------------------------------------ public
@@ -252,6 +254,7 @@ class Merger:
                                        if i.entity == "person" and i.record.get("ric") and not i.flagged("ric")})
         self._new_persons = {}
         self._outbox_rows = []
+        self._causes = {}
         self._batch_households = {i.record["ric"]: i.record["household_no"] for i in items
                                   if i.entity == "person" and i.record.get("ric") and i.record.get("household_no")}
         affected: dict[str, set[str]] = defaultdict(set)
@@ -271,10 +274,10 @@ class Merger:
                     report.to_review += 1
             report.merged += 1
             report.links[linked.method] += 1
-            if previous is not None and previous[1]:
-                affected[item.entity].add(previous[1])
-            if linked.canonical_id:
-                affected[item.entity].add(linked.canonical_id)
+            for cid in (previous[1] if previous else None, linked.canonical_id):
+                if cid:
+                    affected[item.entity].add(cid)
+                    self._causes[(item.entity, cid)] = item.provenance
             state[ref] = (pos, linked.canonical_id, linked.method, item.provenance.get("committed_at"))
             writes[ref] = (item, linked)
         self._write_contributions(writes.values())
@@ -282,6 +285,31 @@ class Merger:
             if affected.get(entity):
                 self._recompute(entity, affected[entity], report)
         self._link_people(affected, writes.values())
+        bulk_upsert(self.conn, "outbox", ("topic", "key", "value"), self._outbox_rows)
+        return report
+
+    @staticmethod
+    def new_person_id(ref: SourceRef) -> str:
+        return f"P~{_short_hash(str(ref))}"
+
+    def relink(self, ref: SourceRef, entity: str, canonical_id: str, method: str) -> BatchReport:
+        """Move one source row's contribution to ``canonical_id`` (a review decision) and re-merge both sides."""
+        row = self.conn.execute(
+            "SELECT canonical_id, record FROM contribution WHERE department = %s AND source_table = %s"
+            " AND primary_key = %s AND role = %s", (ref.department, ref.table, ref.primary_key, ref.role)).fetchone()
+        if row is None:
+            raise ValueError(f"{ref}: no contribution")
+        self.conn.execute(
+            "UPDATE contribution SET canonical_id = %s, method = %s, merged_at = clock_timestamp()"
+            " WHERE department = %s AND source_table = %s AND primary_key = %s AND role = %s",
+            (canonical_id, method, ref.department, ref.table, ref.primary_key, ref.role))
+        report = BatchReport()
+        self._outbox_rows, self._causes = [], {}
+        ids = {canonical_id} | ({row[0]} if row[0] else set())
+        for cid in ids:
+            self._causes[(entity, cid)] = row[1]["provenance"]
+        self._recompute(entity, ids, report)
+        self._link_people({entity: ids}, [])
         bulk_upsert(self.conn, "outbox", ("topic", "key", "value"), self._outbox_rows)
         return report
 
@@ -343,7 +371,7 @@ class Merger:
         if mention.ric_valid and mention.ric in by_ric:
             return _Linked(by_ric[mention.ric], "ric")
         if previous is not None and previous[1] and previous[2] not in ("ric", "review"):
-            return _Linked(previous[1], "sticky")   # keep an earlier match or acceptance
+            return _Linked(previous[1], previous[2])   # sticky: keep an earlier match or review decision
         own = {r["household_no"]} if r.get("household_no") else set()
         mention = _mention(r, item.flagged("ric"), frozenset(own | self._households(r.get("mother_ric"), r.get("father_ric"))))
         decision = matching.decide(mention, self._blocks(mention))
@@ -358,7 +386,7 @@ class Merger:
         if decision.outcome == "review" and not mention.ric_valid:
             self._queue_review(item, candidates)
             return _Linked(None, "review", decision.score, evidence)
-        new_id = mention.ric if mention.ric_valid and mention.ric else f"P~{_short_hash(str(item.source))}"
+        new_id = mention.ric if mention.ric_valid and mention.ric else self.new_person_id(item.source)
         if mention.ric_valid:
             by_ric[mention.ric or ""] = new_id
         if mention.birth_date is None and mention.ric_valid:
@@ -442,7 +470,8 @@ class Merger:
             if not contributions:
                 if before is not None:
                     deleted.append(cid)
-                    history.append((entity, cid, version + 1, None, None, Jsonb({"withdrawn": True})))
+                    cause = self._causes.get((entity, cid), {})
+                    history.append((entity, cid, version + 1, None, _ms_to_dt(cause.get("committed_at")), Jsonb(cause)))
                     self._outbox(entity, cid, version + 1, before, None, report)
                 continue
             survived = survive(entity, contributions, list(columns))
@@ -452,9 +481,7 @@ class Merger:
                 derive_from_ric(data, derived)
             if before is not None and all(_same(before.get(c), data.get(c)) for c in columns):
                 continue
-            newest = max(contributions, key=lambda c: (c.committed_ms or 0, c.position))
-            cause = {"department": newest.department, "table": newest.table, "primary_key": newest.primary_key,
-                     "role": newest.role, "position": list(newest.position)}
+            cause = self._causes.get((entity, cid), {})
             upserts.append((cid, version + 1, data, survived.committed_ms))
             history.append((entity, cid, version + 1, Jsonb(data), _ms_to_dt(survived.committed_ms), Jsonb(cause)))
             fields: dict[str, Any] = dict(derived)
@@ -488,11 +515,20 @@ class Merger:
 
     def _outbox(self, entity: str, cid: str, version: int, before: dict[str, Any] | None,
                 after: dict[str, Any] | None, report: BatchReport) -> None:
+        """A GoldenChange (schemas/avro/gov.gldm.GoldenChange.avsc) for the outbox, before/after as JSON text."""
+        cause = self._causes.get((entity, cid))
+        columns = set(before or {}) | set(after or {})
+        changed = sorted(c for c in columns - {"version", "updated_at", "source_committed_at", "name_key"}
+                         if not _same((before or {}).get(c), (after or {}).get(c)))
         change = {"entity": entity, "canonical_id": cid, "version": version,
                   "op": "DELETE" if after is None else ("CREATE" if before is None else "UPDATE"),
-                  "before": before, "after": after}
+                  "changed_fields": changed,
+                  "before": json.dumps(before, ensure_ascii=False, default=str) if before is not None else None,
+                  "after": json.dumps(after, ensure_ascii=False, default=str) if after is not None else None,
+                  "cause": cause, "source_committed_at": cause.get("committed_at") if cause else None,
+                  "merged_at": int(time.time() * 1000)}
         report.changes.append(change)
-        self._outbox_rows.append((self.changes_topic.format(entity=entity), cid, Jsonb(jsonable(change))))
+        self._outbox_rows.append((self.changes_topic.format(entity=entity), cid, Jsonb(change)))
 
     # ------------------------------------------------------------------ references to people
 

@@ -23,6 +23,10 @@ from streams.normalize import gldm
 from streams.normalize.event import Rejection, normalize_event
 
 
+# the same as topic.creation.default.* in connect/connectors/_defaults.json
+RAW_TOPIC_CONFIG = {"cleanup.policy": "delete", "retention.ms": "604800000",
+                    "message.timestamp.type": "LogAppendTime", "compression.type": "lz4"}
+
 
 def raw_topics(settings: Settings) -> list[str]:
     """Every captured table's raw topic. (Faust's pattern subscription does not work:
@@ -33,7 +37,10 @@ def raw_topics(settings: Settings) -> list[str]:
 def prepare(settings: Settings) -> dict[str, SchemaVersion]:
     """Create the output topics and register every GLDM schema under its topic's subject.
 
-    Returns entity -> schema version, plus 'rejected' for the DLQ record."""
+    Returns entity -> schema version, plus 'rejected' for the DLQ record. The raw topics are
+    created too (with the settings Debezium's topic.creation would give them): an agent
+    subscribed to a topic that does not exist yet ignores it for good."""
+    ensure_topics(settings, raw_topics(settings), settings.kafka_partitions, RAW_TOPIC_CONFIG)
     ensure_topics(settings, [gldm.candidates_topic(e) for e in gldm.RECORD_NAMES], settings.kafka_partitions)
     ensure_topics(settings, [gldm.dlq_topic(d) for d in available_departments()], 1)
     store = SchemaStore(settings)

@@ -89,6 +89,22 @@ def pairwise(assigned: dict[Any, str | None], truth: dict[Any, str]) -> dict[str
             "true_pairs": actual, "predicted_pairs": predicted}
 
 
+def person_links(conn: psycopg.Connection[Any], rows: set[tuple[str, str, str]] | None = None) -> dict[Any, str | None]:
+    """(department, table, key, role) -> canonical id of every person contribution (of ``rows`` when given)."""
+    links = {}
+    for d, t, pk, role, cid in conn.execute(
+            "SELECT department, source_table, primary_key, role, canonical_id FROM contribution"
+            " WHERE entity = 'person' AND NOT retracted"):
+        if rows is None or (d, t, pk) in rows:
+            links[(d, t, pk, role)] = cid
+    return links
+
+
+def truth_of(links: dict[Any, str | None], truth_by_row: dict[tuple[str, str, str], dict[str, str]]) -> dict[Any, str]:
+    """The true person of each linked mention, from the simulator's ground truth (role -> RIC per row)."""
+    return {m: truth_by_row[m[:3]][m[3]] for m in links if m[:3] in truth_by_row and m[3] in truth_by_row[m[:3]]}
+
+
 def usable_id(item: Incoming) -> bool:
     return bool(item.record.get("ric")) and not item.flagged("ric")
 
@@ -105,18 +121,12 @@ def run(settings: Settings, people: int, seed: int, dirty_rate: float, today: da
           f" without a usable ID); {sum(rejected.values()):,} rows to the DLQ", flush=True)
     seconds = merge_all(dsn, items)
     with psycopg.connect(dsn) as conn:
-        links = {(d, t, pk, role): cid for d, t, pk, role, cid in conn.execute(
-            "SELECT department, source_table, primary_key, role, canonical_id FROM contribution WHERE entity = 'person'")}
+        links = person_links(conn)
         review = conn.execute("SELECT count(*) FROM review_queue WHERE status = 'open'").fetchone()
         golden = conn.execute("SELECT count(*) FROM person").fetchone()
-    truth: dict[Any, str] = {}
-    no_id = 0
-    for item in persons:
-        s = item.source
-        true_id = truth_by_row[(s.department, s.table, s.primary_key)].get(s.role)
-        if true_id:
-            truth[(s.department, s.table, s.primary_key, s.role)] = true_id
-            no_id += not usable_id(item)
+    truth = truth_of(links, truth_by_row)
+    no_id = sum(1 for item in persons if not usable_id(item)
+                and (item.source.department, item.source.table, item.source.primary_key, item.source.role) in truth)
     scores = pairwise(links, truth)
     methods: dict[str, int] = defaultdict(int)
     with psycopg.connect(dsn) as conn:

@@ -396,6 +396,7 @@ class Prometheus(Component):
         rendered = Template(self.template.read_text()).substitute(
             prometheus_target=f"127.0.0.1:{self.settings.prometheus_port}",
             normalize_target=f"127.0.0.1:{self.settings.normalize_metrics_port}",
+            merge_target=f"127.0.0.1:{self.settings.merge_metrics_port}",
         )
         self.config_file.write_text(rendered)
 
@@ -439,9 +440,25 @@ class Normalize(Component):
         return response.status_code == 200
 
 
+class Merge(Normalize):
+    """The merge worker (gldm.*.candidates -> resource library -> gldm.*.changes), metrics on its port."""
+
+    name = "merge"
+    port_env = "KINTSMESH_MERGE_METRICS_PORT"
+
+    @property
+    def port(self) -> int:
+        return self.settings.merge_metrics_port
+
+    def command(self) -> list[str]:
+        # KINTSMESH_STACK_DIR in its environment and the marker argument make the process recognisably ours
+        return [sys.executable, "-m", "kintsmesh.cli", "streams", "merge", "--datadir", str(self.home)]
+
+
 def components(settings: Settings) -> list[Component]:
     """In start order; stopped in reverse."""
-    return [Postgres(settings), Kafka(settings), Connect(settings), Normalize(settings), Prometheus(settings)]
+    return [Postgres(settings), Kafka(settings), Connect(settings), Normalize(settings), Merge(settings),
+            Prometheus(settings)]
 
 
 def stale_pid(component: Component) -> int | None:

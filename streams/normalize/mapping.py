@@ -159,8 +159,10 @@ def _text(raw: Any) -> std.Standardized[str]:
 
 
 def _timestamp_date(raw: Any) -> std.Standardized[date]:
+    """The local (China Standard Time) date of a timestamp: Debezium sends TIMESTAMPTZ in UTC,
+    and a child born at 05:00 in Shenzhen was born on the previous day in UTC."""
     result = std.timestamp(raw)
-    return std.Standardized(result.value.date() if result.value else None, result.findings)
+    return std.Standardized(result.value.astimezone(std.CST).date() if result.value else None, result.findings)
 
 
 def _address(raw: Any) -> std.Standardized[dict[str, Any]]:

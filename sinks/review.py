@@ -1,0 +1,92 @@
+"""Operator tools on the resource library: the review queue, ``explain`` and history queries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from kintsmesh.errors import KintsmeshError
+from sinks.library import TABLES, Merger, SourceRef, lock_library
+
+
+class NotFound(KintsmeshError):
+    pass
+
+
+def open_reviews(conn: psycopg.Connection[Any], limit: int = 50) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT r.review_id, r.department, r.source_table, r.primary_key, r.role, r.entity, r.candidates,"
+        " r.created_at, c.record FROM review_queue r LEFT JOIN contribution c USING (department, source_table,"
+        " primary_key, role) WHERE r.status = 'open' ORDER BY r.review_id LIMIT %s", (limit,)).fetchall()
+    return [{"review_id": rid, "source": f"{d}/{t}/{pk}/{role}", "entity": entity, "candidates": candidates,
+             "created_at": created, "record": {k: v for k, v in (record or {}).items() if k != "provenance"}}
+            for rid, d, t, pk, role, entity, candidates, created, record in rows]
+
+
+def decide(conn: psycopg.Connection[Any], review_id: int, accept: bool, to: str | None = None) -> str:
+    """Accept (link to the top candidate, or ``to``) or reject (a person of its own); returns the canonical id."""
+    with conn.transaction():
+        lock_library(conn)
+        row = conn.execute(
+            "SELECT department, source_table, primary_key, role, entity, candidates, status FROM review_queue"
+            " WHERE review_id = %s FOR UPDATE", (review_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"review {review_id}: no such review (kintsmesh review list)")
+        d, t, pk, role, entity, candidates, status = row
+        if status != "open":
+            raise KintsmeshError(f"review {review_id} is already {status}")
+        ref = SourceRef(d, t, pk, role)
+        if accept:
+            target = to or (candidates[0]["canonical_id"] if candidates else None)
+            if not target:
+                raise KintsmeshError(f"review {review_id} has no candidate; pass --to <canonical id>")
+        else:
+            target = Merger.new_person_id(ref)
+        Merger(conn).relink(ref, entity, target, "accepted" if accept else "rejected")
+        conn.execute("UPDATE review_queue SET status = %s, decided_id = %s, decided_at = now() WHERE review_id = %s",
+                     ("accepted" if accept else "rejected", target, review_id))
+    return target
+
+
+def explain(conn: psycopg.Connection[Any], canonical_id: str) -> dict[str, Any]:
+    """The golden record, where each field came from, the source records linked to it and why."""
+    for entity, (table, id_column, _) in TABLES.items():
+        row = conn.execute(f"SELECT to_jsonb(t) FROM {table} t WHERE {id_column} = %s", (canonical_id,)).fetchone()
+        if row:
+            break
+    else:
+        raise NotFound(f"{canonical_id}: no golden record with this id")
+    provenance = conn.execute("SELECT fields FROM field_provenance WHERE entity = %s AND canonical_id = %s",
+                              (entity, canonical_id)).fetchone()
+    links = [{"source": f"{d}/{t}/{pk}/{role}", "method": method, "score": score, "evidence": evidence,
+              "retracted": retracted, "position": [int(x) for x in position], "committed_at": committed}
+             for d, t, pk, role, method, score, evidence, retracted, position, committed in conn.execute(
+                 "SELECT department, source_table, primary_key, role, method, score, evidence, retracted, position,"
+                 " committed_at FROM contribution WHERE entity = %s AND canonical_id = %s ORDER BY committed_at",
+                 (entity, canonical_id))]
+    versions = conn.execute("SELECT count(*), min(recorded_at), max(recorded_at) FROM golden_history"
+                            " WHERE entity = %s AND canonical_id = %s", (entity, canonical_id)).fetchone()
+    return {"entity": entity, "canonical_id": canonical_id, "golden": row[0],
+            "field_provenance": provenance[0] if provenance else {}, "links": links,
+            "history": {"versions": versions[0] if versions else 0,
+                        "first_recorded": versions[1] if versions else None,
+                        "last_recorded": versions[2] if versions else None}}
+
+
+def as_of(conn: psycopg.Connection[Any], canonical_id: str, valid_at: datetime | None = None,
+          recorded_at: datetime | None = None) -> dict[str, Any] | None:
+    """The golden record as it was true at ``valid_at`` (source time), as the library knew it at
+    ``recorded_at`` (library time); either may be omitted (= now)."""
+    row = conn.execute(
+        "SELECT entity, version, data, valid_from, recorded_at FROM golden_history WHERE canonical_id = %s"
+        " AND (%s::timestamptz IS NULL OR valid_from IS NULL OR valid_from <= %s)"
+        " AND (%s::timestamptz IS NULL OR recorded_at <= %s)"
+        " ORDER BY valid_from DESC NULLS LAST, version DESC LIMIT 1",
+        (canonical_id, valid_at, valid_at, recorded_at, recorded_at)).fetchone()
+    if row is None:
+        return None
+    entity, version, data, valid_from, recorded = row
+    return {"entity": entity, "canonical_id": canonical_id, "version": version, "data": data,
+            "valid_from": valid_from, "recorded_at": recorded}

@@ -1,0 +1,274 @@
+"""``kintsmesh streams merge``: the merge worker, ``gldm.*.candidates`` → resource library → ``gldm.*.changes``.
+
+Crash safety (SIGKILL at any point loses and duplicates nothing):
+
+* the consumed offsets are written to ``consumer_offset`` **in the same PostgreSQL
+  transaction** as the merge they caused; on start (and on every partition
+  assignment) the consumer seeks to them, so a batch is either merged and
+  recorded or neither. Kafka-side commits are made too, only for lag monitoring;
+* a batch replayed anyway (another worker's, or after a library restore) is a
+  no-op: each source row's position is compared with the merged one;
+* golden changes go to the ``outbox`` table in that same transaction and are
+  published afterwards (idempotent producer), then deleted. A crash between
+  publish and delete publishes a change again with the same (canonical_id,
+  version): at-least-once on the topic, deduplicable by that pair.
+
+A candidate that cannot be decoded, or whose merge fails on its own, goes to
+``dlq.merge`` with the reason; the rest of its batch still merges.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections import defaultdict
+from typing import Any
+
+import psycopg
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from kintsmesh.registry.catalog import SchemaVersion, UnknownSchema
+from kintsmesh.registry.codec import UndecodableMessage, decode, encode
+from kintsmesh.registry.store import SchemaStore
+from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
+from kintsmesh.topics import ensure_topics
+from sinks.library import TABLES, BatchReport, Incoming, Merger, lock_library
+from streams.normalize import gldm
+
+log = logging.getLogger("kintsmesh.merge")
+GROUP = "kintsmesh-merge"
+DLQ_TOPIC = "dlq.merge"
+LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1, 2, 5, 10, 30, 60, 300)
+
+
+def changes_topic(entity: str) -> str:
+    return f"gldm.{entity}.changes"
+
+
+class MergeMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.candidates = Counter("kintsmesh_merge_candidates_total", "Candidates read by the merge worker",
+                                  ["entity", "outcome"], registry=registry)
+        self.links = Counter("kintsmesh_merge_links_total", "Identity links made, by method",
+                             ["entity", "method"], registry=registry)
+        self.golden_updates = Counter("kintsmesh_merge_golden_updates_total", "Golden record versions written",
+                                      ["entity"], registry=registry)
+        self.conflicts = Counter("kintsmesh_merge_conflicts_total", "Source values that lost survivorship",
+                                 registry=registry)
+        self.rejected = Counter("kintsmesh_merge_rejected_total", "Candidates sent to dlq.merge", ["reason"],
+                                registry=registry)
+        self.batch_seconds = Histogram("kintsmesh_merge_batch_seconds", "One merge transaction",
+                                       registry=registry, buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+        self.sync_lag = Histogram("kintsmesh_sync_lag_golden_seconds",
+                                  "Department commit to golden record committed in the resource library",
+                                  ["department", "table"], registry=registry, buckets=LAG_BUCKETS)
+        self.newest_commit = Gauge("kintsmesh_merge_newest_source_commit_timestamp_seconds",
+                                   "Commit time of the newest source change merged, per department",
+                                   ["department"], registry=registry)
+        self.review_open = Gauge("kintsmesh_review_queue_open", "Identity decisions waiting for review",
+                                 registry=registry)
+        self.outbox = Gauge("kintsmesh_merge_outbox_pending", "Golden changes not yet published", registry=registry)
+
+
+class MergeWorker:
+    def __init__(self, settings: Settings, metrics: MergeMetrics, batch_size: int = 2000,
+                 max_wait_s: float = 0.05) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.batch_size = batch_size
+        self.max_wait_s = max_wait_s
+        self.running = True
+        self.store = SchemaStore(settings)
+        self.change_schema: SchemaVersion | None = None
+        self.rejected_schema: SchemaVersion | None = None
+        self.conn = psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB))
+        self.merger = Merger(self.conn)
+        self.consumer = Consumer({
+            "bootstrap.servers": settings.kafka_bootstrap, "group.id": GROUP, "enable.auto.commit": False,
+            "auto.offset.reset": "earliest", "fetch.wait.max.ms": 20, "log_level": 3,
+        })
+        self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True,
+                                  "acks": "all", "linger.ms": 5, "log_level": 3})
+
+    # ------------------------------------------------------------------ setup
+
+    def prepare(self) -> None:
+        ensure_topics(self.settings, [changes_topic(e) for e in TABLES], self.settings.kafka_partitions)
+        ensure_topics(self.settings, [gldm.candidates_topic(e) for e in TABLES], self.settings.kafka_partitions)
+        ensure_topics(self.settings, [DLQ_TOPIC], 1)
+        self.change_schema = self.store.register("gldm.changes-value", gldm.schema("gov.gldm.GoldenChange"))
+        self.rejected_schema = self.store.register("dlq-value", gldm.schema(gldm.REJECTED_RECORD))
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        stored = dict(((t, p), o) for t, p, o in self.conn.execute(
+            "SELECT topic, partition, next_offset FROM consumer_offset WHERE group_id = %s", (GROUP,)))
+        self.conn.commit()
+        for tp in partitions:
+            tp.offset = stored.get((tp.topic, tp.partition), OFFSET_BEGINNING)
+        consumer.assign(partitions)
+        log.info("assigned %d partitions; resuming from the offsets stored with the library", len(partitions))
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self) -> None:
+        self.prepare()
+        self.publish_outbox()
+        self.consumer.subscribe([gldm.candidates_topic(e) for e in TABLES], on_assign=self._on_assign)
+        last_gauges = 0.0
+        while self.running:
+            messages = self.consumer.consume(self.batch_size, timeout=self.max_wait_s)
+            batch = [m for m in messages if not self._broker_error(m)]
+            if batch:
+                self.process(batch)
+            self.publish_outbox()
+            if time.monotonic() - last_gauges > 5:
+                self._gauges()
+                last_gauges = time.monotonic()
+        self.consumer.close()
+        self.producer.flush(10)
+        self.conn.close()
+
+    def _broker_error(self, message: Message) -> bool:
+        error = message.error()
+        if error is None:
+            return False
+        if error.code() != KafkaError._PARTITION_EOF:
+            log.warning("consumer: %s", error)
+        return True
+
+    def process(self, messages: list[Message]) -> BatchReport:
+        started = time.perf_counter()
+        items: list[Incoming] = []
+        sources: list[Message] = []
+        offsets: dict[tuple[str, int], int] = {}
+        for message in messages:
+            topic, partition, offset = message.topic() or "", message.partition() or 0, message.offset() or 0
+            offsets[(topic, partition)] = offset + 1
+            try:
+                items.append(Incoming.of(topic.split(".")[1], self._decode(message.value())))
+                sources.append(message)
+            except (UndecodableMessage, UnknownSchema) as exc:
+                self._reject(message, "undecodable_candidate", str(exc))
+        try:
+            report = self._merge(items, offsets)
+        except psycopg.Error as exc:
+            self.conn.rollback()
+            log.warning("batch of %d failed (%s); merging one by one to isolate it", len(items), exc)
+            report = BatchReport()
+            for item, message in zip(items, sources):
+                try:
+                    report.add(self._merge([item], {}))
+                except psycopg.Error as one:
+                    self.conn.rollback()
+                    self._reject(message, "merge_failed", str(one).splitlines()[0])
+            self._merge([], offsets)
+        self._observe(report, items, time.perf_counter() - started)
+        self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=True)
+        return report
+
+    def _merge(self, items: list[Incoming], offsets: dict[tuple[str, int], int]) -> BatchReport:
+        with self.conn.transaction():
+            lock_library(self.conn)
+            report = self.merger.merge(items)
+            if offsets:
+                with self.conn.cursor() as cur:
+                    cur.executemany(
+                        "INSERT INTO consumer_offset (group_id, topic, partition, next_offset) VALUES (%s, %s, %s, %s)"
+                        " ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset ="
+                        " GREATEST(consumer_offset.next_offset, EXCLUDED.next_offset)",
+                        [(GROUP, t, p, o) for (t, p), o in offsets.items()])
+        return report
+
+    def _decode(self, value: bytes | None) -> dict[str, Any]:
+        if value is None:
+            raise UndecodableMessage("a tombstone on a candidates topic")
+        try:
+            return decode(value, self.store.catalog)
+        except UnknownSchema:
+            self.store.refresh()   # a schema registered after this worker started
+            return decode(value, self.store.catalog)
+
+    def _reject(self, message: Message, reason: str, detail: str) -> None:
+        assert self.rejected_schema is not None
+        self.metrics.rejected.labels(reason).inc()
+        record = {
+            "department": "merge", "source_topic": message.topic() or "", "source_partition": message.partition() or 0,
+            "source_offset": message.offset() or 0, "table": None, "primary_key": None, "reason": reason,
+            "field": None, "detail": detail[:500], "original_key": message.key(), "original_value": message.value(),
+            "rejected_at": int(time.time() * 1000),
+        }
+        self.producer.produce(DLQ_TOPIC, key=message.key(), value=encode(self.rejected_schema, record))
+        self.producer.flush(30)
+
+    # ------------------------------------------------------------------ outbox relay
+
+    def publish_outbox(self, limit: int = 5000) -> int:
+        """Publish pending golden changes (this worker's and batch loads'), then delete them."""
+        assert self.change_schema is not None
+        rows = self.conn.execute("SELECT outbox_id, topic, key, value FROM outbox ORDER BY outbox_id LIMIT %s",
+                                 (limit,)).fetchall()
+        self.conn.commit()
+        if not rows:
+            return 0
+        for _, topic, key, value in rows:
+            self.producer.produce(topic, key=key.encode(), value=encode(self.change_schema, value))
+        if self.producer.flush(30) != 0:
+            log.warning("outbox: %d changes not acknowledged yet; they stay in the outbox", len(self.producer))
+            return 0
+        with self.conn.transaction():
+            self.conn.execute("DELETE FROM outbox WHERE outbox_id <= %s", (rows[-1][0],))
+        return len(rows)
+
+    # ------------------------------------------------------------------ metrics
+
+    def _observe(self, report: BatchReport, items: list[Incoming], seconds: float) -> None:
+        m = self.metrics
+        m.batch_seconds.observe(seconds)
+        by_entity: dict[str, int] = defaultdict(int)
+        for item in items:
+            by_entity[item.entity] += 1
+        for entity, n in by_entity.items():
+            m.candidates.labels(entity, "read").inc(n)
+        m.candidates.labels("all", "unchanged").inc(report.unchanged)
+        m.candidates.labels("all", "review").inc(report.to_review)
+        for method, n in report.links.items():
+            m.links.labels("all", method).inc(n)
+        for change in report.changes:
+            m.golden_updates.labels(change["entity"]).inc()
+        m.conflicts.inc(report.conflicts)
+        now = time.time()
+        newest: dict[str, float] = {}
+        for item in items:
+            prov = item.provenance
+            committed = prov.get("committed_at")
+            if committed and prov.get("batch_id") is None:
+                m.sync_lag.labels(prov["department"], prov["table"]).observe(max(0.0, now - committed / 1000))
+                newest[prov["department"]] = max(newest.get(prov["department"], 0.0), committed / 1000)
+        for department, ts in newest.items():
+            m.newest_commit.labels(department).set(ts)
+
+    def _gauges(self) -> None:
+        review = self.conn.execute("SELECT count(*) FROM review_queue WHERE status = 'open'").fetchone()
+        outbox = self.conn.execute("SELECT count(*) FROM outbox").fetchone()
+        self.conn.commit()
+        self.metrics.review_open.set(review[0] if review else 0)
+        self.metrics.outbox.set(outbox[0] if outbox else 0)
+
+    def stop(self, *_: Any) -> None:
+        self.running = False
+
+
+def run_merge_worker(settings: Settings, log_level: str = "warning") -> None:
+    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.WARNING),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    registry = CollectorRegistry()
+    metrics = MergeMetrics(registry)
+    start_http_server(settings.merge_metrics_port, addr=settings.metrics_host, registry=registry)
+    worker = MergeWorker(settings, metrics)
+    signal.signal(signal.SIGTERM, worker.stop)
+    signal.signal(signal.SIGINT, worker.stop)
+    log.info("merge worker: metrics on :%s", settings.merge_metrics_port)
+    worker.run()
+
