@@ -168,10 +168,11 @@ def cmd_streams(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
     from streams import dlq
 
-    departments = args.departments or list(DEPARTMENTS)
-    unknown = set(departments) - set(DEPARTMENTS)
+    known = (*DEPARTMENTS, "merge")   # dlq.merge: candidates the merge worker could not decode or merge
+    departments = args.departments or list(known)
+    unknown = set(departments) - set(known)
     if unknown:
-        raise KintsmeshError(f"dlq: unknown department(s) {sorted(unknown)}; known: {', '.join(DEPARTMENTS)}")
+        raise KintsmeshError(f"dlq: unknown DLQ(s) {sorted(unknown)}; known: {', '.join(known)}")
     if args.action == "list":
         for department, reasons in dlq.summary(settings, departments).items():
             detail = ", ".join(f"{reason} {n:,}" for reason, n in reasons.most_common()) or "-"

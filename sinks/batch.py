@@ -72,7 +72,7 @@ def read_extract(path: Path) -> tuple[list[str], Iterator[dict[str, Any]]]:
 
 
 def load_batch(settings: Settings, department: str, batch_date: date, path: Path, *, table: str | None = None,
-               progress: bool = True, chunk: int = CHUNK) -> dict[str, Any]:
+               progress: bool = True, chunk: int = CHUNK, database: str = RESOURCE_LIBRARY_DB) -> dict[str, Any]:
     """Load one extract; returns the reconciliation report (also stored in batch_run)."""
     if not path.is_file():
         raise BatchError(f"{path}: no such file")
@@ -87,7 +87,7 @@ def load_batch(settings: Settings, department: str, batch_date: date, path: Path
     rejected: Counter[str] = Counter()
     rejects_path = settings.stack_dir / "batches" / f"{batch_id}.rejects.jsonl"
     rejects_path.parent.mkdir(parents=True, exist_ok=True)
-    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn, rejects_path.open("w") as rejects, \
+    with psycopg.connect(settings.dsn(database)) as conn, rejects_path.open("w") as rejects, \
             Progress(TextColumn(f"{batch_id} {mapping.table}"), BarColumn(), MofNCompleteColumn(),
                      TextColumn("{task.fields[rate]} rows/s"), TimeRemainingColumn(),
                      disable=not progress, transient=False, console=None) as bar:

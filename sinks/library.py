@@ -23,7 +23,6 @@ The caller owns the transaction; nothing here commits.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -31,8 +30,9 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 from typing import Any
 
+import orjson
 import psycopg
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
 
 from streams.merge.survivorship import NOT_FIELDS, Contribution, Position, is_stale, position, survive
 from streams.resolve import matching
@@ -73,6 +73,9 @@ def lock_library(conn: psycopg.Connection[Any]) -> None:
     """Serialize merges: taken first in every merging transaction, released at its end."""
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (MERGE_LOCK,))
 
+
+set_json_dumps(orjson.dumps)   # jsonb in and out of the library: most of a merge's bytes
+set_json_loads(orjson.loads)
 
 CONTRIBUTION_KEY = ("department", "source_table", "primary_key", "role")
 CONTRIBUTION_COLUMNS = (*CONTRIBUTION_KEY, "entity", "canonical_id", "position", "retracted", "record", "committed_at",
@@ -218,6 +221,30 @@ def _mention(record: dict[str, Any], flagged_ric: bool, households: frozenset[st
     )
 
 
+def _block_keys(name_key: str | None, birth: date | None, body: str | None) -> list[Any]:
+    """The blocks a person is in (the same ones the golden-table query in ``_blocks`` uses)."""
+    keys: list[Any] = []
+    if birth is not None:
+        keys.append(("birth", birth, name_key))   # (birth, name) and (birth, no name) for nameless mentions
+        keys.append(("birth", birth, None))
+    if name_key is not None:
+        keys.append(("name", name_key))
+    if body:
+        keys.append(("ric", body))
+    return keys
+
+
+def _combine(known: matching.Mention, other: matching.Mention | None) -> matching.Mention:
+    """What two descriptions of one person say together: the known one first, gaps filled from the other."""
+    if other is None:
+        return known
+    valid = known.ric if known.ric_valid else (other.ric if other.ric_valid else None)
+    return matching.Mention(
+        ric=valid or known.ric or other.ric, ric_valid=valid is not None, name=known.name or other.name,
+        gender=known.gender or other.gender, birth_date=known.birth_date or other.birth_date,
+        households=known.households | other.households, address=known.address or other.address)
+
+
 def derive_from_ric(data: dict[str, Any], fields: dict[str, Any]) -> None:
     """A golden person without a birth date or gender takes them from its RIC (GB 11643: digits 7-14, 17)."""
     ric = data.get("ric")
@@ -238,7 +265,10 @@ class Merger:
     def __init__(self, conn: psycopg.Connection[Any], changes_topic: str = "gldm.{entity}.changes") -> None:
         self.conn = conn
         self.changes_topic = changes_topic
-        self._new_persons: dict[str, matching.Mention] = {}   # persons created in the current batch
+        # persons linked or created in the current batch, with what the batch says about them (not yet in
+        # the golden table), and their block keys
+        self._batch_persons: dict[str, matching.Mention] = {}
+        self._batch_blocks: dict[Any, set[str]] = defaultdict(set)
         self._outbox_rows: list[tuple[str, str, Jsonb]] = []
         self._causes: dict[tuple[str, str], dict[str, Any]] = {}   # (entity, id) -> provenance of its last change
         self._batch_households: dict[str, str] = {}               # RIC -> household number, in the current batch
@@ -252,7 +282,7 @@ class Merger:
         state = self._contributions({i.source for i in items})
         by_ric = self._persons_by_ric({i.record.get("ric") for i in items
                                        if i.entity == "person" and i.record.get("ric") and not i.flagged("ric")})
-        self._new_persons = {}
+        self._batch_persons, self._batch_blocks = {}, defaultdict(set)
         self._outbox_rows = []
         self._causes = {}
         self._batch_households = {i.record["ric"]: i.record["household_no"] for i in items
@@ -367,13 +397,20 @@ class Merger:
     def _resolve_person(self, item: Incoming, previous: _State | None,
                         by_ric: dict[str, str]) -> _Linked:
         r = item.record
-        mention = _mention(r, item.flagged("ric"))
+        mention = _mention(r, item.flagged("ric"), frozenset([r["household_no"]] if r.get("household_no") else []))
+        linked = self._resolve_person_id(item, mention, previous, by_ric)
+        if linked.canonical_id:
+            self._remember(linked.canonical_id, mention)
+        return linked
+
+    def _resolve_person_id(self, item: Incoming, mention: matching.Mention, previous: _State | None,
+                           by_ric: dict[str, str]) -> _Linked:
+        r = item.record
         if mention.ric_valid and mention.ric in by_ric:
             return _Linked(by_ric[mention.ric], "ric")
         if previous is not None and previous[1] and previous[2] not in ("ric", "review"):
             return _Linked(previous[1], previous[2])   # sticky: keep an earlier match or review decision
-        own = {r["household_no"]} if r.get("household_no") else set()
-        mention = _mention(r, item.flagged("ric"), frozenset(own | self._households(r.get("mother_ric"), r.get("father_ric"))))
+        mention = replace(mention, households=mention.households | self._households(r.get("mother_ric"), r.get("father_ric")))
         decision = matching.decide(mention, self._blocks(mention))
         candidates = [{"canonical_id": s.canonical_id, "score": s.score, "evidence": s.evidence}
                       for s in decision.candidates]
@@ -389,9 +426,6 @@ class Merger:
         new_id = mention.ric if mention.ric_valid and mention.ric else self.new_person_id(item.source)
         if mention.ric_valid:
             by_ric[mention.ric or ""] = new_id
-        if mention.birth_date is None and mention.ric_valid:
-            mention = replace(mention, birth_date=matching.birth_from_ric(mention.ric))
-        self._new_persons[new_id] = mention
         return _Linked(new_id, "ric" if mention.ric_valid else "new", decision.score, evidence)
 
     def _households(self, *rics: str | None) -> set[str]:
@@ -416,13 +450,18 @@ class Merger:
             {"birth": birth, "key": key, "body": body}).fetchall()
         found = {pid: matching.Mention(ric, bool(ric), name, gender, birth, frozenset(households), addr)
                  for pid, ric, name, gender, birth, addr, households in rows}
-        for pid, m in self._new_persons.items():
-            same_birth = birth is not None and m.birth_date == birth
-            same_name = key is not None and matching.name_key(m.name) == key
-            if pid not in found and ((same_birth and (same_name or key is None)) or (same_name and birth is None)
-                                     or (body and matching.ric_body(m.ric) == body)):
-                found[pid] = m
+        in_batch = set().union(*(self._batch_blocks.get(k, set()) for k in _block_keys(key, birth, body)))
+        for pid in in_batch | (set(found) & set(self._batch_persons)):
+            found[pid] = _combine(self._batch_persons[pid], found.get(pid))
         return list(found.items())
+
+    def _remember(self, cid: str, mention: matching.Mention) -> None:
+        if mention.birth_date is None and mention.ric_valid:
+            mention = replace(mention, birth_date=matching.birth_from_ric(mention.ric))
+        combined = _combine(self._batch_persons[cid], mention) if cid in self._batch_persons else mention
+        self._batch_persons[cid] = combined
+        for k in _block_keys(matching.name_key(combined.name), combined.birth_date, matching.ric_body(combined.ric)):
+            self._batch_blocks[k].add(cid)
 
     def _queue_review(self, item: Incoming, candidates: list[dict[str, Any]]) -> None:
         src = item.source
@@ -460,6 +499,10 @@ class Merger:
                                              int(committed.timestamp() * 1000) if committed else None))
         current = {row[0]: (row[1], row[2]) for row in self.conn.execute(
             f"SELECT {id_column}, version, to_jsonb(t) FROM {table} t WHERE {id_column} = ANY(%s)", (list(ids),))}
+        if len(current) < len(ids):   # withdrawn earlier, or new: versions continue after the history's last
+            current.update({cid: (version, None) for cid, version in self.conn.execute(
+                "SELECT canonical_id, max(version) FROM golden_history WHERE entity = %s AND canonical_id = ANY(%s)"
+                " GROUP BY 1", (entity, [i for i in ids if i not in current]))})
         upserts: list[tuple[str, int, dict[str, Any], int | None]] = []
         history: list[tuple[Any, ...]] = []
         provenance_rows: list[tuple[Any, ...]] = []
@@ -485,14 +528,19 @@ class Merger:
             upserts.append((cid, version + 1, data, survived.committed_ms))
             history.append((entity, cid, version + 1, Jsonb(data), _ms_to_dt(survived.committed_ms), Jsonb(cause)))
             fields: dict[str, Any] = dict(derived)
+            sources: list[dict[str, Any]] = []
+            index: dict[tuple[str, ...], int] = {}
             for name, source in survived.sources.items():
+                ref = (source.department, source.table, source.primary_key, source.role)
+                if ref not in index:
+                    index[ref] = len(sources)
+                    sources.append({"department": source.department, "table": source.table,
+                                    "primary_key": source.primary_key, "role": source.role,
+                                    "position": list(source.position), "committed_at": source.committed_ms})
                 conflicts = survived.conflicts.get(name, [])
                 report.conflicts += len(conflicts)
-                fields[name] = {"department": source.department, "table": source.table,
-                                "primary_key": source.primary_key, "role": source.role,
-                                "position": list(source.position), "committed_at": source.committed_ms,
-                                "conflicts": conflicts}
-            provenance_rows.append((entity, cid, Jsonb(fields)))
+                fields[name] = {"source": index[ref], "conflicts": conflicts} if conflicts else {"source": index[ref]}
+            provenance_rows.append((entity, cid, Jsonb({"sources": sources, "fields": fields})))
             if before is None:
                 report.new_golden += 1
             report.golden_updates += 1
@@ -523,8 +571,8 @@ class Merger:
         change = {"entity": entity, "canonical_id": cid, "version": version,
                   "op": "DELETE" if after is None else ("CREATE" if before is None else "UPDATE"),
                   "changed_fields": changed,
-                  "before": json.dumps(before, ensure_ascii=False, default=str) if before is not None else None,
-                  "after": json.dumps(after, ensure_ascii=False, default=str) if after is not None else None,
+                  "before": orjson.dumps(before, default=str).decode() if before is not None else None,
+                  "after": orjson.dumps(after, default=str).decode() if after is not None else None,
                   "cause": cause, "source_committed_at": cause.get("committed_at") if cause else None,
                   "merged_at": int(time.time() * 1000)}
         report.changes.append(change)

@@ -39,7 +39,7 @@ from streams.normalize import gldm
 
 log = logging.getLogger("kintsmesh.merge")
 GROUP = "kintsmesh-merge"
-DLQ_TOPIC = "dlq.merge"
+DLQ_TOPIC = gldm.dlq_topic("merge")
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1, 2, 5, 10, 30, 60, 300)
 
 
@@ -115,7 +115,7 @@ class MergeWorker:
     def run(self) -> None:
         self.prepare()
         self.publish_outbox()
-        self.consumer.subscribe([gldm.candidates_topic(e) for e in TABLES], on_assign=self._on_assign)
+        self.consumer.subscribe(candidate_topics(), on_assign=self._on_assign)
         last_gauges = 0.0
         while self.running:
             messages = self.consumer.consume(self.batch_size, timeout=self.max_wait_s)
@@ -272,3 +272,31 @@ def run_merge_worker(settings: Settings, log_level: str = "warning") -> None:
     log.info("merge worker: metrics on :%s", settings.merge_metrics_port)
     worker.run()
 
+
+
+def candidate_topics() -> list[str]:
+    return [gldm.candidates_topic(e) for e in TABLES]
+
+
+def merge_lag(settings: Settings) -> int:
+    """Candidates on the topics not yet merged: end offsets minus the offsets stored with the library."""
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"{GROUP}-lag", "log_level": 0})
+    try:
+        metadata = consumer.list_topics(timeout=10).topics
+        ends = {(t, p): consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
+                for t in candidate_topics() if t in metadata for p in metadata[t].partitions}
+    finally:
+        consumer.close()
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
+        stored = {(t, p): o for t, p, o in conn.execute(
+            "SELECT topic, partition, next_offset FROM consumer_offset WHERE group_id = %s", (GROUP,))}
+    return sum(max(0, end - stored.get(tp, 0)) for tp, end in ends.items())
+
+
+def wait_for_merge(settings: Settings, timeout_s: float, report: Any = lambda behind: None) -> int:
+    """Block until the merge worker has merged everything on the candidate topics; returns what is left."""
+    deadline = time.monotonic() + timeout_s
+    while (behind := merge_lag(settings)) > 0 and time.monotonic() < deadline:
+        report(behind)
+        time.sleep(1.0)
+    return behind

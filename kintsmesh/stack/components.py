@@ -218,7 +218,9 @@ class Postgres(Component):
 
     def command(self) -> list[str]:
         bindir = prerequisites.postgres_bindir()
-        return self._as_cluster_owner([str(bindir / "postgres"), "-D", str(self.data_dir)])
+        # commit timestamps: sync lag is measured to the moment a merge became visible
+        return self._as_cluster_owner([str(bindir / "postgres"), "-D", str(self.data_dir),
+                                       "-c", "track_commit_timestamp=on"])
 
     def healthy(self) -> bool:
         with psycopg.connect(self.settings.dsn("postgres"), connect_timeout=2) as conn:

@@ -157,7 +157,9 @@ CREATE INDEX review_open ON review_queue (status) WHERE status = 'open';
 
 -- For every golden field: the source row and position its value survived from,
 -- and the values of other sources it beat (conflicts), one row per golden record:
--- fields = {field: {department, table, primary_key, role, position, committed_at, conflicts: [...]}}
+-- {"sources": [{department, table, primary_key, role, position, committed_at}, ...],
+--  "fields": {field: {"source": <index in sources>, "conflicts": [{department, table, primary_key, value}]}
+--            or {"derived_from": "ric"}}
 CREATE TABLE field_provenance (
     entity       text NOT NULL,
     canonical_id text NOT NULL,

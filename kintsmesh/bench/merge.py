@@ -1,0 +1,108 @@
+"""``kintsmesh bench merge``: department commit → golden record visible, and the merge worker's top rate.
+
+1. Lag: the simulator writes live changes at ``--rate`` changes/s for ``--duration``
+   seconds (its own city under ``.stack/bench/merge``, loaded on first use) through
+   the running stack: Debezium → normalize → merge. Each contribution row written
+   in that window carries the source commit time; PostgreSQL's commit timestamp of
+   the merge transaction that wrote it (``track_commit_timestamp``) is when the
+   golden record became visible. The difference is the end-to-end sync lag.
+2. Top rate: the merge worker is stopped while a burst of changes is captured and
+   normalized, then started again; the backlog of candidates divided by the time
+   it takes to merge it is the highest rate it sustains (golden updates/s too).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import psycopg
+
+from kintsmesh import stack
+from kintsmesh.bench.capture import RESULTS
+from kintsmesh.errors import KintsmeshError
+from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
+from kintsmesh.simulate.runner import run_simulation
+from kintsmesh.watch import percentile, wait_for_group
+from sinks.worker import merge_lag, wait_for_merge
+from streams.app import raw_topics
+
+SEED = 77
+
+
+def _settled(settings: Settings, timeout_s: float = 900) -> None:
+    if wait_for_group(settings, "kintsmesh-normalize", raw_topics(settings), timeout_s) > 0:
+        raise KintsmeshError("bench merge: the normalize worker did not catch up")
+    if wait_for_merge(settings, timeout_s) > 0:
+        raise KintsmeshError("bench merge: the merge worker did not catch up")
+
+
+def _lag_run(settings: Settings, sim: Settings, rate: float, duration_s: float) -> dict[str, Any]:
+    started = datetime.now(timezone.utc)
+    stats = run_simulation(sim, seed=SEED, initial=None, rate=rate, duration_s=duration_s, dirty_rate=0.03,
+                           truth_path=None)
+    assert stats is not None
+    _settled(settings)
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
+        lags = [float(ms) for (ms,) in conn.execute(
+            "SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin) - committed_at) * 1000 FROM contribution"
+            " WHERE committed_at >= %s AND position[1] = 0 AND pg_xact_commit_timestamp(xmin) IS NOT NULL",
+            (started,))]
+        updates = conn.execute("SELECT count(*) FROM golden_history WHERE recorded_at >= %s", (started,)).fetchone()
+    if not lags:
+        raise KintsmeshError("bench merge: no merged change carries a commit timestamp (track_commit_timestamp off?)")
+    return {"rate_per_s": round(stats.changes / stats.elapsed_s, 1), "changes": stats.changes,
+            "contributions_measured": len(lags), "lag_p50_ms": round(percentile(lags, 50), 1),
+            "lag_p99_ms": round(percentile(lags, 99), 1), "lag_max_ms": round(max(lags), 1),
+            "golden_updates": updates[0] if updates else 0}
+
+
+def _top_rate(settings: Settings, sim: Settings, rate: float, duration_s: float) -> dict[str, Any]:
+    stack.down(settings, ["merge"])
+    try:
+        run_simulation(sim, seed=SEED, initial=None, rate=rate, duration_s=duration_s, dirty_rate=0.03, truth_path=None)
+        if wait_for_group(settings, "kintsmesh-normalize", raw_topics(settings), 900) > 0:
+            raise KintsmeshError("bench merge: the normalize worker did not catch up")
+        backlog = merge_lag(settings)
+        with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
+            before = conn.execute("SELECT count(*) FROM golden_history").fetchone()
+    finally:
+        stack.up(settings, ["merge"])
+    started = time.monotonic()
+    if wait_for_merge(settings, 900) > 0:
+        raise KintsmeshError("bench merge: the merge worker did not drain its backlog")
+    seconds = time.monotonic() - started
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
+        after = conn.execute("SELECT count(*) FROM golden_history").fetchone()
+    updates = (after[0] if after else 0) - (before[0] if before else 0)
+    return {"backlog_candidates": backlog, "drain_s": round(seconds, 2),
+            "candidates_per_s": round(backlog / seconds, 1), "golden_updates_per_s": round(updates / seconds, 1)}
+
+
+def run_merge_bench(settings: Settings, rate: float, duration_s: float, people: int = 2000) -> dict[str, Any]:
+    sim = settings.model_copy(update={"stack_dir": settings.stack_dir / "bench" / "merge"})
+    run_simulation(sim, seed=SEED, initial=people, rate=None, duration_s=0, dirty_rate=0.03, truth_path=None,
+                   keep_existing=True)
+    _settled(settings)
+    print(f"bench merge: {rate:,.0f} changes/s for {duration_s:.0f} s through Debezium -> normalize -> merge ...",
+          flush=True)
+    lag = _lag_run(settings, sim, rate, duration_s)
+    print("bench merge: merge worker stopped while a burst is captured and normalized ...", flush=True)
+    top = _top_rate(settings, sim, rate, duration_s)
+    result = {
+        "rate_per_s": lag["rate_per_s"], "lag_p50_ms": lag["lag_p50_ms"], "lag_p99_ms": lag["lag_p99_ms"],
+        "golden_updates_per_s": top["golden_updates_per_s"], "lag_run": lag, "top_rate": top,
+        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    print(f"  at {lag['rate_per_s']:,.0f} changes/s: commit -> golden visible p50 {lag['lag_p50_ms']:,.0f} ms,"
+          f" p99 {lag['lag_p99_ms']:,.0f} ms, max {lag['lag_max_ms']:,.0f} ms ({lag['contributions_measured']:,}"
+          f" contributions)   target p99 < 1,000 ms")
+    print(f"  top rate: {top['candidates_per_s']:,.0f} candidates/s, {top['golden_updates_per_s']:,.0f} golden"
+          f" updates/s (a backlog of {top['backlog_candidates']:,} merged in {top['drain_s']} s)")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "merge.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"  written to {path}")
+    return result
