@@ -385,14 +385,15 @@ class Merger:
         raise ValueError(f"unknown entity {item.entity!r}")
 
     def _resolve_legal_entity(self, item: Incoming) -> _Linked:
-        uscc = item.record.get("uscc") if not item.flagged("uscc") else None
+        """By its registration number (deterministic whatever order the records come in), else by USCC."""
         registration = item.record.get("registration_no")
-        row = self.conn.execute(
-            "SELECT entity_id FROM legal_entity WHERE uscc = %s OR registration_no = %s ORDER BY uscc = %s DESC LIMIT 1",
-            (uscc, registration, uscc)).fetchone()
+        if registration:
+            return _Linked(f"E~{registration}", "registration_no")
+        uscc = item.record.get("uscc") if not item.flagged("uscc") else None
+        row = self.conn.execute("SELECT entity_id FROM legal_entity WHERE uscc = %s", (uscc,)).fetchone() if uscc else None
         if row:
-            return _Linked(row[0], "uscc" if uscc else "registration_no")
-        return _Linked(uscc or f"E~{registration}", "new")
+            return _Linked(row[0], "uscc")
+        return _Linked(f"E~{uscc or _short_hash(str(item.source))}", "new")
 
     def _resolve_person(self, item: Incoming, previous: _State | None,
                         by_ric: dict[str, str]) -> _Linked:

@@ -54,10 +54,10 @@ def up(settings: Settings, names: Iterable[str] | None = None) -> list[Status]:
             raise StackError(component.name, f"{reason}; see {component.log_file} (kintsmesh stack logs {component.name})")
         component.after_start()
         print(f"  {component.name:<11} up in {time.monotonic() - started:.1f} s (port {component.port}, pid {component.pid()})", flush=True)
-    if names is None or "postgres" in set(names):
-        for database, applied in migrate_all(settings).items():
-            if applied:
-                print(f"  migrations  {database}: applied {', '.join(applied)}", flush=True)
+        if component.name == "postgres":   # before the workers that need the resource library
+            for database, applied in migrate_all(settings).items():
+                if applied:
+                    print(f"  migrations  {database}: applied {', '.join(applied)}", flush=True)
     return status(settings)
 
 

@@ -30,8 +30,8 @@ CREATE INDEX person_ric_body ON person (left(ric, 17));
 CREATE INDEX person_birth_month_day ON person ((extract(month FROM birth_date)), (extract(day FROM birth_date)));
 
 CREATE TABLE legal_entity (
-    entity_id       text PRIMARY KEY,           -- the USCC, or E~<registration number> for a legacy registration without one
-    uscc            text UNIQUE,
+    entity_id       text PRIMARY KEY,           -- E~<market registration number> (stable whether or not a USCC came with it)
+    uscc            text,
     registration_no text UNIQUE,
     name            text,
     kind            text,
@@ -46,6 +46,7 @@ CREATE TABLE legal_entity (
     source_committed_at timestamptz,
     updated_at      timestamptz NOT NULL
 );
+CREATE INDEX legal_entity_uscc ON legal_entity (uscc);
 
 CREATE TABLE house (
     house_id      text PRIMARY KEY,             -- the city's house code

@@ -160,9 +160,9 @@ def test_golden_records_match_the_truth_and_a_sigkilled_merge_worker_loses_and_d
     scratch = scratch_library(settings, "kintsmesh_test_replay")
     assert replay_into(settings, scratch) > 0
     ours, theirs = snapshot(settings.dsn(RESOURCE_LIBRARY_DB)), snapshot(scratch)
-    for part in ours:
-        assert ours[part] == theirs[part], (part, len(ours[part] - theirs[part]), len(theirs[part] - ours[part]),
-                                            sorted(ours[part] ^ theirs[part])[:2])
+    differing = {part: (len(ours[part] - theirs[part]), len(theirs[part] - ours[part]), sorted(ours[part] ^ theirs[part])[:2])
+                 for part in ours if ours[part] != theirs[part]}
+    assert not differing, differing
     with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
         gaps = conn.execute(
             "SELECT count(*) FROM (SELECT entity, canonical_id, max(version) = count(*) AS ok FROM golden_history"
