@@ -269,6 +269,7 @@ class Merger:
         # the golden table), and their block keys
         self._batch_persons: dict[str, matching.Mention] = {}
         self._batch_blocks: dict[Any, set[str]] = defaultdict(set)
+        self._created_by_ric: list[str] = []    # persons created in this batch from a valid RIC
         self._outbox_rows: list[tuple[str, str, Jsonb]] = []
         self._causes: dict[tuple[str, str], dict[str, Any]] = {}   # (entity, id) -> provenance of its last change
         self._batch_households: dict[str, str] = {}               # RIC -> household number, in the current batch
@@ -283,6 +284,7 @@ class Merger:
         by_ric = self._persons_by_ric({i.record.get("ric") for i in items
                                        if i.entity == "person" and i.record.get("ric") and not i.flagged("ric")})
         self._batch_persons, self._batch_blocks = {}, defaultdict(set)
+        self._created_by_ric = []
         self._outbox_rows = []
         self._causes = {}
         self._batch_households = {i.record["ric"]: i.record["household_no"] for i in items
@@ -311,6 +313,10 @@ class Merger:
             state[ref] = (pos, linked.canonical_id, linked.method, item.provenance.get("committed_at"))
             writes[ref] = (item, linked)
         self._write_contributions(writes.values())
+        for orphan, person in self._late_links().items():
+            affected["person"] |= {orphan, person}
+            self._causes.setdefault(("person", orphan), self._causes.get(("person", person), {}))
+            report.links["late_match"] += 1
         for entity in TABLES:  # persons first, so the references of the others can link to them
             if affected.get(entity):
                 self._recompute(entity, affected[entity], report)
@@ -427,7 +433,46 @@ class Merger:
         new_id = mention.ric if mention.ric_valid and mention.ric else self.new_person_id(item.source)
         if mention.ric_valid:
             by_ric[mention.ric or ""] = new_id
+            self._created_by_ric.append(new_id)
         return _Linked(new_id, "ric" if mention.ric_valid else "new", decision.score, evidence)
+
+    def _late_links(self) -> dict[str, str]:
+        """Persons made earlier from mentions without a usable ID (P~...) that this batch's new RIC
+        persons explain: arrival order must not decide identity. Moves their contributions over;
+        returns orphan id -> person id."""
+        moved: dict[str, str] = {}
+        for pid in self._created_by_ric:
+            person = self._batch_persons[pid]
+            key, body = matching.name_key(person.name), matching.ric_body(person.ric)
+            orphans = {cid for (cid,) in self.conn.execute(
+                "SELECT person_id FROM person WHERE person_id LIKE 'P~%%' AND name_key = %(key)s"
+                " AND (birth_date = %(birth)s OR birth_date IS NULL)"
+                " UNION SELECT canonical_id FROM contribution WHERE entity = 'person' AND canonical_id LIKE 'P~%%'"
+                " AND left(record->>'ric', 17) = %(body)s",
+                {"key": key, "birth": person.birth_date, "body": body})}
+            orphans |= {c for c in self._batch_persons if c.startswith("P~") and c != pid
+                        and matching.name_key(self._batch_persons[c].name) == key}
+            orphans -= set(moved)
+            if not orphans:
+                continue
+            described: dict[str, matching.Mention] = {}
+            for cid, record, findings in self.conn.execute(
+                    "SELECT canonical_id, record, record->'findings' FROM contribution WHERE entity = 'person'"
+                    " AND canonical_id = ANY(%s) AND NOT retracted", (list(orphans),)):
+                flagged = any(str(f).startswith("ric:") and not str(f).endswith("legacy_15_upgraded") for f in findings or ())
+                m = _mention(record, flagged)
+                described[cid] = _combine(described[cid], m) if cid in described else m
+            rivals = [(c, m) for c, m in self._blocks(person) if m.ric_valid and c != pid]
+            for cid, orphan in described.items():
+                decision = matching.decide(orphan, [(pid, person), *rivals])
+                if decision.outcome == "link" and decision.canonical_id == pid:
+                    self.conn.execute(
+                        "UPDATE contribution SET canonical_id = %s, method = 'late_match', score = %s, evidence = %s"
+                        " WHERE entity = 'person' AND canonical_id = %s",
+                        (pid, decision.score, Jsonb({"decision": "late_match", "evidence": decision.evidence,
+                                                     "was": cid}), cid))
+                    moved[cid] = pid
+        return moved
 
     def _households(self, *rics: str | None) -> set[str]:
         wanted = [r for r in rics if r]

@@ -139,6 +139,8 @@ CREATE TABLE contribution (
     PRIMARY KEY (department, source_table, primary_key, role)
 );
 CREATE INDEX contribution_golden ON contribution (entity, canonical_id);
+-- late linking finds persons made from a flagged RIC by its first 17 characters
+CREATE INDEX contribution_person_ric_body ON contribution (left(record->>'ric', 17)) WHERE entity = 'person';
 
 CREATE TABLE review_queue (
     review_id    bigserial PRIMARY KEY,

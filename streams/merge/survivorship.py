@@ -23,6 +23,7 @@ EFFECTIVE_FIELD: dict[str, str] = {
 }
 
 Position = tuple[int, ...]
+EMPTY: tuple[Any, ...] = (None, "", {}, [])   # "no value" in any source
 
 
 @cache
@@ -90,12 +91,17 @@ def _recency(entity: str, c: Contribution) -> tuple[Any, ...]:
 
 def survive(entity: str, contributions: list[Contribution], fields: list[str]) -> Survived:
     """Each field's surviving value: best authority, then the most recent fact; losers are conflicts."""
+    if len(contributions) == 1:   # the common case: one source, nothing to decide
+        only = contributions[0]
+        values = {name: only.value(name) for name in fields}
+        return Survived({n: (None if v in EMPTY else v) for n, v in values.items()},
+                        {n: only for n, v in values.items() if v not in EMPTY}, {}, only.committed_ms)
     data: dict[str, Any] = {}
     sources: dict[str, Contribution] = {}
     conflicts: dict[str, list[dict[str, Any]]] = {}
     ordered = sorted(contributions, key=lambda c: _recency(entity, c), reverse=True)
     for name in fields:
-        having = [c for c in ordered if c.value(name) not in (None, "", {}, [])]
+        having = [c for c in ordered if c.value(name) not in EMPTY]
         if not having:
             data[name] = None
             continue

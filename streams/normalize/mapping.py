@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping as MappingABC
 from dataclasses import dataclass, field
 from datetime import date
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,7 +40,7 @@ class FieldRule:
     when: tuple[tuple[str, str], ...] = ()
     details: tuple[tuple[str, str], ...] = ()   # for `map:` fields: detail key -> source column
 
-    @property
+    @cached_property
     def columns(self) -> set[str]:
         used = {self.source} if self.source else set()
         return used | {c for c, _ in self.when} | {c for _, c in self.details}
@@ -62,7 +62,7 @@ class SourceMapping:
     key: tuple[str, ...]
     outputs: tuple[Output, ...]
 
-    @property
+    @cached_property
     def columns(self) -> frozenset[str]:
         used: set[str] = set(self.key)
         for output in self.outputs:
