@@ -1,4 +1,4 @@
-"""``make demo``'s live part: department activity while change events flow, shown per department."""
+"""``make demo``'s live part: department activity flowing into change events, GLDM candidates and golden records."""
 
 from __future__ import annotations
 
@@ -36,6 +36,52 @@ def normalize_summary(settings: Settings) -> None:
               f"{row.get('retractions', 0):>13,.0f}{row.get('rejected', 0):>8,.0f}")
 
 
+LIBRARY_COUNTS = (
+    "SELECT (SELECT count(*) FROM person), (SELECT count(*) FROM legal_entity), (SELECT count(*) FROM house),"
+    " (SELECT count(*) FROM certificate), (SELECT count(*) FROM relationship), (SELECT count(*) FROM social_insurance),"
+    " (SELECT count(*) FROM contribution), (SELECT count(*) FROM review_queue WHERE status = 'open')")
+
+
+def library_counts(settings: Settings) -> str:
+    import psycopg
+
+    from kintsmesh.settings import RESOURCE_LIBRARY_DB
+
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
+        row = conn.execute(LIBRARY_COUNTS).fetchone()
+    assert row is not None
+    persons, firms, houses, certificates, relationships, insurance, links, review = row
+    return (f"persons={persons:,} legal_entities={firms:,} houses={houses:,} certificates={certificates:,} "
+            f"relationships={relationships:,} insurance_months={insurance:,} | source links={links:,} review={review:,}")
+
+
+def library_summary(settings: Settings, since: float) -> None:
+    """Golden records, how their sources were linked, and commit -> golden-visible lag of the live window."""
+    import psycopg
+
+    from kintsmesh.settings import RESOURCE_LIBRARY_DB
+    from sinks.worker import wait_for_merge
+
+    behind = wait_for_merge(settings, timeout_s=600,
+                            report=lambda n: print(f"  merge worker catching up: {n:,} candidates to go", flush=True))
+    print(f"resource library (golden records){' (still ' + format(behind, ',') + ' behind)' if behind else ''}:")
+    print(f"  {library_counts(settings)}")
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
+        methods = conn.execute("SELECT entity, method, count(*) FROM contribution GROUP BY 1, 2 ORDER BY 1, 3 DESC").fetchall()
+        lags = [float(ms) for (ms,) in conn.execute(
+            "SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin) - committed_at) * 1000 FROM contribution"
+            " WHERE committed_at >= to_timestamp(%s) AND position[1] = 0", (since,))]
+    by_entity: dict[str, list[str]] = {}
+    for entity, method, n in methods:
+        by_entity.setdefault(entity, []).append(f"{method} {n:,}")
+    for entity, parts in by_entity.items():
+        print(f"  links  {entity:<17} {', '.join(parts)}")
+    if lags:
+        print(f"  sync lag, department commit -> golden record visible: p50 {percentile(lags, 50):,.0f} ms,"
+              f" p99 {percentile(lags, 99):,.0f} ms over {len(lags):,} live changes")
+    print("  look up one: kintsmesh explain <person id>   review queue: kintsmesh review list")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rate", type=float, default=200.0)
@@ -48,6 +94,7 @@ def main() -> None:
         settings, report=lambda n: print(f"  {n:,} change events on raw.* so far", flush=True))
     print(f"capture caught up: {total:,} change events on raw.* topics", flush=True)
     watcher = RawTopicWatcher(settings).start()
+    live_since = time.time()
     print(f"live department activity: {args.rate:.0f} changes/s for {args.duration:.0f} s; "
           "change events on raw.<dept>.* (commit -> topic latency):", flush=True)
     result: list[LiveStats | None] = []
@@ -61,6 +108,7 @@ def main() -> None:
         line = "  ".join(f"{d}={counts.get(d, 0):,}" for d in DEPARTMENTS)
         print(f"[{time.strftime('%H:%M:%S')}] events {line}  | p50 {percentile(latencies, 50):.0f} ms "
               f"p99 {percentile(latencies, 99):.0f} ms", flush=True)
+        print(f"           library {library_counts(settings)}", flush=True)
     if not result or result[0] is None:
         watcher.stop()
         raise SystemExit("demo: the live simulation failed (see the error above)")
@@ -71,6 +119,7 @@ def main() -> None:
     print(f"changes committed: {written:,}; change events captured: {sum(counts.values()):,} "
           f"(p50 {percentile(latencies, 50):.0f} ms, p99 {percentile(latencies, 99):.0f} ms commit -> topic)")
     normalize_summary(settings)
+    library_summary(settings, live_since)
 
 
 if __name__ == "__main__":

