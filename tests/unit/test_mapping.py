@@ -129,3 +129,27 @@ def test_a_mapping_with_an_unknown_standardizer_or_dictionary_is_refused_at_load
                         f"    fields:\n      name: {spec}\n")
         with pytest.raises(MappingError):
             load_mapping(path)
+
+
+def test_a_timestamptz_becomes_the_local_date():
+    from streams.normalize.mapping import STANDARDIZERS
+    # born 05:30 in Shenzhen on 1 March = 21:30 UTC on 29 February, as Debezium sends TIMESTAMPTZ
+    assert STANDARDIZERS["timestamp_date"]("2020-02-29T21:30:00Z").value == date(2020, 3, 1)
+
+
+def test_outputs_of_one_entity_carry_distinct_roles():
+    for mapping in mappings().values():
+        roles = [(o.entity, o.role) for o in mapping.outputs]
+        assert len(set(roles)) == len(roles), mapping.table
+    marriage = mappings()[("civil_affairs", "hy_djxx")]
+    assert {o.role for o in marriage.outputs if o.entity == "person"} == {"husband", "wife"}
+
+
+def test_two_outputs_of_one_entity_without_roles_are_refused(tmp_path):
+    from streams.normalize.mapping import MappingError, load_mapping
+    path = tmp_path / "x.t.yaml"
+    path.write_text("source: {department: x, table: t, key: [id]}\noutputs:\n"
+                    "  - entity: person\n    fields: {name: {from: a, as: person_name}}\n"
+                    "  - entity: person\n    fields: {name: {from: b, as: person_name}}\n")
+    with pytest.raises(MappingError, match="distinct roles"):
+        load_mapping(path)
