@@ -271,6 +271,7 @@ class Merger:
         self._batch_blocks: dict[Any, set[str]] = defaultdict(set)
         self._created_by_ric: list[str] = []    # persons created in this batch from a valid RIC
         self._outbox_rows: list[tuple[str, str, Jsonb]] = []
+        self._merged, self._analyze_at = 0, 5_000   # ANALYZE after 5k, 10k, 20k ... candidates (autovacuum lags)
         self._causes: dict[tuple[str, str], dict[str, Any]] = {}   # (entity, id) -> provenance of its last change
         self._batch_households: dict[str, str] = {}               # RIC -> household number, in the current batch
 
@@ -322,6 +323,11 @@ class Merger:
                 self._recompute(entity, affected[entity], report)
         self._link_people(affected, writes.values())
         bulk_upsert(self.conn, "outbox", ("topic", "key", "value"), self._outbox_rows)
+        self._merged += len(items)
+        if self._merged >= self._analyze_at:   # a library filling up fast outgrows its planner statistics
+            for table in (*(t for t, _, _ in TABLES.values()), "contribution"):
+                self.conn.execute(f"ANALYZE {table}")
+            self._analyze_at = self._merged * 2
         return report
 
     @staticmethod
@@ -628,41 +634,49 @@ class Merger:
     # ------------------------------------------------------------------ references to people
 
     def _link_people(self, affected: dict[str, set[str]], writes: Iterable[tuple[Incoming, _Linked]]) -> None:
-        """Fill person ids in certificates, relationships and contributions that refer to people —
-        those merged now, and earlier ones that were waiting for a person merged now."""
-        persons = affected.get("person", set())
+        """Fill person ids in certificates, relationships and insurance facts that refer to people —
+        those merged now, and earlier ones that were waiting for a person merged now. Each direction
+        is its own statement so that every one runs on an index, whatever the library's size."""
+        persons = list(affected.get("person", set()))
         person_rows = [w[0].source.row for w in writes if w[0].entity == "person"]
+        rows = ([r[0] for r in person_rows], [r[1] for r in person_rows], [r[2] for r in person_rows])
         insured = [w[0].source.primary_key for w in writes if w[0].entity == "person" and w[0].source.table == "sb_cbry"]
+        run = self.conn.execute
         for entity, refs in PERSON_REFS.items():
             table, id_column, _ = TABLES[entity]
-            ids = affected.get(entity, set())
+            ids = list(affected.get(entity, set()))
             for person_column, ric_column, name_column in refs:
-                kind_filter = "AND g.object_kind = 'PERSON'" if person_column == "object_person_id" else ""
-                # by RIC: the golden person holding that RIC
-                self.conn.execute(
-                    f"UPDATE {table} g SET {person_column} = p.person_id FROM person p"
-                    f" WHERE p.ric = g.{ric_column} {kind_filter} AND g.{person_column} IS DISTINCT FROM p.person_id"
-                    f" AND (g.{id_column} = ANY(%s) OR p.person_id = ANY(%s))", (list(ids), list(persons)))
-                if name_column:
-                    # no usable RIC: the person of the same source row with the same name (a newborn, a spouse)
-                    self.conn.execute(
-                        f"UPDATE {table} g SET {person_column} = pc.canonical_id"
-                        f" FROM contribution gc JOIN contribution pc ON pc.department = gc.department"
-                        f"  AND pc.source_table = gc.source_table AND pc.primary_key = gc.primary_key"
-                        f"  AND pc.entity = 'person' AND pc.canonical_id IS NOT NULL"
-                        f" WHERE gc.entity = %s AND gc.canonical_id = g.{id_column} AND NOT gc.retracted"
-                        f"  AND g.{person_column} IS NULL {kind_filter} AND pc.record->>'name' = g.{name_column}"
-                        f"  AND (g.{id_column} = ANY(%s) OR (pc.department, pc.source_table, pc.primary_key)"
-                        f"       IN (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])))",
-                        (entity, list(ids), [r[0] for r in person_rows], [r[1] for r in person_rows],
-                         [r[2] for r in person_rows]))
-        # insured persons: a contribution fact names its person through the insured number
-        self.conn.execute(
-            "UPDATE social_insurance s SET person_id = c.canonical_id FROM contribution c"
-            " WHERE c.department = 'hrss' AND c.source_table = 'sb_cbry' AND c.role = 'person'"
-            " AND c.primary_key = s.insured_no AND c.canonical_id IS NOT NULL AND s.person_id IS DISTINCT FROM c.canonical_id"
-            " AND (s.fact_id = ANY(%s) OR c.primary_key = ANY(%s))",
-            (list(affected.get("social_insurance", set())), insured))
+                kind = "AND g.object_kind = 'PERSON'" if person_column == "object_person_id" else ""
+                by_ric = (f"UPDATE {table} g SET {person_column} = p.person_id FROM person p"
+                          f" WHERE p.ric = g.{ric_column} {kind} AND g.{person_column} IS DISTINCT FROM p.person_id")
+                if ids:
+                    run(by_ric + f" AND g.{id_column} = ANY(%s)", (ids,))
+                if persons:
+                    run(by_ric + " AND p.person_id = ANY(%s)", (persons,))
+                if not name_column:
+                    continue
+                # no usable RIC: the person of the same source row with the same name (a newborn, a spouse)
+                same_row = (f"UPDATE {table} g SET {person_column} = pc.canonical_id"
+                            f" FROM contribution gc JOIN contribution pc ON pc.department = gc.department"
+                            f"  AND pc.source_table = gc.source_table AND pc.primary_key = gc.primary_key"
+                            f"  AND pc.entity = 'person' AND pc.canonical_id IS NOT NULL"
+                            f" WHERE gc.entity = %s AND gc.canonical_id = g.{id_column} AND NOT gc.retracted"
+                            f"  AND g.{person_column} IS NULL {kind} AND pc.record->>'name' = g.{name_column}")
+                if ids:
+                    run(same_row + f" AND g.{id_column} = ANY(%s)", (entity, ids))
+                if person_rows:
+                    run(same_row + " AND (pc.department, pc.source_table, pc.primary_key)"
+                        " IN (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))", (entity, *rows))
+        # insured persons: an insurance fact names its person through the insured number
+        by_insured = ("UPDATE social_insurance s SET person_id = c.canonical_id FROM contribution c"
+                      " WHERE c.department = 'hrss' AND c.source_table = 'sb_cbry' AND c.role = 'person'"
+                      " AND c.primary_key = s.insured_no AND c.canonical_id IS NOT NULL"
+                      " AND s.person_id IS DISTINCT FROM c.canonical_id")
+        facts = list(affected.get("social_insurance", set()))
+        if facts:
+            run(by_insured + " AND s.fact_id = ANY(%s)", (facts,))
+        if insured:
+            run(by_insured + " AND c.primary_key = ANY(%s)", (insured,))
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -77,6 +77,7 @@ CREATE TABLE certificate (
     updated_at       timestamptz NOT NULL
 );
 CREATE INDEX certificate_holder ON certificate (holder_person_id);
+CREATE INDEX certificate_holder_ric ON certificate (holder_ric);
 
 CREATE TABLE relationship (
     relationship_id   text PRIMARY KEY,         -- <type>:<subject ref>:<object ref>
@@ -95,6 +96,7 @@ CREATE TABLE relationship (
     updated_at        timestamptz NOT NULL
 );
 CREATE INDEX relationship_subject ON relationship (subject_person_id);
+CREATE INDEX relationship_subject_ric ON relationship (subject_ric);
 CREATE INDEX relationship_object ON relationship (object_kind, object_id);
 CREATE INDEX relationship_object_person ON relationship (object_person_id);
 
@@ -116,6 +118,7 @@ CREATE TABLE social_insurance (
 );
 CREATE INDEX social_insurance_person ON social_insurance (person_id, month);
 CREATE INDEX social_insurance_insured ON social_insurance (insured_no);
+CREATE INDEX social_insurance_person_ric ON social_insurance (person_ric);
 
 -- ----------------------------------------------------------------- contributions and identity
 
