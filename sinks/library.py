@@ -318,6 +318,10 @@ class Merger:
             affected["person"] |= {orphan, person}
             self._causes.setdefault(("person", orphan), self._causes.get(("person", person), {}))
             report.links["late_match"] += 1
+            for entity, refs in PERSON_REFS.items():   # what pointed at the orphan now points at the person
+                for person_column, _, _ in refs:
+                    self.conn.execute(f"UPDATE {TABLES[entity][0]} SET {person_column} = %s WHERE {person_column} = %s",
+                                      (person, orphan))
         for entity in TABLES:  # persons first, so the references of the others can link to them
             if affected.get(entity):
                 self._recompute(entity, affected[entity], report)
