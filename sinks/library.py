@@ -34,7 +34,7 @@ import orjson
 import psycopg
 from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
 
-from streams.merge.survivorship import NOT_FIELDS, Contribution, Position, is_stale, position, survive
+from streams.merge.survivorship import Contribution, Position, is_stale, position, survive
 from streams.resolve import matching
 
 # Golden tables: entity -> (table, id column, data columns). Data columns are candidate fields.

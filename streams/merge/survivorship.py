@@ -15,8 +15,6 @@ from typing import Any
 import yaml
 
 HERE = Path(__file__).resolve().parent
-# Fields of a candidate that are about the record, not the subject.
-NOT_FIELDS = frozenset({"findings", "retracted", "provenance"})
 # Per entity: the candidate field that dates the fact itself (later facts win ties of authority).
 EFFECTIVE_FIELD: dict[str, str] = {
     "relationship": "valid_from", "certificate": "issued_date", "legal_entity": "established_date",
