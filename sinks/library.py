@@ -27,6 +27,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from datetime import date, datetime, timezone
 from typing import Any
 
@@ -145,7 +146,7 @@ class Incoming:
     def provenance(self) -> dict[str, Any]:
         return self.record["provenance"]  # type: ignore[no-any-return]
 
-    @property
+    @cached_property
     def source(self) -> SourceRef:
         p = self.provenance
         return SourceRef(p["department"], p["table"], p["primary_key"], p.get("role") or self.entity)
@@ -460,8 +461,7 @@ class Merger:
                 " UNION SELECT canonical_id FROM contribution WHERE entity = 'person' AND canonical_id LIKE 'P~%%'"
                 " AND left(record->>'ric', 17) = %(body)s",
                 {"key": key, "birth": person.birth_date, "body": body})}
-            orphans |= {c for c in self._batch_persons if c.startswith("P~") and c != pid
-                        and matching.name_key(self._batch_persons[c].name) == key}
+            orphans |= {c for c in self._batch_blocks.get(("name", key), set()) if c.startswith("P~") and c != pid}
             orphans -= set(moved)
             if not orphans:
                 continue
@@ -496,15 +496,24 @@ class Merger:
         key, body = matching.name_key(mention.name), matching.ric_body(mention.ric)
         # a flagged RIC's birth digits still block (a bad check character rarely sits in the date)
         birth = mention.birth_date or matching.birth_from_ric(mention.ric)
+        params = {"birth": birth, "key": key, "body": body, "area": (mention.ric or "")[:6] or None}
+        branches = []   # one index lookup each (an OR of them would not use the indexes well)
+        if birth is not None:
+            branches.append("birth_date = %(birth)s AND name_key = %(key)s" if key else "birth_date = %(birth)s")
+        if key is not None:
+            if birth is None:
+                branches.append("name_key = %(key)s")
+            if params["area"]:
+                branches.append("name_key = %(key)s AND left(ric, 6) = %(area)s")   # a typo in a flagged RIC's date
+        if body:
+            branches.append("left(ric, 17) = %(body)s")
         rows = self.conn.execute(
             "SELECT p.person_id, p.ric, p.name, p.gender, p.birth_date, p.address->>'full',"
-            " array_remove(ARRAY[p.household_no, m.household_no, f.household_no], NULL) FROM person p"
-            " LEFT JOIN person m ON m.ric = p.mother_ric LEFT JOIN person f ON f.ric = p.father_ric"
-            " WHERE (p.birth_date = %(birth)s AND p.name_key = %(key)s) OR left(p.ric, 17) = %(body)s"
-            "    OR (p.birth_date = %(birth)s AND %(key)s IS NULL) OR (p.name_key = %(key)s AND %(birth)s IS NULL)"
-            "    OR (p.name_key = %(key)s AND left(p.ric, 6) = %(area)s)"   # a typo in a flagged RIC's date digits
-            " LIMIT 50",
-            {"birth": birth, "key": key, "body": body, "area": (mention.ric or "")[:6] or None}).fetchall()
+            " array_remove(ARRAY[p.household_no, m.household_no, f.household_no], NULL)"
+            " FROM (" + " UNION ".join(f"(SELECT person_id FROM person WHERE {b} LIMIT 50)" for b in branches) + ") c"
+            " JOIN person p USING (person_id)"
+            " LEFT JOIN person m ON m.ric = p.mother_ric LEFT JOIN person f ON f.ric = p.father_ric",
+            params).fetchall() if branches else []
         found = {pid: matching.Mention(ric, bool(ric), name, gender, birth, frozenset(households), addr)
                  for pid, ric, name, gender, birth, addr, households in rows}
         in_batch = set().union(*(self._batch_blocks.get(k, set()) for k in _block_keys(key, birth, body)))

@@ -59,6 +59,10 @@ def spawn(cmd: Sequence[str], log_file: Path, pid_file: Path, cwd: Path, env: di
             env=env,
             start_new_session=True,
         )
+    # /proc/<pid>/cmdline reads empty for a moment after the exec; ownership checks need it
+    deadline = time.monotonic() + 2.0
+    while not cmdline(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.write_text(f"{proc.pid}\n")
     return proc.pid
