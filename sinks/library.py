@@ -433,6 +433,8 @@ class Merger:
         candidates = [{"canonical_id": s.canonical_id, "score": s.score, "evidence": s.evidence}
                       for s in decision.candidates]
         evidence = {"decision": decision.outcome, "evidence": decision.evidence, "candidates": candidates}
+        if decision.outcome == "link" and mention.ric_valid and self._holds_other_ric(decision.canonical_id, mention.ric):
+            decision = matching.Decision("new", candidates=decision.candidates)   # one person, one valid RIC
         if decision.outcome == "link":
             assert decision.canonical_id is not None
             if mention.ric_valid:
@@ -475,7 +477,7 @@ class Merger:
             rivals = [(c, m) for c, m in self._blocks(person) if m.ric_valid and c != pid]
             for cid, orphan in described.items():
                 decision = matching.decide(orphan, [(pid, person), *rivals])
-                if decision.outcome == "link" and decision.canonical_id == pid:
+                if decision.outcome == "link" and decision.canonical_id == pid and not orphan.ric_valid:
                     self.conn.execute(
                         "UPDATE contribution SET canonical_id = %s, method = 'late_match', score = %s, evidence = %s"
                         " WHERE entity = 'person' AND canonical_id = %s",
@@ -483,6 +485,18 @@ class Merger:
                                                      "was": cid}), cid))
                     moved[cid] = pid
         return moved
+
+    def _holds_other_ric(self, canonical_id: str | None, ric: str | None) -> bool:
+        """Whether the person already has a source row with another valid RIC (a different person, then:
+        two babies of one name born on one day look alike until the police register them)."""
+        known = self._batch_persons.get(canonical_id or "")
+        if known is not None and known.ric_valid and known.ric != ric:
+            return True
+        row = self.conn.execute(
+            "SELECT 1 FROM contribution WHERE entity = 'person' AND canonical_id = %s AND NOT retracted"
+            " AND record->>'ric' <> %s AND NOT (record->'findings' ?| %s) LIMIT 1",
+            (canonical_id, ric, ["ric:bad_check_character", "ric:impossible_birth_date", "ric:malformed"])).fetchone()
+        return row is not None
 
     def _households(self, *rics: str | None) -> set[str]:
         wanted = [r for r in rics if r]

@@ -82,6 +82,29 @@ def replay_into(settings, dsn: str) -> int:
     return merged
 
 
+def published_changes(settings, entity: str, canonical_id: str) -> set[tuple[str, int]]:
+    """(canonical id, version) of every GoldenChange of ``canonical_id`` on gldm.<entity>.changes."""
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"changes-{time.time()}",
+                         "enable.auto.commit": False, "log_level": 0})
+    topic = f"gldm.{entity}.changes"
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+    store = SchemaStore(settings)
+    found, done = set(), {p: 0 for p in partitions}
+    while any(done[p] < ends[p] for p in partitions):
+        for m in consumer.consume(5000, timeout=2.0):
+            if m.error():
+                continue
+            done[m.partition()] = m.offset() + 1
+            if m.key() == canonical_id.encode():
+                change = decode(m.value(), store.catalog)
+                found.add((change["canonical_id"], change["version"]))
+    consumer.close()
+    store.close()
+    return found
+
+
 def snapshot(dsn: str) -> dict[str, set]:
     """What the library holds, independent of batch boundaries: contributions and golden rows."""
     out: dict[str, set] = {}
@@ -171,6 +194,18 @@ def test_golden_records_match_the_truth_and_a_sigkilled_merge_worker_loses_and_d
                  for part in ours if ours[part] != theirs[part]}
     assert not differing, differing
     assert len(fuzzy) / 2 <= 0.02 * len(ours["person_rics"]), f"{len(fuzzy) // 2} persons differ: {sorted(fuzzy)[:2]}"
+    # every golden change reached gldm.<entity>.changes through the outbox
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
+            pending = conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
+            latest = conn.execute("SELECT person_id, version FROM person WHERE ric = ANY(%s) ORDER BY version DESC"
+                                  " LIMIT 1", (list(city.people),)).fetchone()
+        if pending == 0:
+            break
+        time.sleep(1)
+    assert pending == 0, f"{pending} golden changes still in the outbox"
+    assert (latest[0], latest[1]) in published_changes(settings, "person", latest[0])
     with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
         gaps = conn.execute(
             "SELECT count(*) FROM (SELECT entity, canonical_id, max(version) = count(*) AS ok FROM golden_history"
