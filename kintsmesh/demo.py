@@ -82,6 +82,19 @@ def library_summary(settings: Settings, since: float) -> None:
     print("  look up one: kintsmesh explain <person id>   review queue: kintsmesh review list")
 
 
+def catch_up(settings: Settings) -> None:
+    """Let normalize and merge finish the initial load first, so that the live lag means something."""
+    from sinks.worker import wait_for_merge
+    from streams.app import raw_topics
+
+    print("normalize and merge working through what was captured ...", flush=True)
+    wait_for_group(settings, "kintsmesh-normalize", raw_topics(settings), timeout_s=900,
+                   report=lambda n: print(f"  normalize: {n:,} raw events to go", flush=True))
+    wait_for_merge(settings, timeout_s=900,
+                   report=lambda n: print(f"  merge: {n:,} candidates to go", flush=True))
+    print(f"  library {library_counts(settings)}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rate", type=float, default=200.0)
@@ -93,6 +106,7 @@ def main() -> None:
     total = wait_for_capture_to_settle(
         settings, report=lambda n: print(f"  {n:,} change events on raw.* so far", flush=True))
     print(f"capture caught up: {total:,} change events on raw.* topics", flush=True)
+    catch_up(settings)
     watcher = RawTopicWatcher(settings).start()
     live_since = time.time()
     print(f"live department activity: {args.rate:.0f} changes/s for {args.duration:.0f} s; "
