@@ -10,14 +10,13 @@ transactions). Rows/s is rows read over the load's wall time.
 from __future__ import annotations
 
 import csv
-import json
 import random
 import time
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from kintsmesh.bench.capture import RESULTS
+from kintsmesh.bench import write_result
 from kintsmesh.bench.resolve import scratch_library
 from kintsmesh.settings import Settings
 from kintsmesh.simulate.city import build_city
@@ -65,8 +64,5 @@ def run_batch_bench(settings: Settings, rows: int) -> dict[str, Any]:
               "rejected": report["rejected"], "golden_updates": report["candidates"]["golden_updates"],
               "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     print(f"  {written:,} rows in {seconds:.1f} s: {result['rows_per_s']:,.0f} rows/s   (target >= 20,000)")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / "batch.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"  written to {out}")
+    write_result("batch", result)
     return result

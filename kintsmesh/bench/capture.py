@@ -11,21 +11,19 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 import psycopg
 
 from kintsmesh.errors import KintsmeshError
-from kintsmesh.settings import REPO_ROOT, Settings
+from kintsmesh.bench import write_result
+from kintsmesh.settings import Settings
 from kintsmesh.simulate.runner import run_simulation
 from kintsmesh.watch import RawTopicWatcher, percentile
 
-RESULTS = REPO_ROOT / "bench" / "results"
 
 
 def _latency_run(settings: Settings, rate: float, duration_s: float) -> dict[str, float]:
@@ -101,8 +99,5 @@ def run_capture_bench(settings: Settings, rate: float, duration_s: float, burst:
     print(f"{'commit->topic p50 (ms)':<34}{result['latency_p50_ms']:>12}")
     print(f"{'commit->topic p99 (ms)':<34}{result['latency_p99_ms']:>12}")
     print(f"{'sustained capture (events/s)':<34}{result['events_per_s']:>12}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = Path(RESULTS / "capture.json")
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written {out}")
+    write_result("capture", result)
     return result

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 import psycopg
 
 from kintsmesh import stack
-from kintsmesh.bench.capture import RESULTS
+from kintsmesh.bench import write_result
 from kintsmesh.errors import KintsmeshError
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 from kintsmesh.simulate.runner import run_simulation
@@ -101,8 +100,5 @@ def run_merge_bench(settings: Settings, rate: float, duration_s: float, people: 
           f" contributions)   target p99 < 1,000 ms")
     print(f"  top rate: {top['candidates_per_s']:,.0f} candidates/s, {top['golden_updates_per_s']:,.0f} golden"
           f" updates/s (a backlog of {top['backlog_candidates']:,} merged in {top['drain_s']} s)")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "merge.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"  written to {path}")
+    write_result("merge", result)
     return result

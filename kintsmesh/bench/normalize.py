@@ -14,27 +14,25 @@ Rates are taken from the first to the last event processed (start-up excluded).
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import subprocess
 import sys
 import time
 from datetime import date, datetime, timezone
-from pathlib import Path
 
 import requests
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from kintsmesh.errors import KintsmeshError
-from kintsmesh.settings import DEPARTMENTS, REPO_ROOT, Settings
+from kintsmesh.bench import write_result
+from kintsmesh.settings import DEPARTMENTS, Settings
 from kintsmesh.simulate.city import build_city
 from kintsmesh.simulate.debezium import change_event
 from kintsmesh.simulate.departments import DepartmentViews, initial_rows
 from kintsmesh.topics import ensure_topics
 from streams.normalize import gldm
 
-RESULTS = REPO_ROOT / "bench" / "results"
 BENCH_METRICS_PORT = 19199
 
 
@@ -141,8 +139,5 @@ def run_normalize_bench(settings: Settings, events: int) -> dict[str, object]:
     print(f"{'passthrough agent, Faust (events/s)':<38}{result['passthrough_events_per_s']:>12}")
     print(f"{'ratio normalize / passthrough':<38}{result['ratio']:>12}")
     print(f"{'confluent-kafka loop ceiling (events/s)':<38}{result['client_ceiling_events_per_s']:>12}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = Path(RESULTS / "normalize.json")
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written {out}")
+    write_result("normalize", result)
     return result

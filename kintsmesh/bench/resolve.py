@@ -9,7 +9,6 @@ ground truth says it is: pairwise precision, recall and F1 over mentions.
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections import Counter, defaultdict
@@ -21,7 +20,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from kintsmesh.settings import REPO_ROOT, Settings
+from kintsmesh.bench import write_result
+from kintsmesh.settings import Settings
 from kintsmesh.simulate.city import build_city
 from kintsmesh.simulate.debezium import change_event
 from kintsmesh.simulate.departments import DepartmentViews, Row, initial_rows
@@ -29,7 +29,6 @@ from kintsmesh.stack.migrate import migration_files
 from sinks.library import Incoming, Merger, lock_library
 from streams.normalize.event import normalize_event
 
-RESULTS = REPO_ROOT / "bench" / "results"
 
 
 def scratch_library(settings: Settings, name: str) -> str:
@@ -152,8 +151,5 @@ def main(settings: Settings, people: int, seed: int, dirty_rate: float, today: d
     print(f"  links by method   {result['link_methods']}")
     print(f"  merge             {result['candidates_per_s']:>9,.0f} candidates/s ({result['candidates_merged']:,} in"
           f" {result['merge_seconds']} s, one process)")
-    path = out or RESULTS / "resolve.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"  written to {path}")
+    write_result("resolve", result, out)
     return result
