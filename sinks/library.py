@@ -102,6 +102,11 @@ def bulk_upsert(conn: psycopg.Connection[Any], table: str, columns: tuple[str, .
         cur.execute(f"TRUNCATE {stage}")
 
 
+def flagged(record: dict[str, Any], name: str) -> bool:
+    """Whether standardizing found something wrong with the field (an upgraded 15-digit RIC is fine)."""
+    return any(f.startswith(f"{name}:") and f != f"{name}:legacy_15_upgraded" for f in record.get("findings") or ())
+
+
 def jsonable(value: Any) -> Any:
     """A decoded Avro / mapping value as JSON: dates as ISO text, timestamps as epoch ms."""
     if isinstance(value, dict):
@@ -156,7 +161,7 @@ class Incoming:
         return position(self.provenance)
 
     def flagged(self, name: str) -> bool:
-        return any(f.startswith(f"{name}:") and f != f"{name}:legacy_15_upgraded" for f in self.record.get("findings") or ())
+        return flagged(self.record, name)
 
 
 @dataclass
@@ -468,11 +473,10 @@ class Merger:
             if not orphans:
                 continue
             described: dict[str, matching.Mention] = {}
-            for cid, record, findings in self.conn.execute(
-                    "SELECT canonical_id, record, record->'findings' FROM contribution WHERE entity = 'person'"
+            for cid, record in self.conn.execute(
+                    "SELECT canonical_id, record FROM contribution WHERE entity = 'person'"
                     " AND canonical_id = ANY(%s) AND NOT retracted", (list(orphans),)):
-                flagged = any(str(f).startswith("ric:") and not str(f).endswith("legacy_15_upgraded") for f in findings or ())
-                m = _mention(record, flagged)
+                m = _mention(record, flagged(record, "ric"))
                 described[cid] = _combine(described[cid], m) if cid in described else m
             rivals = [(c, m) for c, m in self._blocks(person) if m.ric_valid and c != pid]
             for cid, orphan in described.items():
@@ -494,8 +498,9 @@ class Merger:
             return True
         row = self.conn.execute(
             "SELECT 1 FROM contribution WHERE entity = 'person' AND canonical_id = %s AND NOT retracted"
-            " AND record->>'ric' <> %s AND NOT (record->'findings' ?| %s) LIMIT 1",
-            (canonical_id, ric, ["ric:bad_check_character", "ric:impossible_birth_date", "ric:malformed"])).fetchone()
+            " AND record->>'ric' <> %s AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements_text(record->'findings') f"
+            "  WHERE f LIKE 'ric:%%' AND f <> 'ric:legacy_15_upgraded') LIMIT 1",   # the rule of flagged()
+            (canonical_id, ric)).fetchone()
         return row is not None
 
     def _households(self, *rics: str | None) -> set[str]:
@@ -571,9 +576,8 @@ class Merger:
                 "SELECT canonical_id, department, source_table, primary_key, role, record, position, committed_at"
                 " FROM contribution WHERE entity = %s AND canonical_id = ANY(%s) AND NOT retracted",
                 (entity, list(ids))):
-            flagged = {f.split(":", 1)[0] for f in record.get("findings") or () if not f.endswith("legacy_15_upgraded")}
             for name in IDENTIFIERS.get(entity, ()):
-                if name in flagged:
+                if flagged(record, name):
                     record = {**record, name: None}
             grouped[cid].append(Contribution(d, t, pk, role, record, tuple(int(x) for x in pos),
                                              int(committed.timestamp() * 1000) if committed else None))
