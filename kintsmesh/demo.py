@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import threading
 import time
+from datetime import datetime, timezone
 
 from kintsmesh.settings import DEPARTMENTS, Settings
 from kintsmesh.simulate.events import LiveStats
 from kintsmesh.simulate.runner import run_simulation
-from kintsmesh.watch import RawTopicWatcher, percentile, wait_for_capture_to_settle, wait_for_group
+from kintsmesh.watch import RawTopicWatcher, percentile, wait_for_capture_to_settle, wait_for_group, wait_for_pipeline
 
 
 def normalize_summary(settings: Settings) -> None:
@@ -60,6 +61,7 @@ def library_summary(settings: Settings, since: float) -> None:
     import psycopg
 
     from kintsmesh.settings import RESOURCE_LIBRARY_DB
+    from sinks.review import sync_lags_ms
     from sinks.worker import wait_for_merge
 
     behind = wait_for_merge(settings, timeout_s=600,
@@ -68,9 +70,7 @@ def library_summary(settings: Settings, since: float) -> None:
     print(f"  {library_counts(settings)}")
     with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
         methods = conn.execute("SELECT entity, method, count(*) FROM contribution GROUP BY 1, 2 ORDER BY 1, 3 DESC").fetchall()
-        lags = [float(ms) for (ms,) in conn.execute(
-            "SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin) - committed_at) * 1000 FROM contribution"
-            " WHERE committed_at >= to_timestamp(%s) AND position[1] = 0", (since,))]
+        lags = sync_lags_ms(conn, datetime.fromtimestamp(since, timezone.utc))
     by_entity: dict[str, list[str]] = {}
     for entity, method, n in methods:
         by_entity.setdefault(entity, []).append(f"{method} {n:,}")
@@ -84,14 +84,9 @@ def library_summary(settings: Settings, since: float) -> None:
 
 def catch_up(settings: Settings) -> None:
     """Let normalize and merge finish the initial load first, so that the live lag means something."""
-    from sinks.worker import wait_for_merge
-    from streams.app import raw_topics
-
     print("normalize and merge working through what was captured ...", flush=True)
-    wait_for_group(settings, "kintsmesh-normalize", raw_topics(settings), timeout_s=900,
-                   report=lambda n: print(f"  normalize: {n:,} raw events to go", flush=True))
-    wait_for_merge(settings, timeout_s=900,
-                   report=lambda n: print(f"  merge: {n:,} candidates to go", flush=True))
+    wait_for_pipeline(settings, timeout_s=900,
+                      report=lambda stage, n: print(f"  {stage}: {n:,} to go", flush=True))
     print(f"  library {library_counts(settings)}", flush=True)
 
 

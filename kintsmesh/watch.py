@@ -81,6 +81,19 @@ def wait_for_group(settings: Settings, group: str, topics: list[str], timeout_s:
     return behind
 
 
+
+def wait_for_pipeline(settings: Settings, timeout_s: float,
+                      report: Callable[[str, int], object] = lambda stage, behind: None) -> dict[str, int]:
+    """Block until normalize has read every raw event and merge has merged every candidate, in that
+    order; returns what each stage still had to do when it stopped waiting (0: caught up)."""
+    from sinks.worker import wait_for_merge
+    from streams.app import raw_topics
+
+    left = {"normalize": wait_for_group(settings, "kintsmesh-normalize", raw_topics(settings), timeout_s,
+                                        lambda n: report("normalize", n))}
+    left["merge"] = wait_for_merge(settings, timeout_s, lambda n: report("merge", n))
+    return left
+
 class RawTopicWatcher:
     """Consumes ``raw.*`` from the current end in a background thread."""
 

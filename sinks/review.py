@@ -50,6 +50,14 @@ def decide(conn: psycopg.Connection[Any], review_id: int, accept: bool, to: str 
     return target
 
 
+def sync_lags_ms(conn: psycopg.Connection[Any], since: datetime) -> list[float]:
+    """Department commit -> golden record visible (the merge transaction's commit, PostgreSQL's
+    track_commit_timestamp), in ms, for every live source row merged since ``since``."""
+    return [float(ms) for (ms,) in conn.execute(
+        "SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin) - committed_at) * 1000 FROM contribution"
+        " WHERE committed_at >= %s AND position[1] = 0 AND pg_xact_commit_timestamp(xmin) IS NOT NULL", (since,))]
+
+
 def explain(conn: psycopg.Connection[Any], canonical_id: str) -> dict[str, Any]:
     """The golden record, where each field came from, the source records linked to it and why."""
     for entity, (table, id_column, _) in TABLES.items():

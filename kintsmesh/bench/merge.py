@@ -24,7 +24,8 @@ from kintsmesh.bench import write_result
 from kintsmesh.errors import KintsmeshError
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 from kintsmesh.simulate.runner import run_simulation
-from kintsmesh.watch import percentile, wait_for_group
+from kintsmesh.watch import percentile, wait_for_group, wait_for_pipeline
+from sinks.review import sync_lags_ms
 from sinks.worker import merge_lag, wait_for_merge
 from streams.app import raw_topics
 
@@ -32,10 +33,9 @@ SEED = 77
 
 
 def _settled(settings: Settings, timeout_s: float = 900) -> None:
-    if wait_for_group(settings, "kintsmesh-normalize", raw_topics(settings), timeout_s) > 0:
-        raise KintsmeshError("bench merge: the normalize worker did not catch up")
-    if wait_for_merge(settings, timeout_s) > 0:
-        raise KintsmeshError("bench merge: the merge worker did not catch up")
+    for stage, behind in wait_for_pipeline(settings, timeout_s).items():
+        if behind > 0:
+            raise KintsmeshError(f"bench merge: the {stage} worker did not catch up ({behind:,} to go)")
 
 
 def _lag_run(settings: Settings, sim: Settings, rate: float, duration_s: float) -> dict[str, Any]:
@@ -45,10 +45,7 @@ def _lag_run(settings: Settings, sim: Settings, rate: float, duration_s: float) 
     assert stats is not None
     _settled(settings)
     with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
-        lags = [float(ms) for (ms,) in conn.execute(
-            "SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin) - committed_at) * 1000 FROM contribution"
-            " WHERE committed_at >= %s AND position[1] = 0 AND pg_xact_commit_timestamp(xmin) IS NOT NULL",
-            (started,))]
+        lags = sync_lags_ms(conn, started)
         updates = conn.execute("SELECT count(*) FROM golden_history WHERE recorded_at >= %s", (started,)).fetchone()
     if not lags:
         raise KintsmeshError("bench merge: no merged change carries a commit timestamp (track_commit_timestamp off?)")

@@ -21,11 +21,10 @@ from kintsmesh.registry.codec import decode
 from kintsmesh.registry.store import SchemaStore
 from kintsmesh.settings import RESOURCE_LIBRARY_DB
 from kintsmesh.simulate.runner import run_simulation
-from kintsmesh.watch import wait_for_group
+from kintsmesh.watch import wait_for_pipeline
 from sinks.batch import extract, load_batch
 from sinks.library import Incoming, Merger, lock_library
-from sinks.worker import candidate_topics, wait_for_merge
-from streams.app import raw_topics
+from sinks.worker import candidate_topics
 
 pytestmark = pytest.mark.integration
 
@@ -46,10 +45,8 @@ def merge_pid(settings) -> int | None:
 
 
 def wait_until_merged(settings) -> None:
-    behind = wait_for_group(settings, "kintsmesh-normalize", raw_topics(settings), timeout_s=900)
-    assert behind == 0, f"normalize is still {behind} events behind"
-    left = wait_for_merge(settings, timeout_s=600)
-    assert left == 0, f"the merge worker is still {left} candidates behind"
+    left = wait_for_pipeline(settings, timeout_s=900)
+    assert left == {"normalize": 0, "merge": 0}, f"still to do: {left}"
 
 
 def replay_into(settings, dsn: str) -> int:
