@@ -14,7 +14,6 @@ import csv
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import date, datetime, time as dtime
 from pathlib import Path
 from typing import Any
@@ -63,12 +62,13 @@ def choose_mapping(department: str, header: list[str], table: str | None) -> Sou
     return max(fitting, key=lambda m: (len(m.columns & set(header)), len(m.key)))
 
 
-def read_extract(path: Path) -> tuple[list[str], Iterator[dict[str, Any]]]:
-    handle = path.open(newline="", encoding="utf-8-sig")
-    reader = csv.DictReader(handle)
-    if not reader.fieldnames:
-        raise BatchError(f"{path}: empty file or no header line")
-    return list(reader.fieldnames), iter(reader)
+def survey_extract(path: Path) -> tuple[list[str], int]:
+    """The extract's header and its number of lines after it (for the progress bar)."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        header = next(csv.reader(handle), None)
+        if not header:
+            raise BatchError(f"{path}: empty file or no header line")
+        return header, sum(1 for _ in handle)
 
 
 def load_batch(settings: Settings, department: str, batch_date: date, path: Path, *, table: str | None = None,
@@ -76,9 +76,8 @@ def load_batch(settings: Settings, department: str, batch_date: date, path: Path
     """Load one extract; returns the reconciliation report (also stored in batch_run)."""
     if not path.is_file():
         raise BatchError(f"{path}: no such file")
-    header, rows = read_extract(path)
+    header, total = survey_extract(path)
     mapping = choose_mapping(department, header, table)
-    total = sum(1 for _ in path.open(encoding="utf-8-sig")) - 1
     batch_id = f"{department}-{batch_date:%Y%m%d}"
     cutoff = cutoff_ms(batch_date)
     started = datetime.now(CST)
@@ -87,7 +86,8 @@ def load_batch(settings: Settings, department: str, batch_date: date, path: Path
     rejected: Counter[str] = Counter()
     rejects_path = settings.stack_dir / "batches" / f"{batch_id}.rejects.jsonl"
     rejects_path.parent.mkdir(parents=True, exist_ok=True)
-    with psycopg.connect(settings.dsn(database)) as conn, rejects_path.open("w") as rejects, \
+    with path.open(newline="", encoding="utf-8-sig") as extract, \
+            psycopg.connect(settings.dsn(database)) as conn, rejects_path.open("w") as rejects, \
             Progress(TextColumn(f"{batch_id} {mapping.table}"), BarColumn(), MofNCompleteColumn(),
                      TextColumn("{task.fields[rate]} rows/s"), TimeRemainingColumn(),
                      disable=not progress, transient=False, console=None) as bar:
@@ -102,7 +102,7 @@ def load_batch(settings: Settings, department: str, batch_date: date, path: Path
                 report.add(merger.merge(pending))
             pending.clear()
 
-        for line, row in enumerate(rows, start=1):
+        for line, row in enumerate(csv.DictReader(extract), start=1):
             lines = line
             now = int(time.time() * 1000)
             try:
