@@ -420,19 +420,19 @@ class Prometheus(Component):
 # --------------------------------------------------------------------------- stream workers
 
 
-class Normalize(Component):
-    """The Faust normalize worker (raw.* -> gldm.*.candidates / dlq.*), metrics on its port."""
+class StreamWorker(Component):
+    """A ``kintsmesh streams <action>`` process, metrics on ``settings.<name>_metrics_port``."""
 
-    name = "normalize"
-    port_env = "KINTSMESH_NORMALIZE_METRICS_PORT"
+    action = ""
 
     @property
     def port(self) -> int:
-        return self.settings.normalize_metrics_port
+        return int(getattr(self.settings, f"{self.name}_metrics_port"))
 
     def command(self) -> list[str]:
         # the data dir argument names the stack folder, which marks the process as ours
-        return [sys.executable, "-m", "kintsmesh.cli", "streams", "worker", "--datadir", str(self.home)]
+        # (Faust keeps its state there; the merge worker has none)
+        return [sys.executable, "-m", "kintsmesh.cli", "streams", self.action, "--datadir", str(self.home)]
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "KINTSMESH_STACK_DIR": str(self.settings.stack_dir), "PYTHONUNBUFFERED": "1"}
@@ -442,19 +442,20 @@ class Normalize(Component):
         return response.status_code == 200
 
 
-class Merge(Normalize):
-    """The merge worker (gldm.*.candidates -> resource library -> gldm.*.changes), metrics on its port."""
+class Normalize(StreamWorker):
+    """The Faust normalize worker (raw.* -> gldm.*.candidates / dlq.*)."""
+
+    name = "normalize"
+    port_env = "KINTSMESH_NORMALIZE_METRICS_PORT"
+    action = "worker"
+
+
+class Merge(StreamWorker):
+    """The merge worker (gldm.*.candidates -> resource library -> gldm.*.changes)."""
 
     name = "merge"
     port_env = "KINTSMESH_MERGE_METRICS_PORT"
-
-    @property
-    def port(self) -> int:
-        return self.settings.merge_metrics_port
-
-    def command(self) -> list[str]:
-        # KINTSMESH_STACK_DIR in its environment and the marker argument make the process recognisably ours
-        return [sys.executable, "-m", "kintsmesh.cli", "streams", "merge", "--datadir", str(self.home)]
+    action = "merge"
 
 
 def components(settings: Settings) -> list[Component]:
