@@ -290,10 +290,7 @@ class Merger:
         state = self._contributions({i.source for i in items})
         by_ric = self._persons_by_ric({i.record.get("ric") for i in items
                                        if i.entity == "person" and i.record.get("ric") and not i.flagged("ric")})
-        self._batch_persons, self._batch_blocks = {}, defaultdict(set)
-        self._created_by_ric = []
-        self._outbox_rows = []
-        self._causes = {}
+        self._start_batch()
         self._batch_households = {i.record["ric"]: i.record["household_no"] for i in items
                                   if i.entity == "person" and i.record.get("ric") and i.record.get("household_no")}
         affected: dict[str, set[str]] = defaultdict(set)
@@ -328,11 +325,7 @@ class Merger:
                 for person_column, _, _ in refs:
                     self.conn.execute(f"UPDATE {TABLES[entity][0]} SET {person_column} = %s WHERE {person_column} = %s",
                                       (person, orphan))
-        for entity in TABLES:  # persons first, so the references of the others can link to them
-            if affected.get(entity):
-                self._recompute(entity, affected[entity], report)
-        self._link_people(affected, writes.values())
-        bulk_upsert(self.conn, "outbox", ("topic", "key", "value"), self._outbox_rows)
+        self._settle(affected, writes.values(), report)
         self._merged += len(items)
         if self._merged >= self._analyze_at:   # a library filling up fast outgrows its planner statistics
             for table in (*(t for t, _, _ in TABLES.values()), "contribution"):
@@ -356,14 +349,25 @@ class Merger:
             " WHERE department = %s AND source_table = %s AND primary_key = %s AND role = %s",
             (canonical_id, method, ref.department, ref.table, ref.primary_key, ref.role))
         report = BatchReport()
-        self._outbox_rows, self._causes = [], {}
+        self._start_batch()
         ids = {canonical_id} | ({row[0]} if row[0] else set())
         for cid in ids:
             self._causes[(entity, cid)] = row[1]["provenance"]
-        self._recompute(entity, ids, report)
-        self._link_people({entity: ids}, [])
-        bulk_upsert(self.conn, "outbox", ("topic", "key", "value"), self._outbox_rows)
+        self._settle({entity: ids}, [], report)
         return report
+
+    def _start_batch(self) -> None:
+        self._batch_persons, self._batch_blocks = {}, defaultdict(set)
+        self._created_by_ric, self._outbox_rows, self._causes = [], [], {}
+
+    def _settle(self, affected: dict[str, set[str]], writes: Iterable[tuple[Incoming, _Linked]],
+                report: BatchReport) -> None:
+        """Recompute the golden records touched, link their references to people, queue their changes."""
+        for entity in TABLES:  # persons first, so the references of the others can link to them
+            if affected.get(entity):
+                self._recompute(entity, affected[entity], report)
+        self._link_people(affected, writes)
+        bulk_upsert(self.conn, "outbox", ("topic", "key", "value"), self._outbox_rows)
 
     # ------------------------------------------------------------------ reads
 
