@@ -116,13 +116,15 @@ class MergeWorker:
         self.prepare()
         self.publish_outbox()
         self.consumer.subscribe(candidate_topics(), on_assign=self._on_assign)
-        last_gauges = 0.0
+        last_gauges = last_outbox = 0.0
         while self.running:
             messages = self.consumer.consume(self.batch_size, timeout=self.max_wait_s)
             batch = [m for m in messages if not self._broker_error(m)]
-            if batch:
-                self.process(batch)
-            self.publish_outbox()
+            changed = bool(batch) and bool(self.process(batch).changes)
+            # this worker's changes at once; what T+1 loads and review decisions queued, within a second
+            if changed or time.monotonic() - last_outbox > 1.0:
+                self.publish_outbox()
+                last_outbox = time.monotonic()
             if time.monotonic() - last_gauges > 5:
                 self._gauges()
                 last_gauges = time.monotonic()
@@ -159,7 +161,9 @@ class MergeWorker:
             report = BatchReport()
             for item, message in zip(items, sources):
                 try:
-                    report.add(self._merge([item], {}))
+                    one = self._merge([item], {})
+                    report.add(one)
+                    report.changes.extend(one.changes)   # add() sums counts only
                 except psycopg.Error as one:
                     self.conn.rollback()
                     self._reject(message, "merge_failed", str(one).splitlines()[0])
