@@ -57,7 +57,7 @@ class ConnectClient:
         for attempt in range(RETRIES):
             try:
                 response = self.session.request(method, self.base_url + path, timeout=self.timeout_s, **kwargs)  # type: ignore[arg-type]
-            except requests.ConnectionError as exc:
+            except (requests.ConnectionError, requests.Timeout) as exc:
                 raise TransientError(f"Kafka Connect is not reachable at {self.base_url} (is the stack up?)") from exc
             if response.status_code not in RETRIABLE_STATUS or attempt == RETRIES - 1:
                 break
@@ -90,9 +90,21 @@ class ConnectClient:
 
     def restart(self, name: str) -> None:
         """Restart the connector and its failed tasks."""
-        response = self._call("POST", f"/connectors/{name}/restart", params={"includeTasks": "true", "onlyFailed": "true"})
-        if response.status_code == 404:
-            raise ConnectError("POST", f"/connectors/{name}/restart", 404, "no such connector; run kintsmesh connect apply")
+        path = f"/connectors/{name}/restart"
+        if self._call("POST", path, params={"includeTasks": "true", "onlyFailed": "true"}).status_code == 404:
+            raise ConnectError("POST", path, 404, "no such connector; run kintsmesh connect apply")
+
+    def stop(self, name: str) -> None:
+        """Stop the connector and its tasks, keeping its config and offsets (KIP-875); ``resume`` restarts it."""
+        self._expect_known("PUT", f"/connectors/{name}/stop")
+
+    def resume(self, name: str) -> None:
+        """Resume a stopped or paused connector."""
+        self._expect_known("PUT", f"/connectors/{name}/resume")
+
+    def _expect_known(self, method: str, path: str) -> None:
+        if self._call(method, path).status_code == 404:
+            raise ConnectError(method, path, 404, "no such connector; run kintsmesh connect apply")
 
     def wait_running(self, names: list[str], timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

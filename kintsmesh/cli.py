@@ -69,10 +69,10 @@ def cmd_connect(args: argparse.Namespace, settings: Settings) -> int:
         if args.wait:
             client.wait_running([f"kintsmesh-{d}" for d in departments], timeout_s=args.wait)
         return 0
-    if args.action == "restart":
+    if args.action in ("restart", "stop", "resume"):
         for department in departments:
-            client.restart(f"kintsmesh-{department}")
-            print(f"  kintsmesh-{department:<18} restart requested")
+            getattr(client, args.action)(f"kintsmesh-{department}")
+            print(f"  kintsmesh-{department:<18} {args.action} requested")
         return 0
     # status
     healthy = True
@@ -163,6 +163,19 @@ def cmd_streams(args: argparse.Namespace, settings: Settings) -> int:
     bench = (args.bench_inputs.split(","), args.bench_prefix, args.bench_app_id) if args.bench_inputs else None
     run_worker(settings, log_level=args.loglevel, datadir=args.datadir, bench=bench, passthrough=args.passthrough)
     return 0
+
+
+def cmd_monitor(args: argparse.Namespace, settings: Settings) -> int:
+    from monitoring.exporter import serve
+
+    serve(settings)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from monitoring.status import show
+
+    return show(settings, watch_s=args.watch)
 
 
 def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
@@ -259,12 +272,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("stack", help="start / stop / inspect the local stack")
     p.add_argument("action", choices=["up", "down", "status", "logs", "reset"])
-    p.add_argument("components", nargs="*", help="postgres kafka connect normalize prometheus (default: all)")
+    p.add_argument("components", nargs="*", help="postgres kafka connect normalize merge monitor prometheus (default: all)")
     p.add_argument("-n", "--lines", type=int, default=40, help="logs: lines per component")
     p.set_defaults(handler=cmd_stack)
 
     p = sub.add_parser("connect", help="Debezium connectors through the Kafka Connect REST API")
-    p.add_argument("action", choices=["apply", "status", "restart"])
+    p.add_argument("action", choices=["apply", "status", "restart", "stop", "resume"],
+                   help="stop keeps the connector's config and offsets; resume picks up where it stopped")
     p.add_argument("departments", nargs="*", metavar="DEPARTMENT", help=f"one of {', '.join(DEPARTMENTS)} (default: all)")
     p.add_argument("--wait", type=float, default=0, help="apply: wait up to S seconds for every task to run")
     p.set_defaults(handler=cmd_connect)
@@ -311,6 +325,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bench-app-id", default="", help=argparse.SUPPRESS)
     p.add_argument("--passthrough", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(handler=cmd_streams)
+
+    p = sub.add_parser("monitor", help="the lag exporter: connector states, consumer lag, DLQ sizes, T+1 batches")
+    p.add_argument("action", choices=["serve"])
+    p.add_argument("--datadir", default="", help=argparse.SUPPRESS)  # marks the process as the stack's
+    p.set_defaults(handler=cmd_monitor)
+
+    p = sub.add_parser("status", help="every department at a glance: connector, events/s, sync lag, DLQ, T+1")
+    p.add_argument("--watch", type=float, nargs="?", const=5.0, default=None, metavar="S",
+                   help="refresh every S seconds (default 5) until Ctrl-C")
+    p.set_defaults(handler=cmd_status)
 
     p = sub.add_parser("dlq", help="inspect and replay what the normalize stage rejected")
     p.add_argument("action", choices=["list", "show", "replay"])

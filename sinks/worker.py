@@ -35,12 +35,12 @@ from kintsmesh.registry.store import SchemaStore
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 from kintsmesh.topics import ensure_topics
 from sinks.library import TABLES, BatchReport, Incoming, Merger, lock_library
+from streams.metrics import LAG_BUCKETS
 from streams.normalize import gldm
 
 log = logging.getLogger("kintsmesh.merge")
 GROUP = "kintsmesh-merge"
 DLQ_TOPIC = gldm.dlq_topic("merge")
-LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1, 2, 5, 10, 30, 60, 300)
 
 
 def changes_topic(entity: str) -> str:
@@ -100,6 +100,14 @@ class MergeWorker:
         ensure_topics(self.settings, [DLQ_TOPIC], 1)
         self.change_schema = self.store.register("gldm.changes-value", gldm.schema("gov.gldm.GoldenChange"))
         self.rejected_schema = self.store.register("dlq-value", gldm.schema(gldm.REJECTED_RECORD))
+        # the age of each department's newest merged change must be known from the start, also for a
+        # department whose connector stopped before this worker (re)started
+        for department, newest in self.conn.execute(
+                "SELECT department, extract(epoch FROM max(committed_at))::float8 FROM contribution"
+                " WHERE position[1] = 0 GROUP BY department"):
+            if newest is not None:
+                self.metrics.newest_commit.labels(department).set(newest)
+        self.conn.commit()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         stored = dict(((t, p), o) for t, p, o in self.conn.execute(

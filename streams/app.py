@@ -107,6 +107,9 @@ def create_app(settings: Settings, versions: dict[str, SchemaVersion], metrics: 
                 started = time.perf_counter()
                 result = normalize_event(message.topic, event.value, int(time.time() * 1000))
                 metrics.events_in.labels(result.department).inc()
+                if result.committed_ms and message.timestamp:
+                    metrics.sync_lag_raw.labels(result.department, result.table or "?").observe(
+                        max(0.0, message.timestamp - result.committed_ms / 1000))
                 if result.skipped:
                     metrics.skipped.labels(result.department, result.skipped).inc()
                 elif result.rejection is not None:

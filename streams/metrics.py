@@ -5,6 +5,10 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 
+# shared by every sync-lag histogram (raw, golden, life event): 10 ms .. 15 min, dense around the 1 s target
+LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+
+
 class NormalizeMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.events_in = Counter("kintsmesh_normalize_events_in_total", "Raw change events read", ["department"],
@@ -23,3 +27,7 @@ class NormalizeMetrics:
         self.seconds = Histogram("kintsmesh_normalize_processing_seconds", "Time to normalize one raw event",
                                  ["department"], registry=registry,
                                  buckets=(0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1))
+        # sync lag (a): commit in the department database -> change on its raw topic (log-append time)
+        self.sync_lag_raw = Histogram("kintsmesh_sync_lag_raw_seconds",
+                                      "Department commit to change event on raw.<dept>.* (Kafka log-append time)",
+                                      ["department", "table"], registry=registry, buckets=LAG_BUCKETS)

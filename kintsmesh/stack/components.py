@@ -100,7 +100,8 @@ class Component:
         return True
 
 
-def _jvm_command(settings: Settings, heap: str, log_config: Path, main: str, *args: str) -> list[str]:
+def _jvm_command(settings: Settings, heap: str, log_config: Path, main: str, *args: str,
+                 agents: tuple[str, ...] = ()) -> list[str]:
     java = prerequisites.java()
     classpath = str(settings.stack_dir / "lib" / "kafka" / "*")
     return [
@@ -112,6 +113,7 @@ def _jvm_command(settings: Settings, heap: str, log_config: Path, main: str, *ar
         f"-Dlog4j2.configurationFile={log_config}",
         # marks the process as this stack's, see process.owned_pid
         f"-Dkintsmesh.stack={settings.stack_dir}",
+        *(f"-javaagent:{agent}" for agent in agents),
         "-cp", classpath,
         main, *args,
     ]
@@ -334,6 +336,7 @@ class Connect(Component):
         prerequisites.java()
         prerequisites.resolve_jars(self.settings, "kafka", self.settings.stack_dir / "lib" / "kafka")
         prerequisites.resolve_jars(self.settings, "debezium", self.plugin_path / "debezium-connector-postgres")
+        prerequisites.resolve_jars(self.settings, "jmx", self.jmx_agent.parent)
         s = self.settings
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "log4j2.properties").write_text(LOG4J2)
@@ -362,10 +365,17 @@ class Connect(Component):
             "producer.compression.type": "lz4",
         })
 
+    @property
+    def jmx_agent(self) -> Path:
+        return self.settings.stack_dir / "lib" / "jmx" / "jmx_prometheus_javaagent.jar"
+
     def command(self) -> list[str]:
+        # the Prometheus JMX exporter serves Connect's and Debezium's MBeans (monitoring/jmx/connect.yml)
+        agent = f"{self.jmx_agent}=127.0.0.1:{self.settings.connect_jmx_port}:{REPO_ROOT / 'monitoring' / 'jmx' / 'connect.yml'}"
         return _jvm_command(
             self.settings, self.settings.connect_heap, self.home / "log4j2.properties",
             "org.apache.kafka.connect.cli.ConnectDistributed", str(self.home / "connect-distributed.properties"),
+            agents=(agent,),
         )
 
     def healthy(self) -> bool:
@@ -399,6 +409,9 @@ class Prometheus(Component):
             prometheus_target=f"127.0.0.1:{self.settings.prometheus_port}",
             normalize_target=f"127.0.0.1:{self.settings.normalize_metrics_port}",
             merge_target=f"127.0.0.1:{self.settings.merge_metrics_port}",
+            monitor_target=f"127.0.0.1:{self.settings.monitor_metrics_port}",
+            connect_jmx_target=f"127.0.0.1:{self.settings.connect_jmx_port}",
+            rules_dir=str(REPO_ROOT / "monitoring"),
         )
         self.config_file.write_text(rendered)
 
@@ -421,9 +434,9 @@ class Prometheus(Component):
 
 
 class StreamWorker(Component):
-    """A ``kintsmesh streams <action>`` process, metrics on ``settings.<name>_metrics_port``."""
+    """A ``kintsmesh <subcommand...>`` process, metrics on ``settings.<name>_metrics_port``."""
 
-    action = ""
+    subcommand: tuple[str, ...] = ()
 
     @property
     def port(self) -> int:
@@ -432,7 +445,7 @@ class StreamWorker(Component):
     def command(self) -> list[str]:
         # the data dir argument names the stack folder, which marks the process as ours
         # (Faust keeps its state there; the merge worker has none)
-        return [sys.executable, "-m", "kintsmesh.cli", "streams", self.action, "--datadir", str(self.home)]
+        return [sys.executable, "-m", "kintsmesh.cli", *self.subcommand, "--datadir", str(self.home)]
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "KINTSMESH_STACK_DIR": str(self.settings.stack_dir), "PYTHONUNBUFFERED": "1"}
@@ -447,7 +460,7 @@ class Normalize(StreamWorker):
 
     name = "normalize"
     port_env = "KINTSMESH_NORMALIZE_METRICS_PORT"
-    action = "worker"
+    subcommand = ("streams", "worker")
 
 
 class Merge(StreamWorker):
@@ -455,13 +468,21 @@ class Merge(StreamWorker):
 
     name = "merge"
     port_env = "KINTSMESH_MERGE_METRICS_PORT"
-    action = "merge"
+    subcommand = ("streams", "merge")
+
+
+class Monitor(StreamWorker):
+    """The lag exporter (connector states, consumer lag, DLQ sizes, T+1 batches) for Prometheus."""
+
+    name = "monitor"
+    port_env = "KINTSMESH_MONITOR_METRICS_PORT"
+    subcommand = ("monitor", "serve")
 
 
 def components(settings: Settings) -> list[Component]:
     """In start order; stopped in reverse."""
     return [Postgres(settings), Kafka(settings), Connect(settings), Normalize(settings), Merge(settings),
-            Prometheus(settings)]
+            Monitor(settings), Prometheus(settings)]
 
 
 def stale_pid(component: Component) -> int | None:

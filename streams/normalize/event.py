@@ -37,6 +37,7 @@ class Normalized:
     rejection: Rejection | None = None
     unknown_columns: frozenset[str] = frozenset()
     skipped: str | None = None   # e.g. "tombstone": not a change, accounted separately
+    committed_ms: int | None = None  # source.ts_ms: the commit in the department database (sync lag)
 
 
 def department_of(topic: str) -> str:
@@ -82,23 +83,27 @@ def normalize_event(topic: str, value: bytes | None, captured_ms: int,
     except (ValueError, KeyError, TypeError) as exc:
         return Normalized(department, rejection=Rejection(department, None, None, "undecodable_event", None,
                                                           f"not a Debezium change event: {exc!r}"[:300]))
+    committed = source.get("ts_ms")
     mapping = (catalog or mappings()).get((department, table))
     if mapping is None:
-        return Normalized(department, table, rejection=Rejection(
+        return Normalized(department, table, committed_ms=committed, rejection=Rejection(
             department, table, None, "no_mapping", None, f"no mapping for {department}.{table} (streams/normalize/mappings)"))
     if op not in OPS:
-        return Normalized(department, table, rejection=Rejection(
+        return Normalized(department, table, committed_ms=committed, rejection=Rejection(
             department, table, None, "unknown_op", "op", f"Debezium op {op!r} is not c/r/u/d"))
     row = event.get("before") if op == "d" else event.get("after")
     if not isinstance(row, dict):
-        return Normalized(department, table, rejection=Rejection(
+        return Normalized(department, table, committed_ms=committed, rejection=Rejection(
             department, table, None, "missing_row_image", "before" if op == "d" else "after",
             "the change event carries no row image (REPLICA IDENTITY?)"))
     pk = mapping.primary_key(row)
     try:
         applied = apply(mapping, row, provenance(mapping, row, op, source, captured_ms), retracted=op == "d")
     except FieldRejected as exc:
-        return Normalized(department, table, rejection=Rejection(department, table, pk, exc.reason, exc.column, exc.detail))
+        return Normalized(department, table, committed_ms=committed,
+                          rejection=Rejection(department, table, pk, exc.reason, exc.column, exc.detail))
     except Rejected as exc:
-        return Normalized(department, table, rejection=Rejection(department, table, pk, exc.reason, None, exc.detail))
-    return Normalized(department, table, applied.candidates, retraction=op == "d", unknown_columns=applied.unknown_columns)
+        return Normalized(department, table, committed_ms=committed,
+                          rejection=Rejection(department, table, pk, exc.reason, None, exc.detail))
+    return Normalized(department, table, applied.candidates, retraction=op == "d", unknown_columns=applied.unknown_columns,
+                      committed_ms=committed)

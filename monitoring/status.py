@@ -1,0 +1,167 @@
+"""``kintsmesh status``: is every department in sync, and if not, which and since when.
+
+Connector states, DLQ sizes, consumer lag and T+1 batches are read directly (they must show
+even when Prometheus is down); rates and lag percentiles come from Prometheus, which holds
+their history. ``render`` is pure: a ``Snapshot`` in, a rich renderable out.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from connect.client import ConnectorStatus
+from kintsmesh.errors import KintsmeshError
+from kintsmesh.settings import DEPARTMENTS, Settings
+from monitoring import probes
+from monitoring.schedule import BatchSchedule, load_schedules
+
+LAG_ALERT_S = 30.0      # KintsmeshSyncLagHigh's threshold (monitoring/alerts.yml)
+SILENT_ALERT_S = 900.0  # KintsmeshDepartmentSilent's threshold
+
+QUERIES = {
+    "events_per_s": "sum by (department) (rate(kintsmesh_normalize_events_in_total[1m]))",
+    "raw_p99_s": "histogram_quantile(0.99, sum by (department, le) (rate(kintsmesh_sync_lag_raw_seconds_bucket[5m])))",
+    "golden_p99_s": "histogram_quantile(0.99, sum by (department, le) (rate(kintsmesh_sync_lag_golden_seconds_bucket[5m])))",
+    "newest_age_s": "time() - max by (department) (kintsmesh_merge_newest_source_commit_timestamp_seconds)",
+}
+
+
+@dataclass
+class Snapshot:
+    taken_at: datetime
+    connectors: dict[str, ConnectorStatus] = field(default_factory=dict)
+    by_department: dict[str, dict[str, float]] = field(default_factory=dict)  # query name -> value
+    dlq: dict[str, int] = field(default_factory=dict)
+    group_lag: dict[str, int] = field(default_factory=dict)
+    batches: dict[str, probes.BatchRun] = field(default_factory=dict)
+    schedules: list[BatchSchedule] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # systems that did not answer
+
+
+def take(settings: Settings) -> Snapshot:
+    snap = Snapshot(datetime.now(timezone.utc), schedules=load_schedules())
+    stored: dict[str, dict[tuple[str, int], int]] = {}
+    try:
+        snap.connectors = probes.connector_states(settings, DEPARTMENTS)
+    except KintsmeshError as exc:
+        snap.problems.append(f"Kafka Connect: {exc}")
+    try:
+        stored, snap.batches = probes.library_state(settings)
+    except KintsmeshError as exc:
+        snap.problems.append(f"resource library: {exc}")
+    try:
+        kafka = probes.KafkaProbe(settings)
+        snap.dlq = kafka.messages([f"dlq.{d}" for d in DEPARTMENTS] + ["dlq.merge"])
+        for p in kafka.lags(stored):
+            snap.group_lag[p.group] = snap.group_lag.get(p.group, 0) + p.lag
+    except KintsmeshError as exc:
+        snap.problems.append(f"Kafka: {exc}")
+    try:
+        for name, expr in QUERIES.items():
+            for labels, value in probes.prometheus_vector(settings, expr).items():
+                department = dict(labels).get("department")
+                if department:
+                    snap.by_department.setdefault(department, {})[name] = value
+        snap.alerts = probes.firing_alerts(settings)
+    except KintsmeshError as exc:
+        snap.problems.append(f"Prometheus: {exc}")
+    return snap
+
+
+def verdict(snap: Snapshot, department: str) -> tuple[str, str]:
+    """(text, style): capture down / lagging / silent / in sync / unknown."""
+    status = snap.connectors.get(department)
+    values = snap.by_department.get(department, {})
+    if status is None:
+        return "unknown", "yellow"
+    if not status.running:
+        return "capture down", "bold red"
+    lag = values.get("golden_p99_s")
+    if lag is not None and lag == lag and lag > LAG_ALERT_S:  # NaN: no change in the window
+        return "lagging", "bold red"
+    age = values.get("newest_age_s")
+    if age is not None and age > SILENT_ALERT_S:
+        return "silent", "yellow"
+    return "in sync", "green"
+
+
+def _seconds(value: float | None) -> str:
+    if value is None or value != value:
+        return "-"
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    if value < 120:
+        return f"{value:.1f} s"
+    if value < 7200:
+        return f"{value / 60:.0f} min"
+    return f"{value / 3600:.1f} h"
+
+
+def _batch(snap: Snapshot, department: str) -> Text:
+    schedule = next((s for s in snap.schedules if s.department == department), None)
+    run = snap.batches.get(department)
+    if run is None:
+        return Text("none (overdue)", "bold red") if schedule else Text("-")
+    rows = int(run.report.get("rows") or 0)
+    text = f"{run.batch_date:%m-%d} {rows:,} rows {_seconds((snap.taken_at - run.finished_at).total_seconds())} ago"
+    late = schedule is not None and schedule.overdue(run.batch_date, snap.taken_at)
+    return Text(text + (" (overdue)" if late else ""), "bold red" if late else "")
+
+
+def render(snap: Snapshot) -> Group:
+    table = Table(title=f"Kintsmesh at {snap.taken_at.astimezone():%Y-%m-%d %H:%M:%S %Z}: commit -> raw topic"
+                        " -> golden record, per department", title_justify="left", padding=(0, 1))
+    for column, justify in (("department", "left"), ("state", "left"), ("capture", "left"), ("ev/s", "right"),
+                            ("raw p99", "right"), ("golden p99", "right"), ("newest", "right"),
+                            ("DLQ", "right"), ("last T+1", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for department in DEPARTMENTS:
+        status = snap.connectors.get(department)
+        values = snap.by_department.get(department, {})
+        text, style = verdict(snap, department)
+        tasks = ",".join(t.state for t in status.tasks) if status else ""
+        connector = status.connector_state.lower() + (f" ({tasks.lower()})" if tasks != "RUNNING" else "") if status else "?"
+        rate = values.get("events_per_s")
+        table.add_row(department, Text(text, style), connector,
+                      f"{rate:,.1f}" if rate is not None else "-",
+                      _seconds(values.get("raw_p99_s")), _seconds(values.get("golden_p99_s")),
+                      _seconds(values.get("newest_age_s")) + (" ago" if "newest_age_s" in values else ""),
+                      f"{snap.dlq[f'dlq.{department}']:,}" if f"dlq.{department}" in snap.dlq else "-",
+                      _batch(snap, department))
+    lines: list[Any] = [table]
+    lag = "  ".join(f"{group.removeprefix('kintsmesh-')} {n:,}" for group, n in sorted(snap.group_lag.items()))
+    lines.append(Text(f"consumer lag (messages): {lag or '-'}    dlq.merge: {snap.dlq.get('dlq.merge', '-')}"))
+    for alert in sorted(snap.alerts, key=lambda a: (a["state"] != "firing", sorted(a["labels"].items()))):
+        labels = alert["labels"]
+        where = labels.get("department") or labels.get("topic") or labels.get("group") or labels.get("job") or ""
+        since = alert.get("activeAt", "?")[:19].replace("T", " ")
+        lines.append(Text(f"alert {alert['state']:<7} {labels['alertname']} {where} since {since} UTC",
+                          "bold red" if alert["state"] == "firing" else "yellow"))
+    for problem in snap.problems:
+        lines.append(Text(f"not answering: {problem}", "yellow"))
+    return Group(*lines)
+
+
+def show(settings: Settings, watch_s: float | None = None) -> int:
+    """Print the view once, or refresh it every ``watch_s`` seconds until Ctrl-C."""
+    console = Console(width=None if Console().is_terminal else 140)
+    if watch_s is None:
+        console.print(render(take(settings)))
+        return 0
+    with Live(render(take(settings)), console=console, refresh_per_second=1, screen=False) as live:
+        try:
+            while True:
+                time.sleep(watch_s)
+                live.update(render(take(settings)))
+        except KeyboardInterrupt:
+            pass
+    return 0
