@@ -8,6 +8,7 @@ numbers are removed, and what remains that is not a function, keyword or operato
 from __future__ import annotations
 
 import re
+from typing import Any
 
 KEYWORDS = frozenset({"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or",
                       "unless", "offset", "inf", "nan"})
@@ -29,3 +30,25 @@ def metric_names(expr: str) -> set[str]:
             continue
         names.add(name)
     return names
+
+
+def rule_expressions(rules: dict[str, Any]) -> dict[str, str]:
+    """Alert / record name -> expression, from a parsed Prometheus rules file."""
+    return {rule.get("alert") or rule["record"]: rule["expr"]
+            for group in rules["groups"] for rule in group["rules"]}
+
+
+def recorded_names(rules: dict[str, Any]) -> set[str]:
+    return {rule["record"] for group in rules["groups"] for rule in group["rules"] if "record" in rule}
+
+
+def dashboard_expressions(dashboard: dict[str, Any]) -> dict[str, str]:
+    """'<panel title> / <refId>' -> expression, plus the template variables' queries."""
+    found = {f"{panel['title']} / {target['refId']}": target["expr"]
+             for panel in dashboard["panels"] for target in panel.get("targets", [])}
+    for variable in dashboard.get("templating", {}).get("list", []):
+        query = variable.get("query")
+        text = query.get("query", "") if isinstance(query, dict) else str(query or "")
+        if text.startswith("label_values("):  # label_values(<expr>, <label>)
+            found[f"${variable['name']}"] = text[len("label_values("):text.rindex(",")]
+    return found

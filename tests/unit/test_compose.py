@@ -55,3 +55,37 @@ def test_prometheus_config_files_define_the_same_jobs():
     local = yaml.safe_load((REPO_ROOT / "monitoring/prometheus.yml").read_text())
     compose = yaml.safe_load((REPO_ROOT / "monitoring/prometheus-compose.yml").read_text())
     assert [j["job_name"] for j in local["scrape_configs"]] == [j["job_name"] for j in compose["scrape_configs"]]
+
+
+def _mounts(service: str) -> dict[str, str]:
+    """container path -> host path (relative to the repository) of a service's bind mounts."""
+    mounts = {}
+    for volume in SERVICES[service].get("volumes", []):
+        host, container = volume.split(":")[:2]
+        mounts[container] = host
+    return mounts
+
+
+def test_connect_loads_the_jmx_exporter_agent_with_the_local_stacks_rules_and_port():
+    settings = Settings()
+    agent = SERVICES["connect"]["environment"]["KAFKA_OPTS"]
+    jar, options = agent.removeprefix("-javaagent:").split("=")
+    port, config = options.split(":")
+    assert int(port) == settings.connect_jmx_port and settings.connect_jmx_port in host_ports("connect")
+    mounts = _mounts("connect")
+    config_dir = config.rsplit("/", 1)[0]
+    assert (REPO_ROOT / mounts[config_dir] / config.rsplit("/", 1)[1]).resolve() == REPO_ROOT / "monitoring/jmx/connect.yml"
+    # the agent jar comes from the same pom the local stack resolves
+    assert jar.rsplit("/", 1)[0] in mounts
+    assert SERVICES["jmx-agent"]["working_dir"] == "/src/stack/maven/jmx"
+    assert (REPO_ROOT / "stack/maven/jmx/pom.xml").is_file()
+
+
+def test_prometheus_loads_the_alert_rules_and_grafana_the_dashboard():
+    prometheus = _mounts("prometheus")
+    compose = yaml.safe_load((REPO_ROOT / "monitoring/prometheus-compose.yml").read_text())
+    for rule_file in compose["rule_files"]:
+        assert (REPO_ROOT / prometheus[rule_file]).resolve() == REPO_ROOT / "monitoring/alerts.yml"
+    grafana = _mounts("grafana")
+    assert (REPO_ROOT / grafana["/etc/grafana/provisioning"] / "datasources/prometheus.yml").is_file()
+    assert (REPO_ROOT / grafana["/var/lib/grafana/dashboards"] / "kintsmesh.json").is_file()
