@@ -1,0 +1,131 @@
+"""Operators' view against the real stack: live metric names, and a stopped connector seen
+by the lag gauge, the connector metric and the alert while the other departments stay in sync."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from datetime import datetime, timezone
+
+import psycopg
+import requests
+import yaml
+
+from connect.client import ConnectClient
+from connect.connectors import connector_name, tables
+from kintsmesh.settings import DEPARTMENTS, REPO_ROOT, RESOURCE_LIBRARY_DB
+from kintsmesh.simulate.runner import run_simulation
+from monitoring.probes import firing_alerts, prometheus_vector
+from monitoring.promql import dashboard_expressions, metric_names, recorded_names, rule_expressions
+
+STOPPED = "housing"  # rentals: about a sixth of the simulated activity
+AGE = "department:kintsmesh_newest_change_age_seconds:min"
+
+
+def scraped_names(url: str) -> set[str]:
+    """Every metric name an endpoint exports, also families that have no sample yet."""
+    text = requests.get(url, timeout=10).text
+    names = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
+    for name, kind in re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M):
+        names.add(name)
+        if kind == "histogram":
+            names.update({f"{name}_bucket", f"{name}_sum", f"{name}_count"})
+        if kind == "counter" and not name.endswith("_total"):
+            names.add(f"{name}_total")
+    return names
+
+
+def test_every_rule_and_dashboard_expression_reads_a_metric_the_stack_exports(settings):
+    targets = requests.get(f"{settings.prometheus_endpoint}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+    jobs = {t["labels"]["job"]: t for t in targets}
+    assert {"kintsmesh-normalize", "kintsmesh-merge", "kintsmesh-monitor", "kafka-connect"} <= set(jobs)
+    deadline = time.monotonic() + 60
+    while any(t["health"] != "up" for t in jobs.values()) and time.monotonic() < deadline:
+        time.sleep(2)
+        targets = requests.get(f"{settings.prometheus_endpoint}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+        jobs = {t["labels"]["job"]: t for t in targets}
+    assert all(t["health"] == "up" for t in jobs.values()), {j: t["lastError"] for j, t in jobs.items()}
+    exported = {"up"}.union(*(scraped_names(t["scrapeUrl"]) for t in jobs.values()))
+    rules = yaml.safe_load((REPO_ROOT / "monitoring/alerts.yml").read_text())
+    dashboard = json.loads((REPO_ROOT / "monitoring/grafana/dashboards/kintsmesh.json").read_text())
+    known = exported | recorded_names(rules)
+    for where, expressions in (("alerts.yml", rule_expressions(rules)), ("dashboard", dashboard_expressions(dashboard))):
+        for name, expr in expressions.items():
+            missing = metric_names(expr) - known
+            assert not missing, f"{where}: {name} reads {missing}, which no component exports"
+
+
+def ages(settings) -> dict[str, float]:
+    return {dict(labels)["department"]: value for labels, value in prometheus_vector(settings, AGE).items()}
+
+
+def behind(settings) -> dict[str, float]:
+    """Seconds between each department's newest commit (PostgreSQL's commit timestamps) and the newest
+    change of it merged (the merge worker's gauge): a quiet department is not behind, a stopped one is."""
+    merged = {dict(labels)["department"]: value for labels, value in prometheus_vector(
+        settings, "max by (department) (kintsmesh_merge_newest_source_commit_timestamp_seconds)").items()}
+    gaps = {}
+    for department in DEPARTMENTS:
+        with psycopg.connect(settings.dsn(department)) as conn:
+            newest = max((conn.execute(f"SELECT extract(epoch FROM max(pg_xact_commit_timestamp(xmin)))::float8"
+                                       f" FROM public.{table}").fetchone()[0] or 0.0)
+                         for table in tables(settings, department))
+        gaps[department] = newest - merged.get(department, 0.0)
+    return gaps
+
+
+def wait_for(condition, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(2)
+    raise AssertionError(f"not within {timeout_s:.0f} s: {what}")
+
+
+def test_a_stopped_connector_shows_in_the_lag_gauge_metric_and_alert_while_others_stay_in_sync(settings, tmp_path):
+    client = ConnectClient(settings.connect_endpoint)
+    sim = settings.model_copy(update={"stack_dir": tmp_path})
+    seed = 400 + int(time.time()) % 500  # a fresh city each run: its keys must not collide with earlier ones
+    run_simulation(sim, seed=seed, initial=300, rate=None, duration_s=0, dirty_rate=0.0, truth_path=None)
+    live = threading.Thread(target=run_simulation, args=(sim,), kwargs=dict(
+        seed=seed, initial=None, rate=60, duration_s=110, dirty_rate=0.0, truth_path=None))
+    live.start()
+    try:
+        # every department in sync first: its newest commit merged, give or take 10 s
+        wait_for(lambda: all(gap < 10 for gap in behind(settings).values()), 90,
+                 f"every department within 10 s of its newest commit: {behind(settings)}")
+        client.stop(connector_name(STOPPED))
+        stopped_at = datetime.now(timezone.utc)
+
+        # the exporter's connector metric and the alert (pending: its `for` is 2 min) see it
+        running = f'kintsmesh_connector_running{{department="{STOPPED}"}}'
+        wait_for(lambda: prometheus_vector(settings, f"{running} == 0"), 30, f"{running} == 0")
+        state = prometheus_vector(settings, f'kintsmesh_connector_state{{department="{STOPPED}"}} == 1')
+        assert [dict(labels)["state"] for labels in state] == ["STOPPED"]
+        wait_for(lambda: [a for a in firing_alerts(settings) if a["labels"]["alertname"] == "KintsmeshConnectorDown"
+                          and a["labels"].get("department") == STOPPED], 30, "KintsmeshConnectorDown pending")
+
+        # its newest-change age climbs while every other department stays in sync
+        wait_for(lambda: ages(settings).get(STOPPED, 0) > 40, 75, f"{STOPPED}'s newest change older than 40 s")
+        gaps = behind(settings)
+        assert gaps[STOPPED] > 30, gaps
+        others = {d: round(gap, 1) for d, gap in gaps.items() if d != STOPPED}
+        assert all(gap < 10 for gap in others.values()), others
+        assert prometheus_vector(settings, 'kintsmesh_connector_running{department!="%s"} == 0' % STOPPED) == {}
+
+        # resumed, it catches up: fresh again, and what was committed while it was stopped is merged
+        client.resume(connector_name(STOPPED))
+        resumed_at = datetime.now(timezone.utc)
+        wait_for(lambda: behind(settings)[STOPPED] < 10, 90, f"{STOPPED} back in sync after resume")
+        with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
+            during = conn.execute("SELECT count(*) FROM contribution WHERE department = %s"
+                                  " AND committed_at BETWEEN %s AND %s", (STOPPED, stopped_at, resumed_at)).fetchone()
+        assert during and during[0] > 0, "no change committed while the connector was stopped reached the library"
+        wait_for(lambda: prometheus_vector(settings, f"{running} == 1"), 30, f"{running} == 1")
+    finally:
+        client.resume(connector_name(STOPPED))  # never leave the shared stack with a stopped connector
+        live.join()
