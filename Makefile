@@ -28,12 +28,15 @@ down:
 status:
 	$(KM) stack status
 	$(KM) connect status
+	$(KM) status
 
 # Start everything, load a city, run live department activity and show the change events per department.
 demo: up
 	$(KM) simulate --initial $(DEMO_PEOPLE) --keep-existing
 	$(BIN)/python -m kintsmesh.demo --rate $(DEMO_RATE) --duration $(DEMO_SECONDS)
-	@echo "The stack is still up: Prometheus http://127.0.0.1:19090, Kafka 127.0.0.1:19092, Connect http://127.0.0.1:18083"
+	$(KM) status
+	@echo "The stack is still up: Prometheus http://127.0.0.1:19090 (alerts: /alerts), Kafka 127.0.0.1:19092, Connect http://127.0.0.1:18083"
+	@echo "Watch it: $(KM) status --watch"
 	@echo "Stop it with: make down"
 
 unit: setup

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 from kintsmesh.settings import DEPARTMENTS, Settings
 from kintsmesh.simulate.events import LiveStats
@@ -70,7 +71,7 @@ def library_summary(settings: Settings, since: float) -> None:
     print(f"  {library_counts(settings)}")
     with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
         methods = conn.execute("SELECT entity, method, count(*) FROM contribution GROUP BY 1, 2 ORDER BY 1, 3 DESC").fetchall()
-        lags = sync_lags_ms(conn, datetime.fromtimestamp(since, timezone.utc))
+        lags = [ms for _, ms in sync_lags_ms(conn, datetime.fromtimestamp(since, timezone.utc))]
     by_entity: dict[str, list[str]] = {}
     for entity, method, n in methods:
         by_entity.setdefault(entity, []).append(f"{method} {n:,}")
@@ -129,6 +130,20 @@ def main() -> None:
           f"(p50 {percentile(latencies, 50):.0f} ms, p99 {percentile(latencies, 99):.0f} ms commit -> topic)")
     normalize_summary(settings)
     library_summary(settings, live_since)
+    nightly_batch(settings)
+
+
+def nightly_batch(settings: Settings) -> None:
+    """T+1: social insurance also delivers yesterday's contributions as a nightly extract."""
+    from sinks import batch
+
+    business_day = (datetime.now(ZoneInfo("Asia/Shanghai")) - timedelta(days=1)).date()
+    path = settings.stack_dir / "batches" / f"hrss-{business_day}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = batch.extract(settings, "hrss", None, str(path))
+    print(f"T+1: hrss extract for {business_day}, {rows:,} rows -> kintsmesh batch load (same mapping, resolve, merge)",
+          flush=True)
+    print(batch.summary(batch.load_batch(settings, "hrss", business_day, path)), flush=True)
 
 
 if __name__ == "__main__":

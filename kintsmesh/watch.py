@@ -108,7 +108,7 @@ class RawTopicWatcher:
         })
         self.accept = accept or (lambda key, value: True)
         self.per_department: Counter[str] = Counter()
-        self.latencies_ms: list[float] = []
+        self.samples: list[tuple[float, float]] = []  # (log-append time in s, commit -> topic in ms)
         self.first_ms: float | None = None
         self.last_ms: float | None = None
         self._lock = threading.Lock()
@@ -145,13 +145,17 @@ class RawTopicWatcher:
                 appended_ms = message.timestamp()[1]
                 with self._lock:
                     self.per_department[source.get("db", "?")] += 1
-                    self.latencies_ms.append(appended_ms - source["ts_ms"])
+                    self.samples.append((appended_ms / 1000, appended_ms - source["ts_ms"]))
                     self.first_ms = appended_ms if self.first_ms is None else self.first_ms
                     self.last_ms = appended_ms
 
     def snapshot(self) -> tuple[Counter[str], list[float]]:
         with self._lock:
-            return Counter(self.per_department), list(self.latencies_ms)
+            return Counter(self.per_department), [latency for _, latency in self.samples]
+
+    def series(self) -> list[tuple[float, float]]:
+        with self._lock:
+            return list(self.samples)
 
     def wait_for(self, count: int, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s

@@ -50,12 +50,13 @@ def decide(conn: psycopg.Connection[Any], review_id: int, accept: bool, to: str 
     return target
 
 
-def sync_lags_ms(conn: psycopg.Connection[Any], since: datetime) -> list[float]:
-    """Department commit -> golden record visible (the merge transaction's commit, PostgreSQL's
-    track_commit_timestamp), in ms, for every live source row merged since ``since``."""
-    return [float(ms) for (ms,) in conn.execute(
-        "SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin) - committed_at) * 1000 FROM contribution"
-        " WHERE committed_at >= %s AND position[1] = 0 AND pg_xact_commit_timestamp(xmin) IS NOT NULL", (since,))]
+def sync_lags_ms(conn: psycopg.Connection[Any], since: datetime) -> list[tuple[float, float]]:
+    """(department commit as epoch seconds, commit -> golden record visible in ms) for every live source
+    row merged since ``since``; visible is the merge transaction's commit (track_commit_timestamp)."""
+    return [(float(at), float(ms)) for at, ms in conn.execute(
+        "SELECT extract(epoch FROM committed_at), extract(epoch FROM pg_xact_commit_timestamp(xmin) - committed_at) * 1000"
+        " FROM contribution WHERE committed_at >= %s AND position[1] = 0 AND pg_xact_commit_timestamp(xmin) IS NOT NULL",
+        (since,))]
 
 
 def explain(conn: psycopg.Connection[Any], canonical_id: str) -> dict[str, Any]:

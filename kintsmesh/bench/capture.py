@@ -20,19 +20,21 @@ import psycopg
 
 from kintsmesh.errors import KintsmeshError
 from kintsmesh.bench import write_result
+from kintsmesh.bench.plot import write_lag_plot
 from kintsmesh.settings import Settings
 from kintsmesh.simulate.runner import run_simulation
 from kintsmesh.watch import RawTopicWatcher, percentile
 
 
 
-def _latency_run(settings: Settings, rate: float, duration_s: float) -> dict[str, float]:
+def _latency_run(settings: Settings, rate: float, duration_s: float) -> tuple[dict[str, float], list[tuple[float, float]]]:
     watcher = RawTopicWatcher(settings).start()
     stats = run_simulation(settings, seed=99, initial=None, rate=rate, duration_s=duration_s,
                            dirty_rate=0.03, truth_path=None)
     assert stats is not None  # a rate was given
     watcher.wait_for(stats.changes, timeout_s=60)
     counts, latencies = watcher.snapshot()
+    series = watcher.series()
     watcher.stop()
     return {
         "rate_per_s": stats.changes / stats.elapsed_s,
@@ -41,7 +43,7 @@ def _latency_run(settings: Settings, rate: float, duration_s: float) -> dict[str
         "latency_p50_ms": percentile(latencies, 50),
         "latency_p99_ms": percentile(latencies, 99),
         "latency_max_ms": max(latencies) if latencies else float("nan"),
-    }
+    }, series
 
 
 def _throughput_run(settings: Settings, burst: int) -> dict[str, float]:
@@ -82,7 +84,9 @@ def _throughput_run(settings: Settings, burst: int) -> dict[str, float]:
 
 def run_capture_bench(settings: Settings, rate: float, duration_s: float, burst: int) -> dict[str, object]:
     print(f"capture latency at {rate:.0f} changes/s for {duration_s:.0f} s ...", flush=True)
-    latency = _latency_run(settings, rate, duration_s)
+    latency, series = _latency_run(settings, rate, duration_s)
+    write_lag_plot("capture", series, f"commit -> change event on raw.* at {latency['rate_per_s']:,.0f} changes/s"
+                   f" (p50 {latency['latency_p50_ms']:,.0f} ms, p99 {latency['latency_p99_ms']:,.0f} ms)")
     print(f"capture throughput: {burst:,} rows written as fast as possible ...", flush=True)
     throughput = _throughput_run(settings, burst)
     result: dict[str, object] = {

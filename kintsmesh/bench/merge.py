@@ -21,6 +21,7 @@ import psycopg
 
 from kintsmesh import stack
 from kintsmesh.bench import write_result
+from kintsmesh.bench.plot import write_lag_plot
 from kintsmesh.errors import KintsmeshError
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 from kintsmesh.simulate.runner import run_simulation
@@ -38,21 +39,23 @@ def _settled(settings: Settings, timeout_s: float = 900) -> None:
             raise KintsmeshError(f"bench merge: the {stage} worker did not catch up ({behind:,} to go)")
 
 
-def _lag_run(settings: Settings, sim: Settings, rate: float, duration_s: float) -> dict[str, Any]:
+def _lag_run(settings: Settings, sim: Settings, rate: float,
+             duration_s: float) -> tuple[dict[str, Any], list[tuple[float, float]]]:
     started = datetime.now(timezone.utc)
     stats = run_simulation(sim, seed=SEED, initial=None, rate=rate, duration_s=duration_s, dirty_rate=0.03,
                            truth_path=None)
     assert stats is not None
     _settled(settings)
     with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
-        lags = sync_lags_ms(conn, started)
+        series = sync_lags_ms(conn, started)
         updates = conn.execute("SELECT count(*) FROM golden_history WHERE recorded_at >= %s", (started,)).fetchone()
-    if not lags:
+    if not series:
         raise KintsmeshError("bench merge: no merged change carries a commit timestamp (track_commit_timestamp off?)")
+    lags = [ms for _, ms in series]
     return {"rate_per_s": round(stats.changes / stats.elapsed_s, 1), "changes": stats.changes,
             "contributions_measured": len(lags), "lag_p50_ms": round(percentile(lags, 50), 1),
             "lag_p99_ms": round(percentile(lags, 99), 1), "lag_max_ms": round(max(lags), 1),
-            "golden_updates": updates[0] if updates else 0}
+            "golden_updates": updates[0] if updates else 0}, series
 
 
 def _top_rate(settings: Settings, sim: Settings, rate: float, duration_s: float) -> dict[str, Any]:
@@ -84,7 +87,9 @@ def run_merge_bench(settings: Settings, rate: float, duration_s: float, people: 
     _settled(settings)
     print(f"bench merge: {rate:,.0f} changes/s for {duration_s:.0f} s through Debezium -> normalize -> merge ...",
           flush=True)
-    lag = _lag_run(settings, sim, rate, duration_s)
+    lag, series = _lag_run(settings, sim, rate, duration_s)
+    write_lag_plot("merge", series, f"commit -> golden record visible at {lag['rate_per_s']:,.0f} changes/s"
+                   f" (p50 {lag['lag_p50_ms']:,.0f} ms, p99 {lag['lag_p99_ms']:,.0f} ms)", target_ms=1000)
     print("bench merge: merge worker stopped while a burst is captured and normalized ...", flush=True)
     top = _top_rate(settings, sim, rate, duration_s)
     result = {
