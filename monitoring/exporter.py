@@ -52,8 +52,8 @@ class StackCollector(Collector):
         up = GaugeMetricFamily("kintsmesh_monitor_probe_up", "1 if the exporter could read this system",
                                labels=["probe"])
         stored: dict[str, dict[tuple[str, int], int]] = {}  # offsets kept with the library, by group
-        for probe, families in (("connect", self._connectors), ("library", lambda: self._library(stored)),
-                                ("kafka", lambda: self._kafka(stored))):
+        for probe, families in (("connect", self._connectors), ("postgres", self._slots),
+                                ("library", lambda: self._library(stored)), ("kafka", lambda: self._kafka(stored))):
             try:
                 collected = list(families())
             except KintsmeshError as exc:
@@ -79,6 +79,17 @@ class StackCollector(Collector):
                 tasks.add_metric([department, name], float(sum(t.state == name for t in status.tasks)))
             running.add_metric([department], float(status.running))
         yield from (state, tasks, running)
+
+    def _slots(self) -> Iterator[Metric]:
+        active = GaugeMetricFamily("kintsmesh_replication_slot_active",
+                                   "1 if a connector is attached to the department's replication slot", labels=["department"])
+        retained = GaugeMetricFamily("kintsmesh_replication_slot_retained_bytes",
+                                     "WAL the department's replication slot holds back (not yet confirmed by Debezium)",
+                                     labels=["department"])
+        for slot in probes.replication_slots(self.settings, self.departments):
+            active.add_metric([slot.department], float(slot.active))
+            retained.add_metric([slot.department], slot.retained_bytes)
+        yield from (active, retained)
 
     def _library(self, stored: dict[str, dict[tuple[str, int], int]]) -> Iterator[Metric]:
         offsets, batches = probes.library_state(self.settings)

@@ -129,6 +129,31 @@ def library_state(settings: Settings) -> tuple[dict[str, dict[tuple[str, int], i
     return stored, batches
 
 
+@dataclass(frozen=True)
+class SlotState:
+    department: str
+    active: bool
+    retained_bytes: int  # WAL the slot holds back: written but not yet confirmed by Debezium
+
+
+def replication_slots(settings: Settings, departments: Iterable[str]) -> list[SlotState]:
+    """Each department's Debezium replication slot: is a connector attached, how much WAL it holds back.
+    A stopped connector's slot keeps every change (nothing is lost) and grows the disk meanwhile."""
+    slots = []
+    try:
+        with psycopg.connect(settings.dsn("postgres"), connect_timeout=int(TIMEOUT_S)) as conn:
+            rows = conn.execute(
+                "SELECT database, active, pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint"
+                " FROM pg_replication_slots WHERE slot_type = 'logical'").fetchall()
+    except psycopg.Error as exc:
+        raise TransientError(f"PostgreSQL could not be read: {exc}") from exc
+    wanted = set(departments)
+    for database, active, retained in rows:
+        if database in wanted:
+            slots.append(SlotState(database, bool(active), int(retained or 0)))
+    return slots
+
+
 def prometheus_vector(settings: Settings, expr: str) -> dict[tuple[tuple[str, str], ...], float]:
     """An instant query: labels (sorted, without ``__name__``) -> value."""
     try:

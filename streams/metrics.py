@@ -5,8 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 
-# shared by every sync-lag histogram (raw, golden, life event): 10 ms .. 15 min, dense around the 1 s target
-LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+# shared by every sync-lag histogram (raw, golden, life event): 5 ms .. 15 min, dense around the 1 s target
+LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 
 
 class NormalizeMetrics:

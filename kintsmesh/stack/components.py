@@ -119,6 +119,13 @@ def _jvm_command(settings: Settings, heap: str, log_config: Path, main: str, *ar
     ]
 
 
+def _jmx_agent(settings: Settings, port: int, rules: str) -> str:
+    """The Prometheus JMX exporter java agent (stack/maven/jmx) serving ``monitoring/jmx/<rules>`` on ``port``."""
+    prerequisites.resolve_jars(settings, "jmx", settings.stack_dir / "lib" / "jmx")
+    jar = settings.stack_dir / "lib" / "jmx" / "jmx_prometheus_javaagent.jar"
+    return f"{jar}=127.0.0.1:{port}:{REPO_ROOT / 'monitoring' / 'jmx' / rules}"
+
+
 LOG4J2 = """\
 status = warn
 appender.console.type = Console
@@ -305,6 +312,7 @@ class Kafka(Component):
         return _jvm_command(
             self.settings, self.settings.kafka_heap, self.home / "log4j2.properties",
             "kafka.Kafka", str(self.home / "server.properties"),
+            agents=(_jmx_agent(self.settings, self.settings.kafka_jmx_port, "kafka.yml"),),
         )
 
     def healthy(self) -> bool:
@@ -336,7 +344,6 @@ class Connect(Component):
         prerequisites.java()
         prerequisites.resolve_jars(self.settings, "kafka", self.settings.stack_dir / "lib" / "kafka")
         prerequisites.resolve_jars(self.settings, "debezium", self.plugin_path / "debezium-connector-postgres")
-        prerequisites.resolve_jars(self.settings, "jmx", self.jmx_agent.parent)
         s = self.settings
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "log4j2.properties").write_text(LOG4J2)
@@ -365,17 +372,12 @@ class Connect(Component):
             "producer.compression.type": "lz4",
         })
 
-    @property
-    def jmx_agent(self) -> Path:
-        return self.settings.stack_dir / "lib" / "jmx" / "jmx_prometheus_javaagent.jar"
-
     def command(self) -> list[str]:
-        # the Prometheus JMX exporter serves Connect's and Debezium's MBeans (monitoring/jmx/connect.yml)
-        agent = f"{self.jmx_agent}=127.0.0.1:{self.settings.connect_jmx_port}:{REPO_ROOT / 'monitoring' / 'jmx' / 'connect.yml'}"
+        # the Prometheus JMX exporter serves Connect's and Debezium's MBeans
         return _jvm_command(
             self.settings, self.settings.connect_heap, self.home / "log4j2.properties",
             "org.apache.kafka.connect.cli.ConnectDistributed", str(self.home / "connect-distributed.properties"),
-            agents=(agent,),
+            agents=(_jmx_agent(self.settings, self.settings.connect_jmx_port, "connect.yml"),),
         )
 
     def healthy(self) -> bool:
@@ -411,6 +413,7 @@ class Prometheus(Component):
             merge_target=f"127.0.0.1:{self.settings.merge_metrics_port}",
             monitor_target=f"127.0.0.1:{self.settings.monitor_metrics_port}",
             connect_jmx_target=f"127.0.0.1:{self.settings.connect_jmx_port}",
+            kafka_jmx_target=f"127.0.0.1:{self.settings.kafka_jmx_port}",
             rules_dir=str(REPO_ROOT / "monitoring"),
         )
         self.config_file.write_text(rendered)

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from kintsmesh.settings import REPO_ROOT, Settings
@@ -66,17 +67,19 @@ def _mounts(service: str) -> dict[str, str]:
     return mounts
 
 
-def test_connect_loads_the_jmx_exporter_agent_with_the_local_stacks_rules_and_port():
-    settings = Settings()
-    agent = SERVICES["connect"]["environment"]["KAFKA_OPTS"]
-    jar, options = agent.removeprefix("-javaagent:").split("=")
+@pytest.mark.parametrize("service, port_setting, rules", [
+    ("kafka", "kafka_jmx_port", "kafka.yml"), ("connect", "connect_jmx_port", "connect.yml")])
+def test_kafka_and_connect_load_the_jmx_exporter_agent_with_the_local_stacks_rules_and_port(service, port_setting, rules):
+    port_expected = getattr(Settings(), port_setting)
+    jar, options = SERVICES[service]["environment"]["KAFKA_OPTS"].removeprefix("-javaagent:").split("=")
     port, config = options.split(":")
-    assert int(port) == settings.connect_jmx_port and settings.connect_jmx_port in host_ports("connect")
-    mounts = _mounts("connect")
-    config_dir = config.rsplit("/", 1)[0]
-    assert (REPO_ROOT / mounts[config_dir] / config.rsplit("/", 1)[1]).resolve() == REPO_ROOT / "monitoring/jmx/connect.yml"
+    assert int(port) == port_expected and port_expected in host_ports(service)
+    mounts = _mounts(service)
+    config_dir, config_name = config.rsplit("/", 1)
+    assert (REPO_ROOT / mounts[config_dir] / config_name).resolve() == REPO_ROOT / "monitoring/jmx" / rules
     # the agent jar comes from the same pom the local stack resolves
-    assert jar.rsplit("/", 1)[0] in mounts
+    assert mounts[jar.rsplit("/", 1)[0]] == "jmx-agent"
+    assert SERVICES[service]["depends_on"]["jmx-agent"] == {"condition": "service_completed_successfully"}
     assert SERVICES["jmx-agent"]["working_dir"] == "/src/stack/maven/jmx"
     assert (REPO_ROOT / "stack/maven/jmx/pom.xml").is_file()
 
