@@ -1,8 +1,9 @@
 """The local stack's components, each a process started from files under ``.stack/``.
 
 PostgreSQL (Debian binaries, private cluster, ``wal_level=logical``), Kafka in
-KRaft mode and Kafka Connect with Debezium (jars from Maven Central), Prometheus
-(Debian binary). Each knows how to prepare its files, start, probe health and stop.
+KRaft mode and Kafka Connect with Debezium (jars from Maven Central, each JVM with the
+Prometheus JMX exporter agent), the normalize and merge workers, the lag exporter, and
+Prometheus (Debian binary). Each knows how to prepare its files, start, probe health and stop.
 """
 
 from __future__ import annotations
