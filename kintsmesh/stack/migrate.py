@@ -1,17 +1,21 @@
 """Explicit, versioned schema migrations for the department databases and the resource library.
 
 ``migrations/<database>/NNN_name.sql`` files are applied in order, once each, and
-recorded in that database's ``kintsmesh_schema_migrations`` table. Nothing else
-creates or alters tables: the simulator only writes rows.
+recorded in that database's ``kintsmesh_schema_migrations`` table with their SHA-256:
+a migration edited after it was applied is refused (change the schema with a new
+file), since databases that applied the old text would silently differ from fresh
+ones. Nothing else creates or alters tables: the simulator only writes rows.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
+from kintsmesh.errors import StackError
 from kintsmesh.settings import DEPARTMENTS, REPO_ROOT, RESOURCE_LIBRARY_DB, Settings
 
 MIGRATIONS_DIR = REPO_ROOT / "migrations"
@@ -30,6 +34,10 @@ def ensure_databases(settings: Settings) -> None:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
 
 
+def checksum(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def migrate(settings: Settings, database: str) -> list[str]:
     """Apply pending migrations of one database; returns the names applied."""
     applied_now: list[str] = []
@@ -38,12 +46,22 @@ def migrate(settings: Settings, database: str) -> list[str]:
             "CREATE TABLE IF NOT EXISTS kintsmesh_schema_migrations ("
             " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        done = {row[0] for row in conn.execute("SELECT version FROM kintsmesh_schema_migrations")}
+        # recorded since checksums were introduced; older rows are stamped with the file as it is now
+        conn.execute("ALTER TABLE kintsmesh_schema_migrations ADD COLUMN IF NOT EXISTS checksum text")
+        done: dict[str, str | None] = dict(conn.execute("SELECT version, checksum FROM kintsmesh_schema_migrations").fetchall())
         for path in migration_files(database):
+            digest = checksum(path)
             if path.name in done:
+                if done[path.name] is None:
+                    conn.execute("UPDATE kintsmesh_schema_migrations SET checksum = %s WHERE version = %s",
+                                 (digest, path.name))
+                elif done[path.name] != digest:
+                    raise StackError("migrate", f"{database}: {path.name} changed after it was"
+                                     " applied; restore it and put the change in a new migration file ({path.parent})")
                 continue
             conn.execute(path.read_text())  # type: ignore[call-overload]  # trusted repo file
-            conn.execute("INSERT INTO kintsmesh_schema_migrations (version) VALUES (%s)", (path.name,))
+            conn.execute("INSERT INTO kintsmesh_schema_migrations (version, checksum) VALUES (%s, %s)",
+                         (path.name, digest))
             applied_now.append(path.name)
         conn.commit()
     return applied_now
