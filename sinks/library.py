@@ -328,10 +328,19 @@ class Merger:
         self._settle(affected, writes.values(), report)
         self._merged += len(items)
         if self._merged >= self._analyze_at:   # a library filling up fast outgrows its planner statistics
-            for table in (*(t for t, _, _ in TABLES.values()), "contribution"):
-                self.conn.execute(f"ANALYZE {table}")
+            self._analyze_grown_tables()
             self._analyze_at = self._merged * 2
         return report
+
+    def _analyze_grown_tables(self) -> None:
+        """ANALYZE the tables that changed by a quarter since their statistics were taken (autovacuum lags
+        behind a library filling from empty); a large library's tables are left alone: analyzing them
+        inside a merge transaction held a batch back for seconds."""
+        tables = [*(t for t, _, _ in TABLES.values()), "contribution"]
+        for (table,) in self.conn.execute(
+                "SELECT relname FROM pg_stat_user_tables WHERE relname = ANY(%s)"
+                " AND n_mod_since_analyze > greatest(1000, n_live_tup / 4)", (tables,)).fetchall():
+            self.conn.execute(f"ANALYZE {table}")
 
     @staticmethod
     def new_person_id(ref: SourceRef) -> str:
