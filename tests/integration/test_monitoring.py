@@ -129,3 +129,21 @@ def test_a_stopped_connector_shows_in_the_lag_gauge_metric_and_alert_while_other
     finally:
         client.resume(connector_name(STOPPED))  # never leave the shared stack with a stopped connector
         live.join()
+
+
+def test_a_quiet_departments_replication_slot_does_not_hold_back_the_clusters_wal(settings):
+    # other databases write WAL (here 30 MB in the postgres database); the department databases stay
+    # quiet, yet the heartbeat query lets every slot confirm past it within a few heartbeats
+    from monitoring.probes import replication_slots
+
+    table = f"wal_filler_{int(time.time())}"
+    with psycopg.connect(settings.dsn("postgres"), autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE {table} AS SELECT g, repeat('x', 100) AS pad FROM generate_series(1, 250000) g")
+        conn.execute(f"DROP TABLE {table}")
+        written = conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+    assert max(slot.retained_bytes for slot in replication_slots(settings, DEPARTMENTS)) > 16 * 2**20
+    slots = wait_for(lambda: (s := replication_slots(settings, DEPARTMENTS)) and all(
+        slot.retained_bytes < 8 * 2**20 for slot in s) and s, 60,
+        f"every department slot within 8 MiB of the WAL end ({written}): {replication_slots(settings, DEPARTMENTS)}")
+    assert {slot.department for slot in slots} == set(DEPARTMENTS)
+    assert all(slot.active for slot in slots)
