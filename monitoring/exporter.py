@@ -33,6 +33,11 @@ CONNECTOR_STATES = ("RUNNING", "PAUSED", "STOPPED", "FAILED", "UNASSIGNED", "RES
 BATCH_COUNTS = ("rows", "rejected", "merged", "unchanged", "sent_to_review", "conflicts", "golden_updates")
 
 
+def heartbeat_topic(department: str) -> str:
+    """Where Debezium writes the connector's heartbeats: ``__debezium-heartbeat.<topic.prefix>``."""
+    return f"__debezium-heartbeat.raw.{department}"
+
+
 def dlq_topics() -> list[str]:
     return [f"dlq.{d}" for d in available_departments()] + ["dlq.merge"]
 
@@ -125,7 +130,14 @@ class StackCollector(Collector):
         dlq = GaugeMetricFamily("kintsmesh_dlq_messages", "Records held in a dead-letter topic", labels=["topic"])
         for topic, size in self.kafka.messages(dlq_topics()).items():
             dlq.add_metric([topic], size)
-        yield from (lag, dlq)
+        heartbeat = GaugeMetricFamily(
+            "kintsmesh_capture_heartbeat_timestamp_seconds",
+            "Newest Debezium heartbeat of the department's connector: capture is alive even when the department is quiet",
+            labels=["department"])
+        topics = {heartbeat_topic(d): d for d in self.departments}
+        for topic, newest in self.kafka.newest_timestamps(topics).items():
+            heartbeat.add_metric([topics[topic]], newest)
+        yield from (lag, dlq, heartbeat)
 
 
 def batch_counts(report: dict[str, Any]) -> dict[str, float]:

@@ -74,6 +74,20 @@ class KafkaProbe:
         answers = self._wait(self.admin.list_offsets({tp: spec for tp in partitions}))
         return {(tp.topic, tp.partition): info.offset for tp, info in answers.items()}
 
+    def newest_timestamps(self, topics: Iterable[str]) -> dict[str, float]:
+        """Each topic's newest message timestamp in epoch seconds (KIP-734 max-timestamp offsets);
+        topics that do not exist or hold nothing are left out."""
+        known = self.topics()
+        partitions = [TopicPartition(t, p) for t in topics for p in known.get(t, [])]
+        if not partitions:
+            return {}
+        answers = self._wait(self.admin.list_offsets({tp: OffsetSpec.max_timestamp() for tp in partitions}))
+        newest: dict[str, float] = {}
+        for tp, info in answers.items():
+            if info.offset >= 0 and info.timestamp > 0:
+                newest[tp.topic] = max(newest.get(tp.topic, 0.0), info.timestamp / 1000)
+        return newest
+
     def messages(self, topics: Iterable[str]) -> dict[str, int]:
         """Messages each topic retains now (end minus start offsets, over its partitions)."""
         known = self.topics()

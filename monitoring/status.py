@@ -23,14 +23,16 @@ from kintsmesh.settings import DEPARTMENTS, Settings
 from monitoring import probes
 from monitoring.schedule import BatchSchedule, load_schedules
 
-LAG_ALERT_S = 30.0      # KintsmeshSyncLagHigh's threshold (monitoring/alerts.yml)
-SILENT_ALERT_S = 900.0  # KintsmeshDepartmentSilent's threshold
+LAG_ALERT_S = 30.0       # KintsmeshSyncLagHigh's threshold (monitoring/alerts.yml)
+SILENT_ALERT_S = 900.0   # KintsmeshDepartmentSilent's threshold
+HEARTBEAT_ALERT_S = 60.0  # KintsmeshCaptureStalled's threshold
 
 QUERIES = {
     "events_per_s": "sum by (department) (rate(kintsmesh_normalize_events_in_total[1m]))",
     "raw_p99_s": "histogram_quantile(0.99, sum by (department, le) (rate(kintsmesh_sync_lag_raw_seconds_bucket[5m])))",
     "golden_p99_s": "histogram_quantile(0.99, sum by (department, le) (rate(kintsmesh_sync_lag_golden_seconds_bucket[5m])))",
     "newest_age_s": "time() - max by (department) (kintsmesh_merge_newest_source_commit_timestamp_seconds)",
+    "heartbeat_age_s": "time() - max by (department) (kintsmesh_capture_heartbeat_timestamp_seconds)",
 }
 
 
@@ -78,19 +80,23 @@ def take(settings: Settings) -> Snapshot:
 
 
 def verdict(snap: Snapshot, department: str) -> tuple[str, str]:
-    """(text, style): capture down / lagging / silent / in sync / unknown."""
+    """(text, style): capture down / capture stalled / lagging / quiet / in sync / unknown."""
     status = snap.connectors.get(department)
     values = snap.by_department.get(department, {})
     if status is None:
         return "unknown", "yellow"
     if not status.running:
         return "capture down", "bold red"
+    heartbeat = values.get("heartbeat_age_s")
+    if heartbeat is not None and heartbeat > HEARTBEAT_ALERT_S:
+        return "capture stalled", "bold red"
     lag = values.get("golden_p99_s")
     if lag is not None and lag == lag and lag > LAG_ALERT_S:  # NaN: no change in the window
         return "lagging", "bold red"
     age = values.get("newest_age_s")
     if age is not None and age > SILENT_ALERT_S:
-        return "silent", "yellow"
+        # heartbeats still arrive: the department wrote nothing, the capture path is fine
+        return "quiet", "yellow"
     return "in sync", "green"
 
 
@@ -130,6 +136,8 @@ def render(snap: Snapshot) -> Group:
         text, style = verdict(snap, department)
         tasks = ",".join(t.state for t in status.tasks) if status else ""
         connector = status.connector_state.lower() + (f" ({tasks.lower()})" if tasks != "RUNNING" else "") if status else "?"
+        if "heartbeat_age_s" in values:
+            connector += f", beat {_seconds(values['heartbeat_age_s'])} ago"
         rate = values.get("events_per_s")
         table.add_row(department, Text(text, style), connector,
                       f"{rate:,.1f}" if rate is not None else "-",

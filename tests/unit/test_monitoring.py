@@ -170,6 +170,8 @@ def snapshot() -> Snapshot:
     snap.by_department["police"]["golden_p99_s"] = 45.0
     snap.by_department["education"]["newest_age_s"] = 3600.0
     snap.by_department["housing"]["golden_p99_s"] = float("nan")  # no change in the window
+    snap.by_department["civil_affairs"]["heartbeat_age_s"] = 3.0
+    snap.by_department["hrss"]["heartbeat_age_s"] = 400.0       # running, but nothing heard for minutes
     snap.batches = {"hrss": BatchRun("hrss", date(2026, 11, 26), now, {"rows": 1234})}
     snap.dlq = {"dlq.police": 7}
     return snap
@@ -178,8 +180,8 @@ def snapshot() -> Snapshot:
 def test_status_verdict_per_department():
     snap = snapshot()
     verdicts = {d: verdict(snap, d)[0] for d in DEPARTMENTS}
-    assert verdicts == {"police": "lagging", "civil_affairs": "in sync", "health": "capture down", "hrss": "in sync",
-                        "housing": "in sync", "market": "capture down", "education": "silent"}
+    assert verdicts == {"police": "lagging", "civil_affairs": "in sync", "health": "capture down",
+                        "hrss": "capture stalled", "housing": "in sync", "market": "capture down", "education": "quiet"}
     snap.connectors.pop("police")
     assert verdict(snap, "police")[0] == "unknown"
 
@@ -190,7 +192,7 @@ def test_status_view_shows_states_lags_dlq_and_an_overdue_batch():
     console = Console(width=160, record=True)
     console.print(render(snapshot()))
     text = console.export_text()
-    assert "stopped" in text and "running (failed)" in text
+    assert "stopped" in text and "running (failed)" in text and "running, beat 3.0 s ago" in text
     assert "45.0 s" in text and "400 ms" in text
     assert "11-26 1,234 rows" in text and "(overdue)" in text  # 09:00 UTC is after 06:00 in Shanghai
     assert "60 min ago" in text
