@@ -115,6 +115,11 @@ def test_a_stopped_connector_shows_in_the_lag_gauge_metric_and_alert_while_other
         assert gaps[STOPPED] > 30, gaps
         others = {d: round(gap, 1) for d, gap in gaps.items() if d != STOPPED}
         assert all(gap < 10 for gap in others.values()), others
+        # and its heartbeats stopped with it, while every other connector's keep coming (every 10 s)
+        beats = {dict(labels)["department"]: age for labels, age in prometheus_vector(
+            settings, "department:kintsmesh_capture_heartbeat_age_seconds:min").items()}
+        assert beats[STOPPED] > 30, beats
+        assert all(beats[d] < 30 for d in DEPARTMENTS if d != STOPPED), beats
         assert prometheus_vector(settings, 'kintsmesh_connector_running{department!="%s"} == 0' % STOPPED) == {}
 
         # resumed, it catches up: fresh again, and what was committed while it was stopped is merged
