@@ -1,8 +1,9 @@
 """The lag exporter: what no single worker knows, probed at each Prometheus scrape.
 
-Debezium connector and task states (Kafka Connect REST), consumer lag per group and
-partition (Kafka offsets, and the merge worker's offsets stored with the resource library),
-DLQ sizes, and the last T+1 batch per department with whether today's is overdue.
+Debezium connector and task states (Kafka Connect REST), each connector's newest heartbeat,
+the replication slots' WAL held back, consumer lag per group and partition (Kafka offsets, and
+the merge worker's offsets stored with the resource library), DLQ sizes, and the last T+1 batch
+per department with whether today's is overdue.
 ``kintsmesh monitor serve`` runs it (``kintsmesh stack up`` starts one); metrics on
 ``settings.monitor_metrics_port``.
 """

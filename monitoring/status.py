@@ -21,6 +21,7 @@ from connect.client import ConnectorStatus
 from kintsmesh.errors import KintsmeshError
 from kintsmesh.settings import DEPARTMENTS, Settings
 from monitoring import probes
+from monitoring.exporter import dlq_topics
 from monitoring.schedule import BatchSchedule, load_schedules
 
 LAG_ALERT_S = 30.0       # KintsmeshSyncLagHigh's threshold (monitoring/alerts.yml)
@@ -62,7 +63,7 @@ def take(settings: Settings) -> Snapshot:
         snap.problems.append(f"resource library: {exc}")
     try:
         kafka = probes.KafkaProbe(settings)
-        snap.dlq = kafka.messages([f"dlq.{d}" for d in DEPARTMENTS] + ["dlq.merge"])
+        snap.dlq = kafka.messages(dlq_topics())
         for p in kafka.lags(stored):
             snap.group_lag[p.group] = snap.group_lag.get(p.group, 0) + p.lag
     except KintsmeshError as exc:
