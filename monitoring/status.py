@@ -28,10 +28,11 @@ LAG_ALERT_S = 30.0       # KintsmeshSyncLagHigh's threshold (monitoring/alerts.y
 SILENT_ALERT_S = 900.0   # KintsmeshDepartmentSilent's threshold
 HEARTBEAT_ALERT_S = 60.0  # KintsmeshCaptureStalled's threshold
 
+# what the departments look like now: the last minute (the alert rules use 5 minutes, for stability)
 QUERIES = {
     "events_per_s": "sum by (department) (rate(kintsmesh_normalize_events_in_total[1m]))",
-    "raw_p99_s": "histogram_quantile(0.99, sum by (department, le) (rate(kintsmesh_sync_lag_raw_seconds_bucket[5m])))",
-    "golden_p99_s": "histogram_quantile(0.99, sum by (department, le) (rate(kintsmesh_sync_lag_golden_seconds_bucket[5m])))",
+    "raw_p99_s": "histogram_quantile(0.99, sum by (department, le) (rate(kintsmesh_sync_lag_raw_seconds_bucket[1m])))",
+    "golden_p99_s": "histogram_quantile(0.99, sum by (department, le) (rate(kintsmesh_sync_lag_golden_seconds_bucket[1m])))",
     "newest_age_s": "time() - max by (department) (kintsmesh_merge_newest_source_commit_timestamp_seconds)",
     "heartbeat_age_s": "time() - max by (department) (kintsmesh_capture_heartbeat_timestamp_seconds)",
 }
