@@ -61,6 +61,8 @@ def test_person_from_the_police_registry(rows):
     assert person.record["provenance"]["commit_lsn"] == 123000
     assert person.record["provenance"]["change_lsn"] == 123456
     assert person.record["provenance"]["primary_key"] == row.values["rkbh"]
+    # the commit time travels with the result for the commit -> raw topic lag histogram
+    assert result.committed_ms == person.record["provenance"]["committed_at"] is not None
 
 
 def test_dirty_ids_flow_flagged_and_keyed_by_the_source_row(rows):
