@@ -84,7 +84,9 @@ def reset(settings: Settings) -> None:
     down(settings)
     for component in components(settings):
         shutil.rmtree(component.home, ignore_errors=True)
-    shutil.rmtree(settings.stack_dir / "sim", ignore_errors=True)
+    # every simulated city, the benchmarks' too: their rows lived in the databases just deleted
+    for city in [settings.stack_dir / "sim", *(settings.stack_dir / "bench").glob("*/sim")]:
+        shutil.rmtree(city, ignore_errors=True)
 
 
 def status(settings: Settings) -> list[Status]:
