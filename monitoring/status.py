@@ -51,7 +51,7 @@ class Snapshot:
     problems: list[str] = field(default_factory=list)  # systems that did not answer
 
 
-def take(settings: Settings) -> Snapshot:
+def take(settings: Settings, kafka: probes.KafkaProbe) -> Snapshot:
     snap = Snapshot(datetime.now(timezone.utc), schedules=load_schedules())
     stored: dict[str, dict[tuple[str, int], int]] = {}
     try:
@@ -63,7 +63,6 @@ def take(settings: Settings) -> Snapshot:
     except KintsmeshError as exc:
         snap.problems.append(f"resource library: {exc}")
     try:
-        kafka = probes.KafkaProbe(settings)
         snap.dlq = kafka.messages(dlq_topics())
         for p in kafka.lags(stored):
             snap.group_lag[p.group] = snap.group_lag.get(p.group, 0) + p.lag
@@ -164,14 +163,15 @@ def render(snap: Snapshot) -> Group:
 def show(settings: Settings, watch_s: float | None = None) -> int:
     """Print the view once, or refresh it every ``watch_s`` seconds until Ctrl-C."""
     console = Console(width=None if Console().is_terminal else 140)
+    kafka = probes.KafkaProbe(settings)  # one admin client for every refresh
     if watch_s is None:
-        console.print(render(take(settings)))
+        console.print(render(take(settings, kafka)))
         return 0
-    with Live(render(take(settings)), console=console, refresh_per_second=1, screen=False) as live:
+    with Live(render(take(settings, kafka)), console=console, refresh_per_second=1, screen=False) as live:
         try:
             while True:
                 time.sleep(watch_s)
-                live.update(render(take(settings)))
+                live.update(render(take(settings, kafka)))
         except KeyboardInterrupt:
             pass
     return 0

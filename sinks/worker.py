@@ -285,7 +285,6 @@ def run_merge_worker(settings: Settings, log_level: str = "warning") -> None:
     worker.run()
 
 
-
 def candidate_topics() -> list[str]:
     return [gldm.candidates_topic(e) for e in TABLES]
 
