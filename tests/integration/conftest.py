@@ -7,10 +7,12 @@ proves nothing.
 from __future__ import annotations
 
 import json
+import random
 import time
 import uuid
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
@@ -18,6 +20,7 @@ from connect.client import ConnectClient
 from connect.connectors import connector_name
 from kintsmesh import stack
 from kintsmesh.settings import DEPARTMENTS, Settings
+from kintsmesh.simulate.city import ID_SPACE
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +35,27 @@ def settings() -> Settings:
     except Exception as exc:  # noqa: BLE001
         pytest.fail(f"Debezium connectors not running: {exc}; run `kintsmesh connect apply`")
     return settings
+
+
+_SEEDS_TAKEN: set[int] = set()
+
+
+@pytest.fixture
+def fresh_seed(settings: Settings) -> int:
+    """A simulator seed whose id namespace (seed mod 100) no city in the department databases uses yet.
+
+    Cities sharing a namespace draw the same department keys and collide on their primary keys, so
+    every test city gets a namespace of its own, in this session and against earlier runs on this stack.
+    """
+    with psycopg.connect(settings.dsn("police")) as conn:
+        # household numbers are 440 + the 9-digit internal number, whose leading digits are the namespace
+        used = {int(hh[3:]) // ID_SPACE for (hh,) in conn.execute("SELECT hh FROM hj_hu WHERE hh ~ '^440[0-9]{9}$'")}
+    free = sorted(set(range(100)) - used - _SEEDS_TAKEN)
+    if not free:
+        pytest.fail("every simulator id namespace is used on this stack: run `kintsmesh stack reset`")
+    namespace = random.choice(free)
+    _SEEDS_TAKEN.add(namespace)
+    return 1000 + namespace
 
 
 class TopicTail:

@@ -127,10 +127,11 @@ def snapshot(dsn: str) -> dict[str, set]:
     return out
 
 
-def test_golden_records_match_the_truth_and_a_sigkilled_merge_worker_loses_and_duplicates_nothing(settings, tmp_path):
+def test_golden_records_match_the_truth_and_a_sigkilled_merge_worker_loses_and_duplicates_nothing(
+        settings, tmp_path, fresh_seed):
     sim = settings.model_copy(update={"stack_dir": tmp_path})
     truth_file = tmp_path / "truth.jsonl"
-    seed = 140 + int(time.time()) % 50
+    seed = fresh_seed
     run_simulation(sim, seed=seed, initial=300, rate=None, duration_s=0, dirty_rate=0.05, truth_path=str(truth_file),
                    today=date(2026, 11, 27))
     live = threading.Thread(target=run_simulation, args=(sim,), kwargs=dict(

@@ -86,10 +86,11 @@ def wait_for(condition, timeout_s: float, what: str):
     raise AssertionError(f"not within {timeout_s:.0f} s: {what}")
 
 
-def test_a_stopped_connector_shows_in_the_lag_gauge_metric_and_alert_while_others_stay_in_sync(settings, tmp_path):
+def test_a_stopped_connector_shows_in_the_lag_gauge_metric_and_alert_while_others_stay_in_sync(
+        settings, tmp_path, fresh_seed):
     client = ConnectClient(settings.connect_endpoint)
     sim = settings.model_copy(update={"stack_dir": tmp_path})
-    seed = 400 + int(time.time()) % 500  # a fresh city each run: its keys must not collide with earlier ones
+    seed = fresh_seed
     run_simulation(sim, seed=seed, initial=300, rate=None, duration_s=0, dirty_rate=0.0, truth_path=None)
     live = threading.Thread(target=run_simulation, args=(sim,), kwargs=dict(
         seed=seed, initial=None, rate=60, duration_s=110, dirty_rate=0.0, truth_path=None))

@@ -43,7 +43,7 @@ def read_from(consumer: Consumer, start: dict[tuple[str, int], int], quiet_s: fl
     return messages
 
 
-def test_every_raw_event_of_a_dirty_simulated_run_is_accounted_for(settings, tmp_path):
+def test_every_raw_event_of_a_dirty_simulated_run_is_accounted_for(settings, tmp_path, fresh_seed):
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"t-{os.getpid()}-{time.time()}",
                          "enable.auto.commit": False, "log_level": 0})
     raw = raw_topics(settings)
@@ -52,7 +52,7 @@ def test_every_raw_event_of_a_dirty_simulated_run_is_accounted_for(settings, tmp
 
     # a small city of its own (its own seed namespace and state folder), 5% dirty, then live changes
     sim = settings.model_copy(update={"stack_dir": tmp_path})
-    seed = 40 + int(time.time()) % 50
+    seed = fresh_seed
     run_simulation(sim, seed=seed, initial=200, rate=None, duration_s=0, dirty_rate=0.05, truth_path=None)
     run_simulation(sim, seed=seed, initial=None, rate=150, duration_s=6, dirty_rate=0.05, truth_path=None)
 
