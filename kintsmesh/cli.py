@@ -153,10 +153,16 @@ def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_streams(args: argparse.Namespace, settings: Settings) -> int:
+    log_level = {"crit": "critical", "warn": "warning"}.get(args.loglevel, args.loglevel)
     if args.action == "merge":
         from sinks.worker import run_merge_worker
 
-        run_merge_worker(settings, log_level={"crit": "critical", "warn": "warning"}.get(args.loglevel, args.loglevel))
+        run_merge_worker(settings, log_level=log_level)
+        return 0
+    if args.action == "events":
+        from sinks.events import run_event_worker
+
+        run_event_worker(settings, log_level=log_level)
         return 0
     from streams.worker import run_worker
 
@@ -181,7 +187,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
     from streams import dlq
 
-    known = (*DEPARTMENTS, "merge")   # dlq.merge: candidates the merge worker could not decode or merge
+    known = (*DEPARTMENTS, "merge", "events")   # dlq.merge / dlq.events: what the merge / life-event worker could not read
     departments = args.departments or list(known)
     unknown = set(departments) - set(known)
     if unknown:
@@ -253,6 +259,43 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.events.rules import rules
+
+    if args.action == "rules":
+        for rule in rules().values():
+            where = f"{rule.entity} changes" if rule.trigger == "change" else "daily pass over persons"
+            print(f"{rule.name:<26} {rule.trigger:<9} {where:<26} {rule.topic}")
+            print(f"{'':<26} {rule.description}")
+        return 0
+    if args.action == "daily":
+        from sinks.events import run_daily
+
+        first = args.date or _today_cst()
+        for result in run_daily(settings, first, args.until or first):
+            print(json.dumps(result, ensure_ascii=False))
+        return 0
+    with _library(settings) as conn:
+        where: list[str] = ["true"]
+        params: list[Any] = []
+        for column, value in (("event_type", args.type), ("subject_code", args.subject), ("occurred_on", args.date)):
+            if value:
+                where.append(f"{column} = %s")
+                params.append(value)
+        rows = conn.execute(f"SELECT event, published_at FROM life_event WHERE {' AND '.join(where)}"
+                            " ORDER BY seq DESC LIMIT %s", (*params, args.limit)).fetchall()
+    for event, published in reversed(rows):
+        print(json.dumps({**event, "published_at": published}, ensure_ascii=False, default=str))
+    print(f"{len(rows)} life event(s) shown")
+    return 0
+
+
+def _today_cst() -> date:
+    from streams.events.predicates import CST
+
+    return datetime.now(CST).date()
+
+
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from kintsmesh.stack.migrate import migrate_all
 
@@ -316,7 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_schemas)
 
     p = sub.add_parser("streams", help="stream processing workers (Faust)")
-    p.add_argument("action", choices=["worker", "merge"], help="worker: normalize (Faust); merge: the resource library writer")
+    p.add_argument("action", choices=["worker", "merge", "events"],
+                   help="worker: normalize (Faust); merge: the resource library writer; events: life events")
     p.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info", "debug"])
     p.add_argument("--datadir", default="", help="Faust's data folder (default .stack/normalize)")
     # used by `kintsmesh bench normalize` to run a worker on its own topics
@@ -364,6 +408,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--valid-at", type=datetime.fromisoformat, help="the version true at this time (source time)")
     p.add_argument("--recorded-at", type=datetime.fromisoformat, help="the version the library held at this time")
     p.set_defaults(handler=cmd_explain)
+
+    p = sub.add_parser("events", help="life events: the rules, the daily pass (or a back-fill), what was detected")
+    p.add_argument("action", choices=["rules", "daily", "list"])
+    p.add_argument("--date", type=date.fromisoformat, default=None,
+                   help="daily: the day to pass (default today, Asia/Shanghai); list: events that occurred that day")
+    p.add_argument("--until", type=date.fromisoformat, default=None, help="daily: back-fill every day to this one")
+    p.add_argument("--type", help="list: only this event type")
+    p.add_argument("--subject", help="list: only this subject (RIC or USCC)")
+    p.add_argument("-n", "--limit", type=int, default=20)
+    p.set_defaults(handler=cmd_events)
 
     p = sub.add_parser("migrate", help="apply pending schema migrations")
     p.set_defaults(handler=cmd_migrate)

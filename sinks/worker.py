@@ -26,7 +26,7 @@ from collections import defaultdict
 from typing import Any
 
 import psycopg
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from kintsmesh.registry.catalog import SchemaVersion, UnknownSchema
@@ -35,6 +35,8 @@ from kintsmesh.registry.store import SchemaStore
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 from kintsmesh.topics import ensure_topics
 from sinks.library import TABLES, BatchReport, Incoming, Merger, lock_library
+from sinks.offsets import seek_to_stored, store_offsets, stored_offsets
+from streams.dlq import rejected_message
 from streams.metrics import LAG_BUCKETS
 from streams.normalize import gldm
 
@@ -109,21 +111,12 @@ class MergeWorker:
                 self.metrics.newest_commit.labels(department).set(newest)
         self.conn.commit()
 
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        stored = dict(((t, p), o) for t, p, o in self.conn.execute(
-            "SELECT topic, partition, next_offset FROM consumer_offset WHERE group_id = %s", (GROUP,)))
-        self.conn.commit()
-        for tp in partitions:
-            tp.offset = stored.get((tp.topic, tp.partition), OFFSET_BEGINNING)
-        consumer.assign(partitions)
-        log.info("assigned %d partitions; resuming from the offsets stored with the library", len(partitions))
-
     # ------------------------------------------------------------------ loop
 
     def run(self) -> None:
         self.prepare()
         self.publish_outbox()
-        self.consumer.subscribe(candidate_topics(), on_assign=self._on_assign)
+        self.consumer.subscribe(candidate_topics(), on_assign=seek_to_stored(self.conn, GROUP))
         last_gauges = last_outbox = 0.0
         while self.running:
             messages = self.consumer.consume(self.batch_size, timeout=self.max_wait_s)
@@ -184,13 +177,7 @@ class MergeWorker:
         with self.conn.transaction():
             lock_library(self.conn)
             report = self.merger.merge(items)
-            if offsets:
-                with self.conn.cursor() as cur:
-                    cur.executemany(
-                        "INSERT INTO consumer_offset (group_id, topic, partition, next_offset) VALUES (%s, %s, %s, %s)"
-                        " ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset ="
-                        " GREATEST(consumer_offset.next_offset, EXCLUDED.next_offset)",
-                        [(GROUP, t, p, o) for (t, p), o in offsets.items()])
+            store_offsets(self.conn, GROUP, offsets)
         return report
 
     def _decode(self, value: bytes | None) -> dict[str, Any]:
@@ -205,12 +192,7 @@ class MergeWorker:
     def _reject(self, message: Message, reason: str, detail: str) -> None:
         assert self.rejected_schema is not None
         self.metrics.rejected.labels(reason).inc()
-        record = {
-            "department": "merge", "source_topic": message.topic() or "", "source_partition": message.partition() or 0,
-            "source_offset": message.offset() or 0, "table": None, "primary_key": None, "reason": reason,
-            "field": None, "detail": detail[:500], "original_key": message.key(), "original_value": message.value(),
-            "rejected_at": int(time.time() * 1000),
-        }
+        record = rejected_message("merge", message, reason, detail)
         self.producer.produce(DLQ_TOPIC, key=message.key(), value=encode(self.rejected_schema, record))
         self.producer.flush(30)
 
@@ -299,8 +281,7 @@ def merge_lag(settings: Settings) -> int:
     finally:
         consumer.close()
     with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
-        stored = {(t, p): o for t, p, o in conn.execute(
-            "SELECT topic, partition, next_offset FROM consumer_offset WHERE group_id = %s", (GROUP,))}
+        stored = stored_offsets(conn, GROUP)
     return sum(max(0, end - stored.get(tp, 0)) for tp, end in ends.items())
 
 

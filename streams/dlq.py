@@ -10,6 +10,7 @@ record is replayed once; if it is rejected again it is a new DLQ record.
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from typing import Any
 
@@ -22,6 +23,17 @@ from kintsmesh.settings import Settings
 from streams.normalize import gldm
 
 REPLAY_GROUP = "kintsmesh-dlq-replay"
+
+
+def rejected_message(stage: str, message: Any, reason: str, detail: str) -> dict[str, Any]:
+    """A RejectedRecord for a message a later stage (merge, events) could not process: the
+    original bytes with their coordinates, for ``dlq.<stage>``."""
+    return {
+        "department": stage, "source_topic": message.topic() or "", "source_partition": message.partition() or 0,
+        "source_offset": message.offset() or 0, "table": None, "primary_key": None, "reason": reason,
+        "field": None, "detail": detail[:500], "original_key": message.key(), "original_value": message.value(),
+        "rejected_at": int(time.time() * 1000),
+    }
 
 
 def _read(settings: Settings, department: str, group: str | None = None) -> tuple[list[dict[str, Any]], list[TopicPartition]]:

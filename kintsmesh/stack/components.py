@@ -2,7 +2,7 @@
 
 PostgreSQL (Debian binaries, private cluster, ``wal_level=logical``), Kafka in
 KRaft mode and Kafka Connect with Debezium (jars from Maven Central, each JVM with the
-Prometheus JMX exporter agent), the normalize and merge workers, the lag exporter, and
+Prometheus JMX exporter agent), the normalize, merge and life-event workers, the lag exporter, and
 Prometheus (Debian binary). Each knows how to prepare its files, start, probe health and stop.
 """
 
@@ -413,6 +413,7 @@ class Prometheus(Component):
             normalize_target=f"127.0.0.1:{self.settings.normalize_metrics_port}",
             merge_target=f"127.0.0.1:{self.settings.merge_metrics_port}",
             monitor_target=f"127.0.0.1:{self.settings.monitor_metrics_port}",
+            events_target=f"127.0.0.1:{self.settings.events_metrics_port}",
             connect_jmx_target=f"127.0.0.1:{self.settings.connect_jmx_port}",
             kafka_jmx_target=f"127.0.0.1:{self.settings.kafka_jmx_port}",
             rules_dir=str(REPO_ROOT / "monitoring"),
@@ -475,6 +476,14 @@ class Merge(StreamWorker):
     subcommand = ("streams", "merge")
 
 
+class Events(StreamWorker):
+    """The life-event worker (gldm.*.changes + the daily pass -> events.life.*)."""
+
+    name = "events"
+    port_env = "KINTSMESH_EVENTS_METRICS_PORT"
+    subcommand = ("streams", "events")
+
+
 class Monitor(StreamWorker):
     """The lag exporter (connector states, consumer lag, DLQ sizes, T+1 batches) for Prometheus."""
 
@@ -486,7 +495,7 @@ class Monitor(StreamWorker):
 def components(settings: Settings) -> list[Component]:
     """In start order; stopped in reverse."""
     return [Postgres(settings), Kafka(settings), Connect(settings), Normalize(settings), Merge(settings),
-            Monitor(settings), Prometheus(settings)]
+            Events(settings), Monitor(settings), Prometheus(settings)]
 
 
 def stale_pid(component: Component) -> int | None:

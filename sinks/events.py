@@ -1,0 +1,360 @@
+"""``kintsmesh streams events``: golden changes and the calendar → life events on ``events.life.<type>``.
+
+Exactly-once in effect:
+
+* every event has a deterministic id (``streams.events.rules.event_id``); the
+  ``life_event`` table's primary key keeps one row per id, so a replayed change,
+  a restarted worker or a re-run daily pass adds nothing;
+* the events a batch of changes reveals are inserted **in the same transaction**
+  as the batch's consumed offsets (``sinks.offsets``);
+* ``life_event`` is also the outbox: unpublished rows are produced (idempotent
+  producer) under ``FOR UPDATE SKIP LOCKED`` and marked published in that
+  transaction, so two publishers never send the same rows. A crash between the
+  broker's acknowledgement and the commit re-sends those events with their ids:
+  at-least-once on the topic, never a new id.
+
+The daily pass (``daily_pass``) finds who completes a calendar rule's age on a day
+by looking up exactly the birth dates that reach it (the ``person_birth_date``
+index), so its cost grows with the people concerned, not with the library. The
+worker runs it for each new day (Asia/Shanghai); ``kintsmesh events daily``
+runs or back-fills it for any date range.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections import Counter as Tally
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+import psycopg
+from confluent_kafka import Consumer, KafkaError, Message, Producer
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from psycopg.types.json import Jsonb
+
+from kintsmesh.registry.catalog import SchemaVersion, UnknownSchema
+from kintsmesh.registry.codec import UndecodableMessage, decode, encode
+from kintsmesh.registry.store import SchemaStore
+from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
+from kintsmesh.topics import ensure_topics
+from sinks.offsets import batch_offsets, seek_to_stored, store_offsets
+from sinks.worker import changes_topic
+from streams.events.predicates import CST
+from streams.events.rules import (
+    calendar_birth_dates, change_entities, change_from_message, evaluate_change, evaluate_person, events_topic, rules,
+)
+from streams.dlq import rejected_message
+from streams.metrics import LAG_BUCKETS
+from streams.normalize import gldm
+
+log = logging.getLogger("kintsmesh.events")
+GROUP = "kintsmesh-life-events"
+SUBJECT = "events.life-value"
+LIFE_EVENT = "gov.gldm.LifeEvent"
+DLQ_TOPIC = gldm.dlq_topic("events")
+
+
+class EventMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.detected = Counter("kintsmesh_life_events_detected_total", "Life events detected for the first time",
+                                ["type", "trigger"], registry=registry)
+        self.published = Counter("kintsmesh_life_events_published_total", "Life events published",
+                                 ["type"], registry=registry)
+        self.rule_seconds = Histogram("kintsmesh_life_event_rule_seconds",
+                                      "Evaluating every rule on one golden change or one person",
+                                      ["trigger"], registry=registry,
+                                      buckets=(1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05))
+        self.sync_lag = Histogram("kintsmesh_sync_lag_event_seconds",
+                                  "Department commit to the life event it caused being published",
+                                  ["department", "table"], registry=registry, buckets=LAG_BUCKETS)
+        self.pending = Gauge("kintsmesh_life_events_pending", "Life events detected, not yet published",
+                             registry=registry)
+        self.daily_pass_day = Gauge("kintsmesh_life_event_daily_pass_day_timestamp_seconds",
+                                    "The newest day the daily (calendar) pass completed, as midnight Asia/Shanghai",
+                                    registry=registry)
+        self.daily_pass_seconds = Gauge("kintsmesh_life_event_daily_pass_seconds",
+                                        "Duration of the latest daily pass", registry=registry)
+
+
+def _jsonable(event: dict[str, Any]) -> dict[str, Any]:
+    return {**event, "occurred_on": event["occurred_on"].isoformat()}
+
+
+def _avro(event: dict[str, Any]) -> dict[str, Any]:
+    return {**event, "occurred_on": date.fromisoformat(event["occurred_on"])}
+
+
+class LifeEvents:
+    """Record, publish and compute life events over one library connection."""
+
+    def __init__(self, settings: Settings, conn: psycopg.Connection[Any], metrics: EventMetrics | None = None,
+                 store: SchemaStore | None = None) -> None:
+        self.settings = settings
+        self.conn = conn
+        self.metrics = metrics
+        self.store = store or SchemaStore(settings)
+        self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True,
+                                  "acks": "all", "linger.ms": 5, "log_level": 3})
+        self.schema: SchemaVersion | None = None
+        self._newest_day = 0.0
+
+    def prepare(self) -> None:
+        ensure_topics(self.settings, sorted({r.topic for r in rules().values()}), self.settings.kafka_partitions)
+        self.schema = self.store.register(SUBJECT, gldm.schema(LIFE_EVENT))
+
+    # ------------------------------------------------------------------ recording
+
+    def record(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Insert events not seen before (inside the caller's transaction); returns the new ones."""
+        if not events:
+            return []
+        unique = {e["event_id"]: e for e in events}
+        now = datetime.now(timezone.utc)
+        with self.conn.cursor() as cur:
+            cur.execute(
+                "INSERT INTO life_event (event_id, event_type, subject_kind, subject_id, subject_code, occurred_on,"
+                " trigger, event, detected_at)"
+                " SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::date[],"
+                " %s::text[], %s::jsonb[], %s::timestamptz[])"
+                " ON CONFLICT (event_id) DO NOTHING RETURNING event_id::text",
+                ([e["event_id"] for e in unique.values()], [e["event_type"] for e in unique.values()],
+                 [e["subject_kind"] for e in unique.values()], [e["subject_id"] for e in unique.values()],
+                 [e["subject_code"] for e in unique.values()], [e["occurred_on"] for e in unique.values()],
+                 [e["trigger"] for e in unique.values()], [Jsonb(_jsonable(e)) for e in unique.values()],
+                 [now] * len(unique)))
+            new = [unique[row[0]] for row in cur.fetchall()]
+        if self.metrics:
+            for event in new:
+                self.metrics.detected.labels(event["event_type"], event["trigger"]).inc()
+        return new
+
+    # ------------------------------------------------------------------ publishing
+
+    def publish(self, limit: int = 5000) -> int:
+        """Publish unpublished events in detection order and mark them; returns how many."""
+        assert self.schema is not None, "prepare() first"
+        failed: list[str] = []
+
+        def delivered(error: Any, message: Message) -> None:
+            if error is not None:
+                failed.append(str(error))
+
+        total = 0
+        while True:
+            with self.conn.transaction():
+                rows = self.conn.execute(
+                    "SELECT event_id::text, event FROM life_event WHERE published_at IS NULL ORDER BY seq LIMIT %s"
+                    " FOR UPDATE SKIP LOCKED", (limit,)).fetchall()
+                for _, event in rows:
+                    self.producer.produce(events_topic(event["event_type"]), key=event["subject_id"].encode(),
+                                          value=encode(self.schema, _avro(event)), on_delivery=delivered)
+                if rows and (self.producer.flush(30) != 0 or failed):
+                    raise PublishError(f"{len(rows)} life events not acknowledged ({failed[:1]}); they stay unpublished")
+                if rows:
+                    self.conn.execute("UPDATE life_event SET published_at = now() WHERE event_id = ANY(%s::uuid[])",
+                                      ([r[0] for r in rows],))
+            self._observe_published([event for _, event in rows])
+            total += len(rows)
+            if len(rows) < limit:
+                return total
+
+    def _observe_published(self, events: list[dict[str, Any]]) -> None:
+        if not self.metrics:
+            return
+        now = time.time()
+        for event in events:
+            self.metrics.published.labels(event["event_type"]).inc()
+            committed = event.get("source_committed_at")
+            if committed and event["evidence"]:
+                source = event["evidence"][0]
+                self.metrics.sync_lag.labels(source["department"], source["table"]).observe(
+                    max(0.0, now - committed / 1000))
+
+    def pending(self) -> int:
+        row = self.conn.execute("SELECT count(*) FROM life_event WHERE published_at IS NULL").fetchone()
+        self.conn.commit()
+        return int(row[0]) if row else 0
+
+    # ------------------------------------------------------------------ the calendar
+
+    def daily_pass(self, day: date) -> dict[str, Any]:
+        """Detect the calendar events of ``day`` (idempotent: a re-run detects no new id)."""
+        started = time.perf_counter()
+        born = calendar_birth_dates(day)
+        detected_ms = int(time.time() * 1000)
+        events: list[dict[str, Any]] = []
+        with self.conn.transaction():
+            people = self.conn.execute(
+                "SELECT p.person_id, p.ric, p.name, p.gender, p.birth_date, p.death_date, p.household_no, p.address,"
+                " fp.fields FROM person p LEFT JOIN field_provenance fp"
+                " ON fp.entity = 'person' AND fp.canonical_id = p.person_id"
+                " WHERE p.birth_date = ANY(%s)", (born,)).fetchall()
+            for person_id, ric, name, gender, birth, death, household, address, provenance in people:
+                person = {"person_id": person_id, "ric": ric, "name": name, "gender": gender, "birth_date": birth,
+                          "death_date": death, "household_no": household, "address": address}
+                t0 = time.perf_counter()
+                events += evaluate_person(person, day, birth_evidence(provenance), detected_ms)
+                if self.metrics:
+                    self.metrics.rule_seconds.labels("calendar").observe(time.perf_counter() - t0)
+            new = self.record(events)
+            seconds = time.perf_counter() - started
+            self.conn.execute(
+                "INSERT INTO calendar_pass (day, finished_at, people, events, seconds) VALUES (%s, now(), %s, %s, %s)"
+                " ON CONFLICT (day) DO UPDATE SET finished_at = now(), people = EXCLUDED.people,"
+                " events = EXCLUDED.events, seconds = EXCLUDED.seconds", (day, len(people), len(events), seconds))
+        if self.metrics:
+            self.metrics.daily_pass_seconds.set(seconds)
+            self._newest_day = max(self._newest_day, datetime.combine(day, datetime.min.time(), CST).timestamp())
+            self.metrics.daily_pass_day.set(self._newest_day)
+        by_type = Tally(e["event_type"] for e in events)
+        return {"day": day.isoformat(), "birth_dates": [d.isoformat() for d in born], "people": len(people),
+                "events": len(events), "new": len(new), "by_type": dict(by_type), "seconds": round(seconds, 4)}
+
+    def passed(self, day: date) -> bool:
+        row = self.conn.execute("SELECT 1 FROM calendar_pass WHERE day = %s", (day,)).fetchone()
+        self.conn.commit()
+        return row is not None
+
+    def close(self) -> None:
+        self.producer.flush(10)
+
+
+class PublishError(Exception):
+    """The broker did not acknowledge a publish; the events stay in the outbox and are retried."""
+
+
+def birth_evidence(provenance: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The source row the golden birth date survived from (field_provenance), as evidence."""
+    if not provenance:
+        return []
+    entry = (provenance.get("fields") or {}).get("birth_date") or {}
+    sources = provenance.get("sources") or []
+    if "source" not in entry or entry["source"] >= len(sources):
+        return []
+    source = sources[entry["source"]]
+    return [{"department": source["department"], "table": source["table"], "primary_key": str(source["primary_key"]),
+             "role": source.get("role"), "position": [int(p) for p in source.get("position") or []],
+             "committed_at": source.get("committed_at"), "field": "birth_date"}]
+
+
+def today_cst() -> date:
+    return datetime.now(CST).date()
+
+
+class LifeEventWorker:
+    def __init__(self, settings: Settings, metrics: EventMetrics, batch_size: int = 2000,
+                 max_wait_s: float = 0.1) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.batch_size = batch_size
+        self.max_wait_s = max_wait_s
+        self.running = True
+        self.conn = psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB))
+        self.events = LifeEvents(settings, self.conn, metrics)
+        self.consumer = Consumer({
+            "bootstrap.servers": settings.kafka_bootstrap, "group.id": GROUP, "enable.auto.commit": False,
+            "auto.offset.reset": "earliest", "fetch.wait.max.ms": 50, "log_level": 3,
+        })
+        self.rejected_schema: SchemaVersion | None = None
+
+    def run(self) -> None:
+        self.events.prepare()
+        ensure_topics(self.settings, [DLQ_TOPIC], 1)
+        self.rejected_schema = self.events.store.register("dlq-value", gldm.schema(gldm.REJECTED_RECORD))
+        topics = [changes_topic(e) for e in change_entities()]
+        ensure_topics(self.settings, topics, self.settings.kafka_partitions)
+        self.consumer.subscribe(topics, on_assign=seek_to_stored(self.conn, GROUP))
+        last_gauges = 0.0
+        while self.running:
+            messages = [m for m in self.consumer.consume(self.batch_size, timeout=self.max_wait_s)
+                        if not self._broker_error(m)]
+            if messages:
+                self.process(messages)
+            if not self.events.passed(today_cst()):
+                log.info("daily pass %s: %s", today_cst(), self.events.daily_pass(today_cst()))
+            try:
+                self.events.publish()
+            except PublishError as exc:
+                log.warning("%s", exc)
+            if time.monotonic() - last_gauges > 5:
+                self.metrics.pending.set(self.events.pending())
+                last_gauges = time.monotonic()
+        self.consumer.close()
+        self.events.close()
+        self.conn.close()
+
+    def _broker_error(self, message: Message) -> bool:
+        error = message.error()
+        if error is None:
+            return False
+        if error.code() != KafkaError._PARTITION_EOF:
+            log.warning("consumer: %s", error)
+        return True
+
+    def process(self, messages: list[Message]) -> int:
+        """Evaluate the rules on a batch of golden changes; record new events with the offsets."""
+        detected_ms = int(time.time() * 1000)
+        events: list[dict[str, Any]] = []
+        for message in messages:
+            try:
+                change = change_from_message(self._decode(message.value()))
+            except (UndecodableMessage, UnknownSchema, ValueError, KeyError) as exc:
+                self._reject(message, "undecodable_change", f"{type(exc).__name__}: {exc}")
+                continue
+            t0 = time.perf_counter()
+            events += evaluate_change(change, detected_ms)
+            self.metrics.rule_seconds.labels("change").observe(time.perf_counter() - t0)
+        with self.conn.transaction():
+            new = self.events.record(events)
+            store_offsets(self.conn, GROUP, batch_offsets(messages))
+        return len(new)
+
+    def _reject(self, message: Message, reason: str, detail: str) -> None:
+        """A change no rule can read goes to dlq.events with the reason, never stops the worker."""
+        log.error("%s[%s]@%s: %s: %s", message.topic(), message.partition(), message.offset(), reason, detail)
+        assert self.rejected_schema is not None
+        self.events.producer.produce(DLQ_TOPIC, key=message.key(), value=encode(self.rejected_schema, rejected_message(
+            "events", message, reason, detail)))
+        self.events.producer.flush(30)
+
+    def _decode(self, value: bytes | None) -> dict[str, Any]:
+        if value is None:
+            raise UndecodableMessage("a tombstone on a changes topic")
+        try:
+            return decode(value, self.events.store.catalog)
+        except UnknownSchema:
+            self.events.store.refresh()
+            return decode(value, self.events.store.catalog)
+
+    def stop(self, *_: Any) -> None:
+        self.running = False
+
+
+def run_event_worker(settings: Settings, log_level: str = "warning") -> None:
+    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.WARNING),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    registry = CollectorRegistry()
+    metrics = EventMetrics(registry)
+    start_http_server(settings.events_metrics_port, addr=settings.metrics_host, registry=registry)
+    worker = LifeEventWorker(settings, metrics)
+    signal.signal(signal.SIGTERM, worker.stop)
+    signal.signal(signal.SIGINT, worker.stop)
+    log.info("life-event worker: metrics on :%s", settings.events_metrics_port)
+    worker.run()
+
+
+def run_daily(settings: Settings, first: date, last: date) -> list[dict[str, Any]]:
+    """``kintsmesh events daily``: the calendar pass for each day of a range, then publish."""
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
+        events = LifeEvents(settings, conn)
+        events.prepare()
+        results = []
+        day = first
+        while day <= last:
+            results.append(events.daily_pass(day))
+            day += timedelta(days=1)
+        results.append({"published": events.publish()})
+        events.close()
+    return results

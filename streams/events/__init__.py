@@ -1,0 +1,1 @@
+"""Life events: rules (``rules.yaml`` + predicates) over golden changes and the calendar."""
