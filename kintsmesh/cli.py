@@ -264,8 +264,8 @@ def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.action == "rules":
         for rule in rules().values():
-            where = f"{rule.entity} changes" if rule.trigger == "change" else "daily pass over persons"
-            print(f"{rule.name:<26} {rule.trigger:<9} {where:<26} {rule.topic}")
+            source = f"{rule.entity} changes" if rule.trigger == "change" else "daily pass over persons"
+            print(f"{rule.name:<26} {rule.trigger:<9} {source:<26} {rule.topic}")
             print(f"{'':<26} {rule.description}")
         return 0
     if args.action == "daily":

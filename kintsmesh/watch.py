@@ -84,14 +84,26 @@ def wait_for_group(settings: Settings, group: str, topics: list[str], timeout_s:
 
 def wait_for_pipeline(settings: Settings, timeout_s: float,
                       report: Callable[[str, int], object] = lambda stage, behind: None) -> dict[str, int]:
-    """Block until normalize has read every raw event and merge has merged every candidate, in that
-    order; returns what each stage still had to do when it stopped waiting (0: caught up)."""
-    from sinks.worker import wait_for_merge
+    """Block until normalize has read every raw event, merge has merged every candidate and the
+    life-event worker has evaluated every golden change and published its events, in that order;
+    returns what each stage still had to do when it stopped waiting (0: caught up)."""
+    from sinks.events import events_lag
+    from sinks.worker import merge_lag
     from streams.app import raw_topics
 
     left = {"normalize": wait_for_group(settings, "kintsmesh-normalize", raw_topics(settings), timeout_s,
                                         lambda n: report("normalize", n))}
-    left["merge"] = wait_for_merge(settings, timeout_s, lambda n: report("merge", n))
+    left["merge"] = wait_for_zero(lambda: merge_lag(settings), timeout_s, lambda n: report("merge", n))
+    left["events"] = wait_for_zero(lambda: events_lag(settings), timeout_s, lambda n: report("events", n))
+    return left
+
+
+def wait_for_zero(measure: Callable[[], int], timeout_s: float, report: Callable[[int], object]) -> int:
+    """Poll ``measure`` every second until it is 0 or the timeout; returns the last value."""
+    deadline = time.monotonic() + timeout_s
+    while (left := measure()) > 0 and time.monotonic() < deadline:
+        report(left)
+        time.sleep(1.0)
     return left
 
 class RawTopicWatcher:

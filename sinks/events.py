@@ -8,10 +8,11 @@ Exactly-once in effect:
 * the events a batch of changes reveals are inserted **in the same transaction**
   as the batch's consumed offsets (``sinks.offsets``);
 * ``life_event`` is also the outbox: unpublished rows are produced (idempotent
-  producer) under ``FOR UPDATE SKIP LOCKED`` and marked published in that
-  transaction, so two publishers never send the same rows. A crash between the
-  broker's acknowledgement and the commit re-sends those events with their ids:
-  at-least-once on the topic, never a new id.
+  producer, the id in an ``event_id`` header) under ``FOR UPDATE SKIP LOCKED``
+  and marked published in that transaction together with the topics' end
+  offsets, so two publishers never send the same rows. After a crash between the
+  broker's acknowledgement and that commit, ``recover`` reads the topics from the
+  stored ends and marks what it finds there: those events are not sent again.
 
 The daily pass (``daily_pass``) finds who completes a calendar rule's age on a day
 by looking up exactly the birth dates that reach it (the ``person_birth_date``
@@ -30,7 +31,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
-from confluent_kafka import Consumer, KafkaError, Message, Producer
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from psycopg.types.json import Jsonb
 
@@ -39,7 +40,7 @@ from kintsmesh.registry.codec import UndecodableMessage, decode, encode
 from kintsmesh.registry.store import SchemaStore
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 from kintsmesh.topics import ensure_topics
-from sinks.offsets import batch_offsets, seek_to_stored, store_offsets
+from sinks.offsets import Offsets, batch_offsets, library_lag, seek_to_stored, store_offsets, stored_offsets
 from sinks.worker import changes_topic
 from streams.events.predicates import CST
 from streams.events.rules import (
@@ -54,6 +55,8 @@ GROUP = "kintsmesh-life-events"
 SUBJECT = "events.life-value"
 LIFE_EVENT = "gov.gldm.LifeEvent"
 DLQ_TOPIC = gldm.dlq_topic("events")
+PUBLISHED = "kintsmesh-life-events-published"   # consumer_offset rows: topic ends at the last publication mark
+EVENT_ID_HEADER = "event_id"
 
 
 class EventMetrics:
@@ -103,6 +106,7 @@ class LifeEvents:
     def prepare(self) -> None:
         ensure_topics(self.settings, sorted({r.topic for r in rules().values()}), self.settings.kafka_partitions)
         self.schema = self.store.register(SUBJECT, gldm.schema(LIFE_EVENT))
+        self.recover()
 
     # ------------------------------------------------------------------ recording
 
@@ -135,30 +139,66 @@ class LifeEvents:
     def publish(self, limit: int = 5000) -> int:
         """Publish unpublished events in detection order and mark them; returns how many."""
         assert self.schema is not None, "prepare() first"
-        failed: list[str] = []
-
-        def delivered(error: Any, message: Message) -> None:
-            if error is not None:
-                failed.append(str(error))
-
         total = 0
         while True:
+            failed: list[str] = []
+            ends: Offsets = {}
+
+            def delivered(error: Any, message: Message) -> None:
+                if error is not None:
+                    failed.append(str(error))
+                    return
+                key = (message.topic() or "", message.partition() or 0)
+                ends[key] = max(ends.get(key, 0), (message.offset() or 0) + 1)
+
             with self.conn.transaction():
                 rows = self.conn.execute(
                     "SELECT event_id::text, event FROM life_event WHERE published_at IS NULL ORDER BY seq LIMIT %s"
                     " FOR UPDATE SKIP LOCKED", (limit,)).fetchall()
-                for _, event in rows:
+                for event_id, event in rows:
                     self.producer.produce(events_topic(event["event_type"]), key=event["subject_id"].encode(),
-                                          value=encode(self.schema, _avro(event)), on_delivery=delivered)
+                                          value=encode(self.schema, _avro(event)), on_delivery=delivered,
+                                          headers=[(EVENT_ID_HEADER, event_id.encode())])
                 if rows and (self.producer.flush(30) != 0 or failed):
                     raise PublishError(f"{len(rows)} life events not acknowledged ({failed[:1]}); they stay unpublished")
                 if rows:
                     self.conn.execute("UPDATE life_event SET published_at = now() WHERE event_id = ANY(%s::uuid[])",
                                       ([r[0] for r in rows],))
+                    store_offsets(self.conn, PUBLISHED, ends)
             self._observe_published([event for _, event in rows])
             total += len(rows)
             if len(rows) < limit:
                 return total
+
+    def recover(self) -> int:
+        """Mark published what reached the topics after the last mark (a crash between the broker's
+        acknowledgement and the commit): read each events topic from the offset stored with the last
+        mark to its end. Without this, those events would be sent again."""
+        topics = sorted({r.topic for r in rules().values()})
+        stored = stored_offsets(self.conn, PUBLISHED)
+        self.conn.commit()
+        consumer = Consumer({"bootstrap.servers": self.settings.kafka_bootstrap, "group.id": f"{PUBLISHED}-recover",
+                             "enable.auto.commit": False, "log_level": 0})
+        found: list[str] = []
+        ends: Offsets = {}
+        try:
+            metadata = consumer.list_topics(timeout=10).topics
+            for topic in topics:
+                for partition in (metadata[topic].partitions if topic in metadata else {}):
+                    start = stored.get((topic, partition), 0)
+                    end = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
+                    if end > start:
+                        found += _event_ids(consumer, topic, partition, start, end)
+                        ends[(topic, partition)] = end
+        finally:
+            consumer.close()
+        with self.conn.transaction():
+            marked = self.conn.execute("UPDATE life_event SET published_at = now() WHERE event_id = ANY(%s::uuid[])"
+                                       " AND published_at IS NULL", (found,)).rowcount if found else 0
+            store_offsets(self.conn, PUBLISHED, ends)
+        if marked:
+            log.warning("recovered %d life events published before a crash; they are not sent again", marked)
+        return marked
 
     def _observe_published(self, events: list[dict[str, Any]]) -> None:
         if not self.metrics:
@@ -219,6 +259,25 @@ class LifeEvents:
 
     def close(self) -> None:
         self.producer.flush(10)
+
+
+def _event_ids(consumer: Consumer, topic: str, partition: int, start: int, end: int) -> list[str]:
+    """The event-id headers of a partition's messages in [start, end)."""
+    consumer.assign([TopicPartition(topic, partition, start)])
+    ids: list[str] = []
+    position = start
+    deadline = time.monotonic() + 60
+    while position < end and time.monotonic() < deadline:
+        for message in consumer.consume(1000, timeout=1.0):
+            if message.error() or message.offset() is None:
+                continue
+            position = max(position, (message.offset() or 0) + 1)
+            for header in message.headers() or []:
+                if header[0] == EVENT_ID_HEADER and isinstance(header[1], bytes):
+                    ids.append(header[1].decode())
+    if position < end:
+        raise PublishError(f"{topic}[{partition}]: could not read offsets {position}..{end} to recover")
+    return ids
 
 
 class PublishError(Exception):
@@ -358,3 +417,10 @@ def run_daily(settings: Settings, first: date, last: date) -> list[dict[str, Any
         results.append({"published": events.publish()})
         events.close()
     return results
+
+
+def events_lag(settings: Settings) -> int:
+    """Golden changes the life-event worker has not evaluated yet, plus events not yet published."""
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
+        row = conn.execute("SELECT count(*) FROM life_event WHERE published_at IS NULL").fetchone()
+    return library_lag(settings, GROUP, [changes_topic(e) for e in change_entities()]) + (int(row[0]) if row else 0)

@@ -13,6 +13,8 @@ from typing import Any
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
+
 Offsets = dict[tuple[str, int], int]   # (topic, partition) -> next offset
 
 
@@ -50,3 +52,17 @@ def batch_offsets(messages: list[Any]) -> Offsets:
     for message in messages:
         offsets[(message.topic() or "", message.partition() or 0)] = (message.offset() or 0) + 1
     return offsets
+
+
+def library_lag(settings: Settings, group: str, topics: list[str]) -> int:
+    """Messages on ``topics`` a library-writing worker has not done yet: end offsets minus stored ones."""
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"{group}-lag", "log_level": 0})
+    try:
+        metadata = consumer.list_topics(timeout=10).topics
+        ends = {(t, p): consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
+                for t in topics if t in metadata for p in metadata[t].partitions}
+    finally:
+        consumer.close()
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
+        stored = stored_offsets(conn, group)
+    return sum(max(0, end - stored.get(tp, 0)) for tp, end in ends.items())

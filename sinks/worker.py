@@ -35,7 +35,7 @@ from kintsmesh.registry.store import SchemaStore
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 from kintsmesh.topics import ensure_topics
 from sinks.library import TABLES, BatchReport, Incoming, Merger, lock_library
-from sinks.offsets import seek_to_stored, store_offsets, stored_offsets
+from sinks.offsets import library_lag, seek_to_stored, store_offsets
 from streams.dlq import rejected_message
 from streams.metrics import LAG_BUCKETS
 from streams.normalize import gldm
@@ -273,22 +273,11 @@ def candidate_topics() -> list[str]:
 
 def merge_lag(settings: Settings) -> int:
     """Candidates on the topics not yet merged: end offsets minus the offsets stored with the library."""
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"{GROUP}-lag", "log_level": 0})
-    try:
-        metadata = consumer.list_topics(timeout=10).topics
-        ends = {(t, p): consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
-                for t in candidate_topics() if t in metadata for p in metadata[t].partitions}
-    finally:
-        consumer.close()
-    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
-        stored = stored_offsets(conn, GROUP)
-    return sum(max(0, end - stored.get(tp, 0)) for tp, end in ends.items())
+    return library_lag(settings, GROUP, candidate_topics())
 
 
 def wait_for_merge(settings: Settings, timeout_s: float, report: Any = lambda behind: None) -> int:
     """Block until the merge worker has merged everything on the candidate topics; returns what is left."""
-    deadline = time.monotonic() + timeout_s
-    while (behind := merge_lag(settings)) > 0 and time.monotonic() < deadline:
-        report(behind)
-        time.sleep(1.0)
-    return behind
+    from kintsmesh.watch import wait_for_zero
+
+    return wait_for_zero(lambda: merge_lag(settings), timeout_s, report)

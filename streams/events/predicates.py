@@ -52,13 +52,19 @@ CalendarPredicate = Callable[[dict[str, Any], date, dict[str, Any]], "Occurrence
 
 
 def as_date(value: Any) -> date | None:
+    """A date, or the city's (Asia/Shanghai) date of a timestamp: ISO text or a datetime."""
+    if isinstance(value, str) and len(value) > 10:
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
     if isinstance(value, datetime):
-        return value.date()
+        return value.astimezone(CST).date() if value.tzinfo else value.date()
     if isinstance(value, date):
         return value
-    if isinstance(value, str) and len(value) >= 10:
+    if isinstance(value, str):
         try:
-            return date.fromisoformat(value[:10])
+            return date.fromisoformat(value)
         except ValueError:
             return None
     return None

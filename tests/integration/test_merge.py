@@ -46,7 +46,7 @@ def merge_pid(settings) -> int | None:
 
 def wait_until_merged(settings) -> None:
     left = wait_for_pipeline(settings, timeout_s=900)
-    assert left == {"normalize": 0, "merge": 0}, f"still to do: {left}"
+    assert left == {"normalize": 0, "merge": 0, "events": 0}, f"still to do: {left}"
 
 
 def replay_into(settings, dsn: str) -> int:

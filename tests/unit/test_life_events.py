@@ -44,7 +44,7 @@ def types(events: list[dict[str, Any]]) -> list[str]:
 
 BIRTH_CERT = {"certificate_type": "BIRTH_MEDICAL_CERTIFICATE", "certificate_no": "Q440300001", "holder_name": "林小明",
               "holder_ric": None, "holder_person_id": None, "issued_date": "2026-11-25",
-              "details": {"born_at": "2026-11-24T08:30:00", "mother_ric": "440304199001010028", "father_ric": None}}
+              "details": {"born_at": "2026-11-23T18:30:00.000000Z", "mother_ric": "440304199001010028", "father_ric": None}}
 MARRIAGE = {"certificate_type": "MARRIAGE", "certificate_no": "J440300-2026-1", "holder_ric": "440304199001010013",
             "holder_name": "王强", "holder_person_id": "440304199001010013", "issued_date": "2026-11-27",
             "issuer": "福田区民政局", "details": {"spouse_ric": "440304199203040028", "spouse_name": "李梅"}}
@@ -93,6 +93,11 @@ def test_calendar_rule_fires_and_stays_silent(name: str):
     (who, day), (other, other_day) = CALENDAR_CASES[name]
     assert name in types(evaluate_person(who, day, [], NOW))
     assert name not in types(evaluate_person(other, other_day, [], NOW))
+
+
+def test_a_birth_is_dated_in_the_citys_time_zone():
+    event = evaluate_change(CHANGE_CASES["BIRTH_REGISTERED"][0], NOW)[0]
+    assert event["occurred_on"] == date(2026, 11, 24)   # 18:30 UTC on the 23rd is 02:30 on the 24th in Shenzhen
 
 
 def test_born_31_august_enrols_this_year_born_1_september_next_year():

@@ -1,0 +1,170 @@
+"""Life events through the real stack: a simulated day's events against the city's ground truth, a
+SIGKILLed life-event worker, and the daily pass re-run, without a duplicate id."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import threading
+import time
+from collections import Counter
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import psycopg
+from confluent_kafka import Consumer, TopicPartition
+
+from kintsmesh import stack
+from kintsmesh.registry.codec import decode
+from kintsmesh.registry.store import SchemaStore
+from kintsmesh.settings import RESOURCE_LIBRARY_DB
+from kintsmesh.simulate.city import City
+from kintsmesh.simulate.runner import run_simulation
+from kintsmesh.watch import wait_for_pipeline
+from sinks.events import LifeEvents
+from streams.events.predicates import CST, anniversary
+from streams.events.rules import rules
+
+WINDOW_DAYS = 6   # live births are dated up to six days back; every other live fact today
+CHANGE_TYPES = {"BIRTH_REGISTERED", "MARRIAGE_REGISTERED", "DIVORCE_REGISTERED", "DEATH_REGISTERED",
+                "ENTERPRISE_ESTABLISHED", "ENTERPRISE_DEREGISTERED"}   # RESIDENCE_CHANGED: not in the truth, unit-tested
+CALENDAR_AGES = {6: "SCHOOL_AGE_REACHED", 12: "SCHOOL_AGE_REACHED", 60: "SENIOR_AGE_REACHED"}
+
+
+def events_pid(settings) -> int | None:
+    return next(c for c in stack.components(settings) if c.name == "events").pid()
+
+
+def topic_ends(consumer: Consumer) -> dict[tuple[str, int], int]:
+    metadata = consumer.list_topics(timeout=10).topics
+    return {(r.topic, p): consumer.get_watermark_offsets(TopicPartition(r.topic, p), timeout=10)[1]
+            for r in rules().values() if r.topic in metadata for p in metadata[r.topic].partitions}
+
+
+def published_since(settings, start: dict[tuple[str, int], int]) -> list[dict[str, Any]]:
+    """Every life event on the events.life.* topics after ``start``, decoded with the schema store."""
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"t-events-{time.time()}",
+                         "enable.auto.commit": False, "log_level": 0})
+    store = SchemaStore(settings)
+    try:
+        ends = topic_ends(consumer)
+        consumer.assign([TopicPartition(t, p, start.get((t, p), 0)) for (t, p) in ends])
+        position = {tp: start.get(tp, 0) for tp in ends}
+        events, deadline = [], time.monotonic() + 120
+        while any(position[tp] < ends[tp] for tp in ends) and time.monotonic() < deadline:
+            for message in consumer.consume(1000, timeout=1.0):
+                if message.error() or message.offset() is None:
+                    continue
+                position[(message.topic(), message.partition())] = message.offset() + 1
+                events.append(decode(message.value(), store.catalog))
+        return events
+    finally:
+        consumer.close()
+        store.close()
+
+
+def truth_for(city: City, first: date, last: date) -> set[tuple[str, date, str]]:
+    """(type, day, subject) of the change-triggered events the city's facts make between two days:
+    subjects are RICs (hukou people: the registry records their deaths), USCCs, birth certificate numbers."""
+    within = lambda d: d is not None and first <= d <= last   # noqa: E731
+    truth = set()
+    for p in city.people.values():
+        if within(p.death) and p.hukou:
+            truth.add(("DEATH_REGISTERED", p.death, p.ric))
+        if within(p.birth) and "cszmbh" in p.keys:
+            truth.add(("BIRTH_REGISTERED", p.birth, p.keys["cszmbh"]))
+    for m in city.marriages:
+        if within(m.on):
+            kind = "MARRIAGE_REGISTERED" if m.kind == "结婚" else "DIVORCE_REGISTERED"
+            truth |= {(kind, m.on, m.husband), (kind, m.on, m.wife)}
+    for e in city.enterprises.values():
+        if within(e.established):
+            truth.add(("ENTERPRISE_ESTABLISHED", e.established, e.uscc))
+        if within(e.closed):
+            truth.add(("ENTERPRISE_DEREGISTERED", e.closed, e.uscc))
+    return truth
+
+
+def subject(event: dict[str, Any]) -> str:
+    if event["event_type"] == "BIRTH_REGISTERED":
+        return event["attributes"]["certificate_no"]
+    return event["subject_code"]
+
+
+def test_a_simulated_day_publishes_the_truths_events_once_even_across_a_sigkill(settings, tmp_path, fresh_seed):
+    today = datetime.now(CST).date()
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "t-ends", "log_level": 0})
+    start = topic_ends(consumer)
+    consumer.close()
+
+    sim = settings.model_copy(update={"stack_dir": tmp_path})
+    run_simulation(sim, seed=fresh_seed, initial=400, rate=None, duration_s=0, dirty_rate=0.0, truth_path=None,
+                   today=today)
+    live = threading.Thread(target=run_simulation, args=(sim,), kwargs=dict(
+        seed=fresh_seed, initial=None, rate=80, duration_s=40, dirty_rate=0.0, truth_path=None))
+    live.start()
+    time.sleep(20)
+    pid = events_pid(settings)
+    assert pid is not None, "the life-event worker is not running"
+    os.kill(pid, signal.SIGKILL)   # mid-run: between, or inside, its transactions and publications
+    deadline = time.monotonic() + 10
+    while events_pid(settings) is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stack.up(settings, ["events"])
+    live.join()
+    left = wait_for_pipeline(settings, timeout_s=600)
+    assert left == {"normalize": 0, "merge": 0, "events": 0}, f"still to do: {left}"
+
+    with open(tmp_path / "sim" / "city.pickle", "rb") as fh:
+        city: City = pickle.load(fh)
+    events = published_since(settings, start)
+    ids = Counter(e["event_id"] for e in events)
+    assert ids and max(ids.values()) == 1, f"published twice: {[i for i, n in ids.items() if n > 1][:5]}"
+
+    first = today - timedelta(days=WINDOW_DAYS)
+    truth = truth_for(city, first, today)
+    known = {s for _, _, s in truth_for(city, date.min, date.max)} | set(city.people) | set(city.enterprises)
+    got = {(e["event_type"], e["occurred_on"], subject(e)) for e in events
+           if e["event_type"] in CHANGE_TYPES and subject(e) in known and first <= e["occurred_on"] <= today}
+    assert Counter(t for t, _, _ in truth)["BIRTH_REGISTERED"] > 0 and len(truth) >= 5, truth
+    assert got == truth, {"missing": sorted(truth - got)[:10], "unexpected": sorted(got - truth)[:10]}
+    for event in events:
+        assert event["evidence"], event   # each event names the source records it was derived from
+
+
+def test_the_daily_pass_finds_exactly_who_crosses_an_age_that_day_and_a_rerun_adds_nothing(settings, tmp_path,
+                                                                                         fresh_seed):
+    today = datetime.now(CST).date()
+    sim = settings.model_copy(update={"stack_dir": tmp_path})
+    run_simulation(sim, seed=fresh_seed, initial=1500, rate=None, duration_s=0, dirty_rate=0.0, truth_path=None,
+                   today=today)
+    with open(tmp_path / "sim" / "city.pickle", "rb") as fh:
+        city: City = pickle.load(fh)
+    left = wait_for_pipeline(settings, timeout_s=600)
+    assert left == {"normalize": 0, "merge": 0, "events": 0}, f"still to do: {left}"
+
+    # registered residents (the police registry holds every one with their birth date) crossing an age
+    def crossing(day: date) -> set[tuple[str, str]]:
+        return {(CALENDAR_AGES[years], p.ric) for p in city.people.values() for years in CALENDAR_AGES
+                if p.hukou and anniversary(p.birth, years) == day and (p.death is None or p.death > day)}
+
+    # the past day of the last year with the most crossings in this city (a back-fill)
+    day = max((today - timedelta(days=n) for n in range(1, 366)), key=lambda d: len(crossing(d)))
+    expected = crossing(day)
+    assert expected, "the city has nobody crossing an age in the past year"
+
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
+        events = LifeEvents(settings, conn)
+        events.prepare()
+        first = events.daily_pass(day)
+        again = events.daily_pass(day)
+        events.publish()
+        found = {(t, code) for t, code in conn.execute(
+            "SELECT event_type, subject_code FROM life_event WHERE occurred_on = %s AND trigger = 'CALENDAR'", (day,))
+            if code in city.people and city.people[code].hukou}
+        events.close()
+    assert found == expected, {"missing": sorted(expected - found)[:10], "unexpected": sorted(found - expected)[:10]}
+    assert again["events"] == first["events"] and again["new"] == 0
+    # the pass looks up only the birth dates that reach an age that day, not the library
+    assert first["people"] < 50, first
