@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -11,7 +12,9 @@ from zoneinfo import ZoneInfo
 from kintsmesh.settings import DEPARTMENTS, Settings
 from kintsmesh.simulate.events import LiveStats
 from kintsmesh.simulate.runner import run_simulation
-from kintsmesh.watch import RawTopicWatcher, percentile, wait_for_capture_to_settle, wait_for_group, wait_for_pipeline
+from kintsmesh.watch import (
+    RawTopicWatcher, percentile, wait_for_capture_to_settle, wait_for_group, wait_for_pipeline, wait_for_zero,
+)
 
 
 def normalize_summary(settings: Settings) -> None:
@@ -130,7 +133,33 @@ def main() -> None:
           f"(p50 {percentile(latencies, 50):.0f} ms, p99 {percentile(latencies, 99):.0f} ms commit -> topic)")
     normalize_summary(settings)
     library_summary(settings, live_since)
+    life_events_summary(settings, live_since)
     nightly_batch(settings)
+
+
+def life_events_summary(settings: Settings, since: float) -> None:
+    """Life events published on events.life.* (change-triggered and the daily pass), and one example."""
+    import psycopg
+
+    from kintsmesh.settings import RESOURCE_LIBRARY_DB
+    from sinks.events import events_lag
+
+    wait_for_zero(lambda: events_lag(settings), 300, lambda n: print(f"  life-event worker: {n:,} to go", flush=True))
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
+        rows = conn.execute(
+            "SELECT event_type, count(*) FILTER (WHERE detected_at >= to_timestamp(%s)), count(*),"
+            " percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM published_at)"
+            "  - (event->>'source_committed_at')::bigint / 1000.0) FILTER (WHERE detected_at >= to_timestamp(%s))"
+            " FROM life_event GROUP BY 1 ORDER BY 1", (since, since)).fetchall()
+        example = conn.execute("SELECT event FROM life_event WHERE detected_at >= to_timestamp(%s)"
+                               " AND event_type <> 'RESIDENCE_CHANGED' ORDER BY seq DESC LIMIT 1", (since,)).fetchone()
+    print("life events (events.life.<type>):")
+    for event_type, live, total, p99 in rows:
+        lag = f"  commit -> published p99 {p99:,.1f} s" if p99 is not None else ""
+        print(f"  {event_type:<26} {live:>6,} during the live run  {total:>8,} in all{lag}")
+    if example:
+        print(f"  latest: {json.dumps(example[0], ensure_ascii=False)[:400]}")
+    print("  more: kintsmesh events list --type SCHOOL_AGE_REACHED   rules: kintsmesh events rules")
 
 
 def nightly_batch(settings: Settings) -> None:
