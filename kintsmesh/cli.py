@@ -290,6 +290,72 @@ def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_subscriptions(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.events.subscriptions import subscriptions
+
+    with _library(settings) as conn:
+        cursors = {name: (last, delivered) for name, last, delivered in conn.execute(
+            "SELECT subscriber, last_seq, delivered FROM subscription")}
+        newest_row = conn.execute("SELECT coalesce(max(seq), 0) FROM life_event").fetchone()
+    newest = int(newest_row[0]) if newest_row else 0
+    for name, sub in subscriptions().items():
+        last, delivered = cursors.get(name, (None, 0))
+        state = (f"delivered {delivered:,}, {newest - last:,} events still to look at" if last is not None
+                 else "not started (the life-event worker starts it)")
+        print(f"{name:<24} {sub.topic:<36} {state}")
+        print(f"{'':<24} events  {', '.join(sub.events)}")
+        fields = [f for f in sub.fields if f != "attributes"] + [f"attributes.{a}" for a in sub.attributes]
+        print(f"{'':<24} fields  {', '.join(fields)}")
+        if sub.filters or sub.backfill_from:
+            print(f"{'':<24} filters {sub.filters or '-'}  back-fill from {sub.backfill_from or '-'}")
+    return 0
+
+
+def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    from kintsmesh.api import serve
+
+    serve(settings)
+    return 0
+
+
+def cmd_dossier(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks.dossier import school_enrolment
+
+    with _library(settings) as conn:
+        result = school_enrolment(conn, args.ric, requester=args.requester, purpose=args.purpose, level=args.level,
+                                  year=args.year, channel="cli")
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, indent=2, default=str))
+        return 0
+    child, verdict = result["child"], result["verdict"]
+    print(f"school enrolment dossier, {args.level} {result['enrolment']['year']}: {verdict['verdict']}")
+    for reason in verdict["reasons"]:
+        print(f"  - {reason}")
+    if child:
+        print(f"child      {child['name']} {child['ric']} born {child['birth_date']}  household {child['household_no'] or '-'}"
+              f"  {child['address'] or ''}")
+    for g in result["guardians"]:
+        filings = ", ".join(f["certificate_no"] for f in g["rental_filings"]) or "-"
+        print(f"{g['relation']:<10} {g['name']} {g['ric']}  household {g['household_no'] or '-'}  insured "
+              f"{g['insured_months']} months (latest {g['latest_insured_month'] or '-'})  rental filings {filings}")
+    certificate = result["birth_certificate"]
+    print(f"birth certificate  {certificate['certificate_no'] + ' issued ' + str(certificate['issued_date']) if certificate else '-'}")
+    print(f"(access logged: {args.requester}, purpose {args.purpose!r}; see kintsmesh audit {args.ric})")
+    return 0 if child else 4
+
+
+def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks.dossier import audit_history
+
+    with _library(settings) as conn:
+        accesses = audit_history(conn, args.ric, args.limit)
+    for a in accesses:
+        print(f"{a['requested_at'][:19]}  {a['requester']:<28} {a['channel']:<10} {a['resource']:<26} "
+              f"purpose: {a['purpose']}  fields: {', '.join(a['fields'])}  -> {a['outcome']}")
+    print(f"{len(accesses)} access(es) to {args.ric}'s data")
+    return 0
+
+
 def _today_cst() -> date:
     from streams.events.predicates import CST
 
@@ -418,6 +484,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subject", help="list: only this subject (RIC or USCC)")
     p.add_argument("-n", "--limit", type=int, default=20)
     p.set_defaults(handler=cmd_events)
+
+    p = sub.add_parser("subscriptions", help="subscribers of life events: their topics, allowances and progress")
+    p.add_argument("action", choices=["list"])
+    p.set_defaults(handler=cmd_subscriptions)
+
+    p = sub.add_parser("dossier", help="the proactive school-enrolment dossier of a child, with the rule's verdict")
+    p.add_argument("kind", choices=["school-enrolment"])
+    p.add_argument("ric", help="the child's resident identity number")
+    p.add_argument("--requester", required=True, help="who asks (logged)")
+    p.add_argument("--purpose", required=True, help="why (logged)")
+    p.add_argument("--level", choices=["primary", "junior_high"], default="primary")
+    p.add_argument("--year", type=int, default=None, help="enrolment year (default: the coming September)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_dossier)
+
+    p = sub.add_parser("audit", help="a citizen's access history: who looked at their data, when and why")
+    p.add_argument("ric")
+    p.add_argument("-n", "--limit", type=int, default=100)
+    p.set_defaults(handler=cmd_audit)
+
+    p = sub.add_parser("api", help="the dossier HTTP endpoint (stack up starts one)")
+    p.add_argument("action", choices=["serve"])
+    p.add_argument("--datadir", default="", help=argparse.SUPPRESS)  # marks the process as the stack's
+    p.set_defaults(handler=cmd_api)
 
     p = sub.add_parser("migrate", help="apply pending schema migrations")
     p.set_defaults(handler=cmd_migrate)

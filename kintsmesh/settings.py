@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     merge_metrics_port: int = 19102
     monitor_metrics_port: int = 19103   # the lag exporter: connectors, consumer lag, DLQ, T+1 batches
     events_metrics_port: int = 19106    # the life-event worker
+    api_port: int = 19107               # the dossier HTTP endpoint (and its /metrics)
     connect_jmx_port: int = 19104       # the JMX exporter agent inside Kafka Connect
     kafka_jmx_port: int = 19105         # ... and inside the Kafka broker
     metrics_host: str = "127.0.0.1"   # where workers serve /metrics (0.0.0.0 inside a container)

@@ -24,15 +24,15 @@ runs or back-fills it for any date range.
 from __future__ import annotations
 
 import logging
-import signal
 import time
 from collections import Counter as Tally
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
+import orjson
 import psycopg
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from confluent_kafka import Consumer, Message, Producer
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from psycopg.types.json import Jsonb
 
 from kintsmesh.registry.catalog import SchemaVersion, UnknownSchema
@@ -40,12 +40,18 @@ from kintsmesh.registry.codec import UndecodableMessage, decode, encode
 from kintsmesh.registry.store import SchemaStore
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 from kintsmesh.topics import ensure_topics
-from sinks.offsets import Offsets, batch_offsets, library_lag, seek_to_stored, store_offsets, stored_offsets
+from sinks.dossier import school_enrolment
+from sinks.offsets import (
+    Acks, batch_offsets, broker_error, headers_after, library_lag, seek_to_stored, serve_worker, store_offsets,
+    stored_offsets,
+)
+from sinks.subscriptions import DeliveryError, SubscriptionSink
 from sinks.worker import changes_topic
 from streams.events.predicates import CST
 from streams.events.rules import (
     calendar_birth_dates, change_entities, change_from_message, evaluate_change, evaluate_person, events_topic, rules,
 )
+from streams.events.subscriptions import subscriptions
 from streams.dlq import rejected_message
 from streams.metrics import LAG_BUCKETS
 from streams.normalize import gldm
@@ -57,6 +63,7 @@ LIFE_EVENT = "gov.gldm.LifeEvent"
 DLQ_TOPIC = gldm.dlq_topic("events")
 PUBLISHED = "kintsmesh-life-events-published"   # consumer_offset rows: topic ends at the last publication mark
 EVENT_ID_HEADER = "event_id"
+EVENTS_LOCK = 0x4B4D4C45   # serializes inserts into life_event
 
 
 class EventMetrics:
@@ -77,6 +84,9 @@ class EventMetrics:
         self.daily_pass_day = Gauge("kintsmesh_life_event_daily_pass_day_timestamp_seconds",
                                     "The newest day the daily (calendar) pass completed, as midnight Asia/Shanghai",
                                     registry=registry)
+        self.delivered = Counter("kintsmesh_subscription_delivered_total",
+                                 "Life events delivered to a subscriber's topic (sub.<subscriber>.life)",
+                                 ["subscriber"], registry=registry)
         self.daily_pass_seconds = Gauge("kintsmesh_life_event_daily_pass_seconds",
                                         "Duration of the latest daily pass", registry=registry)
 
@@ -117,6 +127,9 @@ class LifeEvents:
         unique = {e["event_id"]: e for e in events}
         now = datetime.now(timezone.utc)
         with self.conn.cursor() as cur:
+            # one inserting transaction at a time: seqs become visible in order, so a subscription's
+            # cursor (sinks/subscriptions.py) never passes one that commits later
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (EVENTS_LOCK,))
             cur.execute(
                 "INSERT INTO life_event (event_id, event_type, subject_kind, subject_id, subject_code, occurred_on,"
                 " trigger, event, detected_at)"
@@ -141,30 +154,22 @@ class LifeEvents:
         assert self.schema is not None, "prepare() first"
         total = 0
         while True:
-            failed: list[str] = []
-            ends: Offsets = {}
-
-            def delivered(error: Any, message: Message) -> None:
-                if error is not None:
-                    failed.append(str(error))
-                    return
-                key = (message.topic() or "", message.partition() or 0)
-                ends[key] = max(ends.get(key, 0), (message.offset() or 0) + 1)
-
+            acks = Acks()
             with self.conn.transaction():
                 rows = self.conn.execute(
                     "SELECT event_id::text, event FROM life_event WHERE published_at IS NULL ORDER BY seq LIMIT %s"
                     " FOR UPDATE SKIP LOCKED", (limit,)).fetchall()
                 for event_id, event in rows:
                     self.producer.produce(events_topic(event["event_type"]), key=event["subject_id"].encode(),
-                                          value=encode(self.schema, _avro(event)), on_delivery=delivered,
+                                          value=encode(self.schema, _avro(event)), on_delivery=acks,
                                           headers=[(EVENT_ID_HEADER, event_id.encode())])
-                if rows and (self.producer.flush(30) != 0 or failed):
-                    raise PublishError(f"{len(rows)} life events not acknowledged ({failed[:1]}); they stay unpublished")
+                if rows and (self.producer.flush(30) != 0 or acks.failed):
+                    raise PublishError(f"{len(rows)} life events not acknowledged ({acks.failed[:1]});"
+                                       " they stay unpublished")
                 if rows:
                     self.conn.execute("UPDATE life_event SET published_at = now() WHERE event_id = ANY(%s::uuid[])",
                                       ([r[0] for r in rows],))
-                    store_offsets(self.conn, PUBLISHED, ends)
+                    store_offsets(self.conn, PUBLISHED, acks.ends)
             self._observe_published([event for _, event in rows])
             total += len(rows)
             if len(rows) < limit:
@@ -172,26 +177,12 @@ class LifeEvents:
 
     def recover(self) -> int:
         """Mark published what reached the topics after the last mark (a crash between the broker's
-        acknowledgement and the commit): read each events topic from the offset stored with the last
+        acknowledgement and the commit): read each events topic from the offsets stored with the last
         mark to its end. Without this, those events would be sent again."""
-        topics = sorted({r.topic for r in rules().values()})
         stored = stored_offsets(self.conn, PUBLISHED)
         self.conn.commit()
-        consumer = Consumer({"bootstrap.servers": self.settings.kafka_bootstrap, "group.id": f"{PUBLISHED}-recover",
-                             "enable.auto.commit": False, "log_level": 0})
-        found: list[str] = []
-        ends: Offsets = {}
-        try:
-            metadata = consumer.list_topics(timeout=10).topics
-            for topic in topics:
-                for partition in (metadata[topic].partitions if topic in metadata else {}):
-                    start = stored.get((topic, partition), 0)
-                    end = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
-                    if end > start:
-                        found += _event_ids(consumer, topic, partition, start, end)
-                        ends[(topic, partition)] = end
-        finally:
-            consumer.close()
+        found, ends = headers_after(self.settings, sorted({r.topic for r in rules().values()}), stored,
+                                    EVENT_ID_HEADER)
         with self.conn.transaction():
             marked = self.conn.execute("UPDATE life_event SET published_at = now() WHERE event_id = ANY(%s::uuid[])"
                                        " AND published_at IS NULL", (found,)).rowcount if found else 0
@@ -238,6 +229,7 @@ class LifeEvents:
                 events += evaluate_person(person, day, birth_evidence(provenance), detected_ms)
                 if self.metrics:
                     self.metrics.rule_seconds.labels("calendar").observe(time.perf_counter() - t0)
+            self._attach_dossiers(events, day)
             new = self.record(events)
             seconds = time.perf_counter() - started
             self.conn.execute(
@@ -252,6 +244,24 @@ class LifeEvents:
         return {"day": day.isoformat(), "birth_dates": [d.isoformat() for d in born], "people": len(people),
                 "events": len(events), "new": len(new), "by_type": dict(by_type), "seconds": round(seconds, 4)}
 
+    def _attach_dossiers(self, events: list[dict[str, Any]], day: date) -> None:
+        """SCHOOL_AGE_REACHED carries the enrolment dossier, assembled (and audit-logged) once: only
+        for events not detected before."""
+        school = [e for e in events if e["event_type"] == "SCHOOL_AGE_REACHED" and e["subject_code"]]
+        if not school:
+            return
+        known = {r[0] for r in self.conn.execute("SELECT event_id::text FROM life_event WHERE event_id = ANY(%s::uuid[])",
+                                                 ([e["event_id"] for e in school],))}
+        for event in school:
+            if event["event_id"] in known:
+                continue
+            attributes = event["attributes"]
+            dossier = school_enrolment(self.conn, event["subject_code"], requester="kintsmesh life events",
+                                       purpose="proactive school enrolment (SCHOOL_AGE_REACHED)",
+                                       level=attributes["level"], year=int(attributes["enrolment_year"]), today=day,
+                                       channel="life_event")
+            event["dossier"] = orjson.dumps(dossier, default=str).decode()
+
     def passed(self, day: date) -> bool:
         row = self.conn.execute("SELECT 1 FROM calendar_pass WHERE day = %s", (day,)).fetchone()
         self.conn.commit()
@@ -259,25 +269,6 @@ class LifeEvents:
 
     def close(self) -> None:
         self.producer.flush(10)
-
-
-def _event_ids(consumer: Consumer, topic: str, partition: int, start: int, end: int) -> list[str]:
-    """The event-id headers of a partition's messages in [start, end)."""
-    consumer.assign([TopicPartition(topic, partition, start)])
-    ids: list[str] = []
-    position = start
-    deadline = time.monotonic() + 60
-    while position < end and time.monotonic() < deadline:
-        for message in consumer.consume(1000, timeout=1.0):
-            if message.error() or message.offset() is None:
-                continue
-            position = max(position, (message.offset() or 0) + 1)
-            for header in message.headers() or []:
-                if header[0] == EVENT_ID_HEADER and isinstance(header[1], bytes):
-                    ids.append(header[1].decode())
-    if position < end:
-        raise PublishError(f"{topic}[{partition}]: could not read offsets {position}..{end} to recover")
-    return ids
 
 
 class PublishError(Exception):
@@ -317,40 +308,36 @@ class LifeEventWorker:
             "auto.offset.reset": "earliest", "fetch.wait.max.ms": 50, "log_level": 3,
         })
         self.rejected_schema: SchemaVersion | None = None
+        self.sink = SubscriptionSink(settings, self.conn, self.events.producer, self.events.store)
 
     def run(self) -> None:
         self.events.prepare()
         ensure_topics(self.settings, [DLQ_TOPIC], 1)
         self.rejected_schema = self.events.store.register("dlq-value", gldm.schema(gldm.REJECTED_RECORD))
+        self.sink.prepare()
         topics = [changes_topic(e) for e in change_entities()]
         ensure_topics(self.settings, topics, self.settings.kafka_partitions)
         self.consumer.subscribe(topics, on_assign=seek_to_stored(self.conn, GROUP))
         last_gauges = 0.0
         while self.running:
             messages = [m for m in self.consumer.consume(self.batch_size, timeout=self.max_wait_s)
-                        if not self._broker_error(m)]
+                        if not broker_error(m, log)]
             if messages:
                 self.process(messages)
             if not self.events.passed(today_cst()):
                 log.info("daily pass %s: %s", today_cst(), self.events.daily_pass(today_cst()))
             try:
                 self.events.publish()
-            except PublishError as exc:
-                log.warning("%s", exc)
+                for subscriber, n in self.sink.deliver().items():
+                    self.metrics.delivered.labels(subscriber).inc(n)
+            except (PublishError, DeliveryError) as exc:
+                log.warning("%s (retried)", exc)
             if time.monotonic() - last_gauges > 5:
                 self.metrics.pending.set(self.events.pending())
                 last_gauges = time.monotonic()
         self.consumer.close()
         self.events.close()
         self.conn.close()
-
-    def _broker_error(self, message: Message) -> bool:
-        error = message.error()
-        if error is None:
-            return False
-        if error.code() != KafkaError._PARTITION_EOF:
-            log.warning("consumer: %s", error)
-        return True
 
     def process(self, messages: list[Message]) -> int:
         """Evaluate the rules on a batch of golden changes; record new events with the offsets."""
@@ -392,16 +379,8 @@ class LifeEventWorker:
 
 
 def run_event_worker(settings: Settings, log_level: str = "warning") -> None:
-    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.WARNING),
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    registry = CollectorRegistry()
-    metrics = EventMetrics(registry)
-    start_http_server(settings.events_metrics_port, addr=settings.metrics_host, registry=registry)
-    worker = LifeEventWorker(settings, metrics)
-    signal.signal(signal.SIGTERM, worker.stop)
-    signal.signal(signal.SIGINT, worker.stop)
-    log.info("life-event worker: metrics on :%s", settings.events_metrics_port)
-    worker.run()
+    serve_worker("events", settings.events_metrics_port, settings, log_level,
+                 lambda registry: LifeEventWorker(settings, EventMetrics(registry)))
 
 
 def run_daily(settings: Settings, first: date, last: date) -> list[dict[str, Any]]:
@@ -420,7 +399,12 @@ def run_daily(settings: Settings, first: date, last: date) -> list[dict[str, Any
 
 
 def events_lag(settings: Settings) -> int:
-    """Golden changes the life-event worker has not evaluated yet, plus events not yet published."""
+    """Golden changes the life-event worker has not evaluated yet, events not yet published, and
+    events not yet looked at for some subscriber."""
     with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
-        row = conn.execute("SELECT count(*) FROM life_event WHERE published_at IS NULL").fetchone()
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM life_event WHERE published_at IS NULL)"
+            " + (SELECT coalesce(sum(m.newest - s.last_seq), 0) FROM subscription s,"
+            "    (SELECT coalesce(max(seq), 0) AS newest FROM life_event) m WHERE s.subscriber = ANY(%s))",
+            (list(subscriptions()),)).fetchone()
     return library_lag(settings, GROUP, [changes_topic(e) for e in change_entities()]) + (int(row[0]) if row else 0)

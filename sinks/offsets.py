@@ -1,4 +1,5 @@
-"""Consumer offsets kept in the resource library, written in the transaction of the work they caused.
+"""Kafka consumers that write to the resource library (merge, life events): their offsets, kept in
+the library and written in the transaction of the work they caused, and their process entry.
 
 A worker that writes to the library (merge, life events) stores the next offset of
 every partition it consumed in ``consumer_offset`` inside the same transaction as
@@ -8,11 +9,17 @@ done and recorded, or neither, whatever kills the process.
 
 from __future__ import annotations
 
+import logging
+import signal
+import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from prometheus_client import CollectorRegistry, start_http_server
 
+from kintsmesh.errors import TransientError
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 
 Offsets = dict[tuple[str, int], int]   # (topic, partition) -> next offset
@@ -66,3 +73,75 @@ def library_lag(settings: Settings, group: str, topics: list[str]) -> int:
     with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
         stored = stored_offsets(conn, group)
     return sum(max(0, end - stored.get(tp, 0)) for tp, end in ends.items())
+
+
+def broker_error(message: Message, log: logging.Logger) -> bool:
+    """Whether a consumed message is an error event (logged unless it only marks a partition's end)."""
+    error = message.error()
+    if error is None:
+        return False
+    if error.code() != KafkaError._PARTITION_EOF:
+        log.warning("consumer: %s", error)
+    return True
+
+
+def serve_worker(name: str, port: int, settings: Settings, log_level: str,
+                 build: Callable[[CollectorRegistry], Any]) -> None:
+    """Run a worker process: logging, its metrics on ``port``, SIGTERM / SIGINT stop it cleanly."""
+    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.WARNING),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    registry = CollectorRegistry()
+    start_http_server(port, addr=settings.metrics_host, registry=registry)
+    worker = build(registry)
+    signal.signal(signal.SIGTERM, worker.stop)
+    signal.signal(signal.SIGINT, worker.stop)
+    logging.getLogger(f"kintsmesh.{name}").info("%s worker: metrics on :%s", name, port)
+    worker.run()
+
+
+class Acks:
+    """A producer's delivery reports for one flush: failures, and the end offset reached per partition."""
+
+    def __init__(self) -> None:
+        self.failed: list[str] = []
+        self.ends: Offsets = {}
+
+    def __call__(self, error: Any, message: Message) -> None:
+        if error is not None:
+            self.failed.append(str(error))
+            return
+        key = (message.topic() or "", message.partition() or 0)
+        self.ends[key] = max(self.ends.get(key, 0), (message.offset() or 0) + 1)
+
+
+def headers_after(settings: Settings, topics: list[str], stored: Offsets, header: str,
+                  timeout_s: float = 60) -> tuple[list[str], Offsets]:
+    """The values of ``header`` on every message after the ``stored`` offsets (0 for a partition
+    without one) to the topics' ends, and those ends: what reached the topics after the last mark."""
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "kintsmesh-recover",
+                         "enable.auto.commit": False, "log_level": 0})
+    values: list[str] = []
+    ends: Offsets = {}
+    try:
+        metadata = consumer.list_topics(timeout=10).topics
+        for topic in topics:
+            for partition in (metadata[topic].partitions if topic in metadata else {}):
+                start = stored.get((topic, partition), 0)
+                end = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
+                if end <= start:
+                    continue
+                consumer.assign([TopicPartition(topic, partition, start)])
+                position, deadline = start, time.monotonic() + timeout_s
+                while position < end and time.monotonic() < deadline:
+                    for message in consumer.consume(1000, timeout=1.0):
+                        if message.error() or message.offset() is None:
+                            continue
+                        position = max(position, (message.offset() or 0) + 1)
+                        values += [h[1].decode() for h in message.headers() or []
+                                   if h[0] == header and isinstance(h[1], bytes)]
+                if position < end:
+                    raise TransientError(f"{topic}[{partition}]: could not read offsets {position}..{end} back")
+                ends[(topic, partition)] = end
+    finally:
+        consumer.close()
+    return values, ends

@@ -20,14 +20,13 @@ A candidate that cannot be decoded, or whose merge fails on its own, goes to
 from __future__ import annotations
 
 import logging
-import signal
 import time
 from collections import defaultdict
 from typing import Any
 
 import psycopg
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from kintsmesh.registry.catalog import SchemaVersion, UnknownSchema
 from kintsmesh.registry.codec import UndecodableMessage, decode, encode
@@ -35,7 +34,7 @@ from kintsmesh.registry.store import SchemaStore
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 from kintsmesh.topics import ensure_topics
 from sinks.library import TABLES, BatchReport, Incoming, Merger, lock_library
-from sinks.offsets import library_lag, seek_to_stored, store_offsets
+from sinks.offsets import broker_error, library_lag, seek_to_stored, serve_worker, store_offsets
 from streams.dlq import rejected_message
 from streams.metrics import LAG_BUCKETS
 from streams.normalize import gldm
@@ -120,7 +119,7 @@ class MergeWorker:
         last_gauges = last_outbox = 0.0
         while self.running:
             messages = self.consumer.consume(self.batch_size, timeout=self.max_wait_s)
-            batch = [m for m in messages if not self._broker_error(m)]
+            batch = [m for m in messages if not broker_error(m, log)]
             changed = bool(batch) and bool(self.process(batch).changes)
             # this worker's changes at once; what T+1 loads and review decisions queued, within a second
             if changed or time.monotonic() - last_outbox > 1.0:
@@ -132,14 +131,6 @@ class MergeWorker:
         self.consumer.close()
         self.producer.flush(10)
         self.conn.close()
-
-    def _broker_error(self, message: Message) -> bool:
-        error = message.error()
-        if error is None:
-            return False
-        if error.code() != KafkaError._PARTITION_EOF:
-            log.warning("consumer: %s", error)
-        return True
 
     def process(self, messages: list[Message]) -> BatchReport:
         started = time.perf_counter()
@@ -255,16 +246,8 @@ class MergeWorker:
 
 
 def run_merge_worker(settings: Settings, log_level: str = "warning") -> None:
-    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.WARNING),
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    registry = CollectorRegistry()
-    metrics = MergeMetrics(registry)
-    start_http_server(settings.merge_metrics_port, addr=settings.metrics_host, registry=registry)
-    worker = MergeWorker(settings, metrics)
-    signal.signal(signal.SIGTERM, worker.stop)
-    signal.signal(signal.SIGINT, worker.stop)
-    log.info("merge worker: metrics on :%s", settings.merge_metrics_port)
-    worker.run()
+    serve_worker("merge", settings.merge_metrics_port, settings, log_level,
+                 lambda registry: MergeWorker(settings, MergeMetrics(registry)))
 
 
 def candidate_topics() -> list[str]:

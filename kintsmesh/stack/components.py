@@ -414,6 +414,7 @@ class Prometheus(Component):
             merge_target=f"127.0.0.1:{self.settings.merge_metrics_port}",
             monitor_target=f"127.0.0.1:{self.settings.monitor_metrics_port}",
             events_target=f"127.0.0.1:{self.settings.events_metrics_port}",
+            api_target=f"127.0.0.1:{self.settings.api_port}",
             connect_jmx_target=f"127.0.0.1:{self.settings.connect_jmx_port}",
             kafka_jmx_target=f"127.0.0.1:{self.settings.kafka_jmx_port}",
             rules_dir=str(REPO_ROOT / "monitoring"),
@@ -484,6 +485,18 @@ class Events(StreamWorker):
     subcommand = ("streams", "events")
 
 
+class Api(StreamWorker):
+    """The dossier HTTP endpoint for the education system (FastAPI), /metrics on the same port."""
+
+    name = "api"
+    port_env = "KINTSMESH_API_PORT"
+    subcommand = ("api", "serve")
+
+    @property
+    def port(self) -> int:
+        return self.settings.api_port
+
+
 class Monitor(StreamWorker):
     """The lag exporter (connector states, consumer lag, DLQ sizes, T+1 batches) for Prometheus."""
 
@@ -495,7 +508,7 @@ class Monitor(StreamWorker):
 def components(settings: Settings) -> list[Component]:
     """In start order; stopped in reverse."""
     return [Postgres(settings), Kafka(settings), Connect(settings), Normalize(settings), Merge(settings),
-            Events(settings), Monitor(settings), Prometheus(settings)]
+            Events(settings), Api(settings), Monitor(settings), Prometheus(settings)]
 
 
 def stale_pid(component: Component) -> int | None:

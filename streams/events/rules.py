@@ -100,7 +100,7 @@ def make_event(rule: Rule, occurrence: Occurrence, evidence: list[dict[str, Any]
         "subject_id": occurrence.subject_id, "subject_code": occurrence.subject_code,
         "occurred_on": occurrence.occurred_on, "occurrence": occurrence.key,
         "attributes": {k: v for k, v in occurrence.attributes.items() if v is not None},
-        "evidence": evidence, "source_committed_at": committed_ms, "detected_at": detected_ms,
+        "evidence": evidence, "source_committed_at": committed_ms, "detected_at": detected_ms, "dossier": None,
     }
 
 

@@ -3,6 +3,7 @@ SIGKILLed life-event worker, and the daily pass re-run, without a duplicate id."
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import signal
@@ -13,6 +14,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import psycopg
+import requests
 from confluent_kafka import Consumer, TopicPartition
 
 from kintsmesh import stack
@@ -21,10 +23,14 @@ from kintsmesh.registry.store import SchemaStore
 from kintsmesh.settings import RESOURCE_LIBRARY_DB
 from kintsmesh.simulate.city import City
 from kintsmesh.simulate.runner import run_simulation
+from kintsmesh.stack.process import port_open
 from kintsmesh.watch import wait_for_pipeline
+from sinks.dossier import audit_history
 from sinks.events import LifeEvents
+from sinks.subscriptions import SubscriptionSink
 from streams.events.predicates import CST, anniversary
 from streams.events.rules import rules
+from streams.events.subscriptions import Subscription, subscriptions
 
 WINDOW_DAYS = 6   # live births are dated up to six days back; every other live fact today
 CHANGE_TYPES = {"BIRTH_REGISTERED", "MARRIAGE_REGISTERED", "DIVORCE_REGISTERED", "DEATH_REGISTERED",
@@ -36,19 +42,20 @@ def events_pid(settings) -> int | None:
     return next(c for c in stack.components(settings) if c.name == "events").pid()
 
 
-def topic_ends(consumer: Consumer) -> dict[tuple[str, int], int]:
+def topic_ends(consumer: Consumer, topics: list[str] | None = None) -> dict[tuple[str, int], int]:
     metadata = consumer.list_topics(timeout=10).topics
-    return {(r.topic, p): consumer.get_watermark_offsets(TopicPartition(r.topic, p), timeout=10)[1]
-            for r in rules().values() if r.topic in metadata for p in metadata[r.topic].partitions}
+    wanted = topics or sorted({r.topic for r in rules().values()} | {s.topic for s in subscriptions().values()})
+    return {(t, p): consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
+            for t in wanted if t in metadata for p in metadata[t].partitions}
 
 
-def published_since(settings, start: dict[tuple[str, int], int]) -> list[dict[str, Any]]:
-    """Every life event on the events.life.* topics after ``start``, decoded with the schema store."""
+def published_since(settings, start: dict[tuple[str, int], int], topics: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every record on the events.life.* topics (or ``topics``) after ``start``, decoded with the schema store."""
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"t-events-{time.time()}",
                          "enable.auto.commit": False, "log_level": 0})
     store = SchemaStore(settings)
     try:
-        ends = topic_ends(consumer)
+        ends = topic_ends(consumer, topics)
         consumer.assign([TopicPartition(t, p, start.get((t, p), 0)) for (t, p) in ends])
         position = {tp: start.get(tp, 0) for tp in ends}
         events, deadline = [], time.monotonic() + 120
@@ -108,8 +115,8 @@ def test_a_simulated_day_publishes_the_truths_events_once_even_across_a_sigkill(
     pid = events_pid(settings)
     assert pid is not None, "the life-event worker is not running"
     os.kill(pid, signal.SIGKILL)   # mid-run: between, or inside, its transactions and publications
-    deadline = time.monotonic() + 10
-    while events_pid(settings) is not None and time.monotonic() < deadline:
+    deadline = time.monotonic() + 10   # gone, and its metrics port released (a dying process still holds it)
+    while (events_pid(settings) is not None or port_open(settings.events_metrics_port)) and time.monotonic() < deadline:
         time.sleep(0.2)
     stack.up(settings, ["events"])
     live.join()
@@ -118,7 +125,7 @@ def test_a_simulated_day_publishes_the_truths_events_once_even_across_a_sigkill(
 
     with open(tmp_path / "sim" / "city.pickle", "rb") as fh:
         city: City = pickle.load(fh)
-    events = published_since(settings, start)
+    events = published_since(settings, start, sorted({r.topic for r in rules().values()}))
     ids = Counter(e["event_id"] for e in events)
     assert ids and max(ids.values()) == 1, f"published twice: {[i for i, n in ids.items() if n > 1][:5]}"
 
@@ -131,6 +138,20 @@ def test_a_simulated_day_publishes_the_truths_events_once_even_across_a_sigkill(
     assert got == truth, {"missing": sorted(truth - got)[:10], "unexpected": sorted(got - truth)[:10]}
     for event in events:
         assert event["evidence"], event   # each event names the source records it was derived from
+
+    # every subscriber received exactly the events it wants, each once, and no field outside its allowance
+    for subscription in subscriptions().values():
+        delivered = published_since(settings, start, [subscription.topic])
+        wanted = {e["event_id"] for e in events if subscription.wants(e)}
+        got_ids = Counter(d["event_id"] for d in delivered)
+        assert set(got_ids) == wanted and (not got_ids or max(got_ids.values()) == 1), subscription.name
+        allowed = set(subscription.fields)
+        for record in delivered:
+            assert set(record) <= allowed, (subscription.name, set(record) - allowed)
+            assert set(record.get("attributes") or {}) <= set(subscription.attributes), subscription.name
+            assert record["event_type"] in subscription.events
+            for key, values in subscription.filters.items():
+                assert record.get("attributes", {}).get(key) in values
 
 
 def test_the_daily_pass_finds_exactly_who_crosses_an_age_that_day_and_a_rerun_adds_nothing(settings, tmp_path,
@@ -150,7 +171,8 @@ def test_the_daily_pass_finds_exactly_who_crosses_an_age_that_day_and_a_rerun_ad
                 if p.hukou and anniversary(p.birth, years) == day and (p.death is None or p.death > day)}
 
     # the past day of the last year with the most crossings in this city (a back-fill)
-    day = max((today - timedelta(days=n) for n in range(1, 366)), key=lambda d: len(crossing(d)))
+    day = max((today - timedelta(days=n) for n in range(1, 366)),
+              key=lambda d: (any(t == "SCHOOL_AGE_REACHED" for t, _ in crossing(d)), len(crossing(d))))
     expected = crossing(day)
     assert expected, "the city has nobody crossing an age in the past year"
 
@@ -168,3 +190,59 @@ def test_the_daily_pass_finds_exactly_who_crosses_an_age_that_day_and_a_rerun_ad
     assert again["events"] == first["events"] and again["new"] == 0
     # the pass looks up only the birth dates that reach an age that day, not the library
     assert first["people"] < 50, first
+
+    # school age carries the enrolment dossier: the registered child is eligible, its parents are its guardians
+    children = sorted(ric for t, ric in expected if t == "SCHOOL_AGE_REACHED")
+    assert children, "no registered child reaches school age on any day of the past year"
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
+        for ric in children:
+            (dossier,) = conn.execute("SELECT event->>'dossier' FROM life_event WHERE subject_code = %s"
+                                      " AND event_type = 'SCHOOL_AGE_REACHED' AND occurred_on = %s", (ric, day)).fetchone()
+            dossier = json.loads(dossier)
+            assert dossier["verdict"]["verdict"] == "ELIGIBLE", dossier
+            parents = {city.people[ric].mother, city.people[ric].father} - {None}
+            known_parents = {p for p in parents if city.people[p].hukou}
+            assert known_parents <= {g["ric"] for g in dossier["guardians"]}, dossier
+        accesses = audit_history(conn, children[0])
+        level, year = conn.execute("SELECT event->'attributes'->>'level', event->'attributes'->>'enrolment_year'"
+                                   " FROM life_event WHERE subject_code = %s AND event_type = 'SCHOOL_AGE_REACHED'"
+                                   " AND occurred_on = %s", (children[0], day)).fetchone()
+    assert any(a["channel"] == "life_event" and "school_enrolment" in a["resource"] for a in accesses)
+
+    # the same dossier on demand over HTTP, audit-logged with who asked and why
+    url = f"http://127.0.0.1:{settings.api_port}/dossiers/school-enrolment/{children[0]}"
+    answer = requests.get(url, params={"purpose": "enrolment check", "level": level, "year": year},
+                          headers={"X-Requester": "test school office"}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["verdict"]["verdict"] == "ELIGIBLE"
+    assert requests.get(url, params={"purpose": "x"}, timeout=10).status_code == 422   # who asks is required
+    history = requests.get(f"http://127.0.0.1:{settings.api_port}/audit/{children[0]}", timeout=10).json()
+    assert any(a["requester"] == "test school office" and a["purpose"] == "enrolment check"
+               and a["channel"] == "http" for a in history["accesses"])
+
+
+def test_a_new_subscriber_is_back_filled_once_from_its_date_and_a_restart_delivers_nothing_again(settings):
+    today = datetime.now(CST).date()
+    name = f"test_backfill_{int(time.time())}"
+    newcomer = Subscription(name=name, description="test", events=("BIRTH_REGISTERED", "SCHOOL_AGE_REACHED"),
+                            fields=("event_id", "event_type", "occurred_on", "attributes"), attributes=("name",),
+                            backfill_from=today - timedelta(days=6))
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
+        expected = {str(i) for (i,) in conn.execute(
+            "SELECT event_id FROM life_event WHERE event_type = ANY(%s) AND occurred_on >= %s",
+            (list(newcomer.events), newcomer.backfill_from))}
+        assert expected, "no events to back-fill: the life-event tests before this one publish some"
+        events = LifeEvents(settings, conn)
+        first = SubscriptionSink(settings, conn, events.producer, events.store, {name: newcomer})
+        first.prepare()
+        assert first.deliver()[name] == len(expected)
+        assert first.deliver()[name] == 0
+        again = SubscriptionSink(settings, conn, events.producer, events.store, {name: newcomer})
+        again.prepare()                                   # a restart: recovers, finds nothing unrecorded
+        assert again.deliver()[name] == 0
+        events.close()
+        conn.execute("DELETE FROM subscription WHERE subscriber = %s", (name,))
+        conn.commit()
+    delivered = published_since(settings, {}, [newcomer.topic])
+    assert sorted(d["event_id"] for d in delivered) == sorted(expected)
+    assert all(set(d) <= {"event_id", "event_type", "occurred_on", "attributes"} for d in delivered)

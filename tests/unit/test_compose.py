@@ -92,3 +92,10 @@ def test_prometheus_loads_the_alert_rules_and_grafana_the_dashboard():
     grafana = _mounts("grafana")
     assert (REPO_ROOT / grafana["/etc/grafana/provisioning"] / "datasources/prometheus.yml").is_file()
     assert (REPO_ROOT / grafana["/var/lib/grafana/dashboards"] / "kintsmesh.json").is_file()
+
+
+def test_python_services_install_the_project_editable_so_its_schemas_and_migrations_resolve():
+    python = {name: s for name, s in SERVICES.items() if str(s.get("image", "")).startswith("python:")}
+    assert {"normalize", "merge", "events", "api", "monitor"} <= set(python)
+    for name, service in python.items():
+        assert "pip install -q -e /app" in " ".join(service["command"]), name

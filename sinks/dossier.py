@@ -1,0 +1,108 @@
+"""The proactive school-enrolment dossier, assembled from the resource library, and its access audit.
+
+One SQL statement gathers the child, its guardians (parents named on its record,
+and parent / guardian relationships), each guardian's rental filings and months
+of social insurance in the window, and the child's birth certificate — every
+part an index lookup, so a dossier costs the same in a library of any size.
+Every assembly is written to ``access_audit`` (who asked, for which stated
+purpose, when, which fields were returned) in the same transaction: a dossier
+that cannot be audited is not returned.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from kintsmesh.errors import KintsmeshError
+from streams.events.enrolment import AGES, enrolment_year, verdict, window_start
+
+DOSSIER_SQL = """
+WITH child AS (
+    SELECT person_id, ric, name, gender, birth_date, death_date, household_no, address, mother_ric, father_ric
+    FROM person WHERE ric = %(ric)s
+), guardian_ids AS (
+    SELECT p.person_id, CASE WHEN p.ric = c.mother_ric THEN 'mother' ELSE 'father' END AS relation
+    FROM child c JOIN person p ON p.ric = c.mother_ric OR p.ric = c.father_ric
+    UNION
+    SELECT r.subject_person_id, CASE r.type WHEN 'GUARDIAN_OF' THEN 'guardian' ELSE 'parent' END
+    FROM child c JOIN relationship r ON r.object_person_id = c.person_id
+    WHERE r.type IN ('PARENT_OF', 'GUARDIAN_OF') AND r.subject_person_id IS NOT NULL
+), guardians AS (
+    SELECT DISTINCT ON (p.person_id) p.person_id, p.ric, p.name, p.household_no, p.address, g.relation
+    FROM guardian_ids g JOIN person p USING (person_id)
+    ORDER BY p.person_id, array_position(ARRAY['mother', 'father', 'parent', 'guardian'], g.relation)
+)
+SELECT
+    (SELECT to_jsonb(c) FROM child c),
+    (SELECT coalesce(jsonb_agg(jsonb_build_object(
+        'ric', g.ric, 'name', g.name, 'relation', g.relation, 'household_no', g.household_no,
+        'address', g.address->>'full', 'district', g.address->>'district',
+        'insured_months', (SELECT count(DISTINCT s.month) FROM social_insurance s
+                           WHERE s.person_id = g.person_id AND s.month >= %(since)s),
+        'latest_insured_month', (SELECT max(s.month) FROM social_insurance s WHERE s.person_id = g.person_id),
+        'rental_filings', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+            'certificate_no', f.certificate_no, 'house_code', f.details->>'house_code', 'from', f.issued_date,
+            'until', f.valid_until, 'status', f.status) ORDER BY f.issued_date DESC), '[]'::jsonb)
+            FROM certificate f WHERE f.holder_person_id = g.person_id AND f.certificate_type = 'RENTAL_FILING'
+              AND (f.valid_until IS NULL OR f.valid_until >= %(today)s))
+        ) ORDER BY g.relation), '[]'::jsonb) FROM guardians g),
+    (SELECT jsonb_build_object('certificate_no', b.certificate_no, 'issued_date', b.issued_date, 'issuer', b.issuer,
+                               'born_at', b.details->>'born_at', 'mother_ric', b.details->>'mother_ric',
+                               'father_ric', b.details->>'father_ric')
+     FROM certificate b, child c WHERE b.holder_person_id = c.person_id
+       AND b.certificate_type = 'BIRTH_MEDICAL_CERTIFICATE' ORDER BY b.issued_date LIMIT 1)
+"""
+
+DOSSIER_FIELDS = ("child", "guardians", "birth_certificate", "enrolment", "verdict")
+
+
+class DossierError(KintsmeshError):
+    """A dossier request that cannot be served (no requester or purpose, unknown level)."""
+
+
+def school_enrolment(conn: psycopg.Connection[Any], ric: str, *, requester: str, purpose: str,
+                     level: str = "primary", year: int | None = None, today: date | None = None,
+                     channel: str = "cli") -> dict[str, Any]:
+    """The dossier with the rule's verdict; audit-logged, in one transaction, before it is returned."""
+    if not requester.strip() or not purpose.strip():
+        raise DossierError("a dossier request must say who asks (requester) and why (purpose)")
+    if level not in AGES:
+        raise DossierError(f"level must be one of {sorted(AGES)}, not {level!r}")
+    today = today or date.today()
+    year = year or enrolment_year(today)
+    with conn.transaction():
+        row = conn.execute(DOSSIER_SQL, {"ric": ric.strip().upper(), "since": window_start(today),
+                                         "today": today}).fetchone()
+        child, guardians, certificate = row if row else (None, [], None)
+        dossier: dict[str, Any] = {
+            "child": _child(child) if child else None, "guardians": guardians or [],
+            "birth_certificate": certificate,
+            "enrolment": {"level": level, "year": year, "age": AGES[level], "insured_months_window": 24},
+        }
+        dossier["verdict"] = verdict(dossier, level, year)
+        returned = [name for name in DOSSIER_FIELDS if dossier.get(name)]
+        conn.execute(
+            "INSERT INTO access_audit (subject_ric, requester, purpose, channel, resource, fields, outcome)"
+            " VALUES (%s, %s, %s, %s, 'school_enrolment_dossier', %s, %s)",
+            (ric.strip().upper(), requester, purpose, channel, Jsonb(returned), dossier["verdict"]["verdict"]))
+    return dossier
+
+
+def _child(child: dict[str, Any]) -> dict[str, Any]:
+    address = child.get("address") or {}
+    return {"ric": child["ric"], "name": child["name"], "gender": child["gender"], "birth_date": child["birth_date"],
+            "death_date": child["death_date"], "household_no": child["household_no"],
+            "address": address.get("full"), "district": address.get("district")}
+
+
+def audit_history(conn: psycopg.Connection[Any], ric: str, limit: int = 100) -> list[dict[str, Any]]:
+    """Who looked at a citizen's data, when, why, and what they received (newest first)."""
+    rows = conn.execute(
+        "SELECT requested_at, requester, purpose, channel, resource, fields, outcome FROM access_audit"
+        " WHERE subject_ric = %s ORDER BY requested_at DESC LIMIT %s", (ric.strip().upper(), limit)).fetchall()
+    return [{"requested_at": r[0].isoformat(), "requester": r[1], "purpose": r[2], "channel": r[3],
+             "resource": r[4], "fields": r[5], "outcome": r[6]} for r in rows]

@@ -1,0 +1,123 @@
+"""The subscription sink: life events → ``sub.<subscriber>.life``, only the fields each subscriber may see.
+
+It reads ``life_event`` (the record of every event, in detection order) from a
+cursor per subscriber, keeps the events the subscriber wants (types, filters,
+back-fill), projects them to its allowance (``streams.events.subscriptions``)
+and produces them to its topic, with the event's ``seq`` in a header. The
+cursor and the topic's end offsets move in one transaction after the broker
+acknowledged; on start, ``recover`` reads the topic after the stored ends and
+moves the cursor past what a crash delivered but did not record, so no event
+reaches a subscriber twice and none is skipped.
+
+A new subscriber starts at the newest event; with ``backfill_from`` it first
+receives every earlier event that occurred on or after that day.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from typing import Any
+
+import psycopg
+from confluent_kafka import Producer
+
+from kintsmesh.registry.catalog import SchemaVersion
+from kintsmesh.registry.codec import encode
+from kintsmesh.registry.store import SchemaStore
+from kintsmesh.settings import Settings
+from kintsmesh.topics import ensure_topics
+from sinks.offsets import Acks, headers_after, store_offsets, stored_offsets
+from streams.events.subscriptions import Subscription, subscriber_schema, subscriptions
+from streams.normalize import gldm
+
+log = logging.getLogger("kintsmesh.subscriptions")
+SEQ_HEADER = "seq"
+
+
+def group(subscription: Subscription) -> str:
+    return f"kintsmesh-sub-{subscription.name}"
+
+
+class DeliveryError(Exception):
+    """The broker did not acknowledge a delivery; the cursor stays and it is retried."""
+
+
+class SubscriptionSink:
+    def __init__(self, settings: Settings, conn: psycopg.Connection[Any], producer: Producer, store: SchemaStore,
+                 subscribed: dict[str, Subscription] | None = None) -> None:
+        self.settings = settings
+        self.conn = conn
+        self.producer = producer
+        self.store = store
+        self.subscriptions = subscribed if subscribed is not None else subscriptions()
+        self.schemas: dict[str, SchemaVersion] = {}
+
+    def prepare(self) -> None:
+        """Topics, schemas, a cursor for each new subscriber; then recover what a crash left unrecorded."""
+        ensure_topics(self.settings, [s.topic for s in self.subscriptions.values()], self.settings.kafka_partitions)
+        full = gldm.schema("gov.gldm.LifeEvent")
+        for name, subscription in self.subscriptions.items():
+            self.schemas[name] = self.store.register(f"{subscription.topic}-value", subscriber_schema(subscription, full))
+            with self.conn.transaction():
+                self.conn.execute(
+                    "INSERT INTO subscription (subscriber, start_seq, backfill_from, last_seq)"
+                    " SELECT %(name)s, s, %(from)s, CASE WHEN %(from)s::date IS NULL THEN s ELSE 0 END"
+                    " FROM (SELECT coalesce(max(seq), 0) AS s FROM life_event) m ON CONFLICT (subscriber) DO NOTHING",
+                    {"name": name, "from": subscription.backfill_from})
+            self.recover(subscription)
+
+    def recover(self, subscription: Subscription) -> int:
+        stored = stored_offsets(self.conn, group(subscription))
+        self.conn.commit()
+        seqs, ends = headers_after(self.settings, [subscription.topic], stored, SEQ_HEADER)
+        newest = max((int(s) for s in seqs), default=0)
+        with self.conn.transaction():
+            moved = self.conn.execute(
+                "UPDATE subscription SET last_seq = %s, delivered = delivered + %s, updated_at = now()"
+                " WHERE subscriber = %s AND last_seq < %s", (newest, len(seqs), subscription.name, newest)).rowcount
+            store_offsets(self.conn, group(subscription), ends)
+        if moved:
+            log.warning("%s: %d events delivered before a crash found on its topic; not sent again",
+                        subscription.name, len(seqs))
+        return len(seqs) if moved else 0
+
+    def deliver(self, limit: int = 5000) -> dict[str, int]:
+        """Deliver every subscriber's pending events; returns how many each received."""
+        return {name: self._deliver(subscription, limit) for name, subscription in self.subscriptions.items()}
+
+    def _deliver(self, subscription: Subscription, limit: int) -> int:
+        schema = self.schemas[subscription.name]
+        delivered = 0
+        while True:
+            acks = Acks()
+            with self.conn.transaction():
+                cursor = self.conn.execute("SELECT start_seq, backfill_from, last_seq FROM subscription"
+                                           " WHERE subscriber = %s FOR UPDATE", (subscription.name,)).fetchone()
+                if cursor is None:
+                    raise DeliveryError(f"{subscription.name}: no cursor; run prepare() first")
+                start_seq, backfill_from, last_seq = cursor
+                rows = self.conn.execute("SELECT seq, event FROM life_event WHERE seq > %s ORDER BY seq LIMIT %s",
+                                         (last_seq, limit)).fetchall()
+                if not rows:
+                    return delivered
+                wanted = [(seq, event) for seq, event in rows
+                          if subscription.wants(event) and (seq > start_seq or _since(event, backfill_from))]
+                for seq, event in wanted:
+                    record = subscription.project({**event, "occurred_on": date.fromisoformat(event["occurred_on"])})
+                    self.producer.produce(subscription.topic, key=event["subject_id"].encode(),
+                                          value=encode(schema, record), on_delivery=acks,
+                                          headers=[(SEQ_HEADER, str(seq).encode())])
+                if wanted and (self.producer.flush(30) != 0 or acks.failed):
+                    raise DeliveryError(f"{subscription.name}: {len(wanted)} events not acknowledged"
+                                        f" ({acks.failed[:1]}); they are delivered again")
+                self.conn.execute("UPDATE subscription SET last_seq = %s, delivered = delivered + %s,"
+                                  " updated_at = now() WHERE subscriber = %s", (rows[-1][0], len(wanted), subscription.name))
+                store_offsets(self.conn, group(subscription), acks.ends)
+            delivered += len(wanted)
+            if len(rows) < limit:
+                return delivered
+
+
+def _since(event: dict[str, Any], backfill_from: date | None) -> bool:
+    return backfill_from is not None and date.fromisoformat(event["occurred_on"]) >= backfill_from
