@@ -23,8 +23,8 @@ from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 from sinks.dossier import DossierError, audit_history, school_enrolment
 
 
-def create_app(settings: Settings, pool: ConnectionPool | None = None) -> FastAPI:
-    pool = pool or ConnectionPool(settings.dsn(RESOURCE_LIBRARY_DB), min_size=2, max_size=8, open=True)
+def create_app(settings: Settings, database: str = RESOURCE_LIBRARY_DB) -> FastAPI:
+    pool = ConnectionPool(settings.dsn(database), min_size=2, max_size=8, open=True)
     registry = CollectorRegistry()
     requests = Counter("kintsmesh_dossier_requests_total", "Dossier requests by verdict (or error)", ["outcome"],
                        registry=registry)
@@ -62,8 +62,8 @@ def create_app(settings: Settings, pool: ConnectionPool | None = None) -> FastAP
     return app
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, database: str = RESOURCE_LIBRARY_DB, port: int | None = None) -> None:
     import uvicorn
 
-    uvicorn.run(create_app(settings), host=settings.metrics_host, port=settings.api_port, log_level="warning",
-                access_log=False)
+    uvicorn.run(create_app(settings, database), host=settings.metrics_host, port=port or settings.api_port,
+                log_level="warning", access_log=False)

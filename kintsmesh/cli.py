@@ -109,7 +109,17 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     if args.stage == "resolve":
         from kintsmesh.bench.resolve import main as run_resolve_bench
 
-        run_resolve_bench(settings, args.people, args.seed, args.dirty_rate, args.today or date.today(), None)
+        run_resolve_bench(settings, args.people or 20000, args.seed, args.dirty_rate, args.today or date.today(), None)
+        return 0
+    if args.stage == "dossier":
+        from kintsmesh.bench.dossier import run_dossier_bench
+
+        run_dossier_bench(settings, people=args.people or 1_000_000, count=args.requests)
+        return 0
+    if args.stage == "events":
+        from kintsmesh.bench.dossier import run_events_bench
+
+        run_events_bench(settings, rate=args.rate, duration_s=args.duration, people=args.people or 1_000_000)
         return 0
     if args.stage == "batch":
         from kintsmesh.bench.batch import run_batch_bench
@@ -143,6 +153,12 @@ def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
             with open(args.file) as fh:
                 version = store.register(args.subject, json.load(fh), args.compatibility)
             print(f"{version.subject} version {version.version} fingerprint {version.fingerprint.hex()}")
+            return 0
+        if args.action == "show":
+            latest = store.catalog.latest(args.subject or "")
+            if latest is None:
+                raise KintsmeshError(f"schemas show: no subject {args.subject!r} (kintsmesh schemas list)")
+            print(json.dumps(latest.schema, ensure_ascii=False, indent=2))
             return 0
         for subject, versions in sorted(store.versions().items()):
             latest = versions[-1]
@@ -313,8 +329,9 @@ def cmd_subscriptions(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     from kintsmesh.api import serve
+    from kintsmesh.settings import RESOURCE_LIBRARY_DB
 
-    serve(settings)
+    serve(settings, args.database or RESOURCE_LIBRARY_DB, args.port)
     return 0
 
 
@@ -404,8 +421,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_simulate)
 
     p = sub.add_parser("bench", help="benchmarks (print a table, write bench/results/*.json)")
-    p.add_argument("stage", choices=["capture", "normalize", "resolve", "merge", "batch"])
-    p.add_argument("--people", type=int, default=20000, help="resolve: city size")
+    p.add_argument("stage", choices=["capture", "normalize", "resolve", "merge", "batch", "dossier", "events"])
+    p.add_argument("--people", type=int, default=None,
+                   help="resolve: city size (20,000); dossier, events: people in the scratch library (1,000,000)")
+    p.add_argument("--requests", type=int, default=10000, help="dossier: requests for random children")
     p.add_argument("--seed", type=int, default=2026, help="resolve: city seed")
     p.add_argument("--dirty-rate", type=float, default=0.05, help="resolve: share of dirty values (about 10%% of person"
                    " mentions then lack a usable ID)")
@@ -418,9 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_bench)
 
     p = sub.add_parser("schemas", help="Avro schemas in the schema store (topic _kintsmesh_schemas)")
-    p.add_argument("action", choices=["list", "register"])
+    p.add_argument("action", choices=["list", "register", "show"])
     p.add_argument("file", nargs="?", help="register: the .avsc file")
-    p.add_argument("--subject", help="register: subject, e.g. gldm.person.candidates-value")
+    p.add_argument("--subject", help="register / show: subject, e.g. gldm.person.candidates-value")
     p.add_argument("--compatibility", choices=["BACKWARD", "NONE"], default="BACKWARD")
     p.set_defaults(handler=cmd_schemas)
 
@@ -507,6 +526,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("api", help="the dossier HTTP endpoint (stack up starts one)")
     p.add_argument("action", choices=["serve"])
     p.add_argument("--datadir", default="", help=argparse.SUPPRESS)  # marks the process as the stack's
+    p.add_argument("--database", default="", help=argparse.SUPPRESS)  # bench dossier: its scratch library
+    p.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(handler=cmd_api)
 
     p = sub.add_parser("migrate", help="apply pending schema migrations")

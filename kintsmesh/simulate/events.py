@@ -202,13 +202,14 @@ class LiveCity:
         started = time.monotonic()
         last_report = started
         try:
-            for kind, writes in self.events():
+            events = self.events()
+            # the deadline is checked before the next event happens: an event changes the city's truth
+            # as it is drawn, so one drawn and then not written would be a fact no department holds
+            while (now := time.monotonic()) - started < duration_s:
                 due = started + stats.changes / rate
-                now = time.monotonic()
-                if now - started >= duration_s:
-                    break
                 if due > now:
                     time.sleep(due - now)
+                kind, writes = next(events)
                 for department, changes in writes:
                     writer.submit(department, changes)
                     stats.transactions += 1
