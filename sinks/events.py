@@ -318,23 +318,30 @@ class LifeEventWorker:
         topics = [changes_topic(e) for e in change_entities()]
         ensure_topics(self.settings, topics, self.settings.kafka_partitions)
         self.consumer.subscribe(topics, on_assign=seek_to_stored(self.conn, GROUP))
-        last_gauges = 0.0
+        last_gauges = last_calendar = last_publish = 0.0
         while self.running:
             messages = [m for m in self.consumer.consume(self.batch_size, timeout=self.max_wait_s)
                         if not broker_error(m, log)]
-            if messages:
-                self.process(messages)
-            if not self.events.passed(today_cst()):
-                log.info("daily pass %s: %s", today_cst(), self.events.daily_pass(today_cst()))
-            try:
-                self.events.publish()
-                for subscriber, n in self.sink.deliver().items():
-                    self.metrics.delivered.labels(subscriber).inc(n)
-            except (PublishError, DeliveryError) as exc:
-                log.warning("%s (retried)", exc)
-            if time.monotonic() - last_gauges > 5:
+            detected = self.process(messages) if messages else 0
+            now = time.monotonic()
+            if now - last_calendar > 10:   # a new day is noticed within ten seconds
+                last_calendar = now
+                if not self.events.passed(today_cst()):
+                    result = self.events.daily_pass(today_cst())
+                    log.info("daily pass %s: %s", today_cst(), result)
+                    detected += result["new"]
+            # new events at once; what another process detected (kintsmesh events daily), within a second
+            if detected or now - last_publish > 1.0:
+                last_publish = now
+                try:
+                    self.events.publish()
+                    for subscriber, n in self.sink.deliver().items():
+                        self.metrics.delivered.labels(subscriber).inc(n)
+                except (PublishError, DeliveryError) as exc:
+                    log.warning("%s (retried)", exc)
+            if now - last_gauges > 5:
                 self.metrics.pending.set(self.events.pending())
-                last_gauges = time.monotonic()
+                last_gauges = now
         self.consumer.close()
         self.events.close()
         self.conn.close()

@@ -93,7 +93,8 @@ def test_a_stopped_connector_shows_in_the_lag_gauge_metric_and_alert_while_other
     seed = fresh_seed
     run_simulation(sim, seed=seed, initial=300, rate=None, duration_s=0, dirty_rate=0.0, truth_path=None)
     live = threading.Thread(target=run_simulation, args=(sim,), kwargs=dict(
-        seed=seed, initial=None, rate=60, duration_s=110, dirty_rate=0.0, truth_path=None))
+        # long enough to outlast every phase below on a loaded host: the stopped department must keep committing
+        seed=seed, initial=None, rate=60, duration_s=170, dirty_rate=0.0, truth_path=None))
     live.start()
     try:
         # every department in sync first: its newest commit merged, give or take 10 s
