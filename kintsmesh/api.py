@@ -52,7 +52,7 @@ def create_app(settings: Settings, database: str = RESOURCE_LIBRARY_DB) -> FastA
         requests.labels(result["verdict"]["verdict"]).inc()
         if result["child"] is None:
             raise HTTPException(status_code=404, detail=result["verdict"]["reasons"][0])
-        return result
+        return ORJSONResponse(result)   # straight to orjson: no per-field encoding pass
 
     @app.get("/audit/{ric}")
     def audit(ric: str, limit: int = 100) -> Any:

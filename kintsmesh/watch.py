@@ -83,9 +83,11 @@ def wait_for_group(settings: Settings, group: str, topics: list[str], timeout_s:
 
 
 def wait_for_pipeline(settings: Settings, timeout_s: float,
-                      report: Callable[[str, int], object] = lambda stage, behind: None) -> dict[str, int]:
+                      report: Callable[[str, int], object] = lambda stage, behind: None,
+                      life_events: bool = True) -> dict[str, int]:
     """Block until normalize has read every raw event, merge has merged every candidate and the
-    life-event worker has evaluated every golden change and published its events, in that order;
+    life-event worker (unless ``life_events`` is false) has evaluated every golden change and published
+    and delivered its events, in that order;
     returns what each stage still had to do when it stopped waiting (0: caught up)."""
     from sinks.events import events_lag
     from sinks.worker import merge_lag
@@ -94,7 +96,8 @@ def wait_for_pipeline(settings: Settings, timeout_s: float,
     left = {"normalize": wait_for_group(settings, "kintsmesh-normalize", raw_topics(settings), timeout_s,
                                         lambda n: report("normalize", n))}
     left["merge"] = wait_for_zero(lambda: merge_lag(settings), timeout_s, lambda n: report("merge", n))
-    left["events"] = wait_for_zero(lambda: events_lag(settings), timeout_s, lambda n: report("events", n))
+    if life_events:
+        left["events"] = wait_for_zero(lambda: events_lag(settings), timeout_s, lambda n: report("events", n))
     return left
 
 
