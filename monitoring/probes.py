@@ -21,6 +21,7 @@ from connect.client import ConnectClient, ConnectorStatus
 from connect.connectors import connector_name
 from kintsmesh.errors import TransientError
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
+from sinks.offsets import MARKS_PREFIX
 
 # the stack's workers that commit their offsets to Kafka (the merge worker keeps its own with the
 # resource library); listed, not discovered, so that a benchmark's or a replay's leftover group
@@ -132,8 +133,9 @@ def library_state(settings: Settings) -> tuple[dict[str, dict[tuple[str, int], i
     stored: dict[str, dict[tuple[str, int], int]] = {}
     try:
         with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB), connect_timeout=int(TIMEOUT_S)) as conn:
-            for group, topic, partition, offset in conn.execute(
-                    "SELECT group_id, topic, partition, next_offset FROM consumer_offset"):
+            for group, topic, partition, offset in conn.execute(   # consumers only, not publication marks
+                    "SELECT group_id, topic, partition, next_offset FROM consumer_offset WHERE NOT starts_with(group_id, %s)",
+                    (MARKS_PREFIX,)):
                 stored.setdefault(group, {})[(topic, partition)] = offset
             batches = {row[0]: BatchRun(*row) for row in conn.execute(
                 "SELECT DISTINCT ON (department) department, batch_date, finished_at, report FROM batch_run"

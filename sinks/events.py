@@ -42,7 +42,7 @@ from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 from kintsmesh.topics import ensure_topics
 from sinks.dossier import school_enrolment
 from sinks.offsets import (
-    Acks, batch_offsets, broker_error, headers_after, library_lag, seek_to_stored, serve_worker, store_offsets,
+    MARKS_PREFIX, Acks, batch_offsets, broker_error, headers_after, library_lag, seek_to_stored, serve_worker, store_offsets,
     stored_offsets,
 )
 from sinks.subscriptions import DeliveryError, SubscriptionSink
@@ -61,7 +61,7 @@ GROUP = "kintsmesh-life-events"
 SUBJECT = "events.life-value"
 LIFE_EVENT = "gov.gldm.LifeEvent"
 DLQ_TOPIC = gldm.dlq_topic("events")
-PUBLISHED = "kintsmesh-life-events-published"   # consumer_offset rows: topic ends at the last publication mark
+PUBLISHED = f"{MARKS_PREFIX}life-events"   # consumer_offset rows: topic ends at the last publication mark
 EVENT_ID_HEADER = "event_id"
 EVENTS_LOCK = 0x4B4D4C45   # serializes inserts into life_event
 

@@ -23,6 +23,9 @@ from kintsmesh.errors import TransientError
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 
 Offsets = dict[tuple[str, int], int]   # (topic, partition) -> next offset
+# Groups under this prefix are not consumers: they mark how far a publisher's own topic was written
+# when it last recorded a publication (life events, subscriptions), for crash recovery.
+MARKS_PREFIX = "kintsmesh-marks-"
 
 
 def stored_offsets(conn: psycopg.Connection[Any], group: str) -> Offsets:

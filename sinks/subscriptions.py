@@ -27,7 +27,7 @@ from kintsmesh.registry.codec import encode
 from kintsmesh.registry.store import SchemaStore
 from kintsmesh.settings import Settings
 from kintsmesh.topics import ensure_topics
-from sinks.offsets import Acks, headers_after, store_offsets, stored_offsets
+from sinks.offsets import MARKS_PREFIX, Acks, headers_after, store_offsets, stored_offsets
 from streams.events.subscriptions import Subscription, subscriber_schema, subscriptions
 from streams.normalize import gldm
 
@@ -36,7 +36,7 @@ SEQ_HEADER = "seq"
 
 
 def group(subscription: Subscription) -> str:
-    return f"kintsmesh-sub-{subscription.name}"
+    return f"{MARKS_PREFIX}sub-{subscription.name}"
 
 
 class DeliveryError(Exception):

@@ -1,7 +1,7 @@
 -- Subscription delivery: per subscriber, the last life_event.seq delivered to sub.<name>.life.
 -- Rows of life_event become visible in seq order (their inserts are serialized by an advisory
 -- lock), so a cursor never skips one. The topic's end offsets at each cursor move are kept in
--- consumer_offset (group kintsmesh-sub-<name>), so a restart can find what a crash delivered
+-- consumer_offset (group kintsmesh-marks-sub-<name>), so a restart can find what a crash delivered
 -- after the last move.
 CREATE TABLE subscription (
     subscriber    text PRIMARY KEY,
