@@ -261,14 +261,16 @@ class CityBuilder:
 
     def register(self, kind: str, husband: Person, wife: Person, on: date) -> Marriage:
         """A marriage (结婚) or divorce (离婚) registration at a civil-affairs office."""
+        reg_id = self.city.next_id("marriage")
         marriage = Marriage(
-            reg_id=self.city.next_id("marriage"),
+            reg_id=reg_id,
             kind=kind,
             husband=husband.ric,
             wife=wife.ric,
             on=on,
             office=self.rng.choice(self.geo["registration_offices"]),
-            cert_no=f"{'J' if kind == '结婚' else 'L'}440300-{on.year}-{self.rng.randrange(10**6):06d}",
+            # numbered from the registration: unique, also across cities (a random number collided)
+            cert_no=f"{'J' if kind == '结婚' else 'L'}440300-{on.year}-{reg_id:09d}",
         )
         self.city.marriages.append(marriage)
         return marriage

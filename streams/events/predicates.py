@@ -90,6 +90,7 @@ def _entity(record: dict[str, Any], canonical_id: str, on: date, what: str, **at
     uscc = record.get("uscc")
     return Occurrence("LEGAL_ENTITY", canonical_id, uscc, on, f"{uscc or canonical_id}/{what}",
                       {"name": text(record.get("name")), "district": district(record),
+                       "registration_no": text(record.get("registration_no")),   # legacy enterprises have no USCC
                        **{k: text(v) for k, v in attributes.items()}})
 
 

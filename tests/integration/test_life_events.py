@@ -95,17 +95,19 @@ def truth_for(city: City, first: date, last: date) -> set[tuple[str, date, str]]
         if within(m.on):
             kind = "MARRIAGE_REGISTERED" if m.kind == "结婚" else "DIVORCE_REGISTERED"
             truth |= {(kind, m.on, m.husband), (kind, m.on, m.wife)}
-    for e in city.enterprises.values():
+    for e in city.enterprises.values():   # by registration number: a legacy enterprise's row has no USCC
         if within(e.established):
-            truth.add(("ENTERPRISE_ESTABLISHED", e.established, e.uscc))
+            truth.add(("ENTERPRISE_ESTABLISHED", e.established, e.reg_no))
         if within(e.closed):
-            truth.add(("ENTERPRISE_DEREGISTERED", e.closed, e.uscc))
+            truth.add(("ENTERPRISE_DEREGISTERED", e.closed, e.reg_no))
     return truth
 
 
 def subject(event: dict[str, Any]) -> str:
     if event["event_type"] == "BIRTH_REGISTERED":
         return event["attributes"]["certificate_no"]
+    if event["subject_kind"] == "LEGAL_ENTITY":
+        return event["attributes"].get("registration_no")
     return event["subject_code"]
 
 
@@ -142,7 +144,8 @@ def test_a_simulated_day_publishes_the_truths_events_once_even_across_a_sigkill(
 
     first = today - timedelta(days=WINDOW_DAYS)
     truth = truth_for(city, first, today)
-    known = {s for _, _, s in truth_for(city, date.min, date.max)} | set(city.people) | set(city.enterprises)
+    known = ({s for _, _, s in truth_for(city, date.min, date.max)} | set(city.people)
+             | {e.reg_no for e in city.enterprises.values()})
     got = {(e["event_type"], e["occurred_on"], subject(e)) for e in events
            if e["event_type"] in CHANGE_TYPES and subject(e) in known and first <= e["occurred_on"] <= today}
     assert Counter(t for t, _, _ in truth)["BIRTH_REGISTERED"] > 0 and len(truth) >= 5, truth
