@@ -49,7 +49,8 @@ from sinks.subscriptions import DeliveryError, SubscriptionSink
 from sinks.worker import changes_topic
 from streams.events.predicates import CST
 from streams.events.rules import (
-    calendar_birth_dates, change_entities, change_from_message, evaluate_change, evaluate_person, events_topic, rules,
+    calendar_birth_dates, change_entities, change_from_message, evaluate_change, evaluate_person, events_topic,
+    evidence_of, rules,
 )
 from streams.events.subscriptions import subscriptions
 from streams.dlq import rejected_message
@@ -114,7 +115,7 @@ class LifeEvents:
         self._newest_day = 0.0
 
     def prepare(self) -> None:
-        ensure_topics(self.settings, sorted({r.topic for r in rules().values()}), self.settings.kafka_partitions)
+        ensure_topics(self.settings, events_topics(), self.settings.kafka_partitions)
         self.schema = self.store.register(SUBJECT, gldm.schema(LIFE_EVENT))
         self.recover()
 
@@ -181,8 +182,7 @@ class LifeEvents:
         mark to its end. Without this, those events would be sent again."""
         stored = stored_offsets(self.conn, PUBLISHED)
         self.conn.commit()
-        found, ends = headers_after(self.settings, sorted({r.topic for r in rules().values()}), stored,
-                                    EVENT_ID_HEADER)
+        found, ends = headers_after(self.settings, events_topics(), stored, EVENT_ID_HEADER)
         with self.conn.transaction():
             marked = self.conn.execute("UPDATE life_event SET published_at = now() WHERE event_id = ANY(%s::uuid[])"
                                        " AND published_at IS NULL", (found,)).rowcount if found else 0
@@ -283,10 +283,11 @@ def birth_evidence(provenance: dict[str, Any] | None) -> list[dict[str, Any]]:
     sources = provenance.get("sources") or []
     if "source" not in entry or entry["source"] >= len(sources):
         return []
-    source = sources[entry["source"]]
-    return [{"department": source["department"], "table": source["table"], "primary_key": str(source["primary_key"]),
-             "role": source.get("role"), "position": [int(p) for p in source.get("position") or []],
-             "committed_at": source.get("committed_at"), "field": "birth_date"}]
+    return evidence_of(sources[entry["source"]], "birth_date")
+
+
+def events_topics() -> list[str]:
+    return sorted({r.topic for r in rules().values()})
 
 
 def today_cst() -> date:
