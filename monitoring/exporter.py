@@ -40,7 +40,7 @@ def heartbeat_topic(department: str) -> str:
 
 
 def dlq_topics() -> list[str]:
-    return [f"dlq.{d}" for d in available_departments()] + ["dlq.merge"]
+    return [f"dlq.{d}" for d in available_departments()] + ["dlq.merge", "dlq.events"]
 
 
 class StackCollector(Collector):

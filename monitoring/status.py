@@ -33,6 +33,7 @@ QUERIES = {
     "events_per_s": "sum by (department) (rate(kintsmesh_normalize_events_in_total[1m]))",
     "raw_p99_s": "histogram_quantile(0.99, sum by (department, le) (rate(kintsmesh_sync_lag_raw_seconds_bucket[1m])))",
     "golden_p99_s": "histogram_quantile(0.99, sum by (department, le) (rate(kintsmesh_sync_lag_golden_seconds_bucket[1m])))",
+    "event_p99_s": "histogram_quantile(0.99, sum by (department, le) (rate(kintsmesh_sync_lag_event_seconds_bucket[1m])))",
     "newest_age_s": "time() - max by (department) (kintsmesh_merge_newest_source_commit_timestamp_seconds)",
     "heartbeat_age_s": "time() - max by (department) (kintsmesh_capture_heartbeat_timestamp_seconds)",
 }
@@ -128,7 +129,8 @@ def render(snap: Snapshot) -> Group:
     table = Table(title=f"Kintsmesh at {snap.taken_at.astimezone():%Y-%m-%d %H:%M:%S %Z}: commit -> raw topic"
                         " -> golden record, per department", title_justify="left", padding=(0, 1))
     for column, justify in (("department", "left"), ("state", "left"), ("capture", "left"), ("ev/s", "right"),
-                            ("raw p99", "right"), ("golden p99", "right"), ("newest", "right"),
+                            ("raw p99", "right"), ("golden p99", "right"), ("event p99", "right"),
+                            ("newest", "right"),
                             ("DLQ", "right"), ("last T+1", "left")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for department in DEPARTMENTS:
@@ -143,12 +145,14 @@ def render(snap: Snapshot) -> Group:
         table.add_row(department, Text(text, style), connector,
                       f"{rate:,.1f}" if rate is not None else "-",
                       _seconds(values.get("raw_p99_s")), _seconds(values.get("golden_p99_s")),
+                      _seconds(values.get("event_p99_s")),
                       _seconds(values.get("newest_age_s")) + (" ago" if "newest_age_s" in values else ""),
                       f"{snap.dlq[f'dlq.{department}']:,}" if f"dlq.{department}" in snap.dlq else "-",
                       _batch(snap, department))
     lines: list[Any] = [table]
     lag = "  ".join(f"{group.removeprefix('kintsmesh-')} {n:,}" for group, n in sorted(snap.group_lag.items()))
-    lines.append(Text(f"consumer lag (messages): {lag or '-'}    dlq.merge: {snap.dlq.get('dlq.merge', '-')}"))
+    lines.append(Text(f"consumer lag (messages): {lag or '-'}    dlq.merge: {snap.dlq.get('dlq.merge', '-')}"
+                      f"    dlq.events: {snap.dlq.get('dlq.events', '-')}"))
     for alert in sorted(snap.alerts, key=lambda a: (a["state"] != "firing", sorted(a["labels"].items()))):
         labels = alert["labels"]
         where = labels.get("department") or labels.get("topic") or labels.get("group") or labels.get("job") or ""

@@ -171,6 +171,7 @@ def snapshot() -> Snapshot:
     snap.by_department["education"]["newest_age_s"] = 3600.0
     snap.by_department["housing"]["golden_p99_s"] = float("nan")  # no change in the window
     snap.by_department["civil_affairs"]["heartbeat_age_s"] = 3.0
+    snap.by_department["civil_affairs"]["event_p99_s"] = 1.25
     snap.by_department["hrss"]["heartbeat_age_s"] = 400.0       # running, but nothing heard for minutes
     snap.batches = {"hrss": BatchRun("hrss", date(2026, 11, 26), now, {"rows": 1234})}
     snap.dlq = {"dlq.police": 7}
@@ -194,5 +195,6 @@ def test_status_view_shows_states_lags_dlq_and_an_overdue_batch():
     text = console.export_text()
     assert "stopped" in text and "running (failed)" in text and "running, beat 3.0 s ago" in text
     assert "45.0 s" in text and "400 ms" in text
+    assert "event p99" in text and "1.2 s" in text   # commit -> life event (civil affairs)
     assert "11-26 1,234 rows" in text and "(overdue)" in text  # 09:00 UTC is after 06:00 in Shanghai
     assert "60 min ago" in text
