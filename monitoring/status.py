@@ -127,7 +127,7 @@ def _batch(snap: Snapshot, department: str) -> Text:
 
 def render(snap: Snapshot) -> Group:
     table = Table(title=f"Kintsmesh at {snap.taken_at.astimezone():%Y-%m-%d %H:%M:%S %Z}: commit -> raw topic"
-                        " -> golden record, per department", title_justify="left", padding=(0, 1))
+                        " -> golden record -> life event, per department", title_justify="left", padding=(0, 1))
     for column, justify in (("department", "left"), ("state", "left"), ("capture", "left"), ("ev/s", "right"),
                             ("raw p99", "right"), ("golden p99", "right"), ("event p99", "right"),
                             ("newest", "right"),
