@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kintsmesh.errors import KintsmeshError
+from kintsmesh.registry.catalog import LEVELS
 from kintsmesh.settings import DEPARTMENTS, Settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -143,29 +144,37 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
-    from kintsmesh.registry.store import SchemaStore
+    from kintsmesh.registry.client import SchemaRegistry
 
-    store = SchemaStore(settings)
-    try:
-        if args.action == "register":
-            if not args.file or not args.subject:
-                raise KintsmeshError("schemas register: give FILE (an .avsc) and --subject")
-            with open(args.file) as fh:
-                version = store.register(args.subject, json.load(fh), args.compatibility)
-            print(f"{version.subject} version {version.version} fingerprint {version.fingerprint.hex()}")
-            return 0
-        if args.action == "show":
-            latest = store.catalog.latest(args.subject or "")
-            if latest is None:
-                raise KintsmeshError(f"schemas show: no subject {args.subject!r} (kintsmesh schemas list)")
-            print(json.dumps(latest.schema, ensure_ascii=False, indent=2))
-            return 0
-        for subject, versions in sorted(store.versions().items()):
-            latest = versions[-1]
-            print(f"{subject:<48} versions {len(versions):<3} latest {latest.version} fingerprint {latest.fingerprint.hex()}")
+    registry = SchemaRegistry(settings)
+    if args.action == "register":
+        if not args.file or not args.subject:
+            raise KintsmeshError("schemas register: give FILE (an .avsc) and --subject")
+        with open(args.file) as fh:
+            version = registry.register(args.subject, json.load(fh))
+        print(f"{version.subject} version {version.version} id {version.id}")
         return 0
-    finally:
-        store.close()
+    if args.action == "compatibility":
+        if args.level:
+            registry.client.set_compatibility(args.subject, args.level)
+        print(f"{args.subject or '(global)'}: {registry.client.get_compatibility(args.subject)}")
+        return 0
+    versions = registry.versions()
+    if args.action == "show":
+        if args.subject not in versions:
+            raise KintsmeshError(f"schemas show: no subject {args.subject!r} (kintsmesh schemas list)")
+        print(json.dumps(versions[args.subject][-1].schema, ensure_ascii=False, indent=2))
+        return 0
+    for subject, held in sorted(versions.items()):
+        print(f"{subject:<48} versions {len(held):<3} latest {held[-1].version} id {held[-1].id}")
+    return 0
+
+
+def cmd_registry(args: argparse.Namespace, settings: Settings) -> int:
+    from kintsmesh.registry.server import serve
+
+    serve(settings, args.port)
+    return 0
 
 
 def cmd_streams(args: argparse.Namespace, settings: Settings) -> int:
@@ -436,12 +445,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--burst", type=int, default=60000, help="throughput run: changes written as fast as possible")
     p.set_defaults(handler=cmd_bench)
 
-    p = sub.add_parser("schemas", help="Avro schemas in the schema store (topic _kintsmesh_schemas)")
-    p.add_argument("action", choices=["list", "register", "show"])
+    p = sub.add_parser("schemas", help="Avro schemas in the schema registry (KINTSMESH_REGISTRY_URL)")
+    p.add_argument("action", choices=["list", "register", "show", "compatibility"])
     p.add_argument("file", nargs="?", help="register: the .avsc file")
-    p.add_argument("--subject", help="register / show: subject, e.g. gldm.person.candidates-value")
-    p.add_argument("--compatibility", choices=["BACKWARD", "NONE"], default="BACKWARD")
+    p.add_argument("--subject", help="register / show / compatibility: subject, e.g. gldm.person.candidates-value")
+    p.add_argument("--level", choices=LEVELS, help="compatibility: set this level (the subject's, or the global one)")
     p.set_defaults(handler=cmd_schemas)
+
+    p = sub.add_parser("registry", help="the schema registry, Confluent REST API (stack up starts one)")
+    p.add_argument("action", choices=["serve"])
+    p.add_argument("--datadir", default="", help=argparse.SUPPRESS)  # marks the process as the stack's
+    p.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
+    p.set_defaults(handler=cmd_registry)
 
     p = sub.add_parser("streams", help="stream processing workers (Faust)")
     p.add_argument("action", choices=["worker", "merge", "events"],

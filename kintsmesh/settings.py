@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     connect_url: str | None = None
 
     prometheus_port: int = 19090
+    registry_port: int = 18081          # the schema registry (Confluent REST API)
+    registry_url: str | None = None     # another Confluent-compatible registry instead of the stack's
     normalize_metrics_port: int = 19101
     merge_metrics_port: int = 19102
     monitor_metrics_port: int = 19103   # the lag exporter: connectors, consumer lag, DLQ, T+1 batches
@@ -76,6 +78,10 @@ class Settings(BaseSettings):
     @property
     def connect_endpoint(self) -> str:
         return (self.connect_url or f"http://127.0.0.1:{self.connect_port}").rstrip("/")
+
+    @property
+    def registry_endpoint(self) -> str:
+        return (self.registry_url or f"http://127.0.0.1:{self.registry_port}").rstrip("/")
 
     @property
     def prometheus_endpoint(self) -> str:
@@ -102,6 +108,7 @@ class Settings(BaseSettings):
             bootstrap_servers=self.kafka_bootstrap,
             connect_url=self.connect_endpoint,
             prometheus_url=self.prometheus_endpoint,
+            registry_url=self.registry_endpoint,
             maven_repo=str(self.maven_repository),
         )
         return shown

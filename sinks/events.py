@@ -37,7 +37,7 @@ from psycopg.types.json import Jsonb
 
 from kintsmesh.registry.catalog import SchemaVersion, UnknownSchema
 from kintsmesh.registry.codec import UndecodableMessage, decode, encode
-from kintsmesh.registry.store import SchemaStore
+from kintsmesh.registry.client import SchemaRegistry
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 from kintsmesh.topics import ensure_topics
 from sinks.dossier import school_enrolment
@@ -104,11 +104,11 @@ class LifeEvents:
     """Record, publish and compute life events over one library connection."""
 
     def __init__(self, settings: Settings, conn: psycopg.Connection[Any], metrics: EventMetrics | None = None,
-                 store: SchemaStore | None = None) -> None:
+                 registry: SchemaRegistry | None = None) -> None:
         self.settings = settings
         self.conn = conn
         self.metrics = metrics
-        self.store = store or SchemaStore(settings)
+        self.registry = registry or SchemaRegistry(settings)
         self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True,
                                   "acks": "all", "linger.ms": 5, "log_level": 3})
         self.schema: SchemaVersion | None = None
@@ -116,7 +116,7 @@ class LifeEvents:
 
     def prepare(self) -> None:
         ensure_topics(self.settings, events_topics(), self.settings.kafka_partitions)
-        self.schema = self.store.register(SUBJECT, gldm.schema(LIFE_EVENT))
+        self.schema = self.registry.register(SUBJECT, gldm.schema(LIFE_EVENT))
         self.recover()
 
     # ------------------------------------------------------------------ recording
@@ -309,12 +309,12 @@ class LifeEventWorker:
             "auto.offset.reset": "earliest", "fetch.wait.max.ms": 50, "log_level": 3,
         })
         self.rejected_schema: SchemaVersion | None = None
-        self.sink = SubscriptionSink(settings, self.conn, self.events.producer, self.events.store)
+        self.sink = SubscriptionSink(settings, self.conn, self.events.producer, self.events.registry)
 
     def run(self) -> None:
         self.events.prepare()
         ensure_topics(self.settings, [DLQ_TOPIC], 1)
-        self.rejected_schema = self.events.store.register("dlq-value", gldm.schema(gldm.REJECTED_RECORD))
+        self.rejected_schema = self.events.registry.register("dlq-value", gldm.schema(gldm.REJECTED_RECORD))
         self.sink.prepare()
         topics = [changes_topic(e) for e in change_entities()]
         ensure_topics(self.settings, topics, self.settings.kafka_partitions)
@@ -376,11 +376,7 @@ class LifeEventWorker:
     def _decode(self, value: bytes | None) -> dict[str, Any]:
         if value is None:
             raise UndecodableMessage("a tombstone on a changes topic")
-        try:
-            return decode(value, self.events.store.catalog)
-        except UnknownSchema:
-            self.events.store.refresh()
-            return decode(value, self.events.store.catalog)
+        return decode(value, self.events.registry)
 
     def stop(self, *_: Any) -> None:
         self.running = False

@@ -24,7 +24,7 @@ from confluent_kafka import Producer
 
 from kintsmesh.registry.catalog import SchemaVersion
 from kintsmesh.registry.codec import encode
-from kintsmesh.registry.store import SchemaStore
+from kintsmesh.registry.client import SchemaRegistry
 from kintsmesh.settings import Settings
 from kintsmesh.topics import ensure_topics
 from sinks.offsets import MARKS_PREFIX, Acks, headers_after, store_offsets, stored_offsets
@@ -44,12 +44,12 @@ class DeliveryError(Exception):
 
 
 class SubscriptionSink:
-    def __init__(self, settings: Settings, conn: psycopg.Connection[Any], producer: Producer, store: SchemaStore,
+    def __init__(self, settings: Settings, conn: psycopg.Connection[Any], producer: Producer, registry: SchemaRegistry,
                  subscribed: dict[str, Subscription] | None = None) -> None:
         self.settings = settings
         self.conn = conn
         self.producer = producer
-        self.store = store
+        self.registry = registry
         self.subscriptions = subscribed if subscribed is not None else subscriptions()
         self.schemas: dict[str, SchemaVersion] = {}
 
@@ -58,7 +58,7 @@ class SubscriptionSink:
         ensure_topics(self.settings, [s.topic for s in self.subscriptions.values()], self.settings.kafka_partitions)
         full = gldm.schema("gov.gldm.LifeEvent")
         for name, subscription in self.subscriptions.items():
-            self.schemas[name] = self.store.register(f"{subscription.topic}-value", subscriber_schema(subscription, full))
+            self.schemas[name] = self.registry.register(f"{subscription.topic}-value", subscriber_schema(subscription, full))
             with self.conn.transaction():
                 self.conn.execute(
                     "INSERT INTO subscription (subscriber, start_seq, backfill_from, last_seq)"

@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from kintsmesh.registry.catalog import SchemaVersion, UnknownSchema
 from kintsmesh.registry.codec import UndecodableMessage, decode, encode
-from kintsmesh.registry.store import SchemaStore
+from kintsmesh.registry.client import SchemaRegistry
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 from kintsmesh.topics import ensure_topics
 from sinks.library import TABLES, BatchReport, Incoming, Merger, lock_library
@@ -81,7 +81,7 @@ class MergeWorker:
         self.batch_size = batch_size
         self.max_wait_s = max_wait_s
         self.running = True
-        self.store = SchemaStore(settings)
+        self.registry = SchemaRegistry(settings)
         self.change_schema: SchemaVersion | None = None
         self.rejected_schema: SchemaVersion | None = None
         self.conn = psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB))
@@ -99,8 +99,8 @@ class MergeWorker:
         ensure_topics(self.settings, [changes_topic(e) for e in TABLES], self.settings.kafka_partitions)
         ensure_topics(self.settings, [gldm.candidates_topic(e) for e in TABLES], self.settings.kafka_partitions)
         ensure_topics(self.settings, [DLQ_TOPIC], 1)
-        self.change_schema = self.store.register("gldm.changes-value", gldm.schema("gov.gldm.GoldenChange"))
-        self.rejected_schema = self.store.register("dlq-value", gldm.schema(gldm.REJECTED_RECORD))
+        self.change_schema = self.registry.register("gldm.changes-value", gldm.schema("gov.gldm.GoldenChange"))
+        self.rejected_schema = self.registry.register("dlq-value", gldm.schema(gldm.REJECTED_RECORD))
         # the age of each department's newest merged change must be known from the start, also for a
         # department whose connector stopped before this worker (re)started
         for department, newest in self.conn.execute(
@@ -174,11 +174,7 @@ class MergeWorker:
     def _decode(self, value: bytes | None) -> dict[str, Any]:
         if value is None:
             raise UndecodableMessage("a tombstone on a candidates topic")
-        try:
-            return decode(value, self.store.catalog)
-        except UnknownSchema:
-            self.store.refresh()   # a schema registered after this worker started
-            return decode(value, self.store.catalog)
+        return decode(value, self.registry)
 
     def _reject(self, message: Message, reason: str, detail: str) -> None:
         assert self.rejected_schema is not None

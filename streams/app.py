@@ -16,7 +16,7 @@ import faust
 from connect.connectors import available_departments, raw_topic, tables
 from kintsmesh.registry.catalog import SchemaVersion
 from kintsmesh.registry.codec import encode
-from kintsmesh.registry.store import SchemaStore
+from kintsmesh.registry.client import SchemaRegistry
 from kintsmesh.settings import Settings
 from kintsmesh.topics import ensure_topics
 from streams.metrics import NormalizeMetrics
@@ -46,7 +46,7 @@ def prepare(settings: Settings) -> dict[str, SchemaVersion]:
     ensure_topics(settings, raw_topics(settings), settings.kafka_partitions, RAW_TOPIC_CONFIG)
     ensure_topics(settings, [gldm.candidates_topic(e) for e in gldm.RECORD_NAMES], settings.kafka_partitions)
     ensure_topics(settings, [gldm.dlq_topic(d) for d in available_departments()], 1)
-    store = SchemaStore(settings)
+    store = SchemaRegistry(settings)
     try:
         versions = {
             entity: store.register(f"{gldm.candidates_topic(entity)}-value", gldm.schema(name))

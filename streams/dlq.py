@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from kintsmesh.errors import TransientError
 from kintsmesh.registry.codec import decode
-from kintsmesh.registry.store import SchemaStore
+from kintsmesh.registry.client import SchemaRegistry
 from kintsmesh.settings import Settings
 from streams.normalize import gldm
 
@@ -39,9 +39,7 @@ def rejected_message(stage: str, message: Any, reason: str, detail: str) -> dict
 def _read(settings: Settings, department: str, group: str | None = None) -> tuple[list[dict[str, Any]], list[TopicPartition]]:
     """A department's DLQ records from the start (or from ``group``'s committed position) to the
     current end, and those end positions."""
-    store = SchemaStore(settings)
-    catalog = store.catalog
-    store.close()
+    registry = SchemaRegistry(settings)
     topic = gldm.dlq_topic(department)
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group or "kintsmesh-dlq-read",
                          "enable.auto.commit": False, "log_level": 0})
@@ -62,7 +60,7 @@ def _read(settings: Settings, department: str, group: str | None = None) -> tupl
                 if message.error() or offset is None or message.partition() not in pending:
                     continue
                 if offset < ends[message.partition()]:
-                    records.append(decode(message.value() or b"", catalog))
+                    records.append(decode(message.value() or b"", registry))
                 if offset + 1 >= ends[message.partition()]:
                     pending.discard(message.partition())
         return records, [TopicPartition(topic, p, ends[p]) for p in partitions]

@@ -1,7 +1,6 @@
-"""The schema store: Avro schemas by subject and version, kept in a compacted Kafka topic.
+"""The schema registry: Avro schemas by subject and version, behind the Confluent REST API.
 
-Stands in for a Confluent-compatible schema registry, which could not be assembled
-from Maven Central here (see README). Messages use the Avro single-object encoding
-(a 2-byte marker, the schema's CRC-64-AVRO fingerprint, the Avro body), so any
-Avro library can read them given the schemas, which live in ``_kintsmesh_schemas``.
+``server`` serves the API over ``log`` (a compacted Kafka topic replayed into a ``catalog``);
+workers use ``client`` (Confluent's stock ``SchemaRegistryClient``) and ``codec`` (the Confluent
+wire format), so any Confluent-compatible registry can take the server's place.
 """

@@ -1,98 +1,176 @@
-"""The in-memory view of the schema store: subjects, versions, fingerprints. Pure, no I/O.
+"""The registry's state: subjects, versions, schema ids and compatibility levels. Pure, no I/O.
 
-The Kafka-backed ``SchemaStore`` replays the compacted topic into a ``SchemaCatalog``
-and asks it whether a new schema may be registered.
+The registry server (``kintsmesh.registry.server``) replays its log (``kintsmesh.registry.log``)
+into a ``SchemaCatalog`` and asks it what a registration would become; the catalog decides
+ids, versions and refusals the way a Confluent-compatible registry does:
+
+- one schema (the same Avro text, modulo whitespace and key order) has one id in every subject;
+- registering a schema a subject already holds returns that version (idempotent);
+- a new version is checked against the subject's latest (or every, for ``*_TRANSITIVE``)
+  version at the subject's compatibility level, else the global level (default BACKWARD).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
-
-from fastavro.schema import fingerprint, to_parsing_canonical_form
+from typing import Any
 
 from kintsmesh.errors import KintsmeshError
 from kintsmesh.registry.compatibility import backward_incompatibilities, parse
 
-Compatibility = Literal["BACKWARD", "NONE"]
+LEVELS = ("BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE", "NONE")
+DEFAULT_LEVEL = "BACKWARD"
 
 
 class IncompatibleSchema(KintsmeshError):
-    """The store refused a schema: readers of the new version could not read old data."""
+    """A schema refused: readers or writers of the subject's versions could not use it."""
 
-    def __init__(self, subject: str, version: int, problems: list[str]) -> None:
-        super().__init__(f"schema for {subject} is not BACKWARD compatible with version {version}: " + "; ".join(problems))
+    def __init__(self, subject: str, level: str, problems: list[str]) -> None:
+        super().__init__(f"schema for {subject} is not {level} compatible: " + "; ".join(problems))
         self.subject = subject
         self.problems = problems
 
 
+class InvalidSchema(KintsmeshError):
+    """Text that is not an Avro schema."""
+
+
 class UnknownSchema(KintsmeshError):
-    """A message names a schema fingerprint the store does not hold."""
+    """A message names a schema id the registry does not hold."""
+
+
+def identity(schema: Any) -> str:
+    """What makes two registrations the same schema: its JSON, key order and whitespace aside."""
+    return json.dumps(schema, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def load(schema_str: str) -> Any:
+    """Schema text -> JSON value, checked to be valid Avro; InvalidSchema otherwise."""
+    try:
+        schema = json.loads(schema_str)
+    except ValueError:
+        schema = schema_str   # a bare primitive name, as Avro allows ("string")
+    try:
+        parse(schema)
+    except Exception as exc:  # fastavro raises several types for a bad schema
+        raise InvalidSchema(f"not a valid Avro schema: {exc}") from None
+    return schema
 
 
 @dataclass(frozen=True)
 class SchemaVersion:
     subject: str
     version: int
-    fingerprint: bytes          # CRC-64-AVRO of the parsing canonical form, little-endian (as on the wire)
-    canonical: str              # parsing canonical form (JSON text)
-    schema: dict[str, Any] | str | list[Any] = field(compare=False, hash=False)
+    id: int
+    schema: Any = field(compare=False, hash=False)          # the JSON value
     parsed: Any = field(compare=False, hash=False, repr=False)   # fastavro-parsed, for the codec
 
+    @property
+    def text(self) -> str:
+        return identity(self.schema)
+
     def record(self) -> dict[str, Any]:
-        """What is stored in the compacted topic for this version."""
-        return {"subject": self.subject, "version": self.version, "fingerprint": self.fingerprint.hex(),
-                "schema": self.schema}
+        """What the registry's log holds for this version."""
+        return {"kind": "schema", "subject": self.subject, "version": self.version, "id": self.id,
+                "schema": self.text}
 
     @property
     def key(self) -> str:
-        return f"{self.subject}/{self.version}"
+        return f"schema/{self.subject}/{self.version}"
 
 
-def describe(subject: str, version: int, schema: Any) -> SchemaVersion:
-    parsed = parse(schema)
-    canonical = to_parsing_canonical_form(parsed)
-    return SchemaVersion(subject, version, bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO")), canonical, schema, parsed)
+def describe(subject: str, version: int, schema_id: int, schema: Any) -> SchemaVersion:
+    return SchemaVersion(subject, version, schema_id, schema, parse(schema))
+
+
+def config_record(subject: str | None, level: str | None) -> tuple[str, dict[str, Any]]:
+    """(log key, value) setting the compatibility level of a subject, or the global one (None:
+    back to the default)."""
+    if level is not None and level not in LEVELS:
+        raise InvalidSchema(f"unknown compatibility level {level!r}; one of {', '.join(LEVELS)}")
+    return f"config/{subject or ''}", {"kind": "config", "subject": subject, "compatibility": level}
+
+
+def problems_at(level: str, new: Any, versions: list[SchemaVersion]) -> list[str]:
+    """Why ``new`` may not follow ``versions`` at ``level`` (empty: it may)."""
+    if level == "NONE" or not versions:
+        return []
+    against = versions if level.endswith("_TRANSITIVE") else versions[-1:]
+    found: list[str] = []
+    for old in against:
+        if level.startswith(("BACKWARD", "FULL")):   # new readers read old data
+            found += [f"version {old.version}: {p}" for p in backward_incompatibilities(new, old.schema)]
+        if level.startswith(("FORWARD", "FULL")):    # old readers read new data
+            found += [f"version {old.version} reading new data: {p}" for p in backward_incompatibilities(old.schema, new)]
+    return found
 
 
 @dataclass
 class SchemaCatalog:
     subjects: dict[str, list[SchemaVersion]] = field(default_factory=dict)
-    by_fingerprint: dict[bytes, SchemaVersion] = field(default_factory=dict)
+    by_id: dict[int, SchemaVersion] = field(default_factory=dict)     # an id -> its first version
+    ids: dict[str, int] = field(default_factory=dict)                 # schema identity -> id
+    levels: dict[str | None, str] = field(default_factory=dict)       # subject (None: global) -> level
 
     def apply(self, record: dict[str, Any]) -> None:
-        """Replay one stored record; the first record for a (subject, version) wins."""
-        version = describe(record["subject"], int(record["version"]), record["schema"])
+        """Replay one record of the log; the first record for a (subject, version) wins."""
+        if record.get("kind") == "config":
+            if record["compatibility"] is None:
+                self.levels.pop(record.get("subject"), None)
+            else:
+                self.levels[record.get("subject")] = record["compatibility"]
+            return
+        schema = load(record["schema"])
+        version = describe(record["subject"], int(record["version"]), int(record["id"]), schema)
         versions = self.subjects.setdefault(version.subject, [])
         if any(v.version == version.version for v in versions):
             return
         versions.append(version)
         versions.sort(key=lambda v: v.version)
-        self.by_fingerprint.setdefault(version.fingerprint, version)
+        self.by_id.setdefault(version.id, version)
+        self.ids.setdefault(version.text, version.id)
+
+    def level(self, subject: str | None) -> str:
+        return self.levels.get(subject) or self.levels.get(None) or DEFAULT_LEVEL
 
     def latest(self, subject: str) -> SchemaVersion | None:
         versions = self.subjects.get(subject)
         return versions[-1] if versions else None
 
+    def version(self, subject: str, version: int | str) -> SchemaVersion | None:
+        if version in ("latest", -1, "-1"):
+            return self.latest(subject)
+        return next((v for v in self.subjects.get(subject, []) if v.version == int(version)), None)
+
     def lookup(self, subject: str, schema: Any) -> SchemaVersion | None:
-        canonical = to_parsing_canonical_form(parse(schema))
-        return next((v for v in self.subjects.get(subject, []) if v.canonical == canonical), None)
+        text = identity(schema)
+        return next((v for v in self.subjects.get(subject, []) if v.text == text), None)
 
-    def candidate(self, subject: str, schema: Any, compatibility: Compatibility = "BACKWARD") -> SchemaVersion:
-        """The version ``schema`` would get under ``subject``, or IncompatibleSchema."""
+    def check(self, subject: str, schema: Any, against: list[SchemaVersion] | None = None) -> list[str]:
+        """Compatibility problems of ``schema`` under ``subject`` at its level (empty: compatible)."""
+        level = self.level(subject)
+        versions = self.subjects.get(subject, []) if against is None else against
+        return problems_at(level, schema, versions)
+
+    def candidate(self, subject: str, schema: Any) -> SchemaVersion:
+        """The version ``schema`` would get under ``subject`` (existing when already there), or
+        IncompatibleSchema."""
+        existing = self.lookup(subject, schema)
+        if existing is not None:
+            return existing
+        problems = self.check(subject, schema)
+        if problems:
+            raise IncompatibleSchema(subject, self.level(subject), problems)
         latest = self.latest(subject)
-        if latest is not None and compatibility == "BACKWARD":
-            problems = backward_incompatibilities(schema, latest.schema)
-            if problems:
-                raise IncompatibleSchema(subject, latest.version, problems)
-        return describe(subject, (latest.version if latest else 0) + 1, schema)
+        schema_id = self.ids.get(identity(schema)) or max(self.by_id, default=0) + 1
+        return describe(subject, (latest.version if latest else 0) + 1, schema_id, schema)
 
-    def by_id(self, fp: bytes) -> SchemaVersion:
+    def schema(self, schema_id: int) -> SchemaVersion:
         try:
-            return self.by_fingerprint[fp]
+            return self.by_id[schema_id]
         except KeyError:
-            raise UnknownSchema(f"no schema with fingerprint {fp.hex()} in the store") from None
+            raise UnknownSchema(f"no schema with id {schema_id} in the registry") from None
 
 
 def dumps(record: dict[str, Any]) -> bytes:

@@ -1,37 +1,45 @@
-"""Avro single-object encoding (Avro spec, "Single object encoding"): C3 01 + 8-byte fingerprint + body."""
+"""The Confluent wire format: a zero byte, the schema id (4 bytes, big-endian), the Avro binary body.
+
+What every Confluent-compatible serializer writes and reads, so a stock ``AvroDeserializer``
+reads Kintsmesh's topics with nothing but the registry's URL.
+"""
 
 from __future__ import annotations
 
 import io
-from typing import Any
+import struct
+from typing import Any, Protocol
 
 import fastavro
 
 from kintsmesh.errors import KintsmeshError
-from kintsmesh.registry.catalog import SchemaCatalog, SchemaVersion
+from kintsmesh.registry.catalog import SchemaVersion
 
-MARKER = b"\xc3\x01"
-HEADER_SIZE = len(MARKER) + 8
+MAGIC = 0
+HEADER = struct.Struct(">bI")
 
 
 class UndecodableMessage(KintsmeshError):
-    """Bytes that are not an Avro single-object message."""
+    """Bytes that are not a message in the Confluent wire format."""
+
+
+class WriterSchemas(Protocol):
+    def schema(self, schema_id: int) -> SchemaVersion: ...
 
 
 def encode(version: SchemaVersion, record: dict[str, Any]) -> bytes:
     out = io.BytesIO()
-    out.write(MARKER)
-    out.write(version.fingerprint)
+    out.write(HEADER.pack(MAGIC, version.id))
     fastavro.schemaless_writer(out, version.parsed, record)
     return out.getvalue()
 
 
-def decode(data: bytes, catalog: SchemaCatalog, reader: SchemaVersion | None = None) -> dict[str, Any]:
-    """Decode with the writer's schema from the catalog, resolved to ``reader`` when given."""
-    if len(data) < HEADER_SIZE or not data.startswith(MARKER):
-        raise UndecodableMessage(f"not an Avro single-object message (starts {data[:4].hex() or 'empty'})")
-    writer = catalog.by_id(data[len(MARKER):HEADER_SIZE])
+def decode(data: bytes, schemas: WriterSchemas, reader: SchemaVersion | None = None) -> dict[str, Any]:
+    """Decode with the writer's schema (by the id in the header), resolved to ``reader`` when given."""
+    if len(data) < HEADER.size or data[0] != MAGIC:
+        raise UndecodableMessage(f"not a message in the Confluent wire format (starts {data[:5].hex() or 'empty'})")
+    writer = schemas.schema(HEADER.unpack_from(data)[1])
     result = fastavro.schemaless_reader(
-        io.BytesIO(data[HEADER_SIZE:]), writer.parsed, reader.parsed if reader else None
+        io.BytesIO(data[HEADER.size:]), writer.parsed, reader.parsed if reader else None
     )
     return result  # type: ignore[return-value]

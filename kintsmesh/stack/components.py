@@ -415,6 +415,7 @@ class Prometheus(Component):
             monitor_target=f"127.0.0.1:{self.settings.monitor_metrics_port}",
             events_target=f"127.0.0.1:{self.settings.events_metrics_port}",
             api_target=f"127.0.0.1:{self.settings.api_port}",
+            registry_target=f"127.0.0.1:{self.settings.registry_port}",
             connect_jmx_target=f"127.0.0.1:{self.settings.connect_jmx_port}",
             kafka_jmx_target=f"127.0.0.1:{self.settings.kafka_jmx_port}",
             rules_dir=str(REPO_ROOT / "monitoring"),
@@ -497,6 +498,18 @@ class Api(StreamWorker):
         return self.settings.api_port
 
 
+class Registry(StreamWorker):
+    """The schema registry (Confluent REST API over a compacted topic), /metrics on the same port."""
+
+    name = "registry"
+    port_env = "KINTSMESH_REGISTRY_PORT"
+    subcommand = ("registry", "serve")
+
+    @property
+    def port(self) -> int:
+        return self.settings.registry_port
+
+
 class Monitor(StreamWorker):
     """The lag exporter (connector states, consumer lag, DLQ sizes, T+1 batches) for Prometheus."""
 
@@ -507,7 +520,7 @@ class Monitor(StreamWorker):
 
 def components(settings: Settings) -> list[Component]:
     """In start order; stopped in reverse."""
-    return [Postgres(settings), Kafka(settings), Connect(settings), Normalize(settings), Merge(settings),
+    return [Postgres(settings), Kafka(settings), Registry(settings), Connect(settings), Normalize(settings), Merge(settings),
             Events(settings), Api(settings), Monitor(settings), Prometheus(settings)]
 
 

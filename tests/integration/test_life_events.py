@@ -16,10 +16,11 @@ from typing import Any
 import psycopg
 import requests
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.serialization import MessageField, SerializationContext
 
 from kintsmesh import stack
-from kintsmesh.registry.codec import decode
-from kintsmesh.registry.store import SchemaStore
 from kintsmesh.settings import RESOURCE_LIBRARY_DB
 from kintsmesh.simulate.city import City
 from kintsmesh.simulate.runner import run_simulation
@@ -50,10 +51,11 @@ def topic_ends(consumer: Consumer, topics: list[str] | None = None) -> dict[tupl
 
 
 def published_since(settings, start: dict[tuple[str, int], int], topics: list[str] | None = None) -> list[dict[str, Any]]:
-    """Every record on the events.life.* topics (or ``topics``) after ``start``, decoded with the schema store."""
+    """Every record on the events.life.* topics (or ``topics``) after ``start``, decoded by Confluent's stock
+    AvroDeserializer with nothing but the registry's URL: what a downstream subscriber runs."""
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"t-events-{time.time()}",
                          "enable.auto.commit": False, "log_level": 0})
-    store = SchemaStore(settings)
+    deserialize = AvroDeserializer(SchemaRegistryClient({"url": settings.registry_endpoint}))
     try:
         ends = topic_ends(consumer, topics)
         consumer.assign([TopicPartition(t, p, start.get((t, p), 0)) for (t, p) in ends])
@@ -64,11 +66,10 @@ def published_since(settings, start: dict[tuple[str, int], int], topics: list[st
                 if message.error() or message.offset() is None:
                     continue
                 position[(message.topic(), message.partition())] = message.offset() + 1
-                events.append(decode(message.value(), store.catalog))
+                events.append(deserialize(message.value(), SerializationContext(message.topic(), MessageField.VALUE)))
         return events
     finally:
         consumer.close()
-        store.close()
 
 
 def published_before(settings, ids: set[str], moment: datetime) -> bool:
@@ -248,11 +249,11 @@ def test_a_new_subscriber_is_back_filled_once_from_its_date_and_a_restart_delive
             (list(newcomer.events), newcomer.backfill_from))}
         assert expected, "no events to back-fill: the life-event tests before this one publish some"
         events = LifeEvents(settings, conn)
-        first = SubscriptionSink(settings, conn, events.producer, events.store, {name: newcomer})
+        first = SubscriptionSink(settings, conn, events.producer, events.registry, {name: newcomer})
         first.prepare()
         assert first.deliver()[name] == len(expected)
         assert first.deliver()[name] == 0
-        again = SubscriptionSink(settings, conn, events.producer, events.store, {name: newcomer})
+        again = SubscriptionSink(settings, conn, events.producer, events.registry, {name: newcomer})
         again.prepare()                                   # a restart: recovers, finds nothing unrecorded
         assert again.deliver()[name] == 0
         events.close()

@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, TopicPartition
 from kintsmesh import stack
 from kintsmesh.bench.resolve import pairwise, person_links, scratch_library, truth_of
 from kintsmesh.registry.codec import decode
-from kintsmesh.registry.store import SchemaStore
+from kintsmesh.registry.client import SchemaRegistry
 from kintsmesh.settings import RESOURCE_LIBRARY_DB
 from kintsmesh.simulate.runner import run_simulation
 from kintsmesh.watch import wait_for_pipeline
@@ -57,9 +57,7 @@ def replay_into(settings, dsn: str) -> int:
     ends = {(t, p): consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
             for t in candidate_topics() if t in metadata for p in metadata[t].partitions}
     consumer.assign([TopicPartition(t, p, 0) for (t, p) in ends])
-    store = SchemaStore(settings)
-    catalog = store.catalog
-    store.close()
+    registry = SchemaRegistry(settings)
     done = {tp: 0 for tp in ends}
     merged = 0
     with psycopg.connect(dsn) as conn:
@@ -69,7 +67,7 @@ def replay_into(settings, dsn: str) -> int:
             items = []
             for m in batch:
                 if m.offset() < ends[(m.topic(), m.partition())]:
-                    items.append(Incoming.of(m.topic().split(".")[1], decode(m.value(), catalog)))
+                    items.append(Incoming.of(m.topic().split(".")[1], decode(m.value(), registry)))
                 done[(m.topic(), m.partition())] = max(done[(m.topic(), m.partition())], m.offset() + 1)
             with conn.transaction():
                 lock_library(conn)
@@ -87,7 +85,7 @@ def published_changes(settings, entity: str, canonical_id: str) -> set[tuple[str
     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
     consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-    store = SchemaStore(settings)
+    registry = SchemaRegistry(settings)
     found, done = set(), {p: 0 for p in partitions}
     while any(done[p] < ends[p] for p in partitions):
         for m in consumer.consume(5000, timeout=2.0):
@@ -95,10 +93,9 @@ def published_changes(settings, entity: str, canonical_id: str) -> set[tuple[str
                 continue
             done[m.partition()] = m.offset() + 1
             if m.key() == canonical_id.encode():
-                change = decode(m.value(), store.catalog)
+                change = decode(m.value(), registry)
                 found.add((change["canonical_id"], change["version"]))
     consumer.close()
-    store.close()
     return found
 
 

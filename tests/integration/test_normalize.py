@@ -9,9 +9,10 @@ from collections import Counter, defaultdict
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.serialization import MessageField, SerializationContext
 
-from kintsmesh.registry.codec import decode
-from kintsmesh.registry.store import SchemaStore
 from kintsmesh.settings import DEPARTMENTS
 from kintsmesh.simulate.runner import run_simulation
 from kintsmesh.watch import wait_for_group
@@ -63,14 +64,13 @@ def test_every_raw_event_of_a_dirty_simulated_run_is_accounted_for(settings, tmp
     outputs_read = read_from(consumer, out_start, quiet_s=3)
     consumer.close()
 
-    store = SchemaStore(settings)
-    catalog = store.catalog
-    store.close()
+    # read as any downstream consumer would: Confluent's stock deserializer, the registry's URL, no project code
+    deserialize = AvroDeserializer(SchemaRegistryClient({"url": settings.registry_endpoint}))
     normalized: set[tuple] = set()
     dlq: set[tuple] = set()
     reasons: Counter[str] = Counter()
     for message in outputs_read:
-        record = decode(message.value(), catalog)
+        record = deserialize(message.value(), SerializationContext(message.topic(), MessageField.VALUE))
         if message.topic().startswith("dlq."):
             dlq.add((record["source_topic"], record["source_partition"], record["source_offset"]))
             reasons[record["reason"]] += 1

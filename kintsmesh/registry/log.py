@@ -1,13 +1,15 @@
-"""The Kafka-backed schema store: a compacted, single-partition topic of schema versions.
+"""The registry's storage: a compacted, single-partition Kafka topic of schema versions and
+compatibility levels (the way Confluent Schema Registry and Karapace keep ``_schemas``).
 
-Every process replays the topic into a ``SchemaCatalog``; registering produces one
-record (key ``<subject>/<version>``) and re-reads the topic, so of two processes
-racing for the same version the one appended first wins and the other retries.
+The registry server replays the topic into a ``SchemaCatalog``; registering appends one record
+(key ``schema/<subject>/<version>``) and re-reads the topic, so that of two writers racing for the
+same version the one appended first wins and the other retries. Only the server writes it.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from typing import Any
@@ -15,19 +17,20 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from kintsmesh.errors import TransientError
-from kintsmesh.registry.catalog import Compatibility, SchemaCatalog, SchemaVersion, dumps
+from kintsmesh.registry.catalog import SchemaCatalog, SchemaVersion, config_record, dumps
 from kintsmesh.settings import Settings
 from kintsmesh.topics import ensure_topics
 
-SCHEMAS_TOPIC = "_kintsmesh_schemas"
+SCHEMAS_TOPIC = "_kintsmesh_registry"
 
 
-class SchemaStore:
+class SchemaLog:
     def __init__(self, settings: Settings, topic: str = SCHEMAS_TOPIC) -> None:
         self.settings = settings
         self.topic = topic
         self.catalog = SchemaCatalog()
         self._offset = 0
+        self._lock = threading.Lock()   # one registration at a time in this process
         ensure_topics(settings, [topic], partitions=1, config={"cleanup.policy": "compact", "min.compaction.lag.ms": "0"})
         self._producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True,
                                    "acks": "all", "log_level": 0})
@@ -54,26 +57,30 @@ class SchemaStore:
                 if value is not None:
                     self.catalog.apply(json.loads(value))
 
-    def register(self, subject: str, schema: Any, compatibility: Compatibility = "BACKWARD") -> SchemaVersion:
-        """Register ``schema`` under ``subject`` (idempotent); IncompatibleSchema if it breaks readers."""
-        for _ in range(5):
-            self.refresh()
-            existing = self.catalog.lookup(subject, schema)
-            if existing is not None:
-                return existing
-            candidate = self.catalog.candidate(subject, schema, compatibility)
-            self._producer.produce(self.topic, key=candidate.key.encode(), value=dumps(candidate.record()))
-            if self._producer.flush(30) != 0:
-                raise TransientError(f"schema topic {self.topic}: the registration was not acknowledged")
-            self.refresh()
-            stored = self.catalog.subjects[subject][candidate.version - 1]
-            if stored.canonical == candidate.canonical:
-                return stored
+    def _append(self, key: str, value: dict[str, Any]) -> None:
+        self._producer.produce(self.topic, key=key.encode(), value=dumps(value))
+        if self._producer.flush(30) != 0:
+            raise TransientError(f"schema topic {self.topic}: the write was not acknowledged")
+        self.refresh()
+
+    def register(self, subject: str, schema: Any) -> SchemaVersion:
+        """Register ``schema`` under ``subject`` (idempotent); IncompatibleSchema if the subject's
+        compatibility level refuses it."""
+        with self._lock:
+            for _ in range(5):
+                self.refresh()
+                candidate = self.catalog.candidate(subject, schema)
+                if candidate in self.catalog.subjects.get(subject, []):
+                    return candidate
+                self._append(candidate.key, candidate.record())
+                stored = self.catalog.version(subject, candidate.version)
+                if stored is not None and stored.text == candidate.text:
+                    return stored
         raise TransientError(f"could not register a schema for {subject}: other writers kept winning the version")
 
-    def versions(self) -> dict[str, list[SchemaVersion]]:
-        self.refresh()
-        return self.catalog.subjects
+    def set_level(self, subject: str | None, level: str | None) -> None:
+        with self._lock:
+            self._append(*config_record(subject, level))
 
     def close(self) -> None:
         self._consumer.close()

@@ -1,0 +1,103 @@
+"""The stack's schema registry through Confluent's stock client: register, evolve, refuse, read back."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+import requests
+from confluent_kafka.admin import AdminClient, ConfigResource
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from kintsmesh.registry.catalog import IncompatibleSchema
+from kintsmesh.registry.client import SchemaRegistry
+from kintsmesh.registry.codec import decode, encode
+from kintsmesh.registry.log import SCHEMAS_TOPIC, SchemaLog
+
+pytestmark = pytest.mark.integration
+
+
+def person(*extra) -> str:
+    return json.dumps({"type": "record", "name": "Person", "namespace": "gov.gldm.test",
+                       "fields": [{"name": "ric", "type": "string"}, {"name": "name", "type": "string"}, *extra]})
+
+
+GENDER = {"name": "gender", "type": ["null", "string"], "default": None}
+BIRTH_NO_DEFAULT = {"name": "birth", "type": "string"}
+
+
+def test_stock_client_registers_evolves_and_is_refused_by_the_registry(settings):
+    client = SchemaRegistryClient({"url": settings.registry_endpoint})
+    subject = f"test-{uuid.uuid4().hex[:8]}-value"
+    v1 = client.register_schema(subject, Schema(person(), "AVRO"))
+    assert SchemaRegistryClient({"url": settings.registry_endpoint}).register_schema(
+        subject, Schema(person(), "AVRO")) == v1                                 # idempotent, no cache
+    v2 = client.register_schema(subject, Schema(person(GENDER), "AVRO"))
+    assert v2 != v1 and client.get_versions(subject) == [1, 2]
+
+    incompatible = Schema(person(GENDER, BIRTH_NO_DEFAULT), "AVRO")
+    assert client.test_compatibility(subject, incompatible) is False
+    with pytest.raises(SchemaRegistryError) as refused:
+        client.register_schema(subject, incompatible)
+    assert refused.value.http_status_code == 409 and "birth" in refused.value.error_message
+    assert client.get_versions(subject) == [1, 2]                                # nothing was added
+
+    client.set_compatibility(subject, "NONE")                                    # the operator's override
+    assert client.get_compatibility(subject) == "NONE"
+    assert client.register_schema(subject, incompatible) not in (v1, v2)
+    assert client.get_compatibility(f"other-{subject}") == "BACKWARD"            # the global default
+
+    looked_up = client.lookup_schema(subject, Schema(person(GENDER), "AVRO"))
+    assert (looked_up.schema_id, looked_up.version) == (v2, 2)
+    with pytest.raises(SchemaRegistryError) as missing:
+        client.get_schema(10_000_000)
+    assert missing.value.error_code == 40403
+
+
+def test_our_messages_and_the_stock_serializers_read_each_other(settings):
+    subject = f"test-{uuid.uuid4().hex[:8]}-value"
+    topic = subject.removesuffix("-value")
+    ours = SchemaRegistry(settings)
+    version = ours.register(subject, json.loads(person(GENDER)))
+    record = {"ric": "440303199001011234", "name": "王芳", "gender": "2"}
+
+    client = SchemaRegistryClient({"url": settings.registry_endpoint})
+    context = SerializationContext(topic, MessageField.VALUE)
+    assert AvroDeserializer(client)(encode(version, record), context) == record
+    stock = AvroSerializer(client, person(GENDER), conf={"auto.register.schemas": False, "use.latest.version": True})
+    written = stock(record, context)
+    assert written[1:5] == version.id.to_bytes(4, "big")
+    assert decode(written, ours) == record
+
+    with pytest.raises(IncompatibleSchema):
+        ours.register(subject, json.loads(person(GENDER, BIRTH_NO_DEFAULT)))
+
+
+def test_versions_survive_in_the_compacted_topic(settings):
+    client = SchemaRegistryClient({"url": settings.registry_endpoint})
+    subject = f"test-{uuid.uuid4().hex[:8]}-value"
+    schema_id = client.register_schema(subject, Schema(person(), "AVRO"))
+    replayed = SchemaLog(settings)   # what a restarted registry rebuilds from the topic
+    try:
+        assert replayed.catalog.latest(subject).id == schema_id
+    finally:
+        replayed.close()
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    resource = ConfigResource(ConfigResource.Type.TOPIC, SCHEMAS_TOPIC)
+    config = admin.describe_configs([resource])[resource].result(timeout=10)
+    assert config["cleanup.policy"].value == "compact"
+
+
+def test_every_gldm_subject_is_registered_and_errors_speak_confluent(settings):
+    subjects = requests.get(f"{settings.registry_endpoint}/subjects", timeout=10).json()
+    assert {"gldm.person.candidates-value", "dlq-value", "gldm.changes-value", "events.life-value",
+            "sub.education_bureau.life-value"} <= set(subjects)
+    answer = requests.get(f"{settings.registry_endpoint}/subjects/no-such-subject/versions", timeout=10)
+    assert answer.status_code == 404 and answer.json()["error_code"] == 40401
+    answer = requests.post(f"{settings.registry_endpoint}/subjects/x-value/versions", timeout=10,
+                           json={"schema": '{"type": "record", "name": "X", "fields": [{"name": "a", "type": "nope"}]}'})
+    assert answer.status_code == 422 and answer.json()["error_code"] == 42201
