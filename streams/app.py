@@ -68,6 +68,15 @@ def rejected_record(rejection: Rejection, topic: str, partition: int, offset: in
     }
 
 
+class Worker(faust.Worker):
+    """Faust's worker without its terminal spinner. To spin on every log line, the spinner sets the
+    root logger to DEBUG, so that aiokafka built a log record for every message sent (6% of the
+    normalize worker's time, measured with py-spy); the root logger keeps the level asked for."""
+
+    def on_setup_root_logger(self, logger: Any, level: int) -> None:
+        self.spinner = None
+
+
 def faust_app(settings: Settings, app_id: str, datadir: str) -> faust.App:
     broker = ";".join(f"kafka://{host}" for host in settings.kafka_bootstrap.split(","))
     return faust.App(
@@ -83,6 +92,7 @@ def faust_app(settings: Settings, app_id: str, datadir: str) -> faust.App:
         broker_commit_every=2000,
         consumer_auto_offset_reset="earliest",
         datadir=datadir or str(settings.stack_dir / app_id),
+        Worker=Worker,
     )
 
 
@@ -106,9 +116,9 @@ def create_app(settings: Settings, versions: dict[str, SchemaVersion], metrics: 
                 message = event.message
                 started = time.perf_counter()
                 result = normalize_event(message.topic, event.value, int(time.time() * 1000))
-                metrics.events_in.labels(result.department).inc()
+                metrics.child(metrics.events_in, result.department).inc()
                 if result.committed_ms and message.timestamp:
-                    metrics.sync_lag_raw.labels(result.department, result.table or "?").observe(
+                    metrics.child(metrics.sync_lag_raw, result.department, result.table or "?").observe(
                         max(0.0, message.timestamp - result.committed_ms / 1000))
                 if result.skipped:
                     metrics.skipped.labels(result.department, result.skipped).inc()
@@ -124,12 +134,12 @@ def create_app(settings: Settings, versions: dict[str, SchemaVersion], metrics: 
                         deliveries.append(await app.producer.send(
                             outputs[candidate.entity], candidate.key.encode(),
                             encode(versions[candidate.entity], candidate.record), None, None, None))
-                        metrics.candidates_out.labels(result.department, candidate.entity).inc()
+                        metrics.child(metrics.candidates_out, result.department, candidate.entity).inc()
                     if result.retraction:
                         metrics.retractions.labels(result.department).inc()
                     for column in result.unknown_columns:
                         metrics.unknown_columns.labels(result.department, result.table or "?", column).inc()
-                metrics.seconds.labels(result.department).observe(time.perf_counter() - started)
+                metrics.child(metrics.seconds, result.department).observe(time.perf_counter() - started)
             await asyncio.gather(*deliveries)
 
     return app

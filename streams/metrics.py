@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 
@@ -11,6 +13,7 @@ LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.0, 
 
 class NormalizeMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        self._children: dict[tuple[str, tuple[str, ...]], Any] = {}
         self.events_in = Counter("kintsmesh_normalize_events_in_total", "Raw change events read", ["department"],
                                  registry=registry)
         self.candidates_out = Counter("kintsmesh_normalize_candidates_out_total", "GLDM candidates produced",
@@ -31,3 +34,12 @@ class NormalizeMetrics:
         self.sync_lag_raw = Histogram("kintsmesh_sync_lag_raw_seconds",
                                       "Department commit to change event on raw.<dept>.* (Kafka log-append time)",
                                       ["department", "table"], registry=registry, buckets=LAG_BUCKETS)
+
+    def child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        """``metric.labels(*labels)``, memoized: labels() validates and locks on every call, which
+        for four metrics per event cost the worker more than a few standardizers."""
+        key = (metric._name, labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found

@@ -8,9 +8,10 @@ the reason, the offending field and the source coordinates; nothing is dropped.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from streams.normalize.mapping import Candidate, FieldRejected, SourceMapping, apply, mappings
 from streams.normalize.standardize import Rejected
@@ -54,7 +55,7 @@ def _lsn(value: Any) -> int | None:
 
 def provenance(mapping: SourceMapping, row: dict[str, Any], op: str, source: dict[str, Any], captured_ms: int) -> dict[str, Any]:
     try:
-        sequence = json.loads(source.get("sequence") or "[]")
+        sequence = orjson.loads(source.get("sequence") or "[]")
     except (TypeError, ValueError):
         sequence = []
     return {
@@ -77,7 +78,7 @@ def normalize_event(topic: str, value: bytes | None, captured_ms: int,
     if value is None:
         return Normalized(department, skipped="tombstone")
     try:
-        event = json.loads(value)
+        event = orjson.loads(value)
         op, source = event["op"], event["source"]
         table = source["table"]
     except (ValueError, KeyError, TypeError) as exc:
