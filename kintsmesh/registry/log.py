@@ -14,7 +14,7 @@ import time
 import uuid
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from kintsmesh.errors import TransientError
 from kintsmesh.registry.catalog import SchemaCatalog, SchemaVersion, config_record, dumps
@@ -40,8 +40,7 @@ class SchemaLog:
 
     def refresh(self, timeout_s: float = 30.0) -> None:
         """Replay records appended since the last refresh, up to the topic's current end."""
-        partition = TopicPartition(self.topic, 0)
-        end = self._consumer.get_watermark_offsets(partition, timeout=10)[1]
+        end = self._end(timeout_s)
         if end <= self._offset:
             return
         self._consumer.assign([TopicPartition(self.topic, 0, self._offset)])
@@ -56,6 +55,17 @@ class SchemaLog:
                 self._offset = offset + 1
                 if value is not None:
                     self.catalog.apply(json.loads(value))
+
+    def _end(self, timeout_s: float) -> int:
+        """The topic's end offset; a topic just created has no leader for a moment (retried)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return int(self._consumer.get_watermark_offsets(TopicPartition(self.topic, 0), timeout=10)[1])
+            except KafkaException as exc:
+                if time.monotonic() > deadline:
+                    raise TransientError(f"schema topic {self.topic}: {exc.args[0].str()}") from None
+                time.sleep(0.5)
 
     def _append(self, key: str, value: dict[str, Any]) -> None:
         self._producer.produce(self.topic, key=key.encode(), value=dumps(value))
