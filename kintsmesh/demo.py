@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from datetime import datetime, timedelta, timezone
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from kintsmesh.settings import DEPARTMENTS, Settings
@@ -134,6 +135,8 @@ def main() -> None:
     normalize_summary(settings)
     library_summary(settings, live_since)
     life_events_summary(settings, live_since)
+    calendar_backfill(settings)
+    subscribers_summary(settings)
     nightly_batch(settings)
 
 
@@ -160,6 +163,79 @@ def life_events_summary(settings: Settings, since: float) -> None:
     if example:
         print(f"  latest: {json.dumps(example[0], ensure_ascii=False)[:400]}")
     print("  more: kintsmesh events list --type SCHOOL_AGE_REACHED   rules: kintsmesh events rules")
+
+
+def calendar_backfill(settings: Settings, days: int = 60) -> None:
+    """The daily pass back-filled over the last ``days`` days (``kintsmesh events daily --date --until``):
+    a small city has few birthdays that cross an age on any single day."""
+    from sinks.events import run_daily
+
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    first = today - timedelta(days=days)
+    results = run_daily(settings, first, today)
+    found: dict[str, int] = {}
+    for result in results[:-1]:
+        for event_type, n in result.get("by_type", {}).items():
+            found[event_type] = found.get(event_type, 0) + n
+    print(f"daily pass back-filled {first} .. {today} (kintsmesh events daily --date {first} --until {today}): "
+          + (", ".join(f"{t} {n}" for t, n in sorted(found.items())) or "nobody crossed an age")
+          + "; SCHOOL_AGE_REACHED carries the enrolment dossier")
+
+
+def subscribers_summary(settings: Settings, subscriber: str = "education_bureau") -> None:
+    """What each subscriber received on sub.<name>.life, and the education bureau's newest school-age
+    event read back as a downstream system would: Confluent's stock consumer and AvroDeserializer."""
+    import psycopg
+    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    from kintsmesh.settings import RESOURCE_LIBRARY_DB
+    from streams.events.subscriptions import subscriptions
+
+    def behind() -> int:
+        with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
+            row = conn.execute("SELECT coalesce((SELECT max(seq) FROM life_event), 0)"
+                               " - coalesce((SELECT min(last_seq) FROM subscription), 0)").fetchone()
+        return int(row[0]) if row else 0
+
+    wait_for_zero(behind, 120, lambda n: print(f"  subscription sinks: {n:,} events to look at", flush=True))
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
+        delivered: dict[str, int] = dict(conn.execute("SELECT subscriber, delivered FROM subscription").fetchall())
+    print("subscribers (sub.<name>.life, only their event types, filters and fields):")
+    for name, subscription in subscriptions().items():
+        print(f"  {name:<24} {delivered.get(name, 0):>7,} delivered   {', '.join(subscription.events)}")
+    topic = subscriptions()[subscriber].topic
+    deserialize = AvroDeserializer(SchemaRegistryClient({"url": settings.registry_endpoint}))
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "kintsmesh-demo-reader",
+                         "enable.auto.commit": False, "log_level": 0})
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in metadata.partitions}
+        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        newest: dict[str, Any] | None = None
+        left = {p for p, end in ends.items() if end > 0}
+        while left:
+            for message in consumer.consume(1000, timeout=2.0):
+                offset = message.offset()
+                if message.error() or offset is None:
+                    continue
+                if offset + 1 >= ends[message.partition()]:
+                    left.discard(message.partition())
+                event = deserialize(message.value(), SerializationContext(topic, MessageField.VALUE))
+                if event and event["event_type"] == "SCHOOL_AGE_REACHED":
+                    newest = event
+    finally:
+        consumer.close()
+    if newest is not None:
+        dossier = json.loads(newest.get("dossier") or "null") or {}
+        verdict = dossier.get("verdict") or {}
+        print(f"  {subscriber} read with the stock AvroDeserializer: SCHOOL_AGE_REACHED {newest['subject_code']}"
+              f" {newest.get('attributes')}")
+        print(f"    dossier: {verdict.get('verdict')} ({'; '.join(verdict.get('reasons') or [])}),"
+              f" {len(dossier.get('guardians') or [])} guardians")
+    print(f"  read it yourself: the consumer example in README.md (Subscriptions), topic {topic}")
 
 
 def nightly_batch(settings: Settings) -> None:
