@@ -444,10 +444,11 @@ class StreamWorker(Component):
     """A ``kintsmesh <subcommand...>`` process, metrics on ``settings.<name>_metrics_port``."""
 
     subcommand: tuple[str, ...] = ()
+    port_setting = ""   # the Settings field holding its port, when not <name>_metrics_port
 
     @property
     def port(self) -> int:
-        return int(getattr(self.settings, f"{self.name}_metrics_port"))
+        return int(getattr(self.settings, self.port_setting or f"{self.name}_metrics_port"))
 
     def command(self) -> list[str]:
         # the data dir argument names the stack folder, which marks the process as ours
@@ -491,11 +492,8 @@ class Api(StreamWorker):
 
     name = "api"
     port_env = "KINTSMESH_API_PORT"
+    port_setting = "api_port"
     subcommand = ("api", "serve")
-
-    @property
-    def port(self) -> int:
-        return self.settings.api_port
 
 
 class Registry(StreamWorker):
@@ -503,11 +501,8 @@ class Registry(StreamWorker):
 
     name = "registry"
     port_env = "KINTSMESH_REGISTRY_PORT"
+    port_setting = "registry_port"
     subcommand = ("registry", "serve")
-
-    @property
-    def port(self) -> int:
-        return self.settings.registry_port
 
 
 class Monitor(StreamWorker):
