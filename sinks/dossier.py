@@ -18,7 +18,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from kintsmesh.errors import KintsmeshError
-from streams.events.enrolment import AGES, enrolment_year, verdict, window_start
+from streams.events.enrolment import conditions, enrolment_year, verdict, window_start
 
 DOSSIER_SQL = """
 WITH child AS (
@@ -70,8 +70,9 @@ def school_enrolment(conn: psycopg.Connection[Any], ric: str, *, requester: str,
     """The dossier with the rule's verdict; audit-logged, in one transaction, before it is returned."""
     if not requester.strip() or not purpose.strip():
         raise DossierError("a dossier request must say who asks (requester) and why (purpose)")
-    if level not in AGES:
-        raise DossierError(f"level must be one of {sorted(AGES)}, not {level!r}")
+    ages = conditions().ages
+    if level not in ages:
+        raise DossierError(f"level must be one of {sorted(ages)}, not {level!r}")
     today = today or date.today()
     year = year or enrolment_year(today)
     with conn.transaction():
@@ -81,7 +82,8 @@ def school_enrolment(conn: psycopg.Connection[Any], ric: str, *, requester: str,
         dossier: dict[str, Any] = {
             "child": _child(child) if child else None, "guardians": guardians or [],
             "birth_certificate": certificate,
-            "enrolment": {"level": level, "year": year, "age": AGES[level], "insured_months_window": 24},
+            "enrolment": {"level": level, "year": year, "age": ages[level],
+                          "insured_months_window": conditions().window_months},
         }
         dossier["verdict"] = verdict(dossier, level, year)
         returned = [name for name in DOSSIER_FIELDS if dossier.get(name)]

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from datetime import date
 
+import pytest
+
 from streams.events.enrolment import (
-    ELIGIBLE, MISSING_EVIDENCE, NOT_ELIGIBLE, enrolment_year, verdict, window_start,
+    ELIGIBLE, MISSING_EVIDENCE, NOT_ELIGIBLE, conditions, enrolment_year, parse_conditions, verdict, window_start,
 )
+from streams.events.rules import RuleError, rules
 
 
 def child(born: str, household: str | None = None, died: str | None = None) -> dict:
@@ -63,3 +66,19 @@ def test_the_coming_september_and_the_insurance_window():
     assert enrolment_year(date(2026, 8, 31)) == 2026 and enrolment_year(date(2026, 9, 1)) == 2027
     assert window_start(date(2026, 11, 27)) == "202411"
     assert window_start(date(2026, 1, 5), 24) == "202401"
+
+
+def test_the_conditions_are_data_and_the_ages_come_from_the_school_age_rule():
+    terms = conditions()
+    school = rules()["SCHOOL_AGE_REACHED"].variants
+    assert terms.ages == {v["level"]: v["age"] for v in school} == {"primary": 6, "junior_high": 12}
+    assert terms.cutoff == (8, 31) and (terms.insured_months, terms.window_months) == (12, 24)
+    stricter = parse_conditions({"insured_months": 6, "window_months": 6}, school)
+    assert stricter.window_months == 6
+    with pytest.raises(RuleError, match="insured_months <= window_months"):
+        parse_conditions({"insured_months": 30, "window_months": 24}, school)
+    with pytest.raises(RuleError, match="whole numbers"):
+        parse_conditions({"insured_months": "a year"}, school)
+    with pytest.raises(RuleError, match="one common 'by' date"):
+        parse_conditions({"insured_months": 1, "window_months": 2},
+                         ({"level": "primary", "age": 6, "by": "08-31"}, {"level": "junior_high", "age": 12, "by": "09-30"}))
