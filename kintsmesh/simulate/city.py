@@ -125,6 +125,7 @@ class City:
     enterprises: dict[str, Enterprise] = field(default_factory=dict)
     marriages: list[Marriage] = field(default_factory=list)
     rentals: dict[str, tuple[str, str, str, date, date | None]] = field(default_factory=dict)  # babh -> house, lessor, lessee, from, to
+    moves: list[tuple[date, str]] = field(default_factory=list)   # (day, RIC): a registered address changed
     counters: dict[str, int] = field(default_factory=dict)
     live_runs: int = 0
 

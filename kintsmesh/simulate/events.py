@@ -103,8 +103,9 @@ class LiveCity:
         for ric in household.members:
             member = self.city.people[ric]
             member.house = house.code
-            if member.death is None:
+            if member.death is None and member.hukou:   # a member without hukou has no registry row to update
                 changes.append((self.views.registered_person(member), "u"))
+                self.city.moves.append((self.city.today, ric))
         return [("housing", [(self.views.house(house), "c")]), ("police", changes)]
 
     def rental_started(self) -> list[tuple[str, list[Change]]]:
