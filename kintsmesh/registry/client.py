@@ -9,6 +9,7 @@ Confluent's, Karapace, Apicurio's ccompat API (``KINTSMESH_REGISTRY_URL``).
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
@@ -20,6 +21,7 @@ from kintsmesh.settings import Settings
 
 SCHEMA_NOT_FOUND = 40403
 INCOMPATIBLE = 409
+RETRY_S = 30.0
 
 
 class SchemaRegistry:
@@ -46,7 +48,8 @@ class SchemaRegistry:
             self._call(f"register {subject}", self.client.register_schema, subject, Schema(text, "AVRO"))
         except SchemaRegistryError as exc:
             if exc.http_status_code == INCOMPATIBLE:
-                raise IncompatibleSchema(subject, "the subject's", [exc.error_message]) from None
+                level = self._call(f"level of {subject}", self.client.get_compatibility, subject)
+                raise IncompatibleSchema(subject, level, [exc.error_message]) from None
             raise KintsmeshError(f"schema registry {self.url} refused {subject}: {exc.error_message}") from None
         found = self._call(f"look up {subject}", self.client.lookup_schema, subject, Schema(text, "AVRO"))
         version = describe(subject, found.version, found.schema_id, schema)
@@ -57,12 +60,19 @@ class SchemaRegistry:
         cached = self._by_id.get(schema_id)
         if cached is not None:
             return cached
-        try:
-            found = self._call(f"schema {schema_id}", self.client.get_schema, schema_id)
-        except SchemaRegistryError as exc:
-            if exc.error_code == SCHEMA_NOT_FOUND or exc.http_status_code == 404:
-                raise UnknownSchema(f"no schema with id {schema_id} in the registry at {self.url}") from None
-            raise
+        deadline = time.monotonic() + RETRY_S   # a registry restarting must not stop a worker mid-stream
+        while True:
+            try:
+                found = self._call(f"schema {schema_id}", self.client.get_schema, schema_id)
+                break
+            except TransientError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
+            except SchemaRegistryError as exc:
+                if exc.error_code == SCHEMA_NOT_FOUND or exc.http_status_code == 404:
+                    raise UnknownSchema(f"no schema with id {schema_id} in the registry at {self.url}") from None
+                raise
         version = describe("", 0, schema_id, load(found.schema_str))
         self._by_id[schema_id] = version
         return version

@@ -92,3 +92,35 @@ def test_invalid_schemas_garbage_and_unknown_ids_are_clear_errors():
         decode(b'{"json": true}', catalog)
     with pytest.raises(UnknownSchema, match="id 7"):
         decode(b"\x00\x00\x00\x00\x07\x02", catalog)
+
+
+class FlakyRegistry:
+    """Confluent's client as the worker sees it while the registry restarts: two refused connections."""
+
+    def __init__(self, schema_str: str) -> None:
+        self.calls = 0
+        self.schema_str = schema_str
+
+    def get_schema(self, schema_id):
+        from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+        self.calls += 1
+        if self.calls <= 2:
+            raise ConnectionError("connection refused")
+        if schema_id != 1:
+            raise SchemaRegistryError(404, 40403, "Schema not found")
+        return type("Schema", (), {"schema_str": self.schema_str})()
+
+
+def test_a_worker_waits_out_a_registry_restart_and_names_an_unknown_id(monkeypatch):
+    from kintsmesh.registry import client as client_module
+    from kintsmesh.settings import Settings
+
+    monkeypatch.setattr(client_module.time, "sleep", lambda s: None)
+    registry = client_module.SchemaRegistry(Settings())
+    registry.client = FlakyRegistry(json.dumps(V1))
+    data = encode(describe(SUBJECT, 1, 1, V1), {"hh": "h1", "members": 2})
+    assert decode(data, registry) == {"hh": "h1", "members": 2} and registry.client.calls == 3
+    assert decode(data, registry) and registry.client.calls == 3    # cached: one request per id
+    with pytest.raises(UnknownSchema, match="id 9"):
+        registry.schema(9)
