@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import date, timedelta
 from functools import cache
 from pathlib import Path
@@ -128,6 +128,13 @@ class City:
     moves: list[tuple[date, str]] = field(default_factory=list)   # (day, RIC): a registered address changed
     counters: dict[str, int] = field(default_factory=dict)
     live_runs: int = 0
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A city pickled by an older version lacks the fields added since: they start empty."""
+        self.__dict__.update(state)
+        for f in fields(self):
+            if f.name not in state and f.default_factory is not MISSING:
+                setattr(self, f.name, f.default_factory())
 
     def next_id(self, kind: str) -> int:
         """A department's next internal number; cities of different seeds (mod 100) never share one."""

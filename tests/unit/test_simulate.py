@@ -84,3 +84,16 @@ def test_department_habits(sample):
     assert by_table["sb_cbry"]["xb"] in ("M", "F")
     assert len(by_table["rk_jbxx"]["csrq"]) == 8
     assert "/" in by_table["xs_xj"]["csrq"]
+
+
+def test_a_city_pickled_before_a_field_was_added_loads_with_that_field_empty():
+    import pickle
+
+    city = build_city(3, 50, TODAY)
+    state = dict(city.__dict__)
+    del state["moves"]                       # what a city saved by an older version holds
+    older = pickle.loads(pickle.dumps(city))
+    older.__dict__.clear()
+    older.__setstate__(state)
+    assert older.moves == [] and older.people == city.people and older.seed == 3
+    assert pickle.loads(pickle.dumps(city)).moves == city.moves
