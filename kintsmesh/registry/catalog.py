@@ -69,10 +69,7 @@ class SchemaVersion:
     # fastavro-parsed with its "already parsed" hint: without it, fastavro parses the schema again on
     # every record it writes or reads (a third of the normalize worker's time went there)
     parsed: Any = field(compare=False, hash=False, repr=False)
-
-    @property
-    def text(self) -> str:
-        return identity(self.schema)
+    text: str = field(compare=False, hash=False, repr=False)     # identity(schema), computed once
 
     def record(self) -> dict[str, Any]:
         """What the registry's log holds for this version."""
@@ -85,7 +82,7 @@ class SchemaVersion:
 
 
 def describe(subject: str, version: int, schema_id: int, schema: Any) -> SchemaVersion:
-    return SchemaVersion(subject, version, schema_id, schema, fastavro.parse_schema(schema))
+    return SchemaVersion(subject, version, schema_id, schema, fastavro.parse_schema(schema), identity(schema))
 
 
 def config_record(subject: str | None, level: str | None) -> tuple[str, dict[str, Any]]:
