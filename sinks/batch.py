@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections import Counter
 from datetime import date, datetime, time as dtime
 from pathlib import Path
@@ -24,11 +25,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from kintsmesh.errors import KintsmeshError
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 from kintsmesh.simulate.departments import CST
-from sinks.library import BatchReport, Incoming, Merger, lock_library
+from sinks.library import MERGE_SESSION, BatchReport, Incoming, Merger, lock_library
 from streams.normalize.mapping import FieldRejected, SourceMapping, apply, mappings
 from streams.normalize.standardize import Rejected
 
-CHUNK = 5000
+CHUNK = 10000
 
 
 class BatchError(KintsmeshError):
@@ -72,8 +73,10 @@ def survey_extract(path: Path) -> tuple[list[str], int]:
 
 
 def load_batch(settings: Settings, department: str, batch_date: date, path: Path, *, table: str | None = None,
-               progress: bool = True, chunk: int = CHUNK, database: str = RESOURCE_LIBRARY_DB) -> dict[str, Any]:
-    """Load one extract; returns the reconciliation report (also stored in batch_run)."""
+               progress: bool = True, chunk: int = CHUNK, database: str = RESOURCE_LIBRARY_DB,
+               bulk: bool = True) -> dict[str, Any]:
+    """Load one extract; returns the reconciliation report (also stored in batch_run). ``bulk=False``
+    merges every candidate one by one (``Merger.merge``), as the live path does: slower, same library."""
     if not path.is_file():
         raise BatchError(f"{path}: no such file")
     header, total = survey_extract(path)
@@ -87,20 +90,28 @@ def load_batch(settings: Settings, department: str, batch_date: date, path: Path
     rejects_path = settings.stack_dir / "batches" / f"{batch_id}.rejects.jsonl"
     rejects_path.parent.mkdir(parents=True, exist_ok=True)
     with path.open(newline="", encoding="utf-8-sig") as extract, \
-            psycopg.connect(settings.dsn(database)) as conn, rejects_path.open("w") as rejects, \
+            psycopg.connect(settings.dsn(database), options=MERGE_SESSION) as conn, rejects_path.open("w") as rejects, \
+            ThreadPoolExecutor(1, thread_name_prefix="merge") as merging, \
             Progress(TextColumn(f"{batch_id} {mapping.table}"), BarColumn(), MofNCompleteColumn(),
                      TextColumn("{task.fields[rate]} rows/s"), TimeRemainingColumn(),
                      disable=not progress, transient=False, console=None) as bar:
         task = bar.add_task("load", total=total, rate="-")
         merger = Merger(conn)
         pending: list[Incoming] = []
+        in_flight: Future[None] | None = None
         lines = 0
 
-        def flush() -> None:
+        def merge(chunk: list[Incoming]) -> None:
             with conn.transaction():
                 lock_library(conn)
-                report.add(merger.merge(pending))
-            pending.clear()
+                report.add(merger.merge_bulk(chunk) if bulk else merger.merge(chunk))
+
+        def flush() -> None:
+            """Hand the chunk to the merging thread; at most one is merged while the next one is mapped."""
+            nonlocal in_flight, pending
+            if in_flight is not None:
+                in_flight.result()   # a merge error stops the load here
+            in_flight, pending = merging.submit(merge, pending), []
 
         for line, row in enumerate(csv.DictReader(extract), start=1):
             lines = line
@@ -118,6 +129,8 @@ def load_batch(settings: Settings, department: str, batch_date: date, path: Path
                 bar.update(task, completed=line, rate=f"{line / (time.perf_counter() - t0):,.0f}")
         if pending:
             flush()
+        if in_flight is not None:
+            in_flight.result()
         bar.update(task, completed=lines, rate=f"{lines / max(time.perf_counter() - t0, 1e-9):,.0f}")
         elapsed = time.perf_counter() - t0
         result = {

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -35,7 +35,7 @@ import orjson
 import psycopg
 from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
 
-from streams.merge.survivorship import Contribution, Position, is_stale, position, survive
+from streams.merge.survivorship import EMPTY, Contribution, Position, is_stale, position, survive
 from streams.resolve import matching
 
 # Golden tables: entity -> (table, id column, data columns). Data columns are candidate fields.
@@ -55,6 +55,8 @@ TABLES: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "person_ric", "insured_no", "month", "insurance_type", "employer_uscc", "employer_name",
         "contribution_base", "personal_amount", "employer_amount")),
 }
+# Entities whose canonical id is their own code (no look-up, no matching): new ones can merge set-based.
+CODED = ("house", "certificate", "relationship", "social_insurance")
 # Identifier fields: a value flagged by a finding (bad check character ...) never becomes the golden identifier.
 IDENTIFIERS: dict[str, tuple[str, ...]] = {"person": ("ric",), "legal_entity": ("uscc",)}
 JSON_COLUMNS = frozenset({"address", "details"})
@@ -74,6 +76,11 @@ def lock_library(conn: psycopg.Connection[Any]) -> None:
     """Serialize merges: taken first in every merging transaction, released at its end."""
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (MERGE_LOCK,))
 
+
+# Session settings of a merging connection (psycopg.connect(..., options=MERGE_SESSION)): staging tables
+# hold a whole chunk (8 MB of temp buffers by default spilled them to disk), and JIT compiling a
+# statement over an unanalyzed staging table cost more than running it.
+MERGE_SESSION = "-c jit=off -c temp_buffers=256MB"
 
 set_json_dumps(orjson.dumps)   # jsonb in and out of the library: most of a merge's bytes
 set_json_loads(orjson.loads)
@@ -175,11 +182,13 @@ class BatchReport:
     new_golden: int = 0
     golden_updates: int = 0
     conflicts: int = 0
+    set_based: int = 0          # merged by merge_bulk's set-based path (counted in merged too)
     links: dict[str, int] = field(default_factory=lambda: defaultdict(int))   # method -> count
     changes: list[dict[str, Any]] = field(default_factory=list)              # golden changes written to the outbox
 
     def add(self, other: BatchReport) -> None:
-        for name in ("read", "merged", "unchanged", "retracted", "to_review", "new_golden", "golden_updates", "conflicts"):
+        for name in ("read", "merged", "unchanged", "retracted", "to_review", "new_golden", "golden_updates", "conflicts",
+                     "set_based"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for method, n in other.links.items():
             self.links[method] += n
@@ -187,7 +196,8 @@ class BatchReport:
     def as_dict(self) -> dict[str, Any]:
         return {"read": self.read, "merged": self.merged, "unchanged": self.unchanged, "retracted": self.retracted,
                 "sent_to_review": self.to_review, "new_golden": self.new_golden,
-                "golden_updates": self.golden_updates, "conflicts": self.conflicts, "links": dict(self.links)}
+                "golden_updates": self.golden_updates, "conflicts": self.conflicts, "set_based": self.set_based,
+                "links": dict(self.links)}
 
 
 @dataclass
@@ -326,11 +336,89 @@ class Merger:
                     self.conn.execute(f"UPDATE {TABLES[entity][0]} SET {person_column} = %s WHERE {person_column} = %s",
                                       (person, orphan))
         self._settle(affected, writes.values(), report)
-        self._merged += len(items)
+        self._grown(len(items))
+        return report
+
+    def merge_bulk(self, items: list[Incoming]) -> BatchReport:
+        """``merge`` for a large batch (T+1 extracts): the library it leaves is the same, but a candidate that
+        opens a new golden record of a coded entity (its id its own code, the only candidate of its source
+        row and of its record in the batch, no earlier contribution, record or history) is merged set-based
+        in SQL, and a replayed one is recognised set-based as unchanged; every other candidate (a person, a
+        retraction, a row merged before, two rows of one record ...) goes through ``merge``."""
+        report = BatchReport()
+        rows = Counter(i.source for i in items)
+        coded: dict[str, dict[SourceRef, tuple[Incoming, str]]] = defaultdict(dict)
+        for item in items:
+            if item.entity in CODED and rows[item.source] == 1 and not item.record.get("retracted"):
+                cid = self._resolve(item, None, {}).canonical_id
+                assert cid is not None   # coded entities always resolve
+                coded[item.entity][item.source] = (item, cid)
+        for entity, by_ref in coded.items():
+            once = Counter(cid for _, cid in by_ref.values())
+            for ref in [r for r, (_, cid) in by_ref.items() if once[cid] > 1]:
+                del by_ref[ref]
+        handed_back: set[SourceRef] = set()
+        for entity, by_ref in coded.items():
+            if by_ref:
+                handed_back |= self._bulk_new(entity, by_ref, report)
+        taken = {ref for by_ref in coded.values() for ref in by_ref} - handed_back
+        report.read = len(taken)
+        self._grown(len(taken))
+        report.add(self.merge([i for i in items if i.source not in taken]))
+        return report
+
+    def _bulk_new(self, entity: str, by_ref: dict[SourceRef, tuple[Incoming, str]], report: BatchReport) -> set[SourceRef]:
+        """Set-based ``merge`` of new records of one coded entity; returns the source rows it leaves to ``merge``."""
+        table, id_column, columns = TABLES[entity]
+        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS _bulk (department text, source_table text, primary_key text,"
+                          " role text, entity text, canonical_id text, position numeric[], record jsonb,"
+                          " committed_at timestamptz, data jsonb, fields jsonb, changed jsonb) ON COMMIT DELETE ROWS")
+        described: dict[tuple[str, ...], tuple[str, str]] = {}   # fields present -> (their provenance, changed_fields)
+        with self.conn.cursor() as cur:
+            with cur.copy("COPY _bulk FROM STDIN") as copy:
+                for ref, (item, cid) in by_ref.items():
+                    record = item.record
+                    data = {c: None if (v := record.get(c)) in EMPTY else v for c in columns}   # survive() of one
+                    present = tuple(c for c in columns if data[c] is not None)
+                    if present not in described:
+                        described[present] = (orjson.dumps({c: {"source": 0} for c in present}).decode(),
+                                              orjson.dumps(sorted((id_column, *present))).decode())
+                    copy.write_row((ref.department, ref.table, ref.primary_key, ref.role, entity, cid,
+                                    "{%s}" % ",".join(map(str, item.position)), Jsonb(record),
+                                    _ms_to_dt(item.provenance.get("committed_at")), Jsonb(data), *described[present]))
+            # scalar subqueries: one index probe per row, whatever the library's size (a join or EXISTS in an OR
+            # let the planner hash the whole contribution table for every chunk)
+            same_row = ("c.department = b.department AND c.source_table = b.source_table"
+                        " AND c.primary_key = b.primary_key AND c.role = b.role")
+            cur.execute(
+                f"DELETE FROM _bulk b WHERE (SELECT true FROM contribution c WHERE {same_row})"
+                f" OR (SELECT true FROM {table} g WHERE g.{id_column} = b.canonical_id)"
+                " OR (SELECT true FROM golden_history h WHERE h.entity = b.entity AND h.canonical_id = b.canonical_id"
+                " LIMIT 1) RETURNING department, source_table, primary_key, role,"
+                # a replay: the same kind of position (CDC or T+1), not newer than the merged one (is_stale)
+                " (SELECT c.position[1] = b.position[1] AND c.position >= b.position"
+                f"  FROM contribution c WHERE {same_row}) IS TRUE")
+            known = cur.fetchall()
+            report.unchanged += sum(1 for *_, stale in known if stale)
+            handed_back = {SourceRef(*row) for *row, stale in known if not stale}
+            cur.execute(_bulk_insert_sql(entity), {"topic": self.changes_topic.format(entity=entity)})
+            ids = {cid for (cid,) in cur.fetchall()}
+            created = len(ids)
+            cur.execute("TRUNCATE _bulk")
+        if ids:
+            self._link_people({entity: ids}, ())
+            report.merged += created
+            report.set_based += created
+            report.new_golden += created
+            report.golden_updates += created
+            report.links["code"] += created
+        return handed_back
+
+    def _grown(self, merged: int) -> None:
+        self._merged += merged
         if self._merged >= self._analyze_at:   # a library filling up fast outgrows its planner statistics
             self._analyze_grown_tables()
             self._analyze_at = self._merged * 2
-        return report
 
     def _analyze_grown_tables(self) -> None:
         """ANALYZE the tables that changed by a quarter since their statistics were taken (autovacuum lags
@@ -721,6 +809,39 @@ class Merger:
             run(by_insured + " AND s.fact_id = ANY(%s)", (facts,))
         if insured:
             run(by_insured + " AND c.primary_key = ANY(%s)", (insured,))
+
+
+def _bulk_insert_sql(entity: str) -> str:
+    """One statement writing what ``_recompute`` writes for a new single-source record, for every row of
+    ``_bulk``: contribution, golden row (version 1), history, field provenance and the outbox change."""
+    table, id_column, columns = TABLES[entity]
+    return f"""
+        WITH contributed AS (
+            INSERT INTO contribution ({", ".join(CONTRIBUTION_COLUMNS)})
+            SELECT department, source_table, primary_key, role, entity, canonical_id, position, false, record,
+                   committed_at, now(), 'code', NULL, NULL FROM _bulk),
+        golden AS (
+            INSERT INTO {table} ({id_column}, {", ".join(columns)}, version, source_committed_at, updated_at)
+            SELECT b.canonical_id, {", ".join(f"r.{c}" for c in columns)}, 1, b.committed_at, now()
+            FROM _bulk b, jsonb_populate_record(NULL::{table}, b.data) r),
+        history AS (
+            INSERT INTO golden_history ({", ".join(HISTORY_COLUMNS)})
+            SELECT entity, canonical_id, 1, data, committed_at, record->'provenance', now() FROM _bulk),
+        provenance AS (
+            INSERT INTO field_provenance (entity, canonical_id, fields)
+            SELECT entity, canonical_id, jsonb_build_object(
+                'sources', jsonb_build_array(jsonb_build_object(
+                    'department', department, 'table', source_table, 'primary_key', primary_key, 'role', role,
+                    'position', to_jsonb(position), 'committed_at', record->'provenance'->'committed_at')),
+                'fields', fields)
+            FROM _bulk)
+        INSERT INTO outbox (topic, key, value)
+        SELECT %(topic)s, canonical_id, jsonb_build_object(
+            'entity', entity, 'canonical_id', canonical_id, 'version', 1, 'op', 'CREATE', 'changed_fields', changed,
+            'before', NULL, 'after', (jsonb_build_object('{id_column}', canonical_id) || data)::text,
+            'cause', record->'provenance', 'source_committed_at', record->'provenance'->'committed_at',
+            'merged_at', (extract(epoch FROM clock_timestamp()) * 1000)::bigint)
+        FROM _bulk RETURNING key"""
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -33,7 +33,7 @@ from kintsmesh.registry.codec import UndecodableMessage, decode, encode
 from kintsmesh.registry.client import SchemaRegistry
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 from kintsmesh.topics import ensure_topics
-from sinks.library import TABLES, BatchReport, Incoming, Merger, lock_library
+from sinks.library import MERGE_SESSION, TABLES, BatchReport, Incoming, Merger, lock_library
 from sinks.offsets import broker_error, library_lag, seek_to_stored, serve_worker, store_offsets
 from streams.dlq import rejected_message
 from streams.metrics import LAG_BUCKETS
@@ -84,7 +84,7 @@ class MergeWorker:
         self.registry = SchemaRegistry(settings)
         self.change_schema: SchemaVersion | None = None
         self.rejected_schema: SchemaVersion | None = None
-        self.conn = psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB))
+        self.conn = psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB), options=MERGE_SESSION)
         self.merger = Merger(self.conn)
         self.consumer = Consumer({
             "bootstrap.servers": settings.kafka_bootstrap, "group.id": GROUP, "enable.auto.commit": False,

@@ -1,0 +1,86 @@
+"""T+1 loads on the real PostgreSQL: the set-based path leaves the library the row-by-row merge leaves."""
+
+from __future__ import annotations
+
+import csv
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from kintsmesh.bench.batch import write_extract
+from kintsmesh.bench.resolve import scratch_library
+from sinks.batch import load_batch
+
+pytestmark = pytest.mark.integration
+
+# Everything but what the clock sets (merge and load times).
+STATE = {
+    "golden": "SELECT to_jsonb(s) - 'updated_at' FROM social_insurance s ORDER BY fact_id",
+    "contribution": "SELECT to_jsonb(c) - 'merged_at' #- '{record,provenance,captured_at}' FROM contribution c"
+                    " ORDER BY department, source_table, primary_key, role",
+    "history": "SELECT to_jsonb(h) - 'recorded_at' #- '{cause,captured_at}' FROM golden_history h"
+               " ORDER BY entity, canonical_id, version",
+    "provenance": "SELECT to_jsonb(p) FROM field_provenance p ORDER BY entity, canonical_id",
+    # before / after are JSON text: compared as JSON (key order and spacing are the writer's)
+    "outbox": "SELECT topic, key, value - 'merged_at' - 'before' - 'after' #- '{cause,captured_at}', (value->>'before')::jsonb - 'updated_at',"
+              " (value->>'after')::jsonb FROM outbox ORDER BY key, (value->>'version')::int",
+}
+
+
+def library_state(dsn: str) -> dict[str, list[Any]]:
+    with psycopg.connect(dsn) as conn:
+        return {name: conn.execute(query).fetchall() for name, query in STATE.items()}  # type: ignore[call-overload]
+
+
+def edited_extracts(source: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """Yesterday's extract (its first 1,500 lines) and today's: some of yesterday's rows changed, a row
+    delivered twice in a row with a correction, an employer code missing."""
+    with source.open(newline="") as handle:
+        reader = csv.reader(handle)
+        header, rows = next(reader), list(reader)
+    base, employer, name = header.index("jfjs"), header.index("tyshxydm"), header.index("dwmc")
+    today = [list(r) for r in rows]
+    for r in today[:300]:
+        r[base] = str(float(r[base]) + 100)            # a corrected contribution base: a new golden version
+    corrected = list(today[2000])
+    corrected[name] = corrected[name] + "（更正）"
+    today.insert(2001, corrected)                      # the same source row twice in one chunk
+    today[2500][employer] = ""                         # an empty value is no value
+    paths = []
+    for label, lines in (("yesterday", rows[:1500]), ("today", today)):
+        path = tmp_path / f"hrss-sb_jfmx-{label}.csv"
+        with path.open("w", newline="") as out:
+            writer = csv.writer(out)
+            writer.writerow(header)
+            writer.writerows(lines)
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+def test_the_set_based_load_leaves_the_library_the_row_by_row_merge_leaves(settings, tmp_path):
+    source, written = write_extract(settings, 4000, date(2026, 11, 27))
+    assert written == 4000
+    yesterday, today = edited_extracts(Path(source), tmp_path)
+    day = date(2026, 11, 26)
+    runs: dict[bool, tuple[list[dict[str, Any]], dict[str, list[Any]]]] = {}
+    for bulk in (True, False):
+        database = f"kintsmesh_test_batch_{'bulk' if bulk else 'rows'}"
+        dsn = scratch_library(settings, database)
+        reports = [load_batch(settings, "hrss", d, path, progress=False, chunk=1000, database=database, bulk=bulk)
+                   for d, path in ((day - timedelta(days=1), yesterday), (day, today), (day, today))]
+        runs[bulk] = ([r["candidates"] for r in reports], library_state(dsn))
+    (bulk_reports, bulk_state), (row_reports, row_state) = runs[True], runs[False]
+    for name in STATE:
+        assert len(bulk_state[name]) == len(row_state[name]) > 0, name
+        assert bulk_state[name] == row_state[name], name
+    first, second, third = bulk_reports
+    assert first["set_based"] == first["merged"] == 1500   # every row of yesterday opened a new record
+    assert second["set_based"] == 2500 - 1                 # not yesterday's rows, nor the one delivered twice
+    assert second["read"] == 4001 and second["new_golden"] == 2500 and second["golden_updates"] == 2500 + 300
+    assert third["unchanged"] == third["read"] and third["golden_updates"] == 0
+    assert all(r["set_based"] == 0 for r in row_reports)
+    for b, r in zip(bulk_reports, row_reports):
+        assert {**b, "set_based": 0} == r, (b, r)
