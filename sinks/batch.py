@@ -25,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from kintsmesh.errors import KintsmeshError
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 from kintsmesh.simulate.departments import CST
-from sinks.library import MERGE_SESSION, BatchReport, Incoming, Merger, lock_library
+from sinks.library import MERGE_SESSION, BatchReport, BulkChunk, Incoming, Merger, lock_library
 from streams.normalize.mapping import FieldRejected, SourceMapping, apply, mappings
 from streams.normalize.standardize import Rejected
 
@@ -101,17 +101,18 @@ def load_batch(settings: Settings, department: str, batch_date: date, path: Path
         in_flight: Future[None] | None = None
         lines = 0
 
-        def merge(chunk: list[Incoming]) -> None:
+        def merge(chunk: list[Incoming] | BulkChunk) -> None:
             with conn.transaction():
                 lock_library(conn)
-                report.add(merger.merge_bulk(chunk) if bulk else merger.merge(chunk))
+                report.add(merger.merge_staged(chunk) if isinstance(chunk, BulkChunk) else merger.merge(chunk))
 
         def flush() -> None:
-            """Hand the chunk to the merging thread; at most one is merged while the next one is mapped."""
+            """Stage the chunk and hand it to the merging thread: one chunk merges while the next is mapped."""
             nonlocal in_flight, pending
+            staged = merger.stage_bulk(pending) if bulk else pending
             if in_flight is not None:
                 in_flight.result()   # a merge error stops the load here
-            in_flight, pending = merging.submit(merge, pending), []
+            in_flight, pending = merging.submit(merge, staged), []
 
         for line, row in enumerate(csv.DictReader(extract), start=1):
             lines = line

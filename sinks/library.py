@@ -27,9 +27,9 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from functools import cached_property
+from functools import cache, cached_property
 from datetime import date, datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import psycopg
@@ -116,7 +116,10 @@ def flagged(record: dict[str, Any], name: str) -> bool:
 
 def jsonable(value: Any) -> Any:
     """A decoded Avro / mapping value as JSON: dates as ISO text, timestamps as epoch ms."""
-    if isinstance(value, dict):
+    kind = type(value)
+    if kind is str or value is None or kind is int or kind is bool or kind is float:   # most values
+        return value
+    if kind is dict:
         return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
@@ -126,11 +129,12 @@ def jsonable(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, bytes):
         return value.hex()
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
     return value
 
 
-@dataclass(frozen=True)
-class SourceRef:
+class SourceRef(NamedTuple):   # a tuple: hashed and compared in C (a batch hashes each several times)
     department: str
     table: str
     primary_key: str
@@ -345,7 +349,11 @@ class Merger:
         row and of its record in the batch, no earlier contribution, record or history) is merged set-based
         in SQL, and a replayed one is recognised set-based as unchanged; every other candidate (a person, a
         retraction, a row merged before, two rows of one record ...) goes through ``merge``."""
-        report = BatchReport()
+        return self.merge_staged(self.stage_bulk(items))
+
+    def stage_bulk(self, items: list[Incoming]) -> BulkChunk:
+        """The pure-Python half of ``merge_bulk`` (no database): which candidates may merge set-based, as the
+        rows of the staging table. A loader runs it while the previous chunk is merged."""
         rows = Counter(i.source for i in items)
         coded: dict[str, dict[SourceRef, tuple[Incoming, str]]] = defaultdict(dict)
         for item in items:
@@ -353,39 +361,34 @@ class Merger:
                 cid = self._resolve(item, None, {}).canonical_id
                 assert cid is not None   # coded entities always resolve
                 coded[item.entity][item.source] = (item, cid)
+        staged: dict[str, dict[SourceRef, tuple[Any, ...]]] = {}
         for entity, by_ref in coded.items():
             once = Counter(cid for _, cid in by_ref.values())
-            for ref in [r for r, (_, cid) in by_ref.items() if once[cid] > 1]:
-                del by_ref[ref]
+            staged[entity] = {ref: _staging_row(entity, ref, item, cid)
+                              for ref, (item, cid) in by_ref.items() if once[cid] == 1}
+        return BulkChunk(items, staged)
+
+    def merge_staged(self, chunk: BulkChunk) -> BatchReport:
+        """The database half of ``merge_bulk``."""
+        report = BatchReport()
         handed_back: set[SourceRef] = set()
-        for entity, by_ref in coded.items():
-            if by_ref:
-                handed_back |= self._bulk_new(entity, by_ref, report)
-        taken = {ref for by_ref in coded.values() for ref in by_ref} - handed_back
+        for entity, rows in chunk.staged.items():
+            if rows:
+                handed_back |= self._bulk_new(entity, rows, report)
+        taken = {ref for rows in chunk.staged.values() for ref in rows} - handed_back
         report.read = len(taken)
         self._grown(len(taken))
-        report.add(self.merge([i for i in items if i.source not in taken]))
+        report.add(self.merge([i for i in chunk.items if i.source not in taken]))
         return report
 
-    def _bulk_new(self, entity: str, by_ref: dict[SourceRef, tuple[Incoming, str]], report: BatchReport) -> set[SourceRef]:
+    def _bulk_new(self, entity: str, rows: dict[SourceRef, tuple[Any, ...]], report: BatchReport) -> set[SourceRef]:
         """Set-based ``merge`` of new records of one coded entity; returns the source rows it leaves to ``merge``."""
-        table, id_column, columns = TABLES[entity]
-        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS _bulk (department text, source_table text, primary_key text,"
-                          " role text, entity text, canonical_id text, position numeric[], record jsonb,"
-                          " committed_at timestamptz, data jsonb, fields jsonb, changed jsonb) ON COMMIT DELETE ROWS")
-        described: dict[tuple[str, ...], tuple[str, str]] = {}   # fields present -> (their provenance, changed_fields)
+        table, id_column, _ = TABLES[entity]
+        self.conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS _bulk ({', '.join(STAGING_COLUMNS)}) ON COMMIT DELETE ROWS")
         with self.conn.cursor() as cur:
             with cur.copy("COPY _bulk FROM STDIN") as copy:
-                for ref, (item, cid) in by_ref.items():
-                    record = item.record
-                    data = {c: None if (v := record.get(c)) in EMPTY else v for c in columns}   # survive() of one
-                    present = tuple(c for c in columns if data[c] is not None)
-                    if present not in described:
-                        described[present] = (orjson.dumps({c: {"source": 0} for c in present}).decode(),
-                                              orjson.dumps(sorted((id_column, *present))).decode())
-                    copy.write_row((ref.department, ref.table, ref.primary_key, ref.role, entity, cid,
-                                    "{%s}" % ",".join(map(str, item.position)), Jsonb(record),
-                                    _ms_to_dt(item.provenance.get("committed_at")), Jsonb(data), *described[present]))
+                for row in rows.values():
+                    copy.write_row(row)
             # scalar subqueries: one index probe per row, whatever the library's size (a join or EXISTS in an OR
             # let the planner hash the whole contribution table for every chunk)
             same_row = ("c.department = b.department AND c.source_table = b.source_table"
@@ -809,6 +812,37 @@ class Merger:
             run(by_insured + " AND s.fact_id = ANY(%s)", (facts,))
         if insured:
             run(by_insured + " AND c.primary_key = ANY(%s)", (insured,))
+
+
+@dataclass
+class BulkChunk:
+    """A chunk of candidates as ``Merger.stage_bulk`` split it: per coded entity, the staging rows of those
+    that may open a new record set-based; the other candidates merge one by one."""
+    items: list[Incoming]
+    staged: dict[str, dict[SourceRef, tuple[Any, ...]]]
+
+
+STAGING_COLUMNS = ("department text", "source_table text", "primary_key text", "role text", "entity text",
+                   "canonical_id text", "position numeric[]", "record jsonb", "committed_at timestamptz",
+                   "data jsonb", "fields jsonb", "changed jsonb")
+
+
+@cache
+def _described(entity: str, present: tuple[str, ...]) -> tuple[str, str]:
+    """For a new single-source record with these fields: its field provenance and its changed fields (JSON)."""
+    return (orjson.dumps({c: {"source": 0} for c in present}).decode(),
+            orjson.dumps(sorted((TABLES[entity][1], *present))).decode())
+
+
+def _staging_row(entity: str, ref: SourceRef, item: Incoming, cid: str) -> tuple[Any, ...]:
+    """A ``_bulk`` row, its JSON serialized here (the loader's mapping thread): the merging thread only ships
+    text. The small JSON documents are built by PostgreSQL from it (faster than parsing them)."""
+    record = item.record
+    data = {c: None if (v := record.get(c)) in EMPTY else v for c in TABLES[entity][2]}   # survive() of one
+    present = tuple(c for c, v in data.items() if v is not None)
+    return (ref.department, ref.table, ref.primary_key, ref.role, entity, cid,
+            "{%s}" % ",".join(map(str, item.position)), orjson.dumps(record).decode(),
+            _ms_to_dt(item.provenance.get("committed_at")), orjson.dumps(data).decode(), *_described(entity, present))
 
 
 def _bulk_insert_sql(entity: str) -> str:
