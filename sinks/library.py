@@ -188,7 +188,7 @@ class BatchReport:
     conflicts: int = 0
     set_based: int = 0          # merged by merge_bulk's set-based path (counted in merged too)
     links: dict[str, int] = field(default_factory=lambda: defaultdict(int))   # method -> count
-    changes: list[dict[str, Any]] = field(default_factory=list)              # golden changes written to the outbox
+    outbox: Counter[str] = field(default_factory=Counter)                    # entity -> golden changes queued
 
     def add(self, other: BatchReport) -> None:
         for name in ("read", "merged", "unchanged", "retracted", "to_review", "new_golden", "golden_updates", "conflicts",
@@ -196,6 +196,7 @@ class BatchReport:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for method, n in other.links.items():
             self.links[method] += n
+        self.outbox.update(other.outbox)
 
     def as_dict(self) -> dict[str, Any]:
         return {"read": self.read, "merged": self.merged, "unchanged": self.unchanged, "retracted": self.retracted,
@@ -415,6 +416,7 @@ class Merger:
             report.new_golden += created
             report.golden_updates += created
             report.links["code"] += created
+            report.outbox[entity] += created
         return handed_back
 
     def _grown(self, merged: int) -> None:
@@ -763,7 +765,7 @@ class Merger:
                   "after": orjson.dumps(after, default=str).decode() if after is not None else None,
                   "cause": cause, "source_committed_at": cause.get("committed_at") if cause else None,
                   "merged_at": int(time.time() * 1000)}
-        report.changes.append(change)
+        report.outbox[entity] += 1
         self._outbox_rows.append((self.changes_topic.format(entity=entity), cid, Jsonb(change)))
 
     # ------------------------------------------------------------------ references to people

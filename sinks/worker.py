@@ -120,7 +120,7 @@ class MergeWorker:
         while self.running:
             messages = self.consumer.consume(self.batch_size, timeout=self.max_wait_s)
             batch = [m for m in messages if not broker_error(m, log)]
-            changed = bool(batch) and bool(self.process(batch).changes)
+            changed = bool(batch) and bool(self.process(batch).outbox)
             # this worker's changes at once; what T+1 loads and review decisions queued, within a second
             if changed or time.monotonic() - last_outbox > 1.0:
                 self.publish_outbox()
@@ -155,7 +155,6 @@ class MergeWorker:
                 try:
                     one = self._merge([item], {})
                     report.add(one)
-                    report.changes.extend(one.changes)   # add() sums counts only
                 except psycopg.Error as one:
                     self.conn.rollback()
                     self._reject(message, "merge_failed", str(one).splitlines()[0])
@@ -167,7 +166,7 @@ class MergeWorker:
     def _merge(self, items: list[Incoming], offsets: dict[tuple[str, int], int]) -> BatchReport:
         with self.conn.transaction():
             lock_library(self.conn)
-            report = self.merger.merge(items)
+            report = self.merger.merge_bulk(items)
             store_offsets(self.conn, GROUP, offsets)
         return report
 
@@ -216,8 +215,8 @@ class MergeWorker:
         m.candidates.labels("all", "review").inc(report.to_review)
         for method, n in report.links.items():
             m.links.labels("all", method).inc(n)
-        for change in report.changes:
-            m.golden_updates.labels(change["entity"]).inc()
+        for entity, n in report.outbox.items():
+            m.golden_updates.labels(entity).inc(n)
         m.conflicts.inc(report.conflicts)
         now = time.time()
         newest: dict[str, float] = {}
