@@ -109,6 +109,16 @@ def bulk_upsert(conn: psycopg.Connection[Any], table: str, columns: tuple[str, .
         cur.execute(f"TRUNCATE {stage}")
 
 
+def text_array(values: Iterable[str | None]) -> str:
+    """A text[] literal for ``= ANY(%s::text[])`` (psycopg's list dumper is pure Python and showed in profiles)."""
+    return "{" + ",".join("NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                          for v in values) + "}"
+
+
+def numeric_array(values: Iterable[int]) -> str:
+    return "{" + ",".join(map(str, values)) + "}"
+
+
 def flagged(record: dict[str, Any], name: str) -> bool:
     """Whether standardizing found something wrong with the field (an upgraded 15-digit RIC is fine)."""
     return any(f.startswith(f"{name}:") and f != f"{name}:legacy_15_upgraded" for f in record.get("findings") or ())
@@ -242,6 +252,20 @@ def _mention(record: dict[str, Any], flagged_ric: bool, households: frozenset[st
     )
 
 
+BlockParams = tuple[date | None, str | None, str | None, str | None]   # birth date, name key, RIC body, RIC area
+
+
+def _block_params(mention: matching.Mention) -> BlockParams:
+    # a flagged RIC's birth digits still block (a bad check character rarely sits in the date)
+    return (mention.birth_date or matching.birth_from_ric(mention.ric), matching.name_key(mention.name),
+            matching.ric_body(mention.ric), (mention.ric or "")[:6] or None)
+
+
+def _sticky(previous: _State) -> bool:
+    """A source row keeps the person an earlier match or review decision linked it to."""
+    return bool(previous[1]) and previous[2] not in ("ric", "review")
+
+
 def _block_keys(name_key: str | None, birth: date | None, body: str | None) -> list[Any]:
     """The blocks a person is in (the same ones the golden-table query in ``_blocks`` uses)."""
     keys: list[Any] = []
@@ -308,6 +332,7 @@ class Merger:
         self._start_batch()
         self._batch_households = {i.record["ric"]: i.record["household_no"] for i in items
                                   if i.entity == "person" and i.record.get("ric") and i.record.get("household_no")}
+        self._prefetch_people(items, state, by_ric)
         affected: dict[str, set[str]] = defaultdict(set)
         writes: dict[SourceRef, tuple[Incoming, _Linked]] = {}
         for item in items:
@@ -459,6 +484,9 @@ class Merger:
         return report
 
     def _start_batch(self) -> None:
+        # reads of the golden persons, valid until the batch's recompute changes them
+        self._golden_blocks: dict[BlockParams, dict[str, matching.Mention]] = {}
+        self._household_of: dict[str, str | None] = {}
         self._batch_persons, self._batch_blocks = {}, defaultdict(set)
         self._created_by_ric, self._outbox_rows, self._causes = [], [], {}
 
@@ -479,7 +507,7 @@ class Merger:
             " (extract(epoch FROM c.committed_at) * 1000)::bigint"
             " FROM contribution c JOIN unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS k(d, t, p, r)"
             " ON c.department = k.d AND c.source_table = k.t AND c.primary_key = k.p AND c.role = k.r",
-            ([r.department for r in refs], [r.table for r in refs], [r.primary_key for r in refs], [r.role for r in refs]),
+            tuple(text_array(column) for column in zip(*refs)),
         ).fetchall()
         return {SourceRef(d, t, p, r): (tuple(int(x) for x in pos), cid, method, ms)
                 for d, t, p, r, pos, cid, method, ms in rows}
@@ -537,7 +565,7 @@ class Merger:
         r = item.record
         if mention.ric_valid and mention.ric in by_ric:
             return _Linked(by_ric[mention.ric], "ric")
-        if previous is not None and previous[1] and previous[2] not in ("ric", "review"):
+        if previous is not None and _sticky(previous):
             return _Linked(previous[1], previous[2])   # sticky: keep an earlier match or review decision
         mention = replace(mention, households=mention.households | self._households(r.get("mother_ric"), r.get("father_ric")))
         decision = matching.decide(mention, self._blocks(mention))
@@ -611,40 +639,72 @@ class Merger:
 
     def _households(self, *rics: str | None) -> set[str]:
         wanted = [r for r in rics if r]
-        if not wanted:
-            return set()
-        return {self._batch_households[r] for r in wanted if r in self._batch_households} | {hh for (hh,) in self.conn.execute(
-            "SELECT household_no FROM person WHERE ric = ANY(%s) AND household_no IS NOT NULL", (wanted,))}
+        if missing := {r for r in wanted if r not in self._household_of}:
+            self._read_households(missing)
+        return ({self._batch_households[r] for r in wanted if r in self._batch_households}
+                | {hh for r in wanted if (hh := self._household_of[r])})
 
     def _blocks(self, mention: matching.Mention) -> list[tuple[str, matching.Mention]]:
         """Golden persons sharing a block with the mention, plus persons created earlier in this batch."""
-        key, body = matching.name_key(mention.name), matching.ric_body(mention.ric)
-        # a flagged RIC's birth digits still block (a bad check character rarely sits in the date)
-        birth = mention.birth_date or matching.birth_from_ric(mention.ric)
-        params = {"birth": birth, "key": key, "body": body, "area": (mention.ric or "")[:6] or None}
-        branches = []   # one index lookup each (an OR of them would not use the indexes well)
-        if birth is not None:
-            branches.append("birth_date = %(birth)s AND name_key = %(key)s" if key else "birth_date = %(birth)s")
-        if key is not None:
-            if birth is None:
-                branches.append("name_key = %(key)s")
-            if params["area"]:
-                branches.append("name_key = %(key)s AND left(ric, 6) = %(area)s")   # a typo in a flagged RIC's date
-        if body:
-            branches.append("left(ric, 17) = %(body)s")
-        rows = self.conn.execute(
-            "SELECT p.person_id, p.ric, p.name, p.gender, p.birth_date, p.address->>'full',"
-            " array_remove(ARRAY[p.household_no, m.household_no, f.household_no], NULL)"
-            " FROM (" + " UNION ".join(f"(SELECT person_id FROM person WHERE {b} LIMIT 50)" for b in branches) + ") c"
-            " JOIN person p USING (person_id)"
-            " LEFT JOIN person m ON m.ric = p.mother_ric LEFT JOIN person f ON f.ric = p.father_ric",
-            params).fetchall() if branches else []
-        found = {pid: matching.Mention(ric, bool(ric), name, gender, birth, frozenset(households), addr)
-                 for pid, ric, name, gender, birth, addr, households in rows}
+        params = _block_params(mention)
+        if params not in self._golden_blocks:
+            self._read_blocks([params])
+        found = dict(self._golden_blocks[params])
+        birth, key, body, _ = params
         in_batch = set().union(*(self._batch_blocks.get(k, set()) for k in _block_keys(key, birth, body)))
         for pid in in_batch | (set(found) & set(self._batch_persons)):
             found[pid] = _combine(self._batch_persons[pid], found.get(pid))
         return list(found.items())
+
+    def _read_blocks(self, wanted: list[BlockParams]) -> None:
+        """The golden persons in the blocks of each of ``wanted``, in one statement: per mention, one index
+        look-up per block (an OR of them would not use the indexes well), at most 50 persons each."""
+        rows = self.conn.execute(
+            "SELECT m.i, p.person_id, p.ric, p.name, p.gender, p.birth_date, p.address->>'full',"
+            " array_remove(ARRAY[p.household_no, mo.household_no, fa.household_no], NULL)"
+            " FROM unnest(%s::int[], %s::date[], %s::text[], %s::text[], %s::text[]) AS m(i, birth, key, body, area)"
+            " CROSS JOIN LATERAL ("
+            "  (SELECT person_id FROM person WHERE m.birth IS NOT NULL AND m.key IS NOT NULL"
+            "    AND birth_date = m.birth AND name_key = m.key LIMIT 50)"
+            "  UNION (SELECT person_id FROM person WHERE m.birth IS NOT NULL AND m.key IS NULL"
+            "    AND birth_date = m.birth LIMIT 50)"
+            "  UNION (SELECT person_id FROM person WHERE m.key IS NOT NULL AND m.birth IS NULL AND name_key = m.key LIMIT 50)"
+            # a typo in a flagged RIC's date: its area and the name still block
+            "  UNION (SELECT person_id FROM person WHERE m.key IS NOT NULL AND m.area IS NOT NULL"
+            "    AND name_key = m.key AND left(ric, 6) = m.area LIMIT 50)"
+            "  UNION (SELECT person_id FROM person WHERE m.body IS NOT NULL AND left(ric, 17) = m.body LIMIT 50)) c"
+            " JOIN person p USING (person_id)"
+            " LEFT JOIN person mo ON mo.ric = p.mother_ric LEFT JOIN person fa ON fa.ric = p.father_ric",
+            (list(range(len(wanted))), *(list(column) for column in zip(*wanted)))).fetchall()
+        for params in wanted:
+            self._golden_blocks[params] = {}
+        for i, pid, ric, name, gender, birth, addr, households in rows:
+            self._golden_blocks[wanted[i]][pid] = matching.Mention(ric, bool(ric), name, gender, birth,
+                                                                   frozenset(households), addr)
+
+    def _prefetch_people(self, items: list[Incoming], state: dict[SourceRef, _State], by_ric: dict[str, str]) -> None:
+        """What resolving the batch's persons reads from the library, in two statements rather than two per
+        person: the blocks of every mention that may need matching, and the households of the parents
+        named. The golden persons do not change before the batch's recompute, so the reads serve it all."""
+        wanted: dict[BlockParams, None] = {}
+        parents: set[str] = set()
+        for item in items:
+            if item.entity != "person" or item.record.get("retracted"):
+                continue
+            mention, previous = _mention(item.record, item.flagged("ric")), state.get(item.source)
+            if (mention.ric_valid and mention.ric in by_ric) or (previous is not None and _sticky(previous)):
+                continue
+            wanted[_block_params(mention)] = None
+            parents.update(r for r in (item.record.get("mother_ric"), item.record.get("father_ric")) if r)
+        if wanted:
+            self._read_blocks(list(wanted))
+        if parents:
+            self._read_households(parents)
+
+    def _read_households(self, rics: set[str]) -> None:
+        self._household_of.update(dict.fromkeys(rics))
+        self._household_of.update(self.conn.execute(
+            "SELECT ric, household_no FROM person WHERE ric = ANY(%s) AND household_no IS NOT NULL", (list(rics),)))
 
     def _remember(self, cid: str, mention: matching.Mention) -> None:
         if mention.birth_date is None and mention.ric_valid:
@@ -670,7 +730,7 @@ class Merger:
         for item, linked in writes:
             src, prov = item.source, item.provenance
             rows.append((src.department, src.table, src.primary_key, src.role, item.entity, linked.canonical_id,
-                         list(item.position), bool(item.record.get("retracted")), Jsonb(item.record),
+                         numeric_array(item.position), bool(item.record.get("retracted")), Jsonb(item.record),
                          _ms_to_dt(prov.get("committed_at")), now, linked.method, linked.score,
                          Jsonb(linked.evidence) if linked.evidence else None))
         bulk_upsert(self.conn, "contribution", CONTRIBUTION_COLUMNS, rows, CONTRIBUTION_KEY)
@@ -680,19 +740,20 @@ class Merger:
         grouped: dict[str, list[Contribution]] = defaultdict(list)
         for cid, d, t, pk, role, record, pos, committed in self.conn.execute(
                 "SELECT canonical_id, department, source_table, primary_key, role, record, position, committed_at"
-                " FROM contribution WHERE entity = %s AND canonical_id = ANY(%s) AND NOT retracted",
-                (entity, list(ids))):
+                " FROM contribution WHERE entity = %s AND canonical_id = ANY(%s::text[]) AND NOT retracted",
+                (entity, text_array(ids))):
             for name in IDENTIFIERS.get(entity, ()):
                 if flagged(record, name):
                     record = {**record, name: None}
             grouped[cid].append(Contribution(d, t, pk, role, record, tuple(int(x) for x in pos),
                                              int(committed.timestamp() * 1000) if committed else None))
         current = {row[0]: (row[1], row[2]) for row in self.conn.execute(
-            f"SELECT {id_column}, version, to_jsonb(t) FROM {table} t WHERE {id_column} = ANY(%s)", (list(ids),))}
+            f"SELECT {id_column}, version, to_jsonb(t) FROM {table} t WHERE {id_column} = ANY(%s::text[])",
+            (text_array(ids),))}
         if len(current) < len(ids):   # withdrawn earlier, or new: versions continue after the history's last
             current.update({cid: (version, None) for cid, version in self.conn.execute(
-                "SELECT canonical_id, max(version) FROM golden_history WHERE entity = %s AND canonical_id = ANY(%s)"
-                " GROUP BY 1", (entity, [i for i in ids if i not in current]))})
+                "SELECT canonical_id, max(version) FROM golden_history WHERE entity = %s"
+                " AND canonical_id = ANY(%s::text[]) GROUP BY 1", (entity, text_array(i for i in ids if i not in current)))})
         upserts: list[tuple[str, int, dict[str, Any], int | None]] = []
         history: list[tuple[Any, ...]] = []
         provenance_rows: list[tuple[Any, ...]] = []
@@ -787,9 +848,9 @@ class Merger:
                 by_ric = (f"UPDATE {table} g SET {person_column} = p.person_id FROM person p"
                           f" WHERE p.ric = g.{ric_column} {kind} AND g.{person_column} IS DISTINCT FROM p.person_id")
                 if ids:
-                    run(by_ric + f" AND g.{id_column} = ANY(%s)", (ids,))
+                    run(by_ric + f" AND g.{id_column} = ANY(%s::text[])", (text_array(ids),))
                 if persons:
-                    run(by_ric + " AND p.person_id = ANY(%s)", (persons,))
+                    run(by_ric + " AND p.person_id = ANY(%s::text[])", (text_array(persons),))
                 if not name_column:
                     continue
                 # no usable RIC: the person of the same source row with the same name (a newborn, a spouse)
@@ -800,10 +861,11 @@ class Merger:
                             f" WHERE gc.entity = %s AND gc.canonical_id = g.{id_column} AND NOT gc.retracted"
                             f"  AND g.{person_column} IS NULL {kind} AND pc.record->>'name' = g.{name_column}")
                 if ids:
-                    run(same_row + f" AND g.{id_column} = ANY(%s)", (entity, ids))
+                    run(same_row + f" AND g.{id_column} = ANY(%s::text[])", (entity, text_array(ids)))
                 if person_rows:
                     run(same_row + " AND (pc.department, pc.source_table, pc.primary_key)"
-                        " IN (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))", (entity, *rows))
+                        " IN (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))",
+                        (entity, *(text_array(column) for column in rows)))
         # insured persons: an insurance fact names its person through the insured number
         by_insured = ("UPDATE social_insurance s SET person_id = c.canonical_id FROM contribution c"
                       " WHERE c.department = 'hrss' AND c.source_table = 'sb_cbry' AND c.role = 'person'"
@@ -811,9 +873,9 @@ class Merger:
                       " AND s.person_id IS DISTINCT FROM c.canonical_id")
         facts = list(affected.get("social_insurance", set()))
         if facts:
-            run(by_insured + " AND s.fact_id = ANY(%s)", (facts,))
+            run(by_insured + " AND s.fact_id = ANY(%s::text[])", (text_array(facts),))
         if insured:
-            run(by_insured + " AND c.primary_key = ANY(%s)", (insured,))
+            run(by_insured + " AND c.primary_key = ANY(%s::text[])", (text_array(insured),))
 
 
 @dataclass
@@ -843,7 +905,7 @@ def _staging_row(entity: str, ref: SourceRef, item: Incoming, cid: str) -> tuple
     data = {c: None if (v := record.get(c)) in EMPTY else v for c in TABLES[entity][2]}   # survive() of one
     present = tuple(c for c, v in data.items() if v is not None)
     return (ref.department, ref.table, ref.primary_key, ref.role, entity, cid,
-            "{%s}" % ",".join(map(str, item.position)), orjson.dumps(record).decode(),
+            numeric_array(item.position), orjson.dumps(record).decode(),
             _ms_to_dt(item.provenance.get("committed_at")), orjson.dumps(data).decode(), *_described(entity, present))
 
 

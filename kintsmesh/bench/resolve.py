@@ -26,7 +26,7 @@ from kintsmesh.simulate.city import build_city
 from kintsmesh.simulate.debezium import change_event
 from kintsmesh.simulate.departments import DepartmentViews, Row, initial_rows
 from kintsmesh.stack.migrate import migration_files
-from sinks.library import Incoming, Merger, lock_library
+from sinks.library import MERGE_SESSION, Incoming, Merger, lock_library
 from streams.normalize.event import normalize_event
 
 
@@ -59,7 +59,7 @@ def incoming(rows: list[Row], commit_ms: int) -> tuple[list[Incoming], Counter[s
 
 def merge_all(dsn: str, items: list[Incoming], chunk: int = 5000) -> float:
     started = time.perf_counter()
-    with psycopg.connect(dsn) as conn:
+    with psycopg.connect(dsn, options=MERGE_SESSION) as conn:   # as the merge worker's
         merger = Merger(conn)
         for start in range(0, len(items), chunk):
             with conn.transaction():

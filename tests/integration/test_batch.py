@@ -12,7 +12,9 @@ import pytest
 
 from kintsmesh.bench.batch import write_extract
 from kintsmesh.bench.resolve import scratch_library
+from kintsmesh.settings import RESOURCE_LIBRARY_DB
 from sinks.batch import load_batch
+from sinks.library import numeric_array, text_array
 
 pytestmark = pytest.mark.integration
 
@@ -84,3 +86,11 @@ def test_the_set_based_load_leaves_the_library_the_row_by_row_merge_leaves(setti
     assert all(r["set_based"] == 0 for r in row_reports)
     for b, r in zip(bulk_reports, row_reports):
         assert {**b, "set_based": 0} == r, (b, r)
+
+
+def test_array_literals_reach_postgresql_intact(settings):
+    values = ['plain', 'a "quoted" one', 'back\\slash', 'comma, {braces}', '', None, 'NULL', '中文 名字', "it's"]
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
+        assert conn.execute("SELECT %s::text[]", (text_array(values),)).fetchone()[0] == values
+        assert conn.execute("SELECT %s::text[]", (text_array([]),)).fetchone()[0] == []
+        assert conn.execute("SELECT %s::numeric[]", (numeric_array((1, 20261126, 3758)),)).fetchone()[0] == [1, 20261126, 3758]
