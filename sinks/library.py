@@ -17,6 +17,10 @@ so both paths run exactly the same code. For a batch:
 4. references to people (certificate holders, relationship ends, insured
    persons) are linked to person ids, in both directions of arrival.
 
+``merge_bulk`` leaves the same library, faster: a candidate that opens a new
+golden record of a coded entity (its id its own code) is written set-based in
+SQL; the others go through the steps above. T+1 loads and the worker use it.
+
 The caller owns the transaction; nothing here commits.
 """
 
@@ -129,7 +133,7 @@ def jsonable(value: Any) -> Any:
     kind = type(value)
     if kind is str or value is None or kind is int or kind is bool or kind is float:   # most values
         return value
-    if kind is dict:
+    if isinstance(value, dict):
         return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
@@ -139,8 +143,6 @@ def jsonable(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, bytes):
         return value.hex()
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
     return value
 
 
@@ -704,7 +706,8 @@ class Merger:
     def _read_households(self, rics: set[str]) -> None:
         self._household_of.update(dict.fromkeys(rics))
         self._household_of.update(self.conn.execute(
-            "SELECT ric, household_no FROM person WHERE ric = ANY(%s) AND household_no IS NOT NULL", (list(rics),)))
+            "SELECT ric, household_no FROM person WHERE ric = ANY(%s::text[]) AND household_no IS NOT NULL",
+            (text_array(rics),)))
 
     def _remember(self, cid: str, mention: matching.Mention) -> None:
         if mention.birth_date is None and mention.ric_valid:
