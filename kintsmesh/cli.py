@@ -108,9 +108,9 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     if args.stage == "resolve":
-        from kintsmesh.bench.resolve import main as run_resolve_bench
+        from kintsmesh.bench.resolve import DEFAULT_PEOPLE, main as run_resolve_bench
 
-        run_resolve_bench(settings, args.people or 20000, args.seed, args.dirty_rate, args.today or date.today(), None)
+        run_resolve_bench(settings, args.people or DEFAULT_PEOPLE, args.seed, args.dirty_rate, args.today or date.today(), None)
         return 0
     if args.stage == "dossier":
         from kintsmesh.bench.dossier import run_dossier_bench

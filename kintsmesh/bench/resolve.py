@@ -140,6 +140,9 @@ def run(settings: Settings, people: int, seed: int, dirty_rate: float, today: da
     }
 
 
+DEFAULT_PEOPLE, DEFAULT_SEED, DEFAULT_DIRTY_RATE = 20_000, 2026, 0.05
+
+
 def main(settings: Settings, people: int, seed: int, dirty_rate: float, today: date, out: Path | None) -> dict[str, Any]:
     result = run(settings, people, seed, dirty_rate, today)
     print(f"  person mentions   {result['records']:>9,}  ({result['without_usable_id']:.1%} without a usable ID)")
@@ -151,5 +154,7 @@ def main(settings: Settings, people: int, seed: int, dirty_rate: float, today: d
     print(f"  links by method   {result['link_methods']}")
     print(f"  merge             {result['candidates_per_s']:>9,.0f} candidates/s ({result['candidates_merged']:,} in"
           f" {result['merge_seconds']} s, one process)")
-    write_result("resolve", result, out)
+    # the README's figures are the default city's; another size (or seed, or dirty rate) gets its own file
+    default = (people, seed, dirty_rate) == (DEFAULT_PEOPLE, DEFAULT_SEED, DEFAULT_DIRTY_RATE)
+    write_result("resolve" if default else f"resolve-{people}-{seed}-{dirty_rate:g}", result, out)
     return result
