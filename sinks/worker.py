@@ -20,6 +20,7 @@ A candidate that cannot be decoded, or whose merge fails on its own, goes to
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import defaultdict
 from typing import Any
@@ -114,20 +115,20 @@ class MergeWorker:
 
     def run(self) -> None:
         self.prepare()
-        self.publish_outbox()
+        assert self.change_schema is not None
+        relay = OutboxRelay(self.settings, self.change_schema)
+        relay.start()
         self.consumer.subscribe(candidate_topics(), on_assign=seek_to_stored(self.conn, GROUP))
-        last_gauges = last_outbox = 0.0
+        last_gauges = 0.0
         while self.running:
             messages = self.consumer.consume(self.batch_size, timeout=self.max_wait_s)
             batch = [m for m in messages if not broker_error(m, log)]
-            changed = bool(batch) and bool(self.process(batch).outbox)
-            # this worker's changes at once; what T+1 loads and review decisions queued, within a second
-            if changed or time.monotonic() - last_outbox > 1.0:
-                self.publish_outbox()
-                last_outbox = time.monotonic()
+            if batch and self.process(batch).outbox:
+                relay.wake.set()   # this worker's changes at once; T+1 loads' and review decisions' within a second
             if time.monotonic() - last_gauges > 5:
                 self._gauges()
                 last_gauges = time.monotonic()
+        relay.stop()
         self.consumer.close()
         self.producer.flush(10)
         self.conn.close()
@@ -182,25 +183,6 @@ class MergeWorker:
         self.producer.produce(DLQ_TOPIC, key=message.key(), value=encode(self.rejected_schema, record))
         self.producer.flush(30)
 
-    # ------------------------------------------------------------------ outbox relay
-
-    def publish_outbox(self, limit: int = 5000) -> int:
-        """Publish pending golden changes (this worker's and batch loads'), then delete them."""
-        assert self.change_schema is not None
-        rows = self.conn.execute("SELECT outbox_id, topic, key, value FROM outbox ORDER BY outbox_id LIMIT %s",
-                                 (limit,)).fetchall()
-        self.conn.commit()
-        if not rows:
-            return 0
-        for _, topic, key, value in rows:
-            self.producer.produce(topic, key=key.encode(), value=encode(self.change_schema, value))
-        if self.producer.flush(30) != 0:
-            log.warning("outbox: %d changes not acknowledged yet; they stay in the outbox", len(self.producer))
-            return 0
-        with self.conn.transaction():
-            self.conn.execute("DELETE FROM outbox WHERE outbox_id <= %s", (rows[-1][0],))
-        return len(rows)
-
     # ------------------------------------------------------------------ metrics
 
     def _observe(self, report: BatchReport, items: list[Incoming], seconds: float) -> None:
@@ -238,6 +220,59 @@ class MergeWorker:
 
     def stop(self, *_: Any) -> None:
         self.running = False
+
+
+class OutboxRelay(threading.Thread):
+    """Publishes the outbox — this worker's golden changes and what T+1 loads and review decisions
+    queued — on its own connection and producer, so that merging never waits for Kafka's
+    acknowledgements; woken after a batch that queued changes, else once a second."""
+
+    def __init__(self, settings: Settings, schema: SchemaVersion, limit: int = 5000) -> None:
+        super().__init__(name="outbox-relay", daemon=True)
+        self.schema, self.limit = schema, limit
+        self.conn = psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB))
+        self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True,
+                                  "acks": "all", "linger.ms": 5, "log_level": 3})
+        self.wake = threading.Event()
+        self.running = True
+
+    def run(self) -> None:
+        while self.running:
+            try:
+                while self.running and self.publish() == self.limit:
+                    pass   # a full page: more is waiting
+            except Exception:   # noqa: BLE001 - the relay must outlive a bad moment; the outbox gauge shows it stuck
+                log.exception("outbox relay: publishing failed; retrying in 1 s")
+                if not self.conn.closed:
+                    self.conn.rollback()
+                time.sleep(1)
+            self.wake.wait(1.0)
+            self.wake.clear()
+        self.producer.flush(10)
+        self.conn.close()
+
+    def stop(self) -> None:
+        self.running = False
+        self.wake.set()
+        self.join(30)
+
+    def publish(self) -> int:
+        """Publish the oldest pending golden changes, then delete them. The outbox's ids grow in commit
+        order because merges are serialized (``lock_library``), so deleting up to the last id published
+        never deletes a change committed after the read."""
+        rows = self.conn.execute("SELECT outbox_id, topic, key, value FROM outbox ORDER BY outbox_id LIMIT %s",
+                                 (self.limit,)).fetchall()
+        self.conn.commit()
+        if not rows:
+            return 0
+        for _, topic, key, value in rows:
+            self.producer.produce(topic, key=key.encode(), value=encode(self.schema, value))
+        if self.producer.flush(30) != 0:
+            log.warning("outbox: %d changes not acknowledged yet; they stay in the outbox", len(self.producer))
+            return 0
+        with self.conn.transaction():
+            self.conn.execute("DELETE FROM outbox WHERE outbox_id <= %s", (rows[-1][0],))
+        return len(rows)
 
 
 def run_merge_worker(settings: Settings, log_level: str = "warning") -> None:
