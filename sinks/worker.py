@@ -238,6 +238,7 @@ class OutboxRelay(threading.Thread):
 
     def run(self) -> None:
         while self.running:
+            self.wake.clear()   # before reading: a wake-up during the publish is not lost
             try:
                 while self.running and self.publish() == self.limit:
                     pass   # a full page: more is waiting
@@ -247,7 +248,6 @@ class OutboxRelay(threading.Thread):
                     self.conn.rollback()
                 time.sleep(1)
             self.wake.wait(1.0)
-            self.wake.clear()
         self.producer.flush(10)
         self.conn.close()
 

@@ -56,7 +56,11 @@ class DepartmentWriter:
 
     def _raise_first_error(self) -> None:
         if self.errors:
-            raise KintsmeshError(f"a department write failed: {self.errors[0]!r}") from self.errors[0]
+            first = self.errors[0]
+            hint = ("; the department databases hold rows this city did not write (another simulated city's:"
+                    " the demo and each benchmark keep their own). Start from empty databases with"
+                    " `kintsmesh stack reset` then `make up`") if isinstance(first, psycopg.errors.UniqueViolation) else ""
+            raise KintsmeshError(f"a department write failed: {first!r}{hint}") from first
 
     def submit(self, department: str, changes: list[Change]) -> None:
         self._raise_first_error()

@@ -97,3 +97,20 @@ def test_a_city_pickled_before_a_field_was_added_loads_with_that_field_empty():
     older.__setstate__(state)
     assert older.moves == [] and older.people == city.people and older.seed == 3
     assert pickle.loads(pickle.dumps(city)).moves == city.moves
+
+
+def test_a_write_colliding_with_another_citys_rows_says_how_to_start_clean():
+    from types import SimpleNamespace
+
+    import psycopg
+
+    from kintsmesh.errors import KintsmeshError
+    from kintsmesh.simulate.writer import DepartmentWriter
+
+    collided = SimpleNamespace(errors=[psycopg.errors.UniqueViolation("duplicate key value violates unique constraint")])
+    with pytest.raises(KintsmeshError, match="kintsmesh stack reset"):
+        DepartmentWriter._raise_first_error(collided)  # type: ignore[arg-type]
+    other = SimpleNamespace(errors=[psycopg.errors.UndefinedTable("no such table")])
+    with pytest.raises(KintsmeshError) as raised:
+        DepartmentWriter._raise_first_error(other)  # type: ignore[arg-type]
+    assert "stack reset" not in str(raised.value)
