@@ -156,7 +156,7 @@ def summary(report: dict[str, Any]) -> str:
         f"  rows read        {report['rows']:>10,}",
         f"  rejected         {report['rejected']:>10,}  {report['rejected_by_reason'] or ''}",
         f"  candidates       {c['read']:>10,}",
-        f"    merged         {c['merged']:>10,}",
+        f"    merged         {c['merged']:>10,}  ({c['set_based']:,} of them new records written set-based)",
         f"    unchanged      {c['unchanged']:>10,}  (already merged from this or a newer position)",
         f"    sent to review {c['sent_to_review']:>10,}",
         f"  golden updates   {c['golden_updates']:>10,}  ({c['new_golden']:,} new)",
