@@ -39,7 +39,7 @@ import orjson
 import psycopg
 from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
 
-from streams.merge.survivorship import EMPTY, Contribution, Position, is_stale, position, survive
+from streams.merge.survivorship import EMPTY, Contribution, Position, Survived, is_stale, position, survive
 from streams.resolve import matching
 
 # Golden tables: entity -> (table, id column, data columns). Data columns are candidate fields.
@@ -356,6 +356,9 @@ class Merger:
                 if cid:
                     affected[item.entity].add(cid)
                     self._causes[(item.entity, cid)] = item.provenance
+                    seen = self._batch_causes.setdefault((item.entity, cid), {})
+                    seen.pop(ref, None)   # re-inserted: the order is the batch's
+                    seen[ref] = item.provenance
             state[ref] = (pos, linked.canonical_id, linked.method, item.provenance.get("committed_at"))
             writes[ref] = (item, linked)
         self._write_contributions(writes.values())
@@ -491,6 +494,7 @@ class Merger:
         self._household_of: dict[str, str | None] = {}
         self._batch_persons, self._batch_blocks = {}, defaultdict(set)
         self._created_by_ric, self._outbox_rows, self._causes = [], [], {}
+        self._batch_causes: dict[tuple[str, str], dict[SourceRef, dict[str, Any]]] = {}
 
     def _settle(self, affected: dict[str, set[str]], writes: Iterable[tuple[Incoming, _Linked]],
                 report: BatchReport) -> None:
@@ -769,7 +773,7 @@ class Merger:
                     deleted.append(cid)
                     cause = self._causes.get((entity, cid), {})
                     history.append((entity, cid, version + 1, None, _ms_to_dt(cause.get("committed_at")), Jsonb(cause)))
-                    self._outbox(entity, cid, version + 1, before, None, report)
+                    self._outbox(entity, cid, version + 1, before, None, cause, report)
                 continue
             survived = survive(entity, contributions, list(columns))
             data = survived.data
@@ -778,7 +782,7 @@ class Merger:
                 derive_from_ric(data, derived)
             if before is not None and all(_same(before.get(c), data.get(c)) for c in columns):
                 continue
-            cause = self._causes.get((entity, cid), {})
+            cause = self._cause(entity, cid, survived, before, columns)
             upserts.append((cid, version + 1, data, survived.committed_ms))
             history.append((entity, cid, version + 1, Jsonb(data), _ms_to_dt(survived.committed_ms), Jsonb(cause)))
             fields: dict[str, Any] = dict(derived)
@@ -798,7 +802,7 @@ class Merger:
             if before is None:
                 report.new_golden += 1
             report.golden_updates += 1
-            self._outbox(entity, cid, version + 1, before, {id_column: cid, **data}, report)
+            self._outbox(entity, cid, version + 1, before, {id_column: cid, **data}, cause, report)
         now = datetime.now(timezone.utc)
         if upserts:
             extra = ("name_key",) if entity == "person" else ()
@@ -815,10 +819,20 @@ class Merger:
         bulk_upsert(self.conn, "field_provenance", ("entity", "canonical_id", "fields"), provenance_rows,
                     ("entity", "canonical_id"))
 
+    def _cause(self, entity: str, cid: str, survived: Survived, before: dict[str, Any] | None,
+               columns: tuple[str, ...]) -> dict[str, Any]:
+        """The source change a new version is said to come from: of the batch's changes to the record, the
+        latest whose source row supplies a field that changed — a move merged in one batch with a marriage
+        registration of the same person is the police's move, not the registration (which would hide the
+        RESIDENCE_CHANGED it raises); else the batch's latest change to it."""
+        changed = {c for c in columns if before is None or not _same(before.get(c), survived.data.get(c))}
+        suppliers = {(s.department, s.table, s.primary_key, s.role) for c, s in survived.sources.items() if c in changed}
+        seen = self._batch_causes.get((entity, cid), {})
+        return next((seen[ref] for ref in reversed(seen) if ref in suppliers), self._causes.get((entity, cid), {}))
+
     def _outbox(self, entity: str, cid: str, version: int, before: dict[str, Any] | None,
-                after: dict[str, Any] | None, report: BatchReport) -> None:
+                after: dict[str, Any] | None, cause: dict[str, Any], report: BatchReport) -> None:
         """A GoldenChange (schemas/avro/gov.gldm.GoldenChange.avsc) for the outbox, before/after as JSON text."""
-        cause = self._causes.get((entity, cid))
         columns = set(before or {}) | set(after or {})
         changed = sorted(c for c in columns - {"version", "updated_at", "source_committed_at", "name_key"}
                          if not _same((before or {}).get(c), (after or {}).get(c)))
@@ -827,7 +841,7 @@ class Merger:
                   "changed_fields": changed,
                   "before": orjson.dumps(before, default=str).decode() if before is not None else None,
                   "after": orjson.dumps(after, default=str).decode() if after is not None else None,
-                  "cause": cause, "source_committed_at": cause.get("committed_at") if cause else None,
+                  "cause": cause or None, "source_committed_at": cause.get("committed_at") if cause else None,
                   "merged_at": int(time.time() * 1000)}
         report.outbox[entity] += 1
         self._outbox_rows.append((self.changes_topic.format(entity=entity), cid, Jsonb(change)))
