@@ -780,9 +780,10 @@ class Merger:
             derived: dict[str, Any] = {}
             if entity == "person":
                 derive_from_ric(data, derived)
-            if before is not None and all(_same(before.get(c), data.get(c)) for c in columns):
+            changed = {c for c in columns if before is None or not _same(before.get(c), data.get(c))}
+            if not changed:
                 continue
-            cause = self._cause(entity, cid, survived, before, columns)
+            cause = self._cause(entity, cid, survived, changed)
             upserts.append((cid, version + 1, data, survived.committed_ms))
             history.append((entity, cid, version + 1, Jsonb(data), _ms_to_dt(survived.committed_ms), Jsonb(cause)))
             fields: dict[str, Any] = dict(derived)
@@ -819,13 +820,11 @@ class Merger:
         bulk_upsert(self.conn, "field_provenance", ("entity", "canonical_id", "fields"), provenance_rows,
                     ("entity", "canonical_id"))
 
-    def _cause(self, entity: str, cid: str, survived: Survived, before: dict[str, Any] | None,
-               columns: tuple[str, ...]) -> dict[str, Any]:
+    def _cause(self, entity: str, cid: str, survived: Survived, changed: set[str]) -> dict[str, Any]:
         """The source change a new version is said to come from: of the batch's changes to the record, the
         latest whose source row supplies a field that changed — a move merged in one batch with a marriage
         registration of the same person is the police's move, not the registration (which would hide the
         RESIDENCE_CHANGED it raises); else the batch's latest change to it."""
-        changed = {c for c in columns if before is None or not _same(before.get(c), survived.data.get(c))}
         suppliers = {(s.department, s.table, s.primary_key, s.role) for c, s in survived.sources.items() if c in changed}
         seen = self._batch_causes.get((entity, cid), {})
         return next((seen[ref] for ref in reversed(seen) if ref in suppliers), self._causes.get((entity, cid), {}))
@@ -926,6 +925,7 @@ def _staging_row(entity: str, ref: SourceRef, item: Incoming, cid: str) -> tuple
             _ms_to_dt(item.provenance.get("committed_at")), orjson.dumps(data).decode(), *_described(entity, present))
 
 
+@cache
 def _bulk_insert_sql(entity: str) -> str:
     """One statement writing what ``_recompute`` writes for a new single-source record, for every row of
     ``_bulk``: contribution, golden row (version 1), history, field provenance and the outbox change."""
