@@ -306,7 +306,7 @@ class LifeEventWorker:
         self.events = LifeEvents(settings, self.conn, metrics)
         self.consumer = Consumer({
             "bootstrap.servers": settings.kafka_bootstrap, "group.id": GROUP, "enable.auto.commit": False,
-            "auto.offset.reset": "earliest", "fetch.wait.max.ms": 50, "log_level": 3,
+            "auto.offset.reset": "earliest", "log_level": 3,
         })
         self.rejected_schema: SchemaVersion | None = None
         self.sink = SubscriptionSink(settings, self.conn, self.events.producer, self.events.registry)

@@ -73,6 +73,9 @@ PERSON_REFS: dict[str, tuple[tuple[str, str, str], ...]] = {
 }
 
 
+# Golden-row columns that describe the library's bookkeeping, not the subject: never part of a change.
+BOOKKEEPING = frozenset({"version", "updated_at", "source_committed_at", "name_key"})
+
 MERGE_LOCK = 0x4B4D5247  # one merge transaction at a time across processes (worker, batch loads, review)
 
 
@@ -317,7 +320,7 @@ class Merger:
         self._batch_persons: dict[str, matching.Mention] = {}
         self._batch_blocks: dict[Any, set[str]] = defaultdict(set)
         self._created_by_ric: list[str] = []    # persons created in this batch from a valid RIC
-        self._outbox_rows: list[tuple[str, str, Jsonb]] = []
+        self._outbox_rows: list[tuple[str, str, dict[str, Any]]] = []
         self._merged, self._analyze_at = 0, 5_000   # ANALYZE after 5k, 10k, 20k ... candidates (autovacuum lags)
         self._causes: dict[tuple[str, str], dict[str, Any]] = {}   # (entity, id) -> provenance of its last change
         self._batch_households: dict[str, str] = {}               # RIC -> household number, in the current batch
@@ -435,12 +438,14 @@ class Merger:
             known = cur.fetchall()
             report.unchanged += sum(1 for *_, stale in known if stale)
             handed_back = {SourceRef(*row) for *row, stale in known if not stale}
-            cur.execute(_bulk_insert_sql(entity), {"topic": self.changes_topic.format(entity=entity)})
+            cur.execute(_bulk_insert_sql(entity))
             ids = {cid for (cid,) in cur.fetchall()}
             created = len(ids)
+            if ids:
+                self._link_people({entity: ids}, ())
+                cur.execute(_bulk_outbox_sql(entity), {"topic": self.changes_topic.format(entity=entity)})
             cur.execute("TRUNCATE _bulk")
         if ids:
-            self._link_people({entity: ids}, ())
             report.merged += created
             report.set_based += created
             report.new_golden += created
@@ -503,7 +508,7 @@ class Merger:
             if affected.get(entity):
                 self._recompute(entity, affected[entity], report)
         self._link_people(affected, writes)
-        bulk_upsert(self.conn, "outbox", ("topic", "key", "value"), self._outbox_rows)
+        self._queue_changes()
 
     # ------------------------------------------------------------------ reads
 
@@ -831,19 +836,45 @@ class Merger:
 
     def _outbox(self, entity: str, cid: str, version: int, before: dict[str, Any] | None,
                 after: dict[str, Any] | None, cause: dict[str, Any], report: BatchReport) -> None:
-        """A GoldenChange (schemas/avro/gov.gldm.GoldenChange.avsc) for the outbox, before/after as JSON text."""
-        columns = set(before or {}) | set(after or {})
-        changed = sorted(c for c in columns - {"version", "updated_at", "source_committed_at", "name_key"}
-                         if not _same((before or {}).get(c), (after or {}).get(c)))
+        """A GoldenChange (schemas/avro/gov.gldm.GoldenChange.avsc) for the outbox. ``before`` is the golden row
+        without its bookkeeping; ``after`` gains the person ids the batch links (``_queue_changes``)."""
+        if before is not None:
+            before = {c: v for c, v in before.items() if c not in BOOKKEEPING}
         change = {"entity": entity, "canonical_id": cid, "version": version,
                   "op": "DELETE" if after is None else ("CREATE" if before is None else "UPDATE"),
-                  "changed_fields": changed,
-                  "before": orjson.dumps(before, default=str).decode() if before is not None else None,
-                  "after": orjson.dumps(after, default=str).decode() if after is not None else None,
+                  "before": before, "after": after,
                   "cause": cause or None, "source_committed_at": cause.get("committed_at") if cause else None,
                   "merged_at": int(time.time() * 1000)}
         report.outbox[entity] += 1
-        self._outbox_rows.append((self.changes_topic.format(entity=entity), cid, Jsonb(change)))
+        self._outbox_rows.append((self.changes_topic.format(entity=entity), cid, change))
+
+    def _queue_changes(self) -> None:
+        """Complete the batch's golden changes and write them to the outbox: the resolved person ids (filled in
+        after the recompute by ``_link_people``) join ``after``, then the fields that differ are listed and
+        ``before``/``after`` become JSON text."""
+        linked: dict[str, set[str]] = defaultdict(set)
+        for _, cid, change in self._outbox_rows:
+            if change["after"] is not None and change["entity"] in PERSON_REFS:
+                linked[change["entity"]].add(cid)
+        person_ids: dict[tuple[str, str], dict[str, Any]] = {}
+        for entity, ids in linked.items():
+            table, id_column, _ = TABLES[entity]
+            columns = [ref[0] for ref in PERSON_REFS[entity]]
+            for cid, *values in self.conn.execute(
+                    f"SELECT {id_column}, {', '.join(columns)} FROM {table} WHERE {id_column} = ANY(%s::text[])",
+                    (text_array(ids),)):
+                person_ids[(entity, cid)] = dict(zip(columns, values))
+        rows = []
+        for topic, cid, change in self._outbox_rows:
+            before, after = change["before"], change["after"]
+            if after is not None and change["entity"] in PERSON_REFS:
+                after.update(person_ids.get((change["entity"], cid), {}))
+            fields = set(before or {}) | set(after or {})
+            change["changed_fields"] = sorted(c for c in fields if not _same((before or {}).get(c), (after or {}).get(c)))
+            change["before"] = orjson.dumps(before, default=str).decode() if before is not None else None
+            change["after"] = orjson.dumps(after, default=str).decode() if after is not None else None
+            rows.append((topic, cid, Jsonb(change)))
+        bulk_upsert(self.conn, "outbox", ("topic", "key", "value"), rows)
 
     # ------------------------------------------------------------------ references to people
 
@@ -928,7 +959,7 @@ def _staging_row(entity: str, ref: SourceRef, item: Incoming, cid: str) -> tuple
 @cache
 def _bulk_insert_sql(entity: str) -> str:
     """One statement writing what ``_recompute`` writes for a new single-source record, for every row of
-    ``_bulk``: contribution, golden row (version 1), history, field provenance and the outbox change."""
+    ``_bulk``: contribution, golden row (version 1), history and field provenance."""
     table, id_column, columns = TABLES[entity]
     return f"""
         WITH contributed AS (
@@ -949,14 +980,29 @@ def _bulk_insert_sql(entity: str) -> str:
                     'department', department, 'table', source_table, 'primary_key', primary_key, 'role', role,
                     'position', to_jsonb(position), 'committed_at', record->'provenance'->'committed_at')),
                 'fields', fields)
-            FROM _bulk)
+            FROM _bulk RETURNING canonical_id)
+        SELECT canonical_id FROM provenance"""
+
+
+@cache
+def _bulk_outbox_sql(entity: str) -> str:
+    """The outbox changes of ``_bulk``'s new records, once their references to people are linked: ``after``
+    carries the person ids as ``Merger._queue_changes`` adds them (null ones too, so the fields match)."""
+    table, id_column, _ = TABLES[entity]
+    linked = [ref[0] for ref in PERSON_REFS.get(entity, ())]
+    ids = "jsonb_build_object(" + ", ".join(f"'{c}', g.{c}" for c in linked) + ")"
+    person_ids = f" || {ids}" if linked else ""
+    # changed_fields: the fields present and the person ids that are set, in order
+    changed = ("(SELECT jsonb_agg(f ORDER BY f COLLATE \"C\") FROM (SELECT jsonb_array_elements_text(b.changed) f"
+               f" UNION ALL SELECT key FROM jsonb_each(jsonb_strip_nulls({ids}))) fields)") if linked else "b.changed"
+    return f"""
         INSERT INTO outbox (topic, key, value)
-        SELECT %(topic)s, canonical_id, jsonb_build_object(
-            'entity', entity, 'canonical_id', canonical_id, 'version', 1, 'op', 'CREATE', 'changed_fields', changed,
-            'before', NULL, 'after', (jsonb_build_object('{id_column}', canonical_id) || data)::text,
-            'cause', record->'provenance', 'source_committed_at', record->'provenance'->'committed_at',
+        SELECT %(topic)s, b.canonical_id, jsonb_build_object(
+            'entity', b.entity, 'canonical_id', b.canonical_id, 'version', 1, 'op', 'CREATE', 'changed_fields', {changed},
+            'before', NULL, 'after', (jsonb_build_object('{id_column}', b.canonical_id) || b.data{person_ids})::text,
+            'cause', b.record->'provenance', 'source_committed_at', b.record->'provenance'->'committed_at',
             'merged_at', (extract(epoch FROM clock_timestamp()) * 1000)::bigint)
-        FROM _bulk RETURNING key"""
+        FROM _bulk b JOIN {table} g ON g.{id_column} = b.canonical_id"""
 
 
 def _same(a: Any, b: Any) -> bool:

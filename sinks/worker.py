@@ -89,7 +89,7 @@ class MergeWorker:
         self.merger = Merger(self.conn)
         self.consumer = Consumer({
             "bootstrap.servers": settings.kafka_bootstrap, "group.id": GROUP, "enable.auto.commit": False,
-            "auto.offset.reset": "earliest", "fetch.wait.max.ms": 20, "log_level": 3,
+            "auto.offset.reset": "earliest", "log_level": 3,
         })
         self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True,
                                   "acks": "all", "linger.ms": 5, "log_level": 3})

@@ -21,6 +21,7 @@ import psycopg
 
 from kintsmesh import stack
 from kintsmesh.bench import write_result
+from kintsmesh.bench.cpu import CpuWindow, format_cores
 from kintsmesh.bench.plot import write_lag_plot
 from kintsmesh.errors import KintsmeshError
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
@@ -44,9 +45,12 @@ def _settled(settings: Settings, timeout_s: float = 900) -> None:
 def _lag_run(settings: Settings, sim: Settings, rate: float,
              duration_s: float) -> tuple[dict[str, Any], list[tuple[float, float]]]:
     started = datetime.now(timezone.utc)
+    cpu = CpuWindow(settings)
+    cpu.start()
     stats = run_simulation(sim, seed=SEED, initial=None, rate=rate, duration_s=duration_s, dirty_rate=0.03,
                            truth_path=None)
     assert stats is not None
+    usage = cpu.stop()
     _settled(settings)
     with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
         series = sync_lags_ms(conn, started)
@@ -57,7 +61,7 @@ def _lag_run(settings: Settings, sim: Settings, rate: float,
     return {"rate_per_s": round(stats.changes / stats.elapsed_s, 1), "changes": stats.changes,
             "contributions_measured": len(lags), "lag_p50_ms": round(percentile(lags, 50), 1),
             "lag_p99_ms": round(percentile(lags, 99), 1), "lag_max_ms": round(max(lags), 1),
-            "golden_updates": updates[0] if updates else 0}, series
+            "golden_updates": updates[0] if updates else 0, "cpu": usage}, series
 
 
 def _top_rate(settings: Settings, sim: Settings, rate: float, duration_s: float) -> dict[str, Any]:
@@ -72,14 +76,18 @@ def _top_rate(settings: Settings, sim: Settings, rate: float, duration_s: float)
     finally:
         stack.up(settings, ["merge"])
     started = time.monotonic()
+    cpu = CpuWindow(settings)
+    cpu.start()
     if wait_for_merge(settings, 900) > 0:
         raise KintsmeshError("bench merge: the merge worker did not drain its backlog")
     seconds = time.monotonic() - started
+    usage = cpu.stop()
     with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
         after = conn.execute("SELECT count(*) FROM golden_history").fetchone()
     updates = (after[0] if after else 0) - (before[0] if before else 0)
     return {"backlog_candidates": backlog, "drain_s": round(seconds, 2),
-            "candidates_per_s": round(backlog / seconds, 1), "golden_updates_per_s": round(updates / seconds, 1)}
+            "candidates_per_s": round(backlog / seconds, 1), "golden_updates_per_s": round(updates / seconds, 1),
+            "cpu": usage}
 
 
 def run_merge_bench(settings: Settings, rate: float, duration_s: float, people: int = 2000) -> dict[str, Any]:
@@ -104,7 +112,9 @@ def run_merge_bench(settings: Settings, rate: float, duration_s: float, people: 
     print(f"  at {lag['rate_per_s']:,.0f} changes/s: commit -> golden visible p50 {lag['lag_p50_ms']:,.0f} ms,"
           f" p99 {lag['lag_p99_ms']:,.0f} ms, max {lag['lag_max_ms']:,.0f} ms ({lag['contributions_measured']:,}"
           f" contributions)   target p99 < 1,000 ms")
+    print(f"  while the simulator wrote: {format_cores(lag['cpu'])}")
     print(f"  top rate: {top['candidates_per_s']:,.0f} candidates/s, {top['golden_updates_per_s']:,.0f} golden"
           f" updates/s (a backlog of {top['backlog_candidates']:,} merged in {top['drain_s']} s)")
+    print(f"  while the backlog merged: {format_cores(top['cpu'])}")
     write_result(stage, result)
     return result

@@ -164,7 +164,9 @@ class CityBuilder:
         districts = [d["code"] for d in self.geo["districts"].values()]
         while True:
             area = self.rng.choice(districts if local else self.geo["migrant_birthplaces"])
-            seq = self.rng.randrange(0, 500) * 2 + (1 if gender == "1" else 0)
+            # the sequence's hundreds belong to the seed (mod 5): cities of different seeds, such as the
+            # demo's and a benchmark's sharing the department databases, never draw the same number
+            seq = (self.city.seed % 5) * 200 + self.rng.randrange(0, 100) * 2 + (1 if gender == "1" else 0)
             body = f"{area}{birth:%Y%m%d}{seq:03d}"
             number = body + ric_std.calc_check_digit(body + "0")
             if number not in self.city.people:

@@ -27,7 +27,7 @@ STATE = {
                " ORDER BY entity, canonical_id, version",
     "provenance": "SELECT to_jsonb(p) FROM field_provenance p ORDER BY entity, canonical_id",
     # before / after are JSON text: compared as JSON (key order and spacing are the writer's)
-    "outbox": "SELECT topic, key, value - 'merged_at' - 'before' - 'after' #- '{cause,captured_at}', (value->>'before')::jsonb - 'updated_at',"
+    "outbox": "SELECT topic, key, value - 'merged_at' - 'before' - 'after' #- '{cause,captured_at}', (value->>'before')::jsonb,"
               " (value->>'after')::jsonb FROM outbox ORDER BY key, (value->>'version')::int",
 }
 

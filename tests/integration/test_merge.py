@@ -23,7 +23,7 @@ from kintsmesh.settings import RESOURCE_LIBRARY_DB
 from kintsmesh.simulate.runner import run_simulation
 from kintsmesh.watch import wait_for_pipeline
 from sinks.batch import extract, load_batch
-from sinks.library import Incoming, Merger, lock_library
+from sinks.library import BOOKKEEPING, Incoming, Merger, lock_library
 from sinks.worker import candidate_topics
 
 pytestmark = pytest.mark.integration
@@ -195,6 +195,18 @@ def test_golden_records_match_the_truth_and_a_sigkilled_merge_worker_loses_and_d
                  for part in ours if ours[part] != theirs[part]}
     assert not differing, differing
     assert len(fuzzy) / 2 <= 0.02 * persons, f"{len(fuzzy) // 2} persons differ: {sorted(fuzzy)[:2]}"
+    # the golden changes (the replay's stay in its outbox): no bookkeeping column in `before`, and `after`
+    # names the people the batch linked, set-based or not
+    with psycopg.connect(scratch) as conn:
+        updates, with_bookkeeping = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE (value->>'before')::jsonb ?| %s) FROM outbox"
+            " WHERE value->>'op' = 'UPDATE'", (sorted(BOOKKEEPING),)).fetchone()
+        holders, unknown = conn.execute(
+            "SELECT count(a->>'holder_person_id'), count(*) FILTER (WHERE a->>'holder_person_id' IS NOT NULL"
+            " AND NOT EXISTS (SELECT FROM person p WHERE p.person_id = a->>'holder_person_id'))"
+            " FROM (SELECT (value->>'after')::jsonb a FROM outbox WHERE value->>'entity' = 'certificate') c").fetchone()
+    assert updates > 0 and with_bookkeeping == 0, (updates, with_bookkeeping)
+    assert holders > 0 and unknown == 0, (holders, unknown)
     # every golden change reached gldm.<entity>.changes through the outbox
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

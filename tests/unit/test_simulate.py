@@ -29,6 +29,14 @@ def test_same_seed_same_rows():
     assert [r.values for r in first] != [r.values for r in other]
 
 
+def test_cities_of_different_seeds_share_no_person_identifier():
+    # the demo's city (seed 2026) and the merge benchmark's (seed 77) drew the same child before
+    first, second = build_city(2026, 3000, TODAY), build_city(77, 3000, TODAY)
+    assert not set(first.people) & set(second.people)
+    for city in (first, second):   # the sequence number's hundreds belong to the seed
+        assert {int(ric[14:17]) // 200 for ric in city.people} == {city.seed % 5}
+
+
 def test_true_identifiers_are_valid(sample):
     city, _ = sample
     # check character and birth date; python-stdnum's birth-place history starts in the

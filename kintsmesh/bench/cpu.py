@@ -1,0 +1,121 @@
+"""Where the cores go during a benchmark: CPU seconds per stack component, read from ``/proc``.
+
+Every process on the machine is sampled at the start of a window, every half
+second during it and at its end, and put in one group: a stack component (by its
+pid file's process, and PostgreSQL's children by database), the benchmark's own
+process (the simulator) or "other". A process that exits inside the window counts
+up to its last sample (the simulator's department connections close before the
+end), so short-lived work is undercounted by at most half a second each.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+from kintsmesh.settings import Settings
+from kintsmesh.stack.process import cmdline, owned_pid
+
+TICKS = os.sysconf("SC_CLK_TCK")
+STACK_PROCESSES = ("kafka", "connect", "registry", "normalize", "merge", "events", "api", "monitor", "prometheus")
+
+
+def _cpu_ticks(pid: int) -> int | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[11]) + int(fields[12])   # utime + stime
+
+
+def postgres_group(command: str) -> str:
+    """A PostgreSQL process by what it serves: ``postgres: <user> <db> ...`` backends by database."""
+    words = command.split()
+    if len(words) >= 2 and words[0] == "postgres:" and words[1] == "walsender":
+        return "postgres walsender (Debezium)"
+    if len(words) >= 4 and words[0] == "postgres:" and "(" in words[3]:
+        return "postgres resource_library" if words[2] == "resource_library" else "postgres departments"
+    return "postgres (background)"
+
+
+class CpuWindow:
+    """``start()`` then ``stop()``: cores used per group in between, and the window's length."""
+
+    def __init__(self, settings: Settings, every_s: float = 0.5) -> None:
+        self.settings = settings
+        self.every_s = every_s
+        self.before: dict[int, tuple[str, int]] = {}
+        self.latest: dict[int, tuple[str, int]] = {}
+        self.started = 0.0
+        self.done = threading.Event()
+        self.sampler: threading.Thread | None = None
+
+    def _groups(self) -> dict[int, tuple[str, int]]:
+        run = self.settings.stack_dir / "run"
+        named = {}
+        for name in STACK_PROCESSES:
+            pid = owned_pid(run / f"{name}.pid", str(self.settings.stack_dir))
+            if pid is not None:
+                named[pid] = name
+        postmaster = owned_pid(run / "postgres.pid", str(self.settings.stack_dir))
+        own = os.getpid()
+        sample: dict[int, tuple[str, int]] = {}
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            pid = int(entry.name)
+            ticks = _cpu_ticks(pid)
+            if ticks is None:
+                continue
+            if pid in named:
+                group = named[pid]
+            elif pid == own:
+                group = "benchmark (simulator)"
+            elif postmaster is not None and (pid == postmaster or _parent(pid) == postmaster):
+                group = postgres_group(cmdline(pid))
+            else:
+                group = "other"
+            sample[pid] = (group, ticks)
+        return sample
+
+    def _sample(self) -> None:
+        while not self.done.wait(self.every_s):
+            self.latest.update(self._groups())
+
+    def start(self) -> None:
+        self.before = self._groups()
+        self.latest = dict(self.before)
+        self.started = time.monotonic()
+        self.done.clear()
+        self.sampler = threading.Thread(target=self._sample, name="cpu-window", daemon=True)
+        self.sampler.start()
+
+    def stop(self) -> dict[str, object]:
+        self.done.set()
+        if self.sampler is not None:
+            self.sampler.join()
+        self.latest.update(self._groups())
+        seconds = time.monotonic() - self.started
+        used: Counter[str] = Counter()
+        for pid, (group, ticks) in self.latest.items():
+            used[group] += ticks - (self.before[pid][1] if pid in self.before else 0)
+        cores = {group: round(ticks / TICKS / seconds, 3) for group, ticks in used.most_common() if ticks > 0}
+        return {"window_s": round(seconds, 1), "cores_used": round(sum(cores.values()), 2),
+                "cores_by_component": cores}
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def format_cores(usage: dict[str, object]) -> str:
+    cores = usage["cores_by_component"]
+    assert isinstance(cores, dict)
+    parts = ", ".join(f"{group} {share:.2f}" for group, share in cores.items() if share >= 0.01)
+    return f"cores used {usage['cores_used']} over {usage['window_s']} s: {parts}"
