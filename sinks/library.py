@@ -404,15 +404,19 @@ class Merger:
 
     def merge_staged(self, chunk: BulkChunk) -> BatchReport:
         """The database half of ``merge_bulk``."""
-        report = BatchReport()
+        staged = {ref for rows in chunk.staged.values() for ref in rows}
+        # the others first: a new certificate links to the newborn its source row names, merged among them
+        report = self.merge([i for i in chunk.items if i.source not in staged])
+        bulk = BatchReport()
         handed_back: set[SourceRef] = set()
         for entity, rows in chunk.staged.items():
             if rows:
-                handed_back |= self._bulk_new(entity, rows, report)
-        taken = {ref for rows in chunk.staged.values() for ref in rows} - handed_back
-        report.read = len(taken)
-        self._grown(len(taken))
-        report.add(self.merge([i for i in chunk.items if i.source not in taken]))
+                handed_back |= self._bulk_new(entity, rows, bulk)
+        bulk.read = len(staged) - len(handed_back)
+        self._grown(bulk.read)
+        report.add(bulk)
+        if handed_back:   # merged before: the ordinary merge decides (a replay, a correction)
+            report.add(self.merge([i for i in chunk.items if i.source in handed_back]))
         return report
 
     def _bulk_new(self, entity: str, rows: dict[SourceRef, tuple[Any, ...]], report: BatchReport) -> set[SourceRef]:
