@@ -157,6 +157,7 @@ def _wait_healthy(base: str, server: subprocess.Popen[bytes], timeout_s: float =
 
 
 def run_events_bench(settings: Settings, rate: float, duration_s: float, people: int) -> dict[str, Any]:
+    from kintsmesh.bench.cpu import CpuWindow, format_cores
     from kintsmesh.bench.merge import SEED, _settled
     from kintsmesh.simulate.runner import run_simulation
     from sinks.events import LifeEvents
@@ -167,8 +168,11 @@ def run_events_bench(settings: Settings, rate: float, duration_s: float, people:
     _settled(settings)
     print(f"bench events: {rate:,.0f} changes/s for {duration_s:.0f} s through the whole stack ...", flush=True)
     started = datetime.now(timezone.utc)
+    cpu = CpuWindow(settings)
+    cpu.start()
     stats = run_simulation(sim, seed=SEED, initial=None, rate=rate, duration_s=duration_s, dirty_rate=0.03,
                            truth_path=None)
+    usage = cpu.stop()
     left = wait_for_pipeline(settings, 900)
     if any(left.values()):
         raise KintsmeshError(f"bench events: the pipeline did not catch up: {left}")
@@ -195,9 +199,10 @@ def run_events_bench(settings: Settings, rate: float, duration_s: float, people:
         events.close()
     result = {"lag_p50_ms": round(percentile(lags, 50), 1), "lag_p99_ms": round(percentile(lags, 99), 1),
               "events": len(lags), "rate_per_s": measured_rate, "daily_pass_s": passed["seconds"], "people": people,
-              "daily_pass": passed, "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+              "daily_pass": passed, "cpu": usage, "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     print(f"  commit -> life event published: p50 {result['lag_p50_ms']:,.0f} ms, p99 {result['lag_p99_ms']:,.0f} ms"
           f" over {len(lags):,} events at {measured_rate:,.0f} changes/s")
+    print(f"  while the simulator wrote: {format_cores(usage)}")
     print(f"  daily pass over {people:,} people: {passed['seconds']} s ({passed['people']} people crossing an age,"
           f" {passed['events']} events with their dossiers)")
     write_result(stage, result)
