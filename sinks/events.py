@@ -42,8 +42,8 @@ from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 from kintsmesh.topics import ensure_topics
 from sinks.dossier import school_enrolment
 from sinks.offsets import (
-    MARKS_PREFIX, Acks, batch_offsets, broker_error, headers_after, library_lag, seek_to_stored, serve_worker, store_offsets,
-    stored_offsets,
+    MARKS_PREFIX, Acks, batch_offsets, broker_error, close_quietly, headers_after, library_lag, seek_to_stored,
+    serve_worker, store_offsets, stored_offsets,
 )
 from sinks.subscriptions import DeliveryError, SubscriptionSink
 from sinks.worker import changes_topic
@@ -381,10 +381,14 @@ class LifeEventWorker:
     def stop(self, *_: Any) -> None:
         self.running = False
 
+    def abandon(self) -> None:
+        """Let go of everything after the library went away; uncommitted work is done again on restart."""
+        close_quietly(self.consumer.close, self.events.close, self.conn.close)
+
 
 def run_event_worker(settings: Settings, log_level: str = "warning") -> None:
-    serve_worker("events", settings.events_metrics_port, settings, log_level,
-                 lambda registry: LifeEventWorker(settings, EventMetrics(registry)))
+    serve_worker("events", settings.events_metrics_port, settings, log_level, EventMetrics,
+                 lambda metrics: LifeEventWorker(settings, metrics))
 
 
 def run_daily(settings: Settings, first: date, last: date) -> list[dict[str, Any]]:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
@@ -21,6 +22,8 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from kintsmesh.errors import TransientError
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
+
+M = TypeVar("M")
 
 Offsets = dict[tuple[str, int], int]   # (topic, partition) -> next offset
 # Groups under this prefix are not consumers: they mark how far a publisher's own topic was written
@@ -88,18 +91,69 @@ def broker_error(message: Message, log: logging.Logger) -> bool:
     return True
 
 
-def serve_worker(name: str, port: int, settings: Settings, log_level: str,
-                 build: Callable[[CollectorRegistry], Any]) -> None:
-    """Run a worker process: logging, its metrics on ``port``, SIGTERM / SIGINT stop it cleanly."""
+class LibraryUnavailable(Exception):
+    """The worker's connection to the resource library broke (a restart, a failover, the network)."""
+
+
+def library_lost(conn: psycopg.Connection[Any]) -> bool:
+    return conn.closed or conn.broken
+
+
+def close_quietly(*closers: Callable[[], Any]) -> None:
+    """Abandoning a worker: a broken connection may refuse to close cleanly; each closer is tried."""
+    for close in closers:
+        try:
+            close()
+        except Exception as exc:  # noqa: BLE001 - best effort, the process goes on
+            logging.getLogger("kintsmesh").debug("while abandoning: %s", exc)
+
+
+RESTART_DELAYS_S = (1, 2, 5, 10, 30)
+
+
+def serve_worker(name: str, port: int, settings: Settings, log_level: str, metrics_of: Callable[[CollectorRegistry], M],
+                 build: Callable[[M], Any]) -> None:
+    """Run a worker process: logging, its metrics on ``port``, SIGTERM / SIGINT stop it cleanly.
+
+    When the resource library goes away (its connection breaks, or it refuses new ones), the worker is
+    abandoned — nothing it did outside a committed transaction counts — and built again once the
+    library answers: after 1 s, and after 2, 5, 10, then every 30 s while it keeps refusing connections;
+    it resumes from the offsets stored with the library. The process itself never exits for that, so nothing has to restart it."""
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.WARNING),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    log = logging.getLogger(f"kintsmesh.{name}")
     registry = CollectorRegistry()
     start_http_server(port, addr=settings.metrics_host, registry=registry)
-    worker = build(registry)
-    signal.signal(signal.SIGTERM, worker.stop)
-    signal.signal(signal.SIGINT, worker.stop)
-    logging.getLogger(f"kintsmesh.{name}").info("%s worker: metrics on :%s", name, port)
-    worker.run()
+    metrics = metrics_of(registry)
+    stopping = threading.Event()
+    current: list[Any] = []
+
+    def stop(*_: Any) -> None:
+        stopping.set()
+        for worker in current:
+            worker.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    failures = 0   # attempts in a row that could not reach the library
+    while not stopping.is_set():
+        try:
+            current[:] = [build(metrics)]
+            if failures:
+                log.warning("%s worker: the resource library is back; resuming from the offsets stored there", name)
+            failures = 0
+            log.info("%s worker: metrics on :%s", name, port)
+            current[0].run()
+            return
+        except (LibraryUnavailable, psycopg.OperationalError) as exc:
+            if current:
+                current.pop().abandon()
+            failures += 1
+            delay = RESTART_DELAYS_S[min(failures, len(RESTART_DELAYS_S)) - 1]
+            cause = exc.__cause__ or exc
+            log.warning("%s worker: the resource library is unavailable (%s); starting again in %d s", name,
+                        str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__, delay)
+            stopping.wait(delay)
 
 
 class Acks:

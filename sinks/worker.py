@@ -35,7 +35,9 @@ from kintsmesh.registry.client import SchemaRegistry
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 from kintsmesh.topics import ensure_topics
 from sinks.library import MERGE_SESSION, TABLES, BatchReport, Incoming, Merger, lock_library
-from sinks.offsets import broker_error, library_lag, seek_to_stored, serve_worker, store_offsets
+from sinks.offsets import (
+    LibraryUnavailable, broker_error, close_quietly, library_lag, library_lost, seek_to_stored, serve_worker, store_offsets,
+)
 from streams.dlq import rejected_message
 from streams.metrics import LAG_BUCKETS
 from streams.normalize import gldm
@@ -85,6 +87,7 @@ class MergeWorker:
         self.registry = SchemaRegistry(settings)
         self.change_schema: SchemaVersion | None = None
         self.rejected_schema: SchemaVersion | None = None
+        self.relay: OutboxRelay | None = None
         self.conn = psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB), options=MERGE_SESSION)
         self.merger = Merger(self.conn)
         self.consumer = Consumer({
@@ -116,7 +119,7 @@ class MergeWorker:
     def run(self) -> None:
         self.prepare()
         assert self.change_schema is not None
-        relay = OutboxRelay(self.settings, self.change_schema)
+        self.relay = relay = OutboxRelay(self.settings, self.change_schema)
         relay.start()
         self.consumer.subscribe(candidate_topics(), on_assign=seek_to_stored(self.conn, GROUP))
         last_gauges = 0.0
@@ -149,6 +152,8 @@ class MergeWorker:
         try:
             report = self._merge(items, offsets)
         except psycopg.Error as exc:
+            if library_lost(self.conn):   # not the batch's fault: it is merged again once the library is back
+                raise LibraryUnavailable() from exc
             self.conn.rollback()
             log.warning("batch of %d failed (%s); merging one by one to isolate it", len(items), exc)
             report = BatchReport()
@@ -157,6 +162,8 @@ class MergeWorker:
                     one = self._merge([item], {})
                     report.add(one)
                 except psycopg.Error as one:
+                    if library_lost(self.conn):
+                        raise LibraryUnavailable() from one
                     self.conn.rollback()
                     self._reject(message, "merge_failed", str(one).splitlines()[0])
             self._merge([], offsets)
@@ -221,6 +228,12 @@ class MergeWorker:
     def stop(self, *_: Any) -> None:
         self.running = False
 
+    def abandon(self) -> None:
+        """Let go of everything after the library went away; what was not committed is merged again."""
+        if self.relay is not None:
+            self.relay.stop()
+        close_quietly(self.consumer.close, lambda: self.producer.flush(5), self.conn.close)
+
 
 class OutboxRelay(threading.Thread):
     """Publishes the outbox — this worker's golden changes and what T+1 loads and review decisions
@@ -230,7 +243,8 @@ class OutboxRelay(threading.Thread):
     def __init__(self, settings: Settings, schema: SchemaVersion, limit: int = 5000) -> None:
         super().__init__(name="outbox-relay", daemon=True)
         self.schema, self.limit = schema, limit
-        self.conn = psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB))
+        self.dsn = settings.dsn(RESOURCE_LIBRARY_DB)
+        self.conn = psycopg.connect(self.dsn)
         self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True,
                                   "acks": "all", "linger.ms": 5, "log_level": 3})
         self.wake = threading.Event()
@@ -244,9 +258,14 @@ class OutboxRelay(threading.Thread):
                     pass   # a full page: more is waiting
             except Exception:   # noqa: BLE001 - the relay must outlive a bad moment; the outbox gauge shows it stuck
                 log.exception("outbox relay: publishing failed; retrying in 1 s")
-                if not self.conn.closed:
-                    self.conn.rollback()
                 time.sleep(1)
+                try:
+                    if library_lost(self.conn):
+                        self.conn = psycopg.connect(self.dsn)
+                    else:
+                        self.conn.rollback()
+                except psycopg.OperationalError as exc:
+                    log.warning("outbox relay: the resource library is unavailable (%s)", exc)
             self.wake.wait(1.0)
         self.producer.flush(10)
         self.conn.close()
@@ -276,8 +295,8 @@ class OutboxRelay(threading.Thread):
 
 
 def run_merge_worker(settings: Settings, log_level: str = "warning") -> None:
-    serve_worker("merge", settings.merge_metrics_port, settings, log_level,
-                 lambda registry: MergeWorker(settings, MergeMetrics(registry)))
+    serve_worker("merge", settings.merge_metrics_port, settings, log_level, MergeMetrics,
+                 lambda metrics: MergeWorker(settings, metrics))
 
 
 def candidate_topics() -> list[str]:
