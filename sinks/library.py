@@ -32,6 +32,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from functools import cache, cached_property
+from itertools import product
 from datetime import date, datetime, timezone
 from typing import Any, NamedTuple
 
@@ -854,8 +855,8 @@ class Merger:
 
     def _queue_changes(self) -> None:
         """Complete the batch's golden changes and write them to the outbox: the resolved person ids (filled in
-        after the recompute by ``_link_people``) join ``after``, then the fields that differ are listed and
-        ``before``/``after`` become JSON text."""
+        after the recompute by ``_link_people``) join ``after``, then the fields that differ are listed (the
+        record's own in order, then the person ids) and ``before``/``after`` become JSON text."""
         linked: dict[str, set[str]] = defaultdict(set)
         for _, cid, change in self._outbox_rows:
             if change["after"] is not None and change["entity"] in PERSON_REFS:
@@ -874,7 +875,9 @@ class Merger:
             if after is not None and change["entity"] in PERSON_REFS:
                 after.update(person_ids.get((change["entity"], cid), {}))
             fields = set(before or {}) | set(after or {})
-            change["changed_fields"] = sorted(c for c in fields if not _same((before or {}).get(c), (after or {}).get(c)))
+            links = [ref[0] for ref in PERSON_REFS.get(change["entity"], ())]
+            differ = [c for c in fields if not _same((before or {}).get(c), (after or {}).get(c))]
+            change["changed_fields"] = sorted(c for c in differ if c not in links) + [c for c in links if c in differ]
             change["before"] = orjson.dumps(before, default=str).decode() if before is not None else None
             change["after"] = orjson.dumps(after, default=str).decode() if after is not None else None
             rows.append((topic, cid, Jsonb(change)))
@@ -994,11 +997,16 @@ def _bulk_outbox_sql(entity: str) -> str:
     carries the person ids as ``Merger._queue_changes`` adds them (null ones too, so the fields match)."""
     table, id_column, _ = TABLES[entity]
     linked = [ref[0] for ref in PERSON_REFS.get(entity, ())]
-    ids = "jsonb_build_object(" + ", ".join(f"'{c}', g.{c}" for c in linked) + ")"
-    person_ids = f" || {ids}" if linked else ""
-    # changed_fields: the fields present and the person ids that are set, in order
-    changed = ("(SELECT jsonb_agg(f ORDER BY f COLLATE \"C\") FROM (SELECT jsonb_array_elements_text(b.changed) f"
-               f" UNION ALL SELECT key FROM jsonb_each(jsonb_strip_nulls({ids}))) fields)") if linked else "b.changed"
+    person_ids = (" || jsonb_build_object(" + ", ".join(f"'{c}', g.{c}" for c in linked) + ")") if linked else ""
+    # changed_fields: the fields present (sorted when staged), then the person ids that are set
+    changed = "b.changed"
+    if linked:
+        cases = []
+        for is_set in product((False, True), repeat=len(linked)):
+            names = [c for c, on in zip(linked, is_set) if on]
+            when = " AND ".join(f"g.{c} IS {'NOT ' if on else ''}NULL" for c, on in zip(linked, is_set))
+            cases.append(f"WHEN {when} THEN b.changed" + (f" || '{orjson.dumps(names).decode()}'::jsonb" if names else ""))
+        changed = f"CASE {' '.join(cases)} END"
     return f"""
         INSERT INTO outbox (topic, key, value)
         SELECT %(topic)s, b.canonical_id, jsonb_build_object(
