@@ -997,16 +997,19 @@ def _bulk_outbox_sql(entity: str) -> str:
     carries the person ids as ``Merger._queue_changes`` adds them (null ones too, so the fields match)."""
     table, id_column, _ = TABLES[entity]
     linked = [ref[0] for ref in PERSON_REFS.get(entity, ())]
-    person_ids = (" || jsonb_build_object(" + ", ".join(f"'{c}', g.{c}" for c in linked) + ")") if linked else ""
+    person_ids = (" || jsonb_build_object(" + ", ".join(f"'{c}', b.{c}" for c in linked) + ")") if linked else ""
     # changed_fields: the fields present (sorted when staged), then the person ids that are set
     changed = "b.changed"
     if linked:
         cases = []
         for is_set in product((False, True), repeat=len(linked)):
             names = [c for c, on in zip(linked, is_set) if on]
-            when = " AND ".join(f"g.{c} IS {'NOT ' if on else ''}NULL" for c, on in zip(linked, is_set))
+            when = " AND ".join(f"b.{c} IS {'NOT ' if on else ''}NULL" for c, on in zip(linked, is_set))
             cases.append(f"WHEN {when} THEN b.changed" + (f" || '{orjson.dumps(names).decode()}'::jsonb" if names else ""))
         changed = f"CASE {' '.join(cases)} END"
+    # the person ids by scalar subqueries, kept from flattening (OFFSET 0): one index probe per row, where a
+    # join let the planner hash the whole golden table for every chunk
+    probes = "".join(f", (SELECT g.{c} FROM {table} g WHERE g.{id_column} = s.canonical_id) AS {c}" for c in linked)
     return f"""
         INSERT INTO outbox (topic, key, value)
         SELECT %(topic)s, b.canonical_id, jsonb_build_object(
@@ -1014,7 +1017,7 @@ def _bulk_outbox_sql(entity: str) -> str:
             'before', NULL, 'after', (jsonb_build_object('{id_column}', b.canonical_id) || b.data{person_ids})::text,
             'cause', b.record->'provenance', 'source_committed_at', b.record->'provenance'->'committed_at',
             'merged_at', (extract(epoch FROM clock_timestamp()) * 1000)::bigint)
-        FROM _bulk b JOIN {table} g ON g.{id_column} = b.canonical_id"""
+        FROM (SELECT s.*{probes} FROM _bulk s OFFSET 0) b"""
 
 
 def _same(a: Any, b: Any) -> bool:
