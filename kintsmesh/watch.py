@@ -15,7 +15,8 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 
-from confluent_kafka import Consumer, TopicPartition
+import psycopg
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from kintsmesh.settings import Settings
 
@@ -74,12 +75,7 @@ def group_lag(settings: Settings, group: str, topics: list[str]) -> int:
 def wait_for_group(settings: Settings, group: str, topics: list[str], timeout_s: float,
                    report: Callable[[int], object] = lambda behind: None) -> int:
     """Block until ``group`` has caught up with ``topics`` (or the timeout); returns the remaining lag."""
-    deadline = time.monotonic() + timeout_s
-    while (behind := group_lag(settings, group, topics)) > 0 and time.monotonic() < deadline:
-        report(behind)
-        time.sleep(2.0)
-    return behind
-
+    return wait_for_zero(lambda: group_lag(settings, group, topics), timeout_s, report, every_s=2.0)
 
 
 def wait_for_pipeline(settings: Settings, timeout_s: float,
@@ -101,13 +97,24 @@ def wait_for_pipeline(settings: Settings, timeout_s: float,
     return left
 
 
-def wait_for_zero(measure: Callable[[], int], timeout_s: float, report: Callable[[int], object]) -> int:
-    """Poll ``measure`` every second until it is 0 or the timeout; returns the last value."""
+def wait_for_zero(measure: Callable[[], int], timeout_s: float, report: Callable[[int], object],
+                  every_s: float = 1.0) -> int:
+    """Poll ``measure`` until it is 0 or the timeout; returns the last value. The passing errors of a broker
+    or a database restarting (a coordinator moving, a refused connection) are waited out until the timeout."""
     deadline = time.monotonic() + timeout_s
-    while (left := measure()) > 0 and time.monotonic() < deadline:
+    while True:
+        try:
+            left = measure()
+        except (KafkaException, psycopg.OperationalError):
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(every_s)
+            continue
+        if left == 0 or time.monotonic() >= deadline:
+            return left
         report(left)
-        time.sleep(1.0)
-    return left
+        time.sleep(every_s)
+
 
 class RawTopicWatcher:
     """Consumes ``raw.*`` from the current end in a background thread."""

@@ -65,6 +65,8 @@ class StackCollector(Collector):
             except KintsmeshError as exc:
                 log.warning("probe %s failed: %s", probe, exc)
                 up.add_metric([probe], 0)
+                if probe == "kafka":   # after a broker restart the old admin client kept timing out: a new one
+                    self.kafka = probes.KafkaProbe(self.settings)
                 continue
             up.add_metric([probe], 1)
             yield from collected

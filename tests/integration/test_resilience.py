@@ -1,14 +1,18 @@
-"""The stack outlives a PostgreSQL restart in the middle of the merge (runs last: it bounces the shared cluster)."""
+"""The stack outlives a PostgreSQL or a Kafka restart in the middle of its work (runs last: it bounces
+shared components of the stack)."""
 
 from __future__ import annotations
 
 import json
 import time
 from datetime import date
+from pathlib import Path
 
 import psycopg
 import pytest
 
+from connect.client import ConnectClient
+from connect.connectors import available_departments, connector_name
 from kintsmesh import stack
 from kintsmesh.settings import RESOURCE_LIBRARY_DB
 from kintsmesh.simulate.runner import run_simulation
@@ -18,34 +22,32 @@ from streams.dlq import summary
 
 pytestmark = pytest.mark.integration
 
+PROCESSES = ("registry", "connect", "normalize", "merge", "events", "api", "monitor")
+
 
 def pids(settings) -> dict[str, int | None]:
-    return {c.name: c.pid() for c in stack.components(settings) if c.name in ("merge", "events")}
+    return {c.name: c.pid() for c in stack.components(settings) if c.name in PROCESSES}
 
 
-def test_a_postgresql_restart_mid_merge_loses_nothing_and_sends_nothing_to_the_dlq(settings, tmp_path, fresh_seed):
-    before = summary(settings, ["merge", "events"])
-    log_file = settings.stack_dir / "logs" / "merge.log"
-    logged_before = log_file.stat().st_size
-    workers = pids(settings)
-    assert all(workers.values()), workers
+def load_city_and_bounce(settings, tmp_path: Path, seed: int, component: str) -> Path:
+    """A new city loaded; while the merge worker works through it, ``component`` stops for a few seconds."""
     sim = settings.model_copy(update={"stack_dir": tmp_path})
     truth_file = tmp_path / "truth.jsonl"
-    run_simulation(sim, seed=fresh_seed, initial=300, rate=None, duration_s=0, dirty_rate=0.03,
+    run_simulation(sim, seed=seed, initial=300, rate=None, duration_s=0, dirty_rate=0.03,
                    truth_path=str(truth_file), today=date(2026, 11, 27))
-    deadline = time.monotonic() + 120   # the merge worker is busy with the city when the cluster goes down
+    deadline = time.monotonic() + 120
     while merge_lag(settings) < 500 and time.monotonic() < deadline:
         time.sleep(0.2)
-    stack.down(settings, ["postgres"])
-    time.sleep(3)
-    stack.up(settings, ["postgres"])
+    stack.down(settings, [component])
+    time.sleep(5)
+    stack.up(settings, [component])
+    return truth_file
 
+
+def assert_nothing_lost(settings, truth_file: Path, workers: dict[str, int | None], dlq_before) -> None:
     assert wait_for_pipeline(settings, timeout_s=600) == {"normalize": 0, "merge": 0, "events": 0}
-    assert pids(settings) == workers, "a worker process died instead of waiting for the library"
-    assert summary(settings, ["merge", "events"]) == before, "the outage sent candidates or changes to a DLQ"
-    with log_file.open("rb") as log:   # the worker noticed the outage (and said so) during this test
-        log.seek(logged_before)
-        assert b"the resource library is unavailable" in log.read()
+    assert pids(settings) == workers, "a process died instead of waiting for the component to come back"
+    assert summary(settings, ["merge", "events"]) == dlq_before, "the outage sent candidates or changes to a DLQ"
     # every house of the city reached the library, and no history lost or repeated a version
     truth = [json.loads(line) for line in truth_file.read_text().splitlines()]
     houses = {t["links"]["house"] for t in truth if (t["db"], t["table"]) == ("housing", "fw_jbxx")}
@@ -56,3 +58,27 @@ def test_a_postgresql_restart_mid_merge_loses_nothing_and_sends_nothing_to_the_d
             " GROUP BY 1, 2) v WHERE NOT ok").fetchone()[0]
     assert houses and found == houses, len(houses - found)
     assert gaps == 0
+
+
+def test_a_postgresql_restart_mid_merge_loses_nothing_and_sends_nothing_to_the_dlq(settings, tmp_path, fresh_seed):
+    dlq_before = summary(settings, ["merge", "events"])
+    log_file = settings.stack_dir / "logs" / "merge.log"
+    logged_before = log_file.stat().st_size
+    workers = pids(settings)
+    assert all(workers.values()), workers
+    truth_file = load_city_and_bounce(settings, tmp_path, fresh_seed, "postgres")
+    assert_nothing_lost(settings, truth_file, workers, dlq_before)
+    with log_file.open("rb") as log:   # the worker noticed the outage (and said so) during this test
+        log.seek(logged_before)
+        assert b"the resource library is unavailable" in log.read()
+
+
+def test_a_kafka_restart_mid_run_loses_nothing(settings, tmp_path, fresh_seed):
+    dlq_before = summary(settings, ["merge", "events"])
+    workers = pids(settings)
+    assert all(workers.values()), workers
+    truth_file = load_city_and_bounce(settings, tmp_path, fresh_seed, "kafka")
+    assert_nothing_lost(settings, truth_file, workers, dlq_before)
+    client = ConnectClient(settings.connect_endpoint)
+    states = {d: client.status(connector_name(d)) for d in available_departments()}
+    assert all(s.running for s in states.values()), states
