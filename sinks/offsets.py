@@ -111,14 +111,15 @@ def close_quietly(*closers: Callable[[], Any]) -> None:
 RESTART_DELAYS_S = (1, 2, 5, 10, 30)
 
 
-def serve_worker(name: str, port: int, settings: Settings, log_level: str, metrics_of: Callable[[CollectorRegistry], M],
-                 build: Callable[[M], Any]) -> None:
+def serve_worker(name: str, port: int, settings: Settings, log_level: str,
+                 metrics_of: Callable[[CollectorRegistry], M], build: Callable[[M], Any]) -> None:
     """Run a worker process: logging, its metrics on ``port``, SIGTERM / SIGINT stop it cleanly.
 
     When the resource library goes away (its connection breaks, or it refuses new ones), the worker is
     abandoned — nothing it did outside a committed transaction counts — and built again once the
     library answers: after 1 s, and after 2, 5, 10, then every 30 s while it keeps refusing connections;
-    it resumes from the offsets stored with the library. The process itself never exits for that, so nothing has to restart it."""
+    it resumes from the offsets stored with the library. The process itself never exits for that, so
+    nothing has to restart it."""
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.WARNING),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     log = logging.getLogger(f"kintsmesh.{name}")

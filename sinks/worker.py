@@ -36,7 +36,8 @@ from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 from kintsmesh.topics import ensure_topics
 from sinks.library import MERGE_SESSION, TABLES, BatchReport, Incoming, Merger, lock_library
 from sinks.offsets import (
-    LibraryUnavailable, broker_error, close_quietly, library_lag, library_lost, seek_to_stored, serve_worker, store_offsets,
+    LibraryUnavailable, broker_error, close_quietly, library_lag, library_lost, seek_to_stored, serve_worker,
+    store_offsets,
 )
 from streams.dlq import rejected_message
 from streams.metrics import LAG_BUCKETS

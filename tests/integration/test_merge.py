@@ -195,8 +195,9 @@ def test_golden_records_match_the_truth_and_a_sigkilled_merge_worker_loses_and_d
                  for part in ours if ours[part] != theirs[part]}
     assert not differing, differing
     assert len(fuzzy) / 2 <= 0.02 * persons, f"{len(fuzzy) // 2} persons differ: {sorted(fuzzy)[:2]}"
-    # the golden changes (the replay's stay in its outbox): no bookkeeping column in `before`, and `after`
-    # names the people the batch linked, set-based or not
+    # the golden changes (the replay's stay in its outbox): no bookkeeping column in `before`, and a person
+    # `after` names exists (whether a certificate's holder is linked in its own batch depends on the order the
+    # replay reads the topics in; test_life_events checks that births name their newborn)
     with psycopg.connect(scratch) as conn:
         updates, with_bookkeeping = conn.execute(
             "SELECT count(*), count(*) FILTER (WHERE (value->>'before')::jsonb ?| %s) FROM outbox"
@@ -206,7 +207,7 @@ def test_golden_records_match_the_truth_and_a_sigkilled_merge_worker_loses_and_d
             " AND NOT EXISTS (SELECT FROM person p WHERE p.person_id = a->>'holder_person_id'))"
             " FROM (SELECT (value->>'after')::jsonb a FROM outbox WHERE value->>'entity' = 'certificate') c").fetchone()
     assert updates > 0 and with_bookkeeping == 0, (updates, with_bookkeeping)
-    assert holders > 0 and unknown == 0, (holders, unknown)
+    assert unknown == 0, (holders, unknown)
     # every golden change reached gldm.<entity>.changes through the outbox
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
