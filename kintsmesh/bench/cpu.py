@@ -14,21 +14,12 @@ import os
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 from kintsmesh.settings import Settings
-from kintsmesh.stack.process import cmdline, owned_pid
+from kintsmesh.stack.process import cmdline, owned_pid, proc_stat
 
 TICKS = os.sysconf("SC_CLK_TCK")
 STACK_PROCESSES = ("kafka", "connect", "registry", "normalize", "merge", "events", "api", "monitor", "prometheus")
-
-
-def _cpu_ticks(pid: int) -> int | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return int(fields[11]) + int(fields[12])   # utime + stime
 
 
 def postgres_group(command: str) -> str:
@@ -67,18 +58,18 @@ class CpuWindow:
             if not entry.name.isdigit():
                 continue
             pid = int(entry.name)
-            ticks = _cpu_ticks(pid)
-            if ticks is None:
+            fields = proc_stat(pid)
+            if fields is None:
                 continue
             if pid in named:
                 group = named[pid]
             elif pid == own:
                 group = "benchmark (simulator)"
-            elif postmaster is not None and (pid == postmaster or _parent(pid) == postmaster):
+            elif postmaster is not None and (pid == postmaster or int(fields[1]) == postmaster):
                 group = postgres_group(cmdline(pid))
             else:
                 group = "other"
-            sample[pid] = (group, ticks)
+            sample[pid] = (group, int(fields[11]) + int(fields[12]))   # utime + stime
         return sample
 
     def _sample(self) -> None:
@@ -105,13 +96,6 @@ class CpuWindow:
         cores = {group: round(ticks / TICKS / seconds, 3) for group, ticks in used.most_common() if ticks > 0}
         return {"window_s": round(seconds, 1), "cores_used": round(sum(cores.values()), 2),
                 "cores_by_component": cores}
-
-
-def _parent(pid: int) -> int | None:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 def format_cores(usage: dict[str, object]) -> str:

@@ -68,6 +68,14 @@ def spawn(cmd: Sequence[str], log_file: Path, pid_file: Path, cwd: Path, env: di
     return proc.pid
 
 
+def proc_stat(pid: int) -> list[str] | None:
+    """``/proc/<pid>/stat`` after the command name: state, ppid, ... (utime and stime at 11 and 12)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -76,11 +84,8 @@ def alive(pid: int) -> bool:
     except PermissionError:
         return True
     # a zombie child of ours is dead for our purposes
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
+    fields = proc_stat(pid)
+    return fields is not None and bool(fields) and fields[0] != "Z"
 
 
 def terminate(pid: int, timeout_s: float = 30.0) -> bool:
