@@ -72,6 +72,8 @@ PERSON_REFS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "relationship": (("subject_person_id", "subject_ric", "subject_name"), ("object_person_id", "object_id", "object_name")),
     "social_insurance": (("person_id", "person_ric", ""),),
 }
+# entity -> its person id columns, as golden changes carry them
+PERSON_ID_COLUMNS: dict[str, tuple[str, ...]] = {e: tuple(ref[0] for ref in refs) for e, refs in PERSON_REFS.items()}
 
 
 # Golden-row columns that describe the library's bookkeeping, not the subject: never part of a change.
@@ -859,12 +861,12 @@ class Merger:
         record's own in order, then the person ids) and ``before``/``after`` become JSON text."""
         linked: dict[str, set[str]] = defaultdict(set)
         for _, cid, change in self._outbox_rows:
-            if change["after"] is not None and change["entity"] in PERSON_REFS:
+            if change["after"] is not None and change["entity"] in PERSON_ID_COLUMNS:
                 linked[change["entity"]].add(cid)
         person_ids: dict[tuple[str, str], dict[str, Any]] = {}
         for entity, ids in linked.items():
             table, id_column, _ = TABLES[entity]
-            columns = [ref[0] for ref in PERSON_REFS[entity]]
+            columns = PERSON_ID_COLUMNS[entity]
             for cid, *values in self.conn.execute(
                     f"SELECT {id_column}, {', '.join(columns)} FROM {table} WHERE {id_column} = ANY(%s::text[])",
                     (text_array(ids),)):
@@ -872,10 +874,10 @@ class Merger:
         rows = []
         for topic, cid, change in self._outbox_rows:
             before, after = change["before"], change["after"]
-            if after is not None and change["entity"] in PERSON_REFS:
+            links = PERSON_ID_COLUMNS.get(change["entity"], ())
+            if after is not None and links:
                 after.update(person_ids.get((change["entity"], cid), {}))
             fields = set(before or {}) | set(after or {})
-            links = [ref[0] for ref in PERSON_REFS.get(change["entity"], ())]
             differ = [c for c in fields if not _same((before or {}).get(c), (after or {}).get(c))]
             change["changed_fields"] = sorted(c for c in differ if c not in links) + [c for c in links if c in differ]
             change["before"] = orjson.dumps(before, default=str).decode() if before is not None else None
@@ -996,7 +998,7 @@ def _bulk_outbox_sql(entity: str) -> str:
     """The outbox changes of ``_bulk``'s new records, once their references to people are linked: ``after``
     carries the person ids as ``Merger._queue_changes`` adds them (null ones too, so the fields match)."""
     table, id_column, _ = TABLES[entity]
-    linked = [ref[0] for ref in PERSON_REFS.get(entity, ())]
+    linked = PERSON_ID_COLUMNS.get(entity, ())
     person_ids = (" || jsonb_build_object(" + ", ".join(f"'{c}', b.{c}" for c in linked) + ")") if linked else ""
     # changed_fields: the fields present (sorted when staged), then the person ids that are set
     changed = "b.changed"
