@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from kintsmesh.errors import TransientError
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
+from kintsmesh.stack.supervise import RESTART_DELAYS_S
 
 M = TypeVar("M")
 
@@ -108,9 +109,6 @@ def close_quietly(*closers: Callable[[], Any]) -> None:
             logging.getLogger("kintsmesh").debug("while abandoning: %s", exc)
 
 
-RESTART_DELAYS_S = (1, 2, 5, 10, 30)
-
-
 def serve_worker(name: str, port: int, settings: Settings, log_level: str,
                  metrics_of: Callable[[CollectorRegistry], M], build: Callable[[M], Any]) -> None:
     """Run a worker process: logging, its metrics on ``port``, SIGTERM / SIGINT stop it cleanly.
@@ -152,7 +150,7 @@ def serve_worker(name: str, port: int, settings: Settings, log_level: str,
             failures += 1
             delay = RESTART_DELAYS_S[min(failures, len(RESTART_DELAYS_S)) - 1]
             cause = exc.__cause__ or exc
-            log.warning("%s worker: the resource library is unavailable (%s); starting again in %d s", name,
+            log.warning("%s worker: the resource library is unavailable (%s); starting again in %g s", name,
                         str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__, delay)
             stopping.wait(delay)
 
