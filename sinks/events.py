@@ -49,7 +49,7 @@ from sinks.subscriptions import DeliveryError, SubscriptionSink
 from sinks.worker import changes_topic
 from streams.events.predicates import CST
 from streams.events.rules import (
-    calendar_birth_dates, change_entities, change_from_message, evaluate_change, evaluate_person, events_topic,
+    HOLD, calendar_birth_dates, change_entities, change_from_message, evaluate_change, evaluate_person, events_topic,
     evidence_of, rules,
 )
 from streams.events.subscriptions import subscriptions
@@ -122,12 +122,20 @@ class LifeEvents:
     # ------------------------------------------------------------------ recording
 
     def record(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Insert events not seen before (inside the caller's transaction); returns the new ones."""
-        if not events:
+        """Insert events not seen before (inside the caller's transaction); returns the new ones. An event
+        marked to be held (``HOLD``, its subject may still become known) waits in ``held_event`` instead,
+        unless its id is recorded already; a final event replaces the held one of its id."""
+        held = {e["event_id"]: e for e in events if HOLD in e}
+        unique = {e["event_id"]: e for e in events if HOLD not in e}
+        for event_id in held.keys() & unique.keys():
+            del held[event_id]
+        if held:
+            self._hold(list(held.values()))
+        if not unique:
             return []
-        unique = {e["event_id"]: e for e in events}
         now = datetime.now(timezone.utc)
         with self.conn.cursor() as cur:
+            cur.execute("DELETE FROM held_event WHERE event_id = ANY(%s::uuid[])", (list(unique),))
             # one inserting transaction at a time: seqs become visible in order, so a subscription's
             # cursor (sinks/subscriptions.py) never passes one that commits later
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (EVENTS_LOCK,))
@@ -147,6 +155,23 @@ class LifeEvents:
             for event in new:
                 self.metrics.detected.labels(event["event_type"], event["trigger"]).inc()
         return new
+
+    def _hold(self, events: list[dict[str, Any]]) -> None:
+        self.conn.execute(
+            "INSERT INTO held_event (event_id, event, release_at)"
+            " SELECT id, event, now() + make_interval(secs => hold)"
+            " FROM unnest(%s::uuid[], %s::jsonb[], %s::float8[]) AS h(id, event, hold)"
+            " WHERE NOT EXISTS (SELECT FROM life_event l WHERE l.event_id = h.id) ON CONFLICT (event_id) DO NOTHING",
+            ([e["event_id"] for e in events], [Jsonb(_jsonable({k: v for k, v in e.items() if k != HOLD})) for e in events],
+             [e[HOLD] for e in events]))
+
+    def release_held(self, limit: int = 5000) -> int:
+        """Record, as they are, the held events whose wait is over; returns how many were new."""
+        with self.conn.transaction():
+            rows = self.conn.execute(
+                "DELETE FROM held_event WHERE event_id IN (SELECT event_id FROM held_event WHERE release_at <= now()"
+                " ORDER BY release_at LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING event", (limit,)).fetchall()
+            return len(self.record([_avro(event) for (event,) in rows])) if rows else 0
 
     # ------------------------------------------------------------------ publishing
 
@@ -204,7 +229,9 @@ class LifeEvents:
                     max(0.0, now - committed / 1000))
 
     def pending(self) -> int:
-        row = self.conn.execute("SELECT count(*) FROM life_event WHERE published_at IS NULL").fetchone()
+        """Events detected and not yet published, held ones included."""
+        row = self.conn.execute("SELECT (SELECT count(*) FROM life_event WHERE published_at IS NULL)"
+                                " + (SELECT count(*) FROM held_event)").fetchone()
         self.conn.commit()
         return int(row[0]) if row else 0
 
@@ -319,12 +346,15 @@ class LifeEventWorker:
         topics = [changes_topic(e) for e in change_entities()]
         ensure_topics(self.settings, topics, self.settings.kafka_partitions)
         self.consumer.subscribe(topics, on_assign=seek_to_stored(self.conn, GROUP))
-        last_gauges = last_calendar = last_publish = 0.0
+        last_gauges = last_calendar = last_publish = last_release = 0.0
         while self.running:
             messages = [m for m in self.consumer.consume(self.batch_size, timeout=self.max_wait_s)
                         if not broker_error(m, log)]
             detected = self.process(messages) if messages else 0
             now = time.monotonic()
+            if now - last_release > 1.0:   # held events whose wait is over
+                last_release = now
+                detected += self.events.release_held()
             if now - last_calendar > 10:   # a new day is noticed within ten seconds
                 last_calendar = now
                 if not self.events.passed(today_cst()):
@@ -407,11 +437,11 @@ def run_daily(settings: Settings, first: date, last: date) -> list[dict[str, Any
 
 
 def events_lag(settings: Settings) -> int:
-    """Golden changes the life-event worker has not evaluated yet, events not yet published, and
+    """Golden changes the life-event worker has not evaluated yet, events held or not yet published, and
     events not yet looked at for some subscriber."""
     with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
         row = conn.execute(
-            "SELECT (SELECT count(*) FROM life_event WHERE published_at IS NULL)"
+            "SELECT (SELECT count(*) FROM life_event WHERE published_at IS NULL) + (SELECT count(*) FROM held_event)"
             " + (SELECT coalesce(sum(m.newest - s.last_seq), 0) FROM subscription s,"
             "    (SELECT coalesce(max(seq), 0) AS newest FROM life_event) m WHERE s.subscriber = ANY(%s))",
             (list(subscriptions()),)).fetchone()

@@ -318,15 +318,9 @@ class Merger:
     def __init__(self, conn: psycopg.Connection[Any], changes_topic: str = "gldm.{entity}.changes") -> None:
         self.conn = conn
         self.changes_topic = changes_topic
-        # persons linked or created in the current batch, with what the batch says about them (not yet in
-        # the golden table), and their block keys
-        self._batch_persons: dict[str, matching.Mention] = {}
-        self._batch_blocks: dict[Any, set[str]] = defaultdict(set)
-        self._created_by_ric: list[str] = []    # persons created in this batch from a valid RIC
-        self._outbox_rows: list[tuple[str, str, dict[str, Any]]] = []
         self._merged, self._analyze_at = 0, 5_000   # ANALYZE after 5k, 10k, 20k ... candidates (autovacuum lags)
-        self._causes: dict[tuple[str, str], dict[str, Any]] = {}   # (entity, id) -> provenance of its last change
         self._batch_households: dict[str, str] = {}               # RIC -> household number, in the current batch
+        self._start_batch()
 
     # ------------------------------------------------------------------ public
 
@@ -373,9 +367,11 @@ class Merger:
             self._causes.setdefault(("person", orphan), self._causes.get(("person", person), {}))
             report.links["late_match"] += 1
             for entity, refs in PERSON_REFS.items():   # what pointed at the orphan now points at the person
+                table, id_column, _ = TABLES[entity]
                 for person_column, _, _ in refs:
-                    self.conn.execute(f"UPDATE {TABLES[entity][0]} SET {person_column} = %s WHERE {person_column} = %s",
-                                      (person, orphan))
+                    self._note_links(entity, person_column, self.conn.execute(
+                        f"UPDATE {table} SET {person_column} = %(person)s WHERE {person_column} = %(orphan)s"
+                        f" RETURNING {id_column}, %(orphan)s, %(person)s", {"person": person, "orphan": orphan}))
         self._settle(affected, writes.values(), report)
         self._grown(len(items))
         return report
@@ -450,6 +446,7 @@ class Merger:
             created = len(ids)
             if ids:
                 self._link_people({entity: ids}, ())
+                self._relinked.clear()   # new records: the set-based outbox statement publishes them with their links
                 cur.execute(_bulk_outbox_sql(entity), {"topic": self.changes_topic.format(entity=entity)})
             cur.execute("TRUNCATE _bulk")
         if ids:
@@ -504,9 +501,16 @@ class Merger:
         # reads of the golden persons, valid until the batch's recompute changes them
         self._golden_blocks: dict[BlockParams, dict[str, matching.Mention]] = {}
         self._household_of: dict[str, str | None] = {}
-        self._batch_persons, self._batch_blocks = {}, defaultdict(set)
-        self._created_by_ric, self._outbox_rows, self._causes = [], [], {}
+        # persons linked or created in the batch, with what the batch says about them (not yet in the golden
+        # table), and their block keys
+        self._batch_persons: dict[str, matching.Mention] = {}
+        self._batch_blocks: dict[Any, set[str]] = defaultdict(set)
+        self._created_by_ric: list[str] = []    # persons created in this batch from a valid RIC
+        self._outbox_rows: list[tuple[str, str, dict[str, Any]]] = []
+        self._causes: dict[tuple[str, str], dict[str, Any]] = {}   # (entity, id) -> provenance of its last change
         self._batch_causes: dict[tuple[str, str], dict[SourceRef, dict[str, Any]]] = {}
+        # references the batch linked to a person: (entity, id) -> ({person column: its value before}, the person)
+        self._relinked: dict[tuple[str, str], tuple[dict[str, Any], str]] = {}
 
     def _settle(self, affected: dict[str, set[str]], writes: Iterable[tuple[Incoming, _Linked]],
                 report: BatchReport) -> None:
@@ -515,6 +519,7 @@ class Merger:
             if affected.get(entity):
                 self._recompute(entity, affected[entity], report)
         self._link_people(affected, writes)
+        self._version_links(report)
         self._queue_changes()
 
     # ------------------------------------------------------------------ reads
@@ -889,24 +894,33 @@ class Merger:
 
     def _link_people(self, affected: dict[str, set[str]], writes: Iterable[tuple[Incoming, _Linked]]) -> None:
         """Fill person ids in certificates, relationships and insurance facts that refer to people —
-        those merged now, and earlier ones that were waiting for a person merged now. Each direction
-        is its own statement so that every one runs on an index, whatever the library's size."""
+        those merged now, and earlier ones that were waiting for a person merged now — noting each link
+        made (``_version_links``). Each direction is its own statement so that every one runs on an
+        index, whatever the library's size; the previous value is read through a self-join (``o``),
+        which sees the row as it was before the update."""
         persons = list(affected.get("person", set()))
         person_rows = [w[0].source.row for w in writes if w[0].entity == "person"]
         rows = ([r[0] for r in person_rows], [r[1] for r in person_rows], [r[2] for r in person_rows])
         insured = [w[0].source.primary_key for w in writes if w[0].entity == "person" and w[0].source.table == "sb_cbry"]
-        run = self.conn.execute
+
+        def run(entity: str, column: str, sql: str, params: tuple[Any, ...]) -> None:
+            self._note_links(entity, column, self.conn.execute(sql, params))
+
         for entity, refs in PERSON_REFS.items():
             table, id_column, _ = TABLES[entity]
             ids = list(affected.get(entity, set()))
             for person_column, ric_column, name_column in refs:
                 kind = "AND g.object_kind = 'PERSON'" if person_column == "object_person_id" else ""
-                by_ric = (f"UPDATE {table} g SET {person_column} = p.person_id FROM person p"
-                          f" WHERE p.ric = g.{ric_column} {kind} AND g.{person_column} IS DISTINCT FROM p.person_id")
+                by_ric = (f"UPDATE {table} g SET {person_column} = p.person_id FROM person p, {table} o"
+                          f" WHERE o.{id_column} = g.{id_column} AND p.ric = g.{ric_column} {kind}"
+                          f" AND g.{person_column} IS DISTINCT FROM p.person_id")
+                returning = f" RETURNING g.{id_column}, o.{person_column}, p.person_id"
                 if ids:
-                    run(by_ric + f" AND g.{id_column} = ANY(%s::text[])", (text_array(ids),))
+                    run(entity, person_column, by_ric + f" AND g.{id_column} = ANY(%s::text[])" + returning,
+                        (text_array(ids),))
                 if persons:
-                    run(by_ric + " AND p.person_id = ANY(%s::text[])", (text_array(persons),))
+                    run(entity, person_column, by_ric + " AND p.person_id = ANY(%s::text[])" + returning,
+                        (text_array(persons),))
                 if not name_column:
                     continue
                 # no usable RIC: the person of the same source row with the same name (a newborn, a spouse)
@@ -916,22 +930,59 @@ class Merger:
                             f"  AND pc.entity = 'person' AND pc.canonical_id IS NOT NULL"
                             f" WHERE gc.entity = %s AND gc.canonical_id = g.{id_column} AND NOT gc.retracted"
                             f"  AND g.{person_column} IS NULL {kind} AND pc.record->>'name' = g.{name_column}")
+                returning = f" RETURNING g.{id_column}, NULL, pc.canonical_id"
                 if ids:
-                    run(same_row + f" AND g.{id_column} = ANY(%s::text[])", (entity, text_array(ids)))
+                    run(entity, person_column, same_row + f" AND g.{id_column} = ANY(%s::text[])" + returning,
+                        (entity, text_array(ids)))
                 if person_rows:
-                    run(same_row + " AND (pc.department, pc.source_table, pc.primary_key)"
-                        " IN (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))",
+                    run(entity, person_column, same_row + " AND (pc.department, pc.source_table, pc.primary_key)"
+                        " IN (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))" + returning,
                         (entity, *(text_array(column) for column in rows)))
         # insured persons: an insurance fact names its person through the insured number
-        by_insured = ("UPDATE social_insurance s SET person_id = c.canonical_id FROM contribution c"
-                      " WHERE c.department = 'hrss' AND c.source_table = 'sb_cbry' AND c.role = 'person'"
-                      " AND c.primary_key = s.insured_no AND c.canonical_id IS NOT NULL"
+        by_insured = ("UPDATE social_insurance s SET person_id = c.canonical_id FROM contribution c, social_insurance o"
+                      " WHERE o.fact_id = s.fact_id AND c.department = 'hrss' AND c.source_table = 'sb_cbry'"
+                      " AND c.role = 'person' AND c.primary_key = s.insured_no AND c.canonical_id IS NOT NULL"
                       " AND s.person_id IS DISTINCT FROM c.canonical_id")
+        returning = " RETURNING s.fact_id, o.person_id, c.canonical_id"
         facts = list(affected.get("social_insurance", set()))
         if facts:
-            run(by_insured + " AND s.fact_id = ANY(%s::text[])", (text_array(facts),))
+            run("social_insurance", "person_id", by_insured + " AND s.fact_id = ANY(%s::text[])" + returning,
+                (text_array(facts),))
         if insured:
-            run(by_insured + " AND c.primary_key = ANY(%s::text[])", (text_array(insured),))
+            run("social_insurance", "person_id", by_insured + " AND c.primary_key = ANY(%s::text[])" + returning,
+                (text_array(insured),))
+
+    def _note_links(self, entity: str, person_column: str, linked: Iterable[tuple[Any, ...]]) -> None:
+        for cid, was, person in linked:
+            olds, _ = self._relinked.get((entity, cid), ({}, person))
+            olds.setdefault(person_column, was)   # two links of one column in a batch: the first one's before
+            self._relinked[(entity, cid)] = (olds, person)
+
+    def _version_links(self, report: BatchReport) -> None:
+        """A reference linked to a person after its record merged (the person merged in a later batch, a late
+        match or a review decision moved it) makes a new version of that record, so that its golden change
+        names the person. The version's history keeps the record's data (nothing the sources said changed)
+        and has the person's source change as its cause."""
+        queued = {(change["entity"], cid) for _, cid, change in self._outbox_rows}   # their change has the link
+        waiting: dict[str, dict[str, tuple[dict[str, Any], str]]] = defaultdict(dict)
+        for (entity, cid), link in self._relinked.items():
+            if (entity, cid) not in queued:
+                waiting[entity][cid] = link
+        self._relinked.clear()
+        history: list[tuple[Any, ...]] = []
+        now = datetime.now(timezone.utc)
+        for entity, links in waiting.items():
+            table, id_column, columns = TABLES[entity]
+            for cid, version, committed, row in self.conn.execute(
+                    f"UPDATE {table} t SET version = version + 1, updated_at = %s WHERE {id_column} = ANY(%s::text[])"
+                    f" RETURNING {id_column}, version, source_committed_at, to_jsonb(t)", (now, text_array(links))):
+                olds, person = links[cid]
+                cause = self._causes.get(("person", person)) or self._causes.get((entity, cid), {})
+                data = {c: row.get(c) for c in columns}
+                history.append((entity, cid, version, Jsonb(data), committed, Jsonb(cause), now))
+                report.golden_updates += 1
+                self._outbox(entity, cid, version, {**row, **olds}, {id_column: cid, **data}, cause, report)
+        bulk_upsert(self.conn, "golden_history", HISTORY_COLUMNS, history)
 
 
 @dataclass

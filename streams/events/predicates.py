@@ -45,6 +45,7 @@ class Occurrence:
     occurred_on: date
     key: str                     # stable subject + occurrence: the event id is derived from it
     attributes: dict[str, str | None] = field(default_factory=dict)
+    provisional: bool = False    # its subject may still become known: held back for the rule's hold_s
 
 
 ChangePredicate = Callable[[Change, dict[str, Any]], list[Occurrence]]
@@ -107,20 +108,31 @@ def _newly(change: Change, name: str, wanted: Callable[[Any], bool]) -> Any:
 
 
 def birth_certificate_issued(change: Change, params: dict[str, Any]) -> list[Occurrence]:
-    """A birth medical certificate seen for the first time: the newborn, keyed by the certificate."""
+    """A birth medical certificate seen for the first time, or once it names its newborn: the newborn,
+    keyed by the certificate.
+
+    The newborn's person record comes from the certificate's own source row. When it merges in a later
+    batch than the certificate, the certificate's next version links it (``holder_person_id``); until
+    then the occurrence names the certificate (``certificate:<id>``) and is provisional, so the worker
+    holds it back (the rule's ``hold_s``) for the version naming the newborn, which has the same key.
+    """
     kind = params.get("certificate_type", "BIRTH_MEDICAL_CERTIFICATE")
-    if _newly(change, "certificate_type", lambda v: v == kind) is None:
+    after, before = change.after or {}, change.before or {}
+    if change.after is None or after.get("certificate_type") != kind:
         return []
-    after = change.after or {}
+    child = after.get("holder_person_id")
+    if before.get("certificate_type") == kind and (not child or before.get("holder_person_id")):
+        return []   # seen before, and not newly naming its newborn
     details = after.get("details") or {}
     born = as_date(details.get("born_at")) or as_date(after.get("issued_date"))
     if born is None:
         return []
-    child = after.get("holder_person_id") or f"certificate:{change.canonical_id}"
-    return [Occurrence("PERSON", child, after.get("holder_ric"), born, f"{after.get('certificate_no') or change.canonical_id}",
+    return [Occurrence("PERSON", child or f"certificate:{change.canonical_id}", after.get("holder_ric"), born,
+                       f"{after.get('certificate_no') or change.canonical_id}",
                        {"name": text(after.get("holder_name")), "district": None, "birth_date": born.isoformat(),
                         "certificate_no": text(after.get("certificate_no")),
-                        "mother_ric": text(details.get("mother_ric")), "father_ric": text(details.get("father_ric"))})]
+                        "mother_ric": text(details.get("mother_ric")), "father_ric": text(details.get("father_ric"))},
+                       provisional=not child)]
 
 
 def registration_certificate_issued(change: Change, params: dict[str, Any]) -> list[Occurrence]:

@@ -41,6 +41,7 @@ class Rule:
     params: dict[str, Any] = field(default_factory=dict)
     variants: tuple[dict[str, Any], ...] = ()
     recent_days: int | None = None
+    hold_s: float = 0.0     # how long a provisional occurrence waits for a change that completes it
 
     @property
     def topic(self) -> str:
@@ -67,8 +68,11 @@ def parse_rules(raw: dict[str, Any]) -> dict[str, Rule]:
         variants = tuple(spec.get("variants") or ([spec.get("params") or {}] if trigger == "calendar" else []))
         if trigger == "calendar" and any("age" not in v for v in variants):
             raise RuleError(f"rule {name}: every calendar variant needs an age")
+        hold_s = spec.get("hold_s", 0)
+        if not isinstance(hold_s, (int, float)) or hold_s < 0:
+            raise RuleError(f"rule {name}: hold_s must be a number of seconds, not {hold_s!r}")
         rules[name] = Rule(name, str(spec.get("description", "")).strip(), trigger, spec["entity"], str(predicate),
-                           dict(spec.get("params") or {}), variants, spec.get("recent_days"))
+                           dict(spec.get("params") or {}), variants, spec.get("recent_days"), float(hold_s))
     return rules
 
 
@@ -92,9 +96,12 @@ def evidence_of(provenance: dict[str, Any] | None, field_name: str | None = None
              "field": field_name}]
 
 
+HOLD = "hold_s"   # in an event dict from evaluate_change: hold it back this long (not part of the LifeEvent)
+
+
 def make_event(rule: Rule, occurrence: Occurrence, evidence: list[dict[str, Any]], detected_ms: int,
                committed_ms: int | None) -> dict[str, Any]:
-    return {
+    event: dict[str, Any] = {
         "event_id": event_id(rule.name, occurrence.key), "event_type": rule.name,
         "trigger": rule.trigger.upper(), "subject_kind": occurrence.subject_kind,
         "subject_id": occurrence.subject_id, "subject_code": occurrence.subject_code,
@@ -102,6 +109,9 @@ def make_event(rule: Rule, occurrence: Occurrence, evidence: list[dict[str, Any]
         "attributes": {k: v for k, v in occurrence.attributes.items() if v is not None},
         "evidence": evidence, "source_committed_at": committed_ms, "detected_at": detected_ms, "dossier": None,
     }
+    if occurrence.provisional and rule.hold_s > 0:
+        event[HOLD] = rule.hold_s
+    return event
 
 
 def change_entities(all_rules: dict[str, Rule] | None = None) -> list[str]:

@@ -23,7 +23,7 @@ from kintsmesh.settings import RESOURCE_LIBRARY_DB
 from kintsmesh.simulate.runner import run_simulation
 from kintsmesh.watch import wait_for_pipeline
 from sinks.batch import extract, load_batch
-from sinks.library import BOOKKEEPING, Incoming, Merger, lock_library
+from sinks.library import BOOKKEEPING, PERSON_ID_COLUMNS, TABLES, Incoming, Merger, lock_library
 from sinks.worker import candidate_topics
 
 pytestmark = pytest.mark.integration
@@ -196,18 +196,33 @@ def test_golden_records_match_the_truth_and_a_sigkilled_merge_worker_loses_and_d
     assert not differing, differing
     assert len(fuzzy) / 2 <= 0.02 * persons, f"{len(fuzzy) // 2} persons differ: {sorted(fuzzy)[:2]}"
     # the golden changes (the replay's stay in its outbox): no bookkeeping column in `before`, and a person
-    # `after` names exists (whether a certificate's holder is linked in its own batch depends on the order the
-    # replay reads the topics in; test_life_events checks that births name their newborn)
+    # `after` names exists or existed (a late match withdraws a person made without a usable ID)
     with psycopg.connect(scratch) as conn:
         updates, with_bookkeeping = conn.execute(
             "SELECT count(*), count(*) FILTER (WHERE (value->>'before')::jsonb ?| %s) FROM outbox"
             " WHERE value->>'op' = 'UPDATE'", (sorted(BOOKKEEPING),)).fetchone()
         holders, unknown = conn.execute(
             "SELECT count(a->>'holder_person_id'), count(*) FILTER (WHERE a->>'holder_person_id' IS NOT NULL"
-            " AND NOT EXISTS (SELECT FROM person p WHERE p.person_id = a->>'holder_person_id'))"
+            " AND NOT EXISTS (SELECT FROM golden_history h WHERE h.entity = 'person'"
+            "  AND h.canonical_id = a->>'holder_person_id'))"
             " FROM (SELECT (value->>'after')::jsonb a FROM outbox WHERE value->>'entity' = 'certificate') c").fetchone()
+        # every link to a person is published: a record's last change names the people its golden row does,
+        # also when the person merged in a later batch than the record (a version of its own)
+        stale = {}
+        for entity, columns in PERSON_ID_COLUMNS.items():
+            table, id_column, _ = TABLES[entity]
+            stale[entity] = conn.execute(
+                "WITH last AS (SELECT DISTINCT ON (key) key, (value->>'after')::jsonb a FROM outbox WHERE topic = %s"
+                "  ORDER BY key, (value->>'version')::int DESC)"
+                f" SELECT count(*), count(*) FILTER (WHERE {' OR '.join(f'a->>{c!r} IS DISTINCT FROM g.{c}' for c in columns)})"
+                f" FROM {table} g JOIN last ON last.key = g.{id_column}", (f"gldm.{entity}.changes",)).fetchone()
+        relinked = conn.execute(   # versions whose data is their predecessor's: they only linked a person
+            "SELECT count(*) FROM golden_history h JOIN golden_history p ON p.entity = h.entity"
+            " AND p.canonical_id = h.canonical_id AND p.version = h.version - 1 WHERE h.data = p.data").fetchone()[0]
     assert updates > 0 and with_bookkeeping == 0, (updates, with_bookkeeping)
     assert unknown == 0, (holders, unknown)
+    assert all(total > 0 and behind == 0 for total, behind in stale.values()), stale
+    assert relinked > 0, "no golden version that only linked a person"
     # every golden change reached gldm.<entity>.changes through the outbox
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

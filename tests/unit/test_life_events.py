@@ -13,7 +13,7 @@ import pytest
 from sinks.events import birth_evidence
 from streams.events.predicates import CST, Change, anniversary, born_for
 from streams.events.rules import (
-    RuleError, calendar_birth_dates, change_entities, evaluate_change, evaluate_person, event_id, parse_rules, rules,
+    HOLD, RuleError, calendar_birth_dates, change_entities, evaluate_change, evaluate_person, event_id, parse_rules, rules,
 )
 from streams.normalize import gldm
 
@@ -43,7 +43,7 @@ def types(events: list[dict[str, Any]]) -> list[str]:
 
 
 BIRTH_CERT = {"certificate_type": "BIRTH_MEDICAL_CERTIFICATE", "certificate_no": "Q440300001", "holder_name": "林小明",
-              "holder_ric": None, "holder_person_id": None, "issued_date": "2026-11-25",
+              "holder_ric": None, "holder_person_id": "P~newborn", "issued_date": "2026-11-25",
               "details": {"born_at": "2026-11-23T18:30:00.000000Z", "mother_ric": "440304199001010028", "father_ric": None}}
 MARRIAGE = {"certificate_type": "MARRIAGE", "certificate_no": "J440300-2026-1", "holder_ric": "440304199001010013",
             "holder_name": "王强", "holder_person_id": "440304199001010013", "issued_date": "2026-11-27",
@@ -98,6 +98,26 @@ def test_calendar_rule_fires_and_stays_silent(name: str):
 def test_a_birth_is_dated_in_the_citys_time_zone():
     event = evaluate_change(CHANGE_CASES["BIRTH_REGISTERED"][0], NOW)[0]
     assert event["occurred_on"] == date(2026, 11, 24)   # 18:30 UTC on the 23rd is 02:30 on the 24th in Shenzhen
+
+
+def test_a_birth_names_its_newborn_or_is_held_back_for_the_version_that_links_it():
+    unlinked = {**BIRTH_CERT, "holder_person_id": None}
+    [held] = evaluate_change(change("certificate", None, unlinked), NOW)
+    assert held["subject_id"] == "certificate:C1" and held[HOLD] == rules()["BIRTH_REGISTERED"].hold_s > 0
+    [linked] = evaluate_change(change("certificate", unlinked, BIRTH_CERT), NOW)
+    [first_seen_linked] = evaluate_change(change("certificate", None, BIRTH_CERT), NOW)
+    assert linked["subject_id"] == "P~newborn" and HOLD not in linked and HOLD not in first_seen_linked
+    assert held["event_id"] == linked["event_id"] == first_seen_linked["event_id"]   # one event, whichever comes
+    # moved to another person later (a late match), or another version still unlinked: not news
+    assert evaluate_change(change("certificate", BIRTH_CERT, {**BIRTH_CERT, "holder_person_id": "440304"}), NOW) == []
+    assert evaluate_change(change("certificate", unlinked, {**unlinked, "issuer": "市妇幼"}), NOW) == []
+
+
+def test_hold_s_is_a_number_of_seconds():
+    spec = {"trigger": "change", "entity": "certificate", "predicate": "birth_certificate_issued"}
+    assert parse_rules({"B": spec})["B"].hold_s == 0
+    with pytest.raises(RuleError, match="hold_s"):
+        parse_rules({"B": {**spec, "hold_s": "soon"}})
 
 
 def test_born_31_august_enrols_this_year_born_1_september_next_year():

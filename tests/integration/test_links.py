@@ -1,0 +1,76 @@
+"""A reference linked to a person after its record merged is a new golden version, and a birth waits for it.
+
+The health department's birth row yields the newborn's person record and the certificate; they travel on
+different topics and can merge in different batches. Here the certificates merge first, on the resource
+library's real schema (a scratch database on the stack's PostgreSQL), then the newborns.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import replace
+from datetime import date
+
+import psycopg
+
+from kintsmesh.bench.resolve import incoming, scratch_library
+from kintsmesh.simulate.city import build_city
+from kintsmesh.simulate.departments import DepartmentViews, initial_rows
+from sinks.library import Merger, lock_library
+from streams.events.rules import HOLD, change_from_message, evaluate_change, rules
+
+
+def changes_of(conn: psycopg.Connection, entity: str) -> dict[str, list[dict]]:
+    """The outbox's golden changes of ``entity`` by canonical id, oldest version first."""
+    found: dict[str, list[dict]] = {}
+    for (value,) in conn.execute("SELECT value FROM outbox WHERE value->>'entity' = %s"
+                                 " ORDER BY (value->>'version')::int", (entity,)):
+        found.setdefault(value["canonical_id"], []).append(value)
+    return found
+
+
+def test_a_newborn_merged_after_its_certificate_makes_a_linking_version_and_names_the_birth(settings):
+    today = date(2026, 11, 27)
+    city = build_city(4242, 400, today)
+    rows = [r for r in initial_rows(city, DepartmentViews(city, random.Random(4243), 0.0))
+            if (r.database, r.table) == ("health", "cszm")]
+    now_ms = int(time.time() * 1000)
+    items, rejected = incoming(rows, now_ms)
+    assert rows and not rejected
+    certificates = [i for i in items if i.entity == "certificate"]
+    newborns = [i for i in items if i.entity == "person"]
+    dsn = scratch_library(settings, "kintsmesh_test_links")
+    with psycopg.connect(dsn) as conn:
+        merger = Merger(conn)
+        with conn.transaction():
+            lock_library(conn)
+            merger.merge(certificates)
+        created = changes_of(conn, "certificate")
+        with conn.transaction():
+            lock_library(conn)
+            report = merger.merge(newborns)
+        linked = changes_of(conn, "certificate")
+        holders = dict(conn.execute("SELECT certificate_id, holder_person_id FROM certificate").fetchall())
+        history = {(cid, version): data for cid, version, data in conn.execute(
+            "SELECT canonical_id, version, data FROM golden_history WHERE entity = 'certificate'")}
+    assert len(created) == len(certificates) and all(len(v) == 1 for v in created.values())
+    assert all(holders.values()), "every certificate holds its newborn"
+    assert report.golden_updates >= len(newborns) + len(certificates)
+    # the city's births are older than the rule's recent_days: the rule without it
+    birth = {"BIRTH_REGISTERED": replace(rules()["BIRTH_REGISTERED"], recent_days=None)}
+    for cid, versions in linked.items():
+        assert [v["version"] for v in versions] == [1, 2], versions
+        link = versions[1]
+        assert link["op"] == "UPDATE" and link["changed_fields"] == ["holder_person_id"], link
+        assert json.loads(link["after"])["holder_person_id"] == holders[cid]
+        assert json.loads(link["before"])["holder_person_id"] is None
+        assert history[(cid, 2)] == history[(cid, 1)]   # the facts did not change; what the library knows did
+        assert link["cause"]["table"] == "cszm" and link["cause"]["role"] == "child"   # the newborn's change
+        # the birth: held back while the certificate names no one, then the same event names the newborn
+        held = evaluate_change(change_from_message(versions[0]), now_ms, birth)
+        final = evaluate_change(change_from_message(link), now_ms, birth)
+        assert [e["subject_id"] for e in held] == [f"certificate:{cid}"] and HOLD in held[0]
+        assert [e["subject_id"] for e in final] == [holders[cid]] and HOLD not in final[0]
+        assert final[0]["event_id"] == held[0]["event_id"]
