@@ -36,7 +36,12 @@ def _healthy(component: Component) -> bool:
 def up(settings: Settings, names: Iterable[str] | None = None) -> list[Status]:
     """Start what is not running and wait for every component's health check. Idempotent."""
     settings.stack_dir.mkdir(parents=True, exist_ok=True)
-    for component in _select(settings, names):
+    selected = _select(settings, names)
+    if "postgres" not in {c.name for c in selected}:   # workers started alone still get the migrations they need
+        postgres = _select(settings, ["postgres"])[0]
+        if postgres.status().healthy:
+            _after_up(settings, postgres)
+    for component in selected:
         started = time.monotonic()
         if component.status().healthy:
             print(f"  {component.name:<11} already up (port {component.port})", flush=True)
@@ -84,6 +89,7 @@ def reset(settings: Settings) -> None:
     down(settings)
     for component in components(settings):
         shutil.rmtree(component.home, ignore_errors=True)
+        component.log_file.unlink(missing_ok=True)   # an old traceback would read as the new stack's
     # every simulated city, the benchmarks' too: their rows lived in the databases just deleted
     for city in [settings.stack_dir / "sim", *(settings.stack_dir / "bench").glob("*/sim")]:
         shutil.rmtree(city, ignore_errors=True)

@@ -23,3 +23,18 @@ def test_a_stale_pid_file_is_not_ours(tmp_path):
     assert owned_pid(pid_file, str(tmp_path)) is None
     pid_file.write_text(f"{os.getpid()}\n")  # alive, but its command line does not name the stack
     assert owned_pid(pid_file, str(tmp_path)) is None
+
+
+def test_reset_deletes_the_logs_with_the_data(tmp_path):
+    from kintsmesh import stack
+    from kintsmesh.settings import Settings
+
+    settings = Settings(stack_dir=tmp_path)
+    (tmp_path / "logs").mkdir()
+    logs = [component.log_file for component in stack.components(settings)]
+    for log in logs:
+        log.write_text("Traceback (most recent call last): an earlier stack's\n")
+    (tmp_path / "logs" / "demo-notes.txt").write_text("not a component's log\n")
+    stack.reset(settings)
+    assert not any(log.exists() for log in logs)
+    assert (tmp_path / "logs" / "demo-notes.txt").exists()
