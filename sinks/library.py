@@ -257,6 +257,7 @@ def _mention(record: dict[str, Any], flagged_ric: bool, households: frozenset[st
         ric=ric, ric_valid=bool(ric) and not flagged_ric, name=record.get("name"), gender=record.get("gender"),
         birth_date=_as_date(record.get("birth_date")), households=households,
         address=address.get("full") if isinstance(address, dict) else None,
+        mother_ric=record.get("mother_ric"), father_ric=record.get("father_ric"),
     )
 
 
@@ -295,7 +296,8 @@ def _combine(known: matching.Mention, other: matching.Mention | None) -> matchin
     return matching.Mention(
         ric=valid or known.ric or other.ric, ric_valid=valid is not None, name=known.name or other.name,
         gender=known.gender or other.gender, birth_date=known.birth_date or other.birth_date,
-        households=known.households | other.households, address=known.address or other.address)
+        households=known.households | other.households, address=known.address or other.address,
+        mother_ric=known.mother_ric or other.mother_ric, father_ric=known.father_ric or other.father_ric)
 
 
 def derive_from_ric(data: dict[str, Any], fields: dict[str, Any]) -> None:
@@ -684,7 +686,7 @@ class Merger:
         look-up per block (an OR of them would not use the indexes well), at most 50 persons each."""
         rows = self.conn.execute(
             "SELECT m.i, p.person_id, p.ric, p.name, p.gender, p.birth_date, p.address->>'full',"
-            " array_remove(ARRAY[p.household_no, mo.household_no, fa.household_no], NULL)"
+            " array_remove(ARRAY[p.household_no, mo.household_no, fa.household_no], NULL), p.mother_ric, p.father_ric"
             " FROM unnest(%s::int[], %s::date[], %s::text[], %s::text[], %s::text[]) AS m(i, birth, key, body, area)"
             " CROSS JOIN LATERAL ("
             "  (SELECT person_id FROM person WHERE m.birth IS NOT NULL AND m.key IS NOT NULL"
@@ -701,9 +703,9 @@ class Merger:
             (list(range(len(wanted))), *(list(column) for column in zip(*wanted)))).fetchall()
         for params in wanted:
             self._golden_blocks[params] = {}
-        for i, pid, ric, name, gender, birth, addr, households in rows:
+        for i, pid, ric, name, gender, birth, addr, households, mother, father in rows:
             self._golden_blocks[wanted[i]][pid] = matching.Mention(ric, bool(ric), name, gender, birth,
-                                                                   frozenset(households), addr)
+                                                                   frozenset(households), addr, mother, father)
 
     def _prefetch_people(self, items: list[Incoming], state: dict[SourceRef, _State], by_ric: dict[str, str]) -> None:
         """What resolving the batch's persons reads from the library, in two statements rather than two per

@@ -34,6 +34,8 @@ WEIGHTS: dict[str, float] = {
     "gender_differs": -0.5,
     "household_same": 0.15,   # same household, own or a parent's (a newborn's by its mother's)
     "address_same": 0.15,
+    "parent_same": 0.15,      # a parent's RIC in common (birth certificates name both parents)
+    "parent_differs": -0.5,   # both name a mother (or a father) and none in common: another family's child
 }
 LINK_AT = 0.7        # link automatically at or above this score ...
 MARGIN = 0.15        # ... when the runner-up is at least this far behind
@@ -50,6 +52,8 @@ class Mention:
     birth_date: date | None = None
     households: frozenset[str] = frozenset()   # its household number and its parents'
     address: str | None = None
+    mother_ric: str | None = None
+    father_ric: str | None = None
 
 
 @dataclass(frozen=True)
@@ -98,11 +102,7 @@ def score(mention: Mention, golden: Mention, canonical_id: str) -> Scored:
         evidence[what] = WEIGHTS[what]
 
     if mention.ric and golden.ric:
-        if mention.ric == golden.ric or Levenshtein.distance(mention.ric, golden.ric) <= 1 \
-                or _transposed(mention.ric, golden.ric) or ric_body(mention.ric) == ric_body(golden.ric):
-            add("ric_near")
-        else:
-            add("ric_far")
+        add("ric_near" if _same_ric(mention.ric, golden.ric) else "ric_far")
     if mention.name and golden.name:
         if mention.name == golden.name:
             add("name_exact")
@@ -120,7 +120,16 @@ def score(mention: Mention, golden: Mention, canonical_id: str) -> Scored:
         add("household_same")
     if mention.address and mention.address == golden.address:
         add("address_same")
+    parents = [_same_ric(ours, theirs) for ours, theirs in ((mention.mother_ric, golden.mother_ric),
+                                                            (mention.father_ric, golden.father_ric)) if ours and theirs]
+    if parents:
+        add("parent_same" if any(parents) else "parent_differs")
     return Scored(canonical_id, round(sum(evidence.values()), 4), evidence)
+
+
+def _same_ric(a: str, b: str) -> bool:
+    """One RIC, allowing a typo: equal, one character off, two neighbours swapped, or the same first 17."""
+    return a == b or Levenshtein.distance(a, b) <= 1 or _transposed(a, b) or ric_body(a) == ric_body(b)
 
 
 def _transposed(a: str, b: str) -> bool:

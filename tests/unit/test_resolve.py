@@ -70,6 +70,22 @@ def test_two_equally_good_candidates_go_to_review_not_a_coin_flip():
     assert {c.canonical_id for c in decision.candidates} == {"P1", "P2"}
 
 
+def test_two_newborns_of_one_name_and_day_are_told_apart_by_their_parents():
+    mother, other_mother, father = "440304199001010028", "440305199202020046", "440304198805050013"
+    born = date(2026, 11, 22)
+    ours = Mention(name="林小明", gender="1", birth_date=born, mother_ric=mother, father_ric=father)
+    theirs = Mention(name="林晓明", gender="1", birth_date=born, mother_ric=other_mother)
+    same_family = Mention(name="林晓明", gender="1", birth_date=born, mother_ric=mother[:17] + "5")   # a typo
+    assert score(ours, theirs, "P2").evidence["parent_differs"] < 0
+    assert "parent_same" in score(ours, same_family, "P3").evidence
+    decision = decide(ours, [("P2", theirs), ("P3", same_family)])   # without parents: a tie, for review
+    assert (decision.outcome, decision.canonical_id) == ("link", "P3")
+    assert decide(ours, [("P2", theirs)]).outcome == "new"               # another family's child
+    # one parent in common is enough (a father's RIC missing or mistyped on one certificate)
+    stepfather = Mention(name="林小明", gender="1", birth_date=born, mother_ric=mother, father_ric=other_mother)
+    assert "parent_same" in score(ours, stepfather, "P4").evidence
+
+
 def test_weak_evidence_makes_a_new_person():
     mention = Mention(name="张伟", gender="2")
     assert score(mention, GOLDEN, "P1").score < REVIEW_AT
@@ -79,9 +95,10 @@ def test_weak_evidence_makes_a_new_person():
 
 def test_combine_keeps_the_known_valid_ric_and_fills_gaps():
     known = Mention(ric=None, name="张伟", households=frozenset({"A"}))
-    other = Mention(ric=RIC, ric_valid=True, birth_date=date(1949, 12, 31), households=frozenset({"B"}))
+    other = Mention(ric=RIC, ric_valid=True, birth_date=date(1949, 12, 31), households=frozenset({"B"}),
+                    mother_ric="M1")
     combined = _combine(known, other)
-    assert combined.ric == RIC and combined.ric_valid and combined.name == "张伟"
+    assert combined.ric == RIC and combined.ric_valid and combined.name == "张伟" and combined.mother_ric == "M1"
     assert combined.birth_date == date(1949, 12, 31) and combined.households == {"A", "B"}
 
 
