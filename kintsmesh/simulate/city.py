@@ -19,6 +19,8 @@ from faker import Faker
 from stdnum.cn import ric as ric_std
 from stdnum.cn import uscc as uscc_std
 
+from kintsmesh.errors import KintsmeshError
+
 
 @cache
 def geography() -> dict[str, Any]:
@@ -161,16 +163,26 @@ class CityBuilder:
 
     # -- identifiers -------------------------------------------------------
     def new_ric(self, birth: date, gender: str, local: bool) -> str:
-        districts = [d["code"] for d in self.geo["districts"].values()]
-        while True:
-            area = self.rng.choice(districts if local else self.geo["migrant_birthplaces"])
+        areas = [d["code"] for d in self.geo["districts"].values()] if local else self.geo["migrant_birthplaces"]
+        odd = 1 if gender == "1" else 0
+
+        def ric(area: str, seq: int) -> str:
+            body = f"{area}{birth:%Y%m%d}{seq:03d}"
+            return body + ric_std.calc_check_digit(body + "0")
+
+        for _ in range(200):
             # the sequence's hundreds belong to the seed (mod 5): cities of different seeds, such as the
             # demo's and a benchmark's sharing the department databases, never draw the same number
-            seq = (self.city.seed % 5) * 200 + self.rng.randrange(0, 100) * 2 + (1 if gender == "1" else 0)
-            body = f"{area}{birth:%Y%m%d}{seq:03d}"
-            number = body + ric_std.calc_check_digit(body + "0")
+            number = ric(self.rng.choice(areas), (self.city.seed % 5) * 200 + self.rng.randrange(0, 100) * 2 + odd)
             if number not in self.city.people:
                 return number
+        # the seed's numbers of that birth date are (nearly) used up (a city live for long keeps its day):
+        # any free one of the day
+        for area in self.rng.sample(areas, len(areas)):
+            for seq in range(odd, 1000, 2):
+                if (number := ric(area, seq)) not in self.city.people:
+                    return number
+        raise KintsmeshError(f"simulate: every resident ID number of people born on {birth} is taken")
 
     def new_uscc(self) -> str:
         while True:

@@ -35,6 +35,9 @@ class LiveStats:
     by_event: Counter[str] = field(default_factory=Counter)
 
 
+RESERVE = 500   # events a live run announces (reserve) before drawing them
+
+
 class LiveCity:
     def __init__(self, city: City, seed: int, dirty_rate: float) -> None:
         city.live_runs += 1
@@ -195,22 +198,39 @@ class LiveCity:
             if writes:
                 yield kind, writes
 
-    def run(self, settings: Settings, *, rate: float, duration_s: float,
-            on_row: Callable[[Row, Op], object]) -> LiveStats:
-        writer = DepartmentWriter(settings)
+    def run(self, settings: Settings, *, rate: float, duration_s: float, on_row: Callable[[Row, Op], object],
+            redo: int = 0, reserve: Callable[[int], object] | None = None) -> LiveStats:
+        """Draw and write changes at ``rate`` for ``duration_s``. ``redo``: first draw that many events again, as
+        fast as they go, an insert overwriting the row of its key (a killed run's, which drew them from the same
+        state and seed). ``reserve(n)`` is called before the n-th event is drawn, every RESERVE events: what a
+        later run must redo if this one is killed."""
+        writer = DepartmentWriter(settings, replay=redo > 0)
         stats = LiveStats()
         ok = False
-        started = time.monotonic()
-        last_report = started
+        drawn = 0
         try:
             events = self.events()
+
+            def draw() -> tuple[str, list[tuple[str, list[Change]]]]:
+                nonlocal drawn
+                if reserve is not None and drawn % RESERVE == 0:
+                    reserve(drawn + RESERVE)
+                drawn += 1
+                return next(events)
+
+            for _ in range(redo):
+                for department, changes in draw()[1]:
+                    writer.submit(department, changes)
+                    for row, op in changes:
+                        on_row(row, op)
+            started = last_report = time.monotonic()
             # the deadline is checked before the next event happens: an event changes the city's truth
             # as it is drawn, so one drawn and then not written would be a fact no department holds
             while (now := time.monotonic()) - started < duration_s:
                 due = started + stats.changes / rate
                 if due > now:
                     time.sleep(due - now)
-                kind, writes = next(events)
+                kind, writes = draw()
                 for department, changes in writes:
                     writer.submit(department, changes)
                     stats.transactions += 1

@@ -119,12 +119,23 @@ def run_simulation(
         raise KintsmeshError(f"simulate: no city yet ({state_file}); run kintsmesh simulate --initial N first")
     with open(state_file, "rb") as fh:
         city = pickle.load(fh)
+    # The city is saved when a live run ends. A run killed before that (a Ctrl-C'd benchmark, a crash) left
+    # rows the saved city does not know of, some with ids the city will hand out again. So a run first notes
+    # how many events it is about to draw (in steps, before drawing them); the next run redraws that many
+    # from the same saved state and seed, the same changes, an insert overwriting the row of its key.
+    unfinished = folder / "live-run.unfinished"
+    redo = int(unfinished.read_text().split()[0]) if unfinished.is_file() else 0
+    if redo:
+        print(f"the last live run of this city stopped before saving it: its first {redo:,} events are made again"
+              " (inserts overwriting the rows it wrote) before this run starts", flush=True)
     live = LiveCity(city, seed, dirty_rate)
     with open(truth, "a") as truth_out:
-        stats = live.run(settings, rate=rate, duration_s=duration_s,
-                         on_row=lambda row, op: truth_out.write(truth_record(row, op) + "\n"))
+        stats = live.run(settings, rate=rate, duration_s=duration_s, redo=redo,
+                         on_row=lambda row, op: truth_out.write(truth_record(row, op) + "\n"),
+                         reserve=lambda n: unfinished.write_text(f"{max(n, redo)} events reserved by a live run\n"))
     with open(state_file, "wb") as out:
         pickle.dump(city, out)
+    unfinished.unlink()
     print(f"live: {stats.changes:,} changes in {stats.transactions:,} transactions over {stats.elapsed_s:.1f} s "
           f"({stats.changes / max(stats.elapsed_s, 1e-9):,.0f} changes/s)", flush=True)
     for kind, n in sorted(stats.by_event.items()):

@@ -30,7 +30,8 @@ _STOP = object()
 class DepartmentWriter:
     """``submit`` queues one transaction for a department; ``close`` waits for all of them."""
 
-    def __init__(self, settings: Settings, backlog: int = 2000) -> None:
+    def __init__(self, settings: Settings, backlog: int = 2000, replay: bool = False) -> None:
+        self.replay = replay   # inserts overwrite a row of the same key: redoing a run that was killed
         self.queues: dict[str, queue.Queue[object]] = {d: queue.Queue(maxsize=backlog) for d in DEPARTMENTS}
         self.errors: list[BaseException] = []
         connections = {d: psycopg.connect(settings.dsn(d)) for d in DEPARTMENTS}
@@ -49,7 +50,7 @@ class DepartmentWriter:
                 try:
                     with conn.cursor() as cur:
                         for row, op in job:  # type: ignore[attr-defined]
-                            cur.execute(*statement(row, op))
+                            cur.execute(*statement(row, op, self.replay))
                     conn.commit()
                 except BaseException as exc:  # noqa: BLE001 - reported by submit()/close()
                     self.errors.append(exc)
@@ -76,13 +77,17 @@ class DepartmentWriter:
 
 
 @cache
-def _sql(table: str, op: Op, columns: tuple[str, ...], keys: tuple[str, ...]) -> str:
+def _sql(table: str, op: Op, columns: tuple[str, ...], keys: tuple[str, ...], replay: bool = False) -> str:
     ident = sql.Identifier(table)
     where = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(k)) for k in keys)
     if op == "c":
         statement_sql = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
             ident, sql.SQL(", ").join(map(sql.Identifier, columns)), sql.SQL(", ").join(sql.Placeholder() * len(columns))
         )
+        if replay:
+            statement_sql += sql.SQL(" ON CONFLICT ({}) DO UPDATE SET {}").format(
+                sql.SQL(", ").join(map(sql.Identifier, keys)),
+                sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in columns if c not in keys))
     elif op == "u":
         assignments = sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in columns)
         stamp = sql.SQL(", gxsj = localtimestamp(0)") if table in _TABLES_WITH_GXSJ else sql.SQL("")
@@ -92,13 +97,14 @@ def _sql(table: str, op: Op, columns: tuple[str, ...], keys: tuple[str, ...]) ->
     return statement_sql.as_string()
 
 
-def statement(row: Row, op: Op) -> tuple[str, list[object]]:
-    """The SQL a department system runs for one change of one row."""
+def statement(row: Row, op: Op, replay: bool = False) -> tuple[str, list[object]]:
+    """The SQL a department system runs for one change of one row (``replay``: an insert overwrites a row
+    of the same key, as when a killed run's changes are made again)."""
     keys = PRIMARY_KEYS[(row.database, row.table)]
     key_values = [row.values[k] for k in keys]
     if op == "c":
         columns = tuple(row.values)
-        return _sql(row.table, op, columns, keys), [row.values[c] for c in columns]
+        return _sql(row.table, op, columns, keys, replay), [row.values[c] for c in columns]
     if op == "u":
         columns = tuple(c for c in row.values if c not in keys)
         return _sql(row.table, op, columns, keys), [row.values[c] for c in columns] + key_values
