@@ -33,6 +33,7 @@ from kintsmesh.bench.plot import write_lag_plot
 from kintsmesh.bench.resolve import scratch_library
 from kintsmesh.errors import KintsmeshError
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
+from kintsmesh.stack.migrate import migrate
 from kintsmesh.watch import percentile, wait_for_pipeline
 
 LIBRARY = "kintsmesh_bench_people"
@@ -76,12 +77,16 @@ WHERE p.i > %(adults)s AND p.i %% 10 >= 7;
 
 
 def ensure_library(settings: Settings, people: int) -> list[str]:
-    """The scratch library of ``people`` persons (built when missing or of another size); its children's RICs."""
+    """The scratch library of ``people`` persons (built when missing, of another size or without migration
+    records; migrated when reused); its children's RICs."""
     adults = people - people // 50
     try:
         with psycopg.connect(settings.dsn(LIBRARY)) as conn:
-            row = conn.execute("SELECT count(*) FROM person").fetchone()
-            if row and row[0] == people:
+            row = conn.execute("SELECT count(*), to_regclass('kintsmesh_schema_migrations') IS NOT NULL"
+                               " FROM person").fetchone()
+            if row and row[0] == people and row[1]:
+                conn.commit()
+                migrate(settings, LIBRARY, RESOURCE_LIBRARY_DB)
                 return _children(conn, adults)
     except psycopg.OperationalError:
         pass

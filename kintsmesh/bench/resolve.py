@@ -21,11 +21,11 @@ import psycopg
 from psycopg import sql
 
 from kintsmesh.bench import write_result
-from kintsmesh.settings import Settings
+from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 from kintsmesh.simulate.city import build_city
 from kintsmesh.simulate.debezium import change_event
 from kintsmesh.simulate.departments import DepartmentViews, Row, initial_rows
-from kintsmesh.stack.migrate import migration_files
+from kintsmesh.stack.migrate import migrate
 from sinks.library import MERGE_SESSION, Incoming, Merger, lock_library
 from streams.normalize.event import normalize_event
 
@@ -36,11 +36,8 @@ def scratch_library(settings: Settings, name: str) -> str:
     with psycopg.connect(settings.dsn("postgres"), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    dsn = settings.dsn(name)
-    with psycopg.connect(dsn) as conn:
-        for path in migration_files("resource_library"):
-            conn.execute(path.read_text())  # type: ignore[call-overload]  # trusted repo file
-    return dsn
+    migrate(settings, name, RESOURCE_LIBRARY_DB)
+    return settings.dsn(name)
 
 
 def incoming(rows: list[Row], commit_ms: int) -> tuple[list[Incoming], Counter[str]]:

@@ -38,8 +38,9 @@ def checksum(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def migrate(settings: Settings, database: str) -> list[str]:
-    """Apply pending migrations of one database; returns the names applied."""
+def migrate(settings: Settings, database: str, schema: str | None = None) -> list[str]:
+    """Apply pending migrations of one database (those of ``migrations/<schema>``, by default its own name:
+    a benchmark's scratch resource library takes resource_library's); returns the names applied."""
     applied_now: list[str] = []
     with psycopg.connect(settings.dsn(database)) as conn:
         conn.execute(
@@ -49,7 +50,7 @@ def migrate(settings: Settings, database: str) -> list[str]:
         # recorded since checksums were introduced; older rows are stamped with the file as it is now
         conn.execute("ALTER TABLE kintsmesh_schema_migrations ADD COLUMN IF NOT EXISTS checksum text")
         done: dict[str, str | None] = dict(conn.execute("SELECT version, checksum FROM kintsmesh_schema_migrations").fetchall())
-        for path in migration_files(database):
+        for path in migration_files(schema or database):
             digest = checksum(path)
             if path.name in done:
                 if done[path.name] is None:
