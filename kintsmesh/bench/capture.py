@@ -23,7 +23,7 @@ from kintsmesh.errors import KintsmeshError
 from kintsmesh.bench import write_result
 from kintsmesh.bench.plot import write_lag_plot
 from kintsmesh.settings import Settings
-from kintsmesh.simulate.runner import run_simulation
+from kintsmesh.simulate.runner import redo_unfinished, run_simulation
 from kintsmesh.watch import RawTopicWatcher, percentile
 
 DOWNSTREAM = ["normalize", "merge"]
@@ -31,6 +31,7 @@ DOWNSTREAM = ["normalize", "merge"]
 
 
 def _latency_run(settings: Settings, rate: float, duration_s: float) -> tuple[dict[str, float], list[tuple[float, float]]]:
+    redo_unfinished(settings, seed=99, dirty_rate=0.03)   # an interrupted earlier run's changes: not measured
     watcher = RawTopicWatcher(settings).start()
     stats = run_simulation(settings, seed=99, initial=None, rate=rate, duration_s=duration_s,
                            dirty_rate=0.03, truth_path=None)

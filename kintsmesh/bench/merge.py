@@ -25,7 +25,7 @@ from kintsmesh.bench.cpu import CpuWindow, format_cores
 from kintsmesh.bench.plot import write_lag_plot
 from kintsmesh.errors import KintsmeshError
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
-from kintsmesh.simulate.runner import run_simulation
+from kintsmesh.simulate.runner import redo_unfinished, run_simulation
 from kintsmesh.watch import percentile, wait_for_group, wait_for_pipeline
 from sinks.review import sync_lags_ms
 from sinks.worker import merge_lag, wait_for_merge
@@ -94,6 +94,7 @@ def run_merge_bench(settings: Settings, rate: float, duration_s: float, people: 
     sim = settings.model_copy(update={"stack_dir": settings.stack_dir / "bench" / "merge"})
     run_simulation(sim, seed=SEED, initial=people, rate=None, duration_s=0, dirty_rate=0.03, truth_path=None,
                    keep_existing=True)
+    redo_unfinished(sim, seed=SEED, dirty_rate=0.03)   # an interrupted earlier run's changes: not measured
     _settled(settings)
     print(f"bench merge: {rate:,.0f} changes/s for {duration_s:.0f} s through Debezium -> normalize -> merge ...",
           flush=True)

@@ -71,6 +71,41 @@ def bulk_load(settings: Settings, rows: Iterable[Row]) -> Counter[tuple[str, str
     return counts
 
 
+UNFINISHED = "live-run.unfinished"   # a live run in progress: the events it has reserved (see run_simulation)
+
+
+def redo_unfinished(settings: Settings, *, seed: int, dirty_rate: float) -> None:
+    """Make again what a killed live run of the city wrote, and nothing more (a benchmark, before it measures)."""
+    if (sim_dir(settings) / UNFINISHED).is_file():
+        run_simulation(settings, seed=seed, initial=None, rate=1.0, duration_s=0, dirty_rate=dirty_rate,
+                       truth_path=None)
+
+
+def _reserved(unfinished: Path, seed: int) -> tuple[int, int]:
+    """The events an unfinished live run reserved, and its seed; (0, seed) when none is unfinished."""
+    if not unfinished.is_file():
+        return 0, seed
+    words = unfinished.read_text().split()
+    return int(words[0]), int(words[1]) if len(words) > 1 and words[1].isdigit() else seed
+
+
+def _live_run(settings: Settings, folder: Path, truth: Path, seed: int, dirty_rate: float, rate: float,
+              duration_s: float, redo: int) -> LiveStats:
+    """One live run of the saved city: redo what a killed run reserved, draw and write, save the city."""
+    state_file, unfinished = folder / "city.pickle", folder / UNFINISHED
+    with open(state_file, "rb") as fh:
+        city = pickle.load(fh)
+    live = LiveCity(city, seed, dirty_rate)
+    with open(truth, "a") as truth_out:
+        stats = live.run(settings, rate=rate, duration_s=duration_s, redo=redo,
+                         on_row=lambda row, op: truth_out.write(truth_record(row, op) + "\n"),
+                         reserve=lambda n: unfinished.write_text(f"{max(n, redo)} {seed} (events reserved, seed)\n"))
+    with open(state_file, "wb") as out:
+        pickle.dump(city, out)
+    unfinished.unlink(missing_ok=True)
+    return stats
+
+
 def run_simulation(
     settings: Settings,
     *,
@@ -117,25 +152,19 @@ def run_simulation(
         return None
     if not state_file.is_file():
         raise KintsmeshError(f"simulate: no city yet ({state_file}); run kintsmesh simulate --initial N first")
-    with open(state_file, "rb") as fh:
-        city = pickle.load(fh)
     # The city is saved when a live run ends. A run killed before that (a Ctrl-C'd benchmark, a crash) left
     # rows the saved city does not know of, some with ids the city will hand out again. So a run first notes
-    # how many events it is about to draw (in steps, before drawing them); the next run redraws that many
-    # from the same saved state and seed, the same changes, an insert overwriting the row of its key.
-    unfinished = folder / "live-run.unfinished"
-    redo = int(unfinished.read_text().split()[0]) if unfinished.is_file() else 0
+    # how many events it is about to draw, and its seed (in steps, before drawing them); the next run redraws
+    # that many from the same saved state and seed, the same changes, an insert overwriting the row of its key.
+    unfinished = folder / UNFINISHED
+    redo, redo_seed = _reserved(unfinished, seed)
     if redo:
         print(f"the last live run of this city stopped before saving it: its first {redo:,} events are made again"
               " (inserts overwriting the rows it wrote) before this run starts", flush=True)
-    live = LiveCity(city, seed, dirty_rate)
-    with open(truth, "a") as truth_out:
-        stats = live.run(settings, rate=rate, duration_s=duration_s, redo=redo,
-                         on_row=lambda row, op: truth_out.write(truth_record(row, op) + "\n"),
-                         reserve=lambda n: unfinished.write_text(f"{max(n, redo)} events reserved by a live run\n"))
-    with open(state_file, "wb") as out:
-        pickle.dump(city, out)
-    unfinished.unlink()
+    if redo and redo_seed != seed:   # another seed's run (the demo's, another benchmark's): its own draws first
+        _live_run(settings, folder, truth, redo_seed, dirty_rate, rate, 0, redo)
+        redo = 0
+    stats = _live_run(settings, folder, truth, seed, dirty_rate, rate, duration_s, redo)
     print(f"live: {stats.changes:,} changes in {stats.transactions:,} transactions over {stats.elapsed_s:.1f} s "
           f"({stats.changes / max(stats.elapsed_s, 1e-9):,.0f} changes/s)", flush=True)
     for kind, n in sorted(stats.by_event.items()):

@@ -158,3 +158,14 @@ def test_a_birth_date_whose_seed_numbers_are_used_up_still_gets_a_free_number():
         assert number not in numbers and ric.is_valid(number)
         numbers.add(number)
         city.people[number] = None   # type: ignore[assignment]   # taken
+
+
+def test_an_unfinished_runs_reservation_names_its_events_and_seed(tmp_path):
+    from kintsmesh.simulate.runner import _reserved
+
+    marker = tmp_path / "live-run.unfinished"
+    assert _reserved(marker, 7) == (0, 7)
+    marker.write_text("1500 2026 (events reserved, seed)\n")
+    assert _reserved(marker, 7) == (1500, 2026)
+    marker.write_text("1000 events reserved by a live run\n")   # without a seed: the caller's
+    assert _reserved(marker, 7) == (1000, 7)
