@@ -65,6 +65,8 @@ DLQ_TOPIC = gldm.dlq_topic("events")
 PUBLISHED = f"{MARKS_PREFIX}life-events"   # consumer_offset rows: topic ends at the last publication mark
 EVENT_ID_HEADER = "event_id"
 EVENTS_LOCK = 0x4B4D4C45   # serializes inserts into life_event
+# life events detected and not yet published, held ones included (the pending gauge, the worker's lag)
+PENDING_SQL = "(SELECT count(*) FROM life_event WHERE published_at IS NULL) + (SELECT count(*) FROM held_event)"
 
 
 class EventMetrics:
@@ -229,9 +231,7 @@ class LifeEvents:
                     max(0.0, now - committed / 1000))
 
     def pending(self) -> int:
-        """Events detected and not yet published, held ones included."""
-        row = self.conn.execute("SELECT (SELECT count(*) FROM life_event WHERE published_at IS NULL)"
-                                " + (SELECT count(*) FROM held_event)").fetchone()
+        row = self.conn.execute(f"SELECT {PENDING_SQL}").fetchone()
         self.conn.commit()
         return int(row[0]) if row else 0
 
@@ -441,7 +441,7 @@ def events_lag(settings: Settings) -> int:
     events not yet looked at for some subscriber."""
     with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
         row = conn.execute(
-            "SELECT (SELECT count(*) FROM life_event WHERE published_at IS NULL) + (SELECT count(*) FROM held_event)"
+            f"SELECT {PENDING_SQL}"
             " + (SELECT coalesce(sum(m.newest - s.last_seq), 0) FROM subscription s,"
             "    (SELECT coalesce(max(seq), 0) AS newest FROM life_event) m WHERE s.subscriber = ANY(%s))",
             (list(subscriptions()),)).fetchone()

@@ -71,6 +71,7 @@ def bulk_load(settings: Settings, rows: Iterable[Row]) -> Counter[tuple[str, str
     return counts
 
 
+CITY_FILE = "city.pickle"             # the city as its last live run (or the initial load) left it
 UNFINISHED = "live-run.unfinished"   # a live run in progress: the events it has reserved (see run_simulation)
 
 
@@ -92,7 +93,7 @@ def _reserved(unfinished: Path, seed: int) -> tuple[int, int]:
 def _live_run(settings: Settings, folder: Path, truth: Path, seed: int, dirty_rate: float, rate: float,
               duration_s: float, redo: int) -> LiveStats:
     """One live run of the saved city: redo what a killed run reserved, draw and write, save the city."""
-    state_file, unfinished = folder / "city.pickle", folder / UNFINISHED
+    state_file, unfinished = folder / CITY_FILE, folder / UNFINISHED
     with open(state_file, "rb") as fh:
         city = pickle.load(fh)
     live = LiveCity(city, seed, dirty_rate)
@@ -121,7 +122,7 @@ def run_simulation(
     """Load a city and/or make live changes; returns the live run's statistics (None without --rate)."""
     folder = sim_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
-    state_file = folder / "city.pickle"
+    state_file = folder / CITY_FILE
     truth = Path(truth_path) if truth_path else folder / "ground_truth.jsonl"
     if initial is not None and state_file.is_file():
         if not keep_existing:
