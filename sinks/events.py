@@ -439,10 +439,8 @@ def run_daily(settings: Settings, first: date, last: date) -> list[dict[str, Any
 def events_lag(settings: Settings) -> int:
     """Golden changes the life-event worker has not evaluated yet, events held or not yet published, and
     events not yet looked at for some subscriber."""
-    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
-        row = conn.execute(
-            f"SELECT {PENDING_SQL}"
-            " + (SELECT coalesce(sum(m.newest - s.last_seq), 0) FROM subscription s,"
-            "    (SELECT coalesce(max(seq), 0) AS newest FROM life_event) m WHERE s.subscriber = ANY(%s))",
-            (list(subscriptions()),)).fetchone()
-    return library_lag(settings, GROUP, [changes_topic(e) for e in change_entities()]) + (int(row[0]) if row else 0)
+    return library_lag(
+        settings, GROUP, [changes_topic(e) for e in change_entities()],
+        f"SELECT {PENDING_SQL} + (SELECT coalesce(sum(m.newest - s.last_seq), 0) FROM subscription s,"
+        " (SELECT coalesce(max(seq), 0) AS newest FROM life_event) m WHERE s.subscriber = ANY(%s))",
+        (list(subscriptions()),))

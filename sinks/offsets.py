@@ -68,8 +68,15 @@ def batch_offsets(messages: list[Any]) -> Offsets:
     return offsets
 
 
-def library_lag(settings: Settings, group: str, topics: list[str]) -> int:
-    """Messages on ``topics`` a library-writing worker has not done yet: end offsets minus stored ones."""
+def library_lag(settings: Settings, group: str, topics: list[str], pending_sql: str = "0",
+                params: tuple[Any, ...] = ()) -> int:
+    """Work on ``topics`` a library-writing worker has not finished: end offsets minus the offsets stored
+    with the library, plus what ``pending_sql`` counts (rows the worker wrote and has still to act on).
+
+    The ends are read first, then the stored offsets and the pending rows in one statement (one snapshot):
+    a worker moves work from a topic into its pending rows in the transaction that stores the offsets,
+    so the work is counted on one side or the other. Two separate reads, pending rows first, could see
+    neither side and report 0 while it was in between (a held life event went missing that way)."""
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"{group}-lag", "log_level": 0})
     try:
         metadata = consumer.list_topics(timeout=10).topics
@@ -78,8 +85,12 @@ def library_lag(settings: Settings, group: str, topics: list[str]) -> int:
     finally:
         consumer.close()
     with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
-        stored = stored_offsets(conn, group)
-    return sum(max(0, end - stored.get(tp, 0)) for tp, end in ends.items())
+        row = conn.execute(
+            "SELECT (SELECT coalesce(array_agg(ARRAY[topic, partition::text, next_offset::text]), '{}')"
+            f" FROM consumer_offset WHERE group_id = %s), ({pending_sql})", (group, *params)).fetchone()
+    assert row is not None
+    stored = {(t, int(p)): int(o) for t, p, o in row[0]}
+    return sum(max(0, end - stored.get(tp, 0)) for tp, end in ends.items()) + int(row[1])
 
 
 def broker_error(message: Message, log: logging.Logger) -> bool:

@@ -305,8 +305,9 @@ def candidate_topics() -> list[str]:
 
 
 def merge_lag(settings: Settings) -> int:
-    """Candidates on the topics not yet merged: end offsets minus the offsets stored with the library."""
-    return library_lag(settings, GROUP, candidate_topics())
+    """Candidates on the topics not yet merged, and golden changes merged but not yet published on
+    ``gldm.<entity>.changes`` (the outbox): 0 means every change the candidates made is on its topic."""
+    return library_lag(settings, GROUP, candidate_topics(), "SELECT count(*) FROM outbox")
 
 
 def wait_for_merge(settings: Settings, timeout_s: float, report: Any = lambda behind: None) -> int:

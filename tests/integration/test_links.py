@@ -58,8 +58,8 @@ def test_a_newborn_merged_after_its_certificate_makes_a_linking_version_and_name
     assert len(created) == len(certificates) and all(len(v) == 1 for v in created.values())
     assert all(holders.values()), "every certificate holds its newborn"
     assert report.golden_updates >= len(newborns) + len(certificates)
-    # the city's births are older than the rule's recent_days: the rule without it, and holding (off as shipped)
-    birth = {"BIRTH_REGISTERED": replace(rules()["BIRTH_REGISTERED"], recent_days=None, hold_s=10.0)}
+    # the city's births are older than the rule's recent_days: the rule without it
+    birth = {"BIRTH_REGISTERED": replace(rules()["BIRTH_REGISTERED"], recent_days=None)}
     for cid, versions in linked.items():
         assert [v["version"] for v in versions] == [1, 2], versions
         link = versions[1]
