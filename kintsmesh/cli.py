@@ -243,7 +243,7 @@ def cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
     from sinks import batch
 
     if args.action == "extract":
-        rows = batch.extract(settings, args.dept, args.table, args.file)
+        rows = batch.extract(settings, args.dept, args.table, args.file, limit=args.limit)
         print(f"{args.dept}.{args.table}: {rows:,} rows written to {args.file}")
         return 0
     report = batch.load_batch(settings, args.dept, args.date, Path(args.file), table=args.table,
@@ -497,11 +497,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("batch", help="T+1: load a department's nightly extract (or write one from its database)")
     p.add_argument("action", choices=["load", "extract"])
-    p.add_argument("file", help="load: the CSV extract; extract: where to write it")
+    p.add_argument("file", help="load: the extract (CSV, or Parquet when it ends in .parquet); extract: where to"
+                   " write it (the same two formats)")
     p.add_argument("--dept", required=True, choices=list(DEPARTMENTS))
     p.add_argument("--date", type=date.fromisoformat, default=date.today(), help="load: the batch date (YYYY-MM-DD)")
     p.add_argument("--table", default=None, help="the source table (load: default from the CSV header)")
     p.add_argument("--json", action="store_true", help="load: print the reconciliation report as JSON")
+    p.add_argument("--limit", type=int, help="extract: only the first N rows by primary key (a sample)")
     p.set_defaults(handler=cmd_batch)
 
     p = sub.add_parser("review", help="identity decisions waiting for a person")

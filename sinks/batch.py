@@ -1,8 +1,10 @@
 """T+1 batches: a department's nightly extract through mapping → standardize → resolve → merge.
 
 ``kintsmesh batch load --dept hrss --date 2026-11-26 extract.csv`` reads the CSV
-(header = the source table's columns), maps every line with the department's
-source mapping exactly as the live path does, and merges chunks through
+(header = the source table's columns) or Parquet file (``*.parquet``: typed columns,
+each value read as the text PostgreSQL's CSV export gives it, so both formats load
+the same library), maps every line with the department's source mapping exactly
+as the live path does, and merges chunks through
 ``sinks.library.Merger``, each chunk one transaction. A line's source position is
 (batch date, line), so loading the same extract twice changes nothing. Lines the
 mapping rejects are written next to the report with their reason, never dropped.
@@ -17,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from collections import Counter
 from datetime import date, datetime, time as dtime
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -63,13 +66,52 @@ def choose_mapping(department: str, header: list[str], table: str | None) -> Sou
     return max(fitting, key=lambda m: (len(m.columns & set(header)), len(m.key)))
 
 
-def survey_extract(path: Path) -> tuple[list[str], int]:
-    """The extract's header and its number of lines after it (for the progress bar)."""
+def read_extract(path: Path) -> tuple[list[str], int, Iterator[dict[str, str]]]:
+    """The extract's header, its number of lines after the header (for the progress bar) and its lines,
+    each a dict of column -> text ('' for NULL), from a CSV or a Parquet file."""
+    if path.suffix.lower() == ".parquet":
+        return _read_parquet(path)
     with path.open(newline="", encoding="utf-8-sig") as handle:
         header = next(csv.reader(handle), None)
         if not header:
             raise BatchError(f"{path}: empty file or no header line")
-        return header, sum(1 for _ in handle)
+        total = sum(1 for _ in handle)
+
+    def lines() -> Iterator[dict[str, str]]:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            yield from csv.DictReader(handle)
+    return header, total, lines()
+
+
+def _read_parquet(path: Path) -> tuple[list[str], int, Iterator[dict[str, str]]]:
+    import pyarrow.parquet as pq   # only T+1 Parquet loads need it
+
+    try:
+        extract = pq.ParquetFile(path)
+    except Exception as exc:   # noqa: BLE001 - pyarrow raises several kinds for a file that is not Parquet
+        raise BatchError(f"{path}: not a readable Parquet file ({exc})") from None
+    header = extract.schema_arrow.names
+
+    def lines() -> Iterator[dict[str, str]]:
+        for batch in extract.iter_batches(batch_size=CHUNK):
+            columns = [[pg_text(v) for v in column.to_pylist()] for column in batch.columns]
+            for values in zip(*columns):
+                yield dict(zip(header, values))
+    return header, extract.metadata.num_rows, lines()
+
+
+def pg_text(value: Any) -> str:
+    """A typed value as PostgreSQL's CSV export writes it ('' for NULL): what the mappings read from CSV."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, datetime):
+        text = value.isoformat(sep=" ")
+        return text[:-3] if value.tzinfo is not None and text.endswith(":00") else text   # +08:00 -> +08
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)   # text, integers, numerics at their scale, dates (ISO)
 
 
 def load_batch(settings: Settings, department: str, batch_date: date, path: Path, *, table: str | None = None,
@@ -79,7 +121,7 @@ def load_batch(settings: Settings, department: str, batch_date: date, path: Path
     merges every candidate one by one (``Merger.merge``), as the live path does: slower, same library."""
     if not path.is_file():
         raise BatchError(f"{path}: no such file")
-    header, total = survey_extract(path)
+    header, total, extract_rows = read_extract(path)
     mapping = choose_mapping(department, header, table)
     batch_id = f"{department}-{batch_date:%Y%m%d}"
     cutoff = cutoff_ms(batch_date)
@@ -89,8 +131,7 @@ def load_batch(settings: Settings, department: str, batch_date: date, path: Path
     rejected: Counter[str] = Counter()
     rejects_path = settings.stack_dir / "batches" / f"{batch_id}.rejects.jsonl"
     rejects_path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open(newline="", encoding="utf-8-sig") as extract, \
-            psycopg.connect(settings.dsn(database), options=MERGE_SESSION) as conn, rejects_path.open("w") as rejects, \
+    with psycopg.connect(settings.dsn(database), options=MERGE_SESSION) as conn, rejects_path.open("w") as rejects, \
             ThreadPoolExecutor(1, thread_name_prefix="merge") as merging, \
             Progress(TextColumn(f"{batch_id} {mapping.table}"), BarColumn(), MofNCompleteColumn(),
                      TextColumn("{task.fields[rate]} rows/s"), TimeRemainingColumn(),
@@ -114,7 +155,7 @@ def load_batch(settings: Settings, department: str, batch_date: date, path: Path
                 in_flight.result()   # a merge error stops the load here
             in_flight, pending = merging.submit(merge, staged), []
 
-        for line, row in enumerate(csv.DictReader(extract), start=1):
+        for line, row in enumerate(extract_rows, start=1):
             lines = line
             now = int(time.time() * 1000)
             try:
@@ -172,14 +213,55 @@ def summary(report: dict[str, Any]) -> str:
 EXTRACT_TABLES: dict[str, str] = {"hrss": "sb_jfmx"}
 
 
-def extract(settings: Settings, department: str, table: str | None, path: str) -> int:
-    """Write a department table as its nightly CSV extract (what the department's export job would deliver)."""
+def extract(settings: Settings, department: str, table: str | None, path: str, limit: int | None = None) -> int:
+    """Write a department table as its nightly extract (what the department's export job would deliver):
+    CSV, or Parquet with the columns' types when ``path`` ends in ``.parquet``; ``limit``: the first rows
+    by primary key only (a sample)."""
     table = table or EXTRACT_TABLES.get(department)
     if not table or (department, table) not in mappings():
         raise BatchError(f"extract: give --table, one of {sorted(t for d, t in mappings() if d == department)}")
-    with psycopg.connect(settings.dsn(department)) as conn, open(path, "wb") as out:
-        with conn.cursor().copy(f"COPY (SELECT * FROM public.{table}) TO STDOUT WITH (FORMAT csv, HEADER)") as copy:
+    query = f"SELECT * FROM public.{table}"
+    if limit is not None:
+        query += f" ORDER BY {', '.join(mappings()[(department, table)].key)} LIMIT {int(limit)}"
+    with psycopg.connect(settings.dsn(department)) as conn:
+        if path.lower().endswith(".parquet"):
+            return _write_parquet(conn, table, query, path)
+        with open(path, "wb") as out, \
+                conn.cursor().copy(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER)") as copy:
             for chunk in copy:
                 out.write(chunk)
-        count = conn.execute(f"SELECT count(*) FROM public.{table}").fetchone()
+        count = conn.execute(f"SELECT count(*) FROM ({query}) q").fetchone()
     return int(count[0]) if count else 0
+
+
+def _write_parquet(conn: psycopg.Connection[Any], table: str, query: str, path: str) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([(name, _arrow_type(kind, precision, scale)) for name, kind, precision, scale in conn.execute(
+        "SELECT column_name, data_type, numeric_precision, numeric_scale FROM information_schema.columns"
+        " WHERE table_schema = 'public' AND table_name = %s ORDER BY ordinal_position", (table,))])
+    # a value kept as text (jsonb, uuid ...) is written as PostgreSQL's CSV export writes it
+    as_text = [field.type == pa.string() for field in schema]
+    written = 0
+    with conn.cursor(name="extract") as cursor, pq.ParquetWriter(path, schema) as writer:
+        cursor.execute(query)
+        while rows := cursor.fetchmany(CHUNK * 5):
+            columns = [[v if v is None or not text or isinstance(v, str) else pg_text(v) for v in column]
+                       for column, text in zip(zip(*rows), as_text)]
+            writer.write_table(pa.Table.from_arrays([pa.array(c, f.type) for c, f in zip(columns, schema)],
+                                                    schema=schema))
+            written += len(rows)
+    return written
+
+
+def _arrow_type(kind: str, precision: int | None, scale: int | None) -> Any:
+    """The Parquet column type of a PostgreSQL column (text for what has no exact counterpart)."""
+    import pyarrow as pa
+
+    if kind == "numeric" and precision is not None:
+        return pa.decimal128(precision, scale or 0)
+    return {"smallint": pa.int16(), "integer": pa.int32(), "bigint": pa.int64(), "boolean": pa.bool_(),
+            "date": pa.date32(), "timestamp without time zone": pa.timestamp("us"),
+            "timestamp with time zone": pa.timestamp("us", tz="UTC"), "real": pa.float32(),
+            "double precision": pa.float64()}.get(kind, pa.string())

@@ -981,7 +981,9 @@ class Merger:
                 olds, person = links[cid]
                 cause = self._causes.get(("person", person)) or self._causes.get((entity, cid), {})
                 data = {c: row.get(c) for c in columns}
-                history.append((entity, cid, version, Jsonb(data), committed, Jsonb(cause), now))
+                # the history marks the version as a link (explain shows it): the cause alone is the person's
+                history.append((entity, cid, version, Jsonb(data), committed, Jsonb({**cause, "linked": sorted(olds)}),
+                                now))
                 report.golden_updates += 1
                 self._outbox(entity, cid, version, {**row, **olds}, {id_column: cid, **data}, cause, report)
         bulk_upsert(self.conn, "golden_history", HISTORY_COLUMNS, history)

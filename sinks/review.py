@@ -75,13 +75,17 @@ def explain(conn: psycopg.Connection[Any], canonical_id: str) -> dict[str, Any]:
                  "SELECT department, source_table, primary_key, role, method, score, evidence, retracted, position,"
                  " committed_at FROM contribution WHERE entity = %s AND canonical_id = %s ORDER BY committed_at",
                  (entity, canonical_id))]
-    versions = conn.execute("SELECT count(*), min(recorded_at), max(recorded_at) FROM golden_history"
-                            " WHERE entity = %s AND canonical_id = %s", (entity, canonical_id)).fetchone()
+    history = [{"version": version, "recorded_at": recorded, "valid_from": valid_from,
+                # a version that only linked a person id (its sources said nothing new) names the columns
+                "kind": "link" if cause and cause.get("linked") else "sources",
+                **({"linked": cause["linked"]} if cause and cause.get("linked") else {}),
+                "cause": "/".join(str(cause.get(k)) for k in ("department", "table", "primary_key", "role")
+                                  if cause.get(k) is not None) if cause else None}
+               for version, recorded, valid_from, cause in conn.execute(
+                   "SELECT version, recorded_at, valid_from, cause FROM golden_history"
+                   " WHERE entity = %s AND canonical_id = %s ORDER BY version", (entity, canonical_id))]
     return {"entity": entity, "canonical_id": canonical_id, "golden": row[0],
-            "field_provenance": provenance[0] if provenance else {}, "links": links,
-            "history": {"versions": versions[0] if versions else 0,
-                        "first_recorded": versions[1] if versions else None,
-                        "last_recorded": versions[2] if versions else None}}
+            "field_provenance": provenance[0] if provenance else {}, "links": links, "history": history}
 
 
 def as_of(conn: psycopg.Connection[Any], canonical_id: str, valid_at: datetime | None = None,

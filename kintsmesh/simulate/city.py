@@ -114,6 +114,13 @@ class Marriage:
     cert_no: str
 
 
+RIC_CLASSES = 10   # resident ID numbers: the sequence's hundreds digit is the city's class
+
+
+def ric_class(seed: int) -> int:
+    return seed % RIC_CLASSES
+
+
 ID_SPACE = 10**7  # internal numbers per seed namespace: plenty for a city of a few million
 
 
@@ -171,9 +178,9 @@ class CityBuilder:
             return body + ric_std.calc_check_digit(body + "0")
 
         for _ in range(200):
-            # the sequence's hundreds belong to the seed (mod 5): cities of different seeds, such as the
-            # demo's and a benchmark's sharing the department databases, never draw the same number
-            number = ric(self.rng.choice(areas), (self.city.seed % 5) * 200 + self.rng.randrange(0, 100) * 2 + odd)
+            # the sequence's hundreds digit belongs to the seed (mod 10): cities of different classes, such
+            # as the demo's and a benchmark's sharing the department databases, never draw the same number
+            number = ric(self.rng.choice(areas), ric_class(self.city.seed) * 100 + self.rng.randrange(0, 50) * 2 + odd)
             if number not in self.city.people:
                 return number
         # the seed's numbers of that birth date are (nearly) used up (a city live for long keeps its day):

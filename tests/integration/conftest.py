@@ -20,7 +20,7 @@ from connect.client import ConnectClient
 from connect.connectors import connector_name
 from kintsmesh import stack
 from kintsmesh.settings import DEPARTMENTS, Settings
-from kintsmesh.simulate.city import ID_SPACE
+from kintsmesh.simulate.city import ID_SPACE, ric_class
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +38,7 @@ def settings() -> Settings:
 
 
 _SEEDS_TAKEN: set[int] = set()
+SEED_BASE = 1000
 
 
 @pytest.fixture
@@ -53,9 +54,12 @@ def fresh_seed(settings: Settings) -> int:
     free = sorted(set(range(100)) - used - _SEEDS_TAKEN)
     if not free:
         pytest.fail("every simulator id namespace is used on this stack: run `kintsmesh stack reset`")
-    namespace = random.choice(free)
+    # ... and, while there is one, a resident ID class no city uses: babies of two cities born on one day
+    # in one district could otherwise draw the same RIC (and merge, or wait for review, as one person)
+    classes = {ric_class(SEED_BASE + n) for n in used | _SEEDS_TAKEN}
+    namespace = random.choice([n for n in free if ric_class(SEED_BASE + n) not in classes] or free)
     _SEEDS_TAKEN.add(namespace)
-    return 1000 + namespace
+    return SEED_BASE + namespace
 
 
 class TopicTail:

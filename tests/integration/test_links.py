@@ -19,6 +19,7 @@ from kintsmesh.bench.resolve import incoming, scratch_library
 from kintsmesh.simulate.city import build_city
 from kintsmesh.simulate.departments import DepartmentViews, initial_rows
 from sinks.library import Merger, lock_library
+from sinks.review import explain
 from streams.events.rules import HOLD, change_from_message, evaluate_change, rules
 
 
@@ -55,6 +56,7 @@ def test_a_newborn_merged_after_its_certificate_makes_a_linking_version_and_name
         holders = dict(conn.execute("SELECT certificate_id, holder_person_id FROM certificate").fetchall())
         history = {(cid, version): data for cid, version, data in conn.execute(
             "SELECT canonical_id, version, data FROM golden_history WHERE entity = 'certificate'")}
+        explained = {cid: explain(conn, cid)["history"] for cid in linked}
     assert len(created) == len(certificates) and all(len(v) == 1 for v in created.values())
     assert all(holders.values()), "every certificate holds its newborn"
     assert report.golden_updates >= len(newborns) + len(certificates)
@@ -68,6 +70,10 @@ def test_a_newborn_merged_after_its_certificate_makes_a_linking_version_and_name
         assert json.loads(link["before"])["holder_person_id"] is None
         assert history[(cid, 2)] == history[(cid, 1)]   # the facts did not change; what the library knows did
         assert link["cause"]["table"] == "cszm" and link["cause"]["role"] == "child"   # the newborn's change
+        # explain tells the linking version from the certificate's own, and names what it linked and why
+        assert [(v["version"], v["kind"], v.get("linked")) for v in explained[cid]] == [
+            (1, "sources", None), (2, "link", ["holder_person_id"])], explained[cid]
+        assert explained[cid][1]["cause"].endswith("/child") and explained[cid][0]["cause"].endswith("/certificate")
         # the birth: held back while the certificate names no one, then the same event names the newborn
         held = evaluate_change(change_from_message(versions[0]), now_ms, birth)
         final = evaluate_change(change_from_message(link), now_ms, birth)

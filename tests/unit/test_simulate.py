@@ -5,7 +5,7 @@ from datetime import date
 import pytest
 from stdnum.cn import ric, uscc
 
-from kintsmesh.simulate.city import age, build_city
+from kintsmesh.simulate.city import age, build_city, ric_class
 from kintsmesh.simulate.departments import PRIMARY_KEYS, DepartmentViews, initial_rows
 
 TODAY = date(2026, 11, 27)
@@ -33,8 +33,9 @@ def test_cities_of_different_seeds_share_no_person_identifier():
     # the demo's city (seed 2026) and the merge benchmark's (seed 77) drew the same child before
     first, second = build_city(2026, 3000, TODAY), build_city(77, 3000, TODAY)
     assert not set(first.people) & set(second.people)
-    for city in (first, second):   # the sequence number's hundreds belong to the seed
-        assert {int(ric[14:17]) // 200 for ric in city.people} == {city.seed % 5}
+    for city in (first, second):   # the sequence number's hundreds digit is the seed's class
+        assert {int(ric[14:17]) // 100 for ric in city.people} == {ric_class(city.seed)}
+    assert ric_class(1003) != ric_class(1004)   # test cities (1000 + namespace) of ten namespaces in a row
 
 
 def test_true_identifiers_are_valid(sample):
