@@ -15,11 +15,11 @@ from __future__ import annotations
 import csv
 import json
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date, datetime, time as dtime
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -93,10 +93,11 @@ def _read_parquet(path: Path) -> tuple[list[str], int, Iterator[dict[str, str]]]
     header = extract.schema_arrow.names
 
     def lines() -> Iterator[dict[str, str]]:
-        for batch in extract.iter_batches(batch_size=CHUNK):
-            columns = [[pg_text(v) for v in column.to_pylist()] for column in batch.columns]
-            for values in zip(*columns):
-                yield dict(zip(header, values))
+        with extract:
+            for batch in extract.iter_batches(batch_size=CHUNK):
+                columns = [[pg_text(v) for v in column.to_pylist()] for column in batch.columns]
+                for values in zip(*columns):
+                    yield dict(zip(header, values))
     return header, extract.metadata.num_rows, lines()
 
 
