@@ -125,7 +125,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     if args.stage == "batch":
         from kintsmesh.bench.batch import run_batch_bench
 
-        run_batch_bench(settings, rows=args.rows)
+        run_batch_bench(settings, rows=args.rows, file_format=args.format)
         return 0
     if args.stage == "merge":
         from kintsmesh.bench.merge import run_merge_bench
@@ -244,7 +244,7 @@ def cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.action == "extract":
         rows = batch.extract(settings, args.dept, args.table, args.file, limit=args.limit)
-        print(f"{args.dept}.{args.table}: {rows:,} rows written to {args.file}")
+        print(f"{args.dept}.{args.table or batch.EXTRACT_TABLES.get(args.dept)}: {rows:,} rows written to {args.file}")
         return 0
     report = batch.load_batch(settings, args.dept, args.date, Path(args.file), table=args.table,
                               progress=sys.stderr.isatty())
@@ -316,9 +316,16 @@ def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
                 params.append(value)
         rows = conn.execute(f"SELECT event, published_at FROM life_event WHERE {' AND '.join(where)}"
                             " ORDER BY seq DESC LIMIT %s", (*params, args.limit)).fetchall()
+        # held back for their subject (a birth waiting for its newborn's person record): not published yet
+        held = conn.execute(
+            f"SELECT event, release_at FROM (SELECT event, release_at, event->>'event_type' AS event_type,"
+            " event->>'subject_code' AS subject_code, (event->>'occurred_on')::date AS occurred_on FROM held_event) h"
+            f" WHERE {' AND '.join(where)} ORDER BY release_at LIMIT %s", (*params, args.limit)).fetchall()
     for event, published in reversed(rows):
         print(json.dumps({**event, "published_at": published}, ensure_ascii=False, default=str))
-    print(f"{len(rows)} life event(s) shown")
+    for event, release_at in held:
+        print(json.dumps({**event, "held_until": release_at}, ensure_ascii=False, default=str))
+    print(f"{len(rows)} life event(s) shown" + (f", {len(held)} held back for their subject" if held else ""))
     return 0
 
 
@@ -446,6 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
                    " mentions then lack a usable ID)")
     p.add_argument("--today", type=date.fromisoformat, default=None, help="resolve: the city's 'today'")
     p.add_argument("--rows", type=int, default=1_000_000, help="batch: rows in the extract")
+    p.add_argument("--format", choices=["csv", "parquet"], default="csv",
+                   help="batch: the extract's format (batch-parquet.json for parquet)")
     p.add_argument("--events", type=int, default=60000, help="normalize: raw events per run")
     p.add_argument("--rate", type=float, default=1000.0, help="latency run: changes per second")
     p.add_argument("--duration", type=float, default=20.0, help="seconds per run")
