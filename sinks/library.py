@@ -364,6 +364,9 @@ class Merger:
             state[ref] = (pos, linked.canonical_id, linked.method, item.provenance.get("committed_at"))
             writes[ref] = (item, linked)
         self._write_contributions(writes.values())
+        for person in self._rescore_reviews():
+            affected["person"].add(person)
+            report.links["review_rescored"] += 1
         for orphan, person in self._late_links().items():
             affected["person"] |= {orphan, person}
             self._causes.setdefault(("person", orphan), self._causes.get(("person", person), {}))
@@ -493,6 +496,8 @@ class Merger:
             (canonical_id, method, ref.department, ref.table, ref.primary_key, ref.role))
         report = BatchReport()
         self._start_batch()
+        if entity == "person":   # what its source row names (a birth certificate's newborn) links to the person
+            self._moved_rows.add(ref.row)
         ids = {canonical_id} | ({row[0]} if row[0] else set())
         for cid in ids:
             self._causes[(entity, cid)] = row[1]["provenance"]
@@ -513,6 +518,8 @@ class Merger:
         self._batch_causes: dict[tuple[str, str], dict[SourceRef, dict[str, Any]]] = {}
         # references the batch linked to a person: (entity, id) -> ({person column: its value before}, the person)
         self._relinked: dict[tuple[str, str], tuple[dict[str, Any], str]] = {}
+        # person source rows linked to a person outside the batch's own writes (a review decided, or re-scored)
+        self._moved_rows: set[tuple[str, str, str]] = set()
 
     def _settle(self, affected: dict[str, set[str]], writes: Iterable[tuple[Incoming, _Linked]],
                 report: BatchReport) -> None:
@@ -648,6 +655,41 @@ class Merger:
                                                      "was": cid}), cid))
                     moved[cid] = pid
         return moved
+
+    def _rescore_reviews(self) -> list[str]:
+        """Open review items that a person this batch made from a valid RIC may explain, decided again by
+        the rules a new mention meets (new evidence, not arrival order, decides identity): one that now
+        links to that person is linked (method ``review_rescored``) and its item closed as ``resolved``.
+        Returns the persons linked."""
+        births = {b for pid in self._created_by_ric if (b := self._batch_persons[pid].birth_date)}
+        if not births:
+            return []
+        linked: list[str] = []
+        for review_id, d, t, pk, role, record in self.conn.execute(
+                "SELECT r.review_id, c.department, c.source_table, c.primary_key, c.role, c.record"
+                " FROM review_queue r JOIN contribution c USING (department, source_table, primary_key, role)"
+                " WHERE r.status = 'open' AND r.entity = 'person' AND c.canonical_id IS NULL AND NOT c.retracted"
+                " AND c.record->>'birth_date' = ANY(%s::text[])", (text_array(b.isoformat() for b in births),)
+        ).fetchall():
+            households = frozenset([record["household_no"]] if record.get("household_no") else [])
+            mention = _mention(record, flagged(record, "ric"),
+                               households | self._households(record.get("mother_ric"), record.get("father_ric")))
+            decision = matching.decide(mention, self._blocks(mention))
+            if decision.outcome != "link" or decision.canonical_id not in self._created_by_ric:
+                continue
+            self.conn.execute(
+                "UPDATE contribution SET canonical_id = %s, method = 'review_rescored', score = %s, evidence = %s,"
+                " merged_at = clock_timestamp() WHERE department = %s AND source_table = %s AND primary_key = %s"
+                " AND role = %s", (decision.canonical_id, decision.score, Jsonb(
+                    {"decision": "review_rescored", "evidence": decision.evidence, "review_id": review_id,
+                     "candidates": [{"canonical_id": c.canonical_id, "score": c.score, "evidence": c.evidence}
+                                    for c in decision.candidates]}), d, t, pk, role))
+            self.conn.execute("UPDATE review_queue SET status = 'resolved', decided_id = %s, decided_at = now()"
+                              " WHERE review_id = %s", (decision.canonical_id, review_id))
+            self._moved_rows.add((d, t, pk))
+            self._causes.setdefault(("person", decision.canonical_id), record["provenance"])
+            linked.append(decision.canonical_id)
+        return linked
 
     def _holds_other_ric(self, canonical_id: str | None, ric: str | None) -> bool:
         """Whether the person already has a source row with another valid RIC (a different person, then:
@@ -901,7 +943,7 @@ class Merger:
         index, whatever the library's size; the previous value is read through a self-join (``o``),
         which sees the row as it was before the update."""
         persons = list(affected.get("person", set()))
-        person_rows = [w[0].source.row for w in writes if w[0].entity == "person"]
+        person_rows = [w[0].source.row for w in writes if w[0].entity == "person"] + list(self._moved_rows)
         rows = ([r[0] for r in person_rows], [r[1] for r in person_rows], [r[2] for r in person_rows])
         insured = [w[0].source.primary_key for w in writes if w[0].entity == "person" and w[0].source.table == "sb_cbry"]
 

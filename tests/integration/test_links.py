@@ -14,12 +14,13 @@ from dataclasses import replace
 from datetime import date
 
 import psycopg
+from stdnum.cn import ric as ric_std
 
 from kintsmesh.bench.resolve import incoming, scratch_library
 from kintsmesh.simulate.city import build_city
 from kintsmesh.simulate.departments import DepartmentViews, initial_rows
-from sinks.library import Merger, lock_library
-from sinks.review import explain
+from sinks.library import Incoming, Merger, lock_library
+from sinks.review import decide, explain
 from streams.events.rules import HOLD, change_from_message, evaluate_change, rules
 
 
@@ -80,3 +81,74 @@ def test_a_newborn_merged_after_its_certificate_makes_a_linking_version_and_name
         assert [e["subject_id"] for e in held] == [f"certificate:{cid}"] and HOLD in held[0]
         assert [e["subject_id"] for e in final] == [holders[cid]] and HOLD not in final[0]
         assert final[0]["event_id"] == held[0]["event_id"]
+
+
+def _person(record: dict, key: str, ric: str | None, parents: bool) -> Incoming:
+    """A police registry record of a person described like ``record`` (its name, birth date, gender,
+    address), with its own RIC, naming the parents or not."""
+    provenance = {**record["provenance"], "department": "police", "table": "rk_jbxx", "primary_key": key,
+                  "role": "person"}
+    return Incoming("person", {**record, "ric": ric, "findings": [], "provenance": provenance,
+                               **({} if parents else {"mother_ric": None, "father_ric": None})})
+
+
+def truth_ric(city, child: Incoming) -> str:
+    """The RIC the city gave the baby of a birth certificate's child record."""
+    return next(ric for ric, p in city.people.items() if p.keys.get("cszmbh") == child.source.primary_key)
+
+
+def _ric_like(ric: str, seq: int) -> str:
+    body = f"{ric[:14]}{seq:03d}"
+    return body + ric_std.calc_check_digit(body + "0")
+
+
+def test_a_newborn_waiting_for_review_is_decided_by_new_evidence_and_its_certificate_names_it(settings):
+    today = date(2026, 11, 27)
+    city = build_city(4343, 400, today)
+    rows = [r for r in initial_rows(city, DepartmentViews(city, random.Random(4344), 0.0))
+            if (r.database, r.table) == ("health", "cszm")]
+    items, _ = incoming(rows, int(time.time() * 1000))
+    births = {i.source.primary_key: i for i in items if i.entity == "certificate"}
+    children = [i for i in items if i.entity == "person" and i.record.get("mother_ric") and i.record.get("father_ric")
+                and i.source.primary_key in births][:2]
+    assert len(children) == 2
+    dsn = scratch_library(settings, "kintsmesh_test_rescore")
+    with psycopg.connect(dsn) as conn:
+        merger = Merger(conn)
+
+        def merge(batch: list[Incoming]) -> None:
+            with conn.transaction():
+                lock_library(conn)
+                merger.merge(batch)
+
+        for n, child in enumerate(children):
+            # two registered babies of the child's name and birthday, of no family on record: the child's
+            # certificate scores the same for both, and waits in the review queue
+            twin_like = [_person(child.record, f"decoy-{n}-{k}", _ric_like(truth_ric(city, child), 900 + 2 * k + n),
+                                 parents=False) for k in range(2)]
+            merge(twin_like)
+            merge([child, births[child.source.primary_key]])
+        reviews = conn.execute("SELECT review_id, primary_key FROM review_queue WHERE status = 'open'").fetchall()
+        assert sorted(pk for _, pk in reviews) == sorted(c.source.primary_key for c in children), reviews
+        holders = lambda: dict(conn.execute("SELECT certificate_no, holder_person_id FROM certificate"))  # noqa: E731
+        assert all(holders()[c.source.primary_key] is None for c in children)
+
+        # the first child: the police register it with its RIC and parents; that decides the review
+        first, second = children
+        ric = truth_ric(city, first)
+        merge([_person(first.record, "newborn-0", ric, parents=True)])
+        status, decided = conn.execute("SELECT status, decided_id FROM review_queue WHERE primary_key = %s",
+                                       (first.source.primary_key,)).fetchone()
+        assert (status, decided) == ("resolved", ric)
+        method, linked_to = conn.execute(
+            "SELECT method, canonical_id FROM contribution WHERE primary_key = %s AND role = %s",
+            (first.source.primary_key, first.source.role)).fetchone()
+        assert (method, linked_to) == ("review_rescored", ric)
+        assert holders()[first.source.primary_key] == ric   # the birth certificate names the newborn now
+        versions = explain(conn, f"BIRTH_MEDICAL_CERTIFICATE:{first.source.primary_key}")["history"]
+        assert [v["kind"] for v in versions] == ["sources", "link"], versions
+
+        # the second: an operator accepts its top candidate; the certificate names that person too
+        review_id = next(rid for rid, pk in reviews if pk == second.source.primary_key)
+        target = decide(conn, review_id, accept=True)
+        assert holders()[second.source.primary_key] == target
