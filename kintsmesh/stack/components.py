@@ -258,6 +258,15 @@ class Postgres(Component):
 # --------------------------------------------------------------------------- Kafka (KRaft)
 
 
+def kraft_cluster_id() -> str:
+    """A random KRaft cluster id (a UUID in URL-safe base64), never one starting with '-': the storage
+    tool's argument parser takes such a value for an option (1 id in 64; a CI run failed on one)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 class Kafka(Component):
     """A single-node Kafka in KRaft mode (broker and controller in one process)."""
 
@@ -300,7 +309,7 @@ class Kafka(Component):
             "log.segment.bytes": 268435456,
         })
         if not (self.home / "data" / "meta.properties").is_file():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = kraft_cluster_id()
             cmd = _jvm_command(
                 s, "128m", self.home / "log4j2.properties", "kafka.tools.StorageTool",
                 "format", "-t", cluster_id, "-c", str(self.home / "server.properties"),

@@ -1,4 +1,5 @@
-"""A reference linked to a person after its record merged is a new golden version, and a birth waits for it.
+"""A reference linked to a person after its record merged is a new golden version, and a birth waits for it;
+a newborn waiting in the review queue is decided when the police register it, and its certificate names it.
 
 The health department's birth row yields the newborn's person record and the certificate; they travel on
 different topics and can merge in different batches. Here the certificates merge first, on the resource
@@ -92,7 +93,7 @@ def _person(record: dict, key: str, ric: str | None, parents: bool) -> Incoming:
                                **({} if parents else {"mother_ric": None, "father_ric": None})})
 
 
-def truth_ric(city, child: Incoming) -> str:
+def _truth_ric(city, child: Incoming) -> str:
     """The RIC the city gave the baby of a birth certificate's child record."""
     return next(ric for ric, p in city.people.items() if p.keys.get("cszmbh") == child.source.primary_key)
 
@@ -124,8 +125,9 @@ def test_a_newborn_waiting_for_review_is_decided_by_new_evidence_and_its_certifi
         for n, child in enumerate(children):
             # two registered babies of the child's name and birthday, of no family on record: the child's
             # certificate scores the same for both, and waits in the review queue
-            twin_like = [_person(child.record, f"decoy-{n}-{k}", _ric_like(truth_ric(city, child), 900 + 2 * k + n),
-                                 parents=False) for k in range(2)]
+            ric = _truth_ric(city, child)
+            twin_like = [_person(child.record, f"decoy-{n}-{k}", _ric_like(ric, 900 + 2 * k + n), parents=False)
+                         for k in range(2)]
             merge(twin_like)
             merge([child, births[child.source.primary_key]])
         reviews = conn.execute("SELECT review_id, primary_key FROM review_queue WHERE status = 'open'").fetchall()
@@ -135,7 +137,7 @@ def test_a_newborn_waiting_for_review_is_decided_by_new_evidence_and_its_certifi
 
         # the first child: the police register it with its RIC and parents; that decides the review
         first, second = children
-        ric = truth_ric(city, first)
+        ric = _truth_ric(city, first)
         merge([_person(first.record, "newborn-0", ric, parents=True)])
         status, decided = conn.execute("SELECT status, decided_id FROM review_queue WHERE primary_key = %s",
                                        (first.source.primary_key,)).fetchone()
