@@ -225,7 +225,9 @@ class LifeEvents:
         for event in events:
             self.metrics.published.labels(event["event_type"]).inc()
             committed = event.get("source_committed_at")
-            if committed and event["evidence"]:
+            # commit -> event is the lag of what a change caused; a calendar event's source (the birth
+            # date's row) was committed long before the day came
+            if committed and event["evidence"] and event["trigger"] == "CHANGE":
                 source = event["evidence"][0]
                 self.metrics.sync_lag.labels(source["department"], source["table"]).observe(
                     max(0.0, now - committed / 1000))

@@ -232,3 +232,24 @@ def test_a_new_rule_is_only_an_entry_in_the_rule_file():
 
 def test_the_worker_watches_exactly_the_entities_the_change_rules_name():
     assert change_entities() == ["certificate", "legal_entity", "person"]
+
+
+def test_commit_to_event_lag_is_observed_for_change_triggered_events_only():
+    from prometheus_client import CollectorRegistry
+
+    from sinks.events import EventMetrics, LifeEvents
+
+    registry = CollectorRegistry()
+    events = LifeEvents.__new__(LifeEvents)   # only its metrics: no producer, no library
+    events.metrics = EventMetrics(registry)
+    source = {"department": "police", "table": "rk_jbxx"}
+    committed = int(datetime(2020, 1, 1).timestamp() * 1000)   # the birth date's row, years ago
+    events._observe_published([
+        {"event_type": "RESIDENCE_CHANGED", "trigger": "CHANGE", "source_committed_at": committed, "evidence": [source]},
+        {"event_type": "SCHOOL_AGE_REACHED", "trigger": "CALENDAR", "source_committed_at": committed,
+         "evidence": [source]},
+    ])
+    count = registry.get_sample_value("kintsmesh_sync_lag_event_seconds_count", {"department": "police",
+                                                                                 "table": "rk_jbxx"})
+    assert count == 1
+    assert registry.get_sample_value("kintsmesh_life_events_published_total", {"type": "SCHOOL_AGE_REACHED"}) == 1
