@@ -62,6 +62,9 @@ TABLES: dict[str, tuple[str, str, tuple[str, ...]]] = {
 }
 # Entities whose canonical id is their own code (no look-up, no matching): new ones can merge set-based.
 CODED = ("house", "certificate", "relationship", "social_insurance")
+# Person source rows a person has at most one of: a birth certificate names one newborn (twins have two;
+# a nameless certificate of one twin must not link to the other, whose certificate the library holds).
+ONE_PER_PERSON = frozenset({("health", "cszm", "child")})
 # Identifier fields: a value flagged by a finding (bad check character ...) never becomes the golden identifier.
 IDENTIFIERS: dict[str, tuple[str, ...]] = {"person": ("ric",), "legal_entity": ("uscc",)}
 JSON_COLUMNS = frozenset({"address", "details"})
@@ -513,6 +516,8 @@ class Merger:
         self._batch_persons: dict[str, matching.Mention] = {}
         self._batch_blocks: dict[Any, set[str]] = defaultdict(set)
         self._created_by_ric: list[str] = []    # persons created in this batch from a valid RIC
+        # (person, ONE_PER_PERSON kind) -> the source row's key linked in this batch
+        self._batch_rows: dict[tuple[str, tuple[str, str, str]], str] = {}
         self._outbox_rows: list[tuple[str, str, dict[str, Any]]] = []
         self._causes: dict[tuple[str, str], dict[str, Any]] = {}   # (entity, id) -> provenance of its last change
         self._batch_causes: dict[tuple[str, str], dict[SourceRef, dict[str, Any]]] = {}
@@ -590,6 +595,10 @@ class Merger:
         linked = self._resolve_person_id(item, mention, previous, by_ric)
         if linked.canonical_id:
             self._remember(linked.canonical_id, mention)
+            src = item.source
+            if (src.department, src.table, src.role) in ONE_PER_PERSON:
+                self._batch_rows.setdefault((linked.canonical_id, (src.department, src.table, src.role)),
+                                            src.primary_key)
         return linked
 
     def _resolve_person_id(self, item: Incoming, mention: matching.Mention, previous: _State | None,
@@ -606,6 +615,8 @@ class Merger:
         evidence = {"decision": decision.outcome, "evidence": decision.evidence, "candidates": candidates}
         if decision.outcome == "link" and mention.ric_valid and self._holds_other_ric(decision.canonical_id, mention.ric):
             decision = matching.Decision("new", candidates=decision.candidates)   # one person, one valid RIC
+        if decision.outcome == "link" and self._holds_other_row(decision.canonical_id, item.source):
+            decision = matching.Decision("new", candidates=decision.candidates)   # one person, one birth
         if decision.outcome == "link":
             assert decision.canonical_id is not None
             if mention.ric_valid:
@@ -690,6 +701,20 @@ class Merger:
             self._causes.setdefault(("person", decision.canonical_id), record["provenance"])
             linked.append(decision.canonical_id)
         return linked
+
+    def _holds_other_row(self, canonical_id: str | None, source: SourceRef) -> bool:
+        """Whether the person already holds another source row of a kind a person has one of (``ONE_PER_PERSON``)."""
+        kind = (source.department, source.table, source.role)
+        if kind not in ONE_PER_PERSON or canonical_id is None:
+            return False
+        held = self._batch_rows.get((canonical_id, kind))
+        if held is not None:
+            return held != source.primary_key
+        row = self.conn.execute(
+            "SELECT 1 FROM contribution WHERE entity = 'person' AND canonical_id = %s AND department = %s"
+            " AND source_table = %s AND role = %s AND primary_key <> %s AND NOT retracted LIMIT 1",
+            (canonical_id, *kind, source.primary_key)).fetchone()
+        return row is not None
 
     def _holds_other_ric(self, canonical_id: str | None, ric: str | None) -> bool:
         """Whether the person already has a source row with another valid RIC (a different person, then:

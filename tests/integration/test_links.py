@@ -154,3 +154,32 @@ def test_a_newborn_waiting_for_review_is_decided_by_new_evidence_and_its_certifi
         review_id = next(rid for rid, pk in reviews if pk == second.source.primary_key)
         target = decide(conn, review_id, accept=True)
         assert holders()[second.source.primary_key] == target
+
+
+def test_a_nameless_twin_certificate_never_joins_its_sibling(settings):
+    """Twins share their birthday, parents, household and address; a certificate missing the name can only
+    be told from the sibling's by being another certificate: a person holds one birth."""
+    city = build_city(4545, 400, date(2026, 11, 27))
+    rows = [r for r in initial_rows(city, DepartmentViews(city, random.Random(4546), 0.0))
+            if (r.database, r.table) == ("health", "cszm")]
+    items, _ = incoming(rows, int(time.time() * 1000))
+    children = [i for i in items if i.entity == "person" and i.record.get("name") and i.record.get("mother_ric")][:2]
+    dsn = scratch_library(settings, "kintsmesh_test_twins")
+    with psycopg.connect(dsn) as conn:
+        merger = Merger(conn)
+        twins = []
+        for n, child in enumerate(children):
+            nameless = Incoming("person", {**child.record, "name": None, "provenance": {
+                **child.record["provenance"], "primary_key": f"{child.source.primary_key}-twin"}})
+            twins.append((child, nameless))
+            # the first pair in one batch, the second in two
+            for batch in ([child, nameless],) if n == 0 else ([child], [nameless]):
+                with conn.transaction():
+                    lock_library(conn)
+                    merger.merge(list(batch))
+        for child, nameless in twins:
+            ids = dict(conn.execute(
+                "SELECT primary_key, canonical_id FROM contribution WHERE entity = 'person' AND primary_key = ANY(%s)",
+                ([child.source.primary_key, nameless.source.primary_key],)).fetchall())
+            assert ids[child.source.primary_key] and ids[nameless.source.primary_key]
+            assert ids[child.source.primary_key] != ids[nameless.source.primary_key], ids
