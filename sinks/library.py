@@ -264,6 +264,15 @@ def _mention(record: dict[str, Any], flagged_ric: bool, households: frozenset[st
     )
 
 
+def _own_household(record: dict[str, Any]) -> frozenset[str]:
+    return frozenset([record["household_no"]] if record.get("household_no") else [])
+
+
+def _candidates(decision: matching.Decision) -> list[dict[str, Any]]:
+    """A decision's candidates as the evidence and the review queue keep them."""
+    return [{"canonical_id": c.canonical_id, "score": c.score, "evidence": c.evidence} for c in decision.candidates]
+
+
 BlockParams = tuple[date | None, str | None, str | None, str | None]   # birth date, name key, RIC body, RIC area
 
 
@@ -590,8 +599,7 @@ class Merger:
 
     def _resolve_person(self, item: Incoming, previous: _State | None,
                         by_ric: dict[str, str]) -> _Linked:
-        r = item.record
-        mention = _mention(r, item.flagged("ric"), frozenset([r["household_no"]] if r.get("household_no") else []))
+        mention = _mention(item.record, item.flagged("ric"), _own_household(item.record))
         linked = self._resolve_person_id(item, mention, previous, by_ric)
         if linked.canonical_id:
             self._remember(linked.canonical_id, mention)
@@ -608,10 +616,9 @@ class Merger:
             return _Linked(by_ric[mention.ric], "ric")
         if previous is not None and _sticky(previous):
             return _Linked(previous[1], previous[2])   # sticky: keep an earlier match or review decision
-        mention = replace(mention, households=mention.households | self._households(r.get("mother_ric"), r.get("father_ric")))
+        mention = self._with_parents_households(mention, r)
         decision = matching.decide(mention, self._blocks(mention))
-        candidates = [{"canonical_id": s.canonical_id, "score": s.score, "evidence": s.evidence}
-                      for s in decision.candidates]
+        candidates = _candidates(decision)
         evidence = {"decision": decision.outcome, "evidence": decision.evidence, "candidates": candidates}
         if decision.outcome == "link" and mention.ric_valid and self._holds_other_ric(decision.canonical_id, mention.ric):
             decision = matching.Decision("new", candidates=decision.candidates)   # one person, one valid RIC
@@ -682,9 +689,8 @@ class Merger:
                 " WHERE r.status = 'open' AND r.entity = 'person' AND c.canonical_id IS NULL AND NOT c.retracted"
                 " AND c.record->>'birth_date' = ANY(%s::text[])", (text_array(b.isoformat() for b in births),)
         ).fetchall():
-            households = frozenset([record["household_no"]] if record.get("household_no") else [])
-            mention = _mention(record, flagged(record, "ric"),
-                               households | self._households(record.get("mother_ric"), record.get("father_ric")))
+            mention = self._with_parents_households(_mention(record, flagged(record, "ric"), _own_household(record)),
+                                                    record)
             decision = matching.decide(mention, self._blocks(mention))
             if decision.outcome != "link" or decision.canonical_id not in self._created_by_ric:
                 continue
@@ -693,8 +699,7 @@ class Merger:
                 " merged_at = clock_timestamp() WHERE department = %s AND source_table = %s AND primary_key = %s"
                 " AND role = %s", (decision.canonical_id, decision.score, Jsonb(
                     {"decision": "review_rescored", "evidence": decision.evidence, "review_id": review_id,
-                     "candidates": [{"canonical_id": c.canonical_id, "score": c.score, "evidence": c.evidence}
-                                    for c in decision.candidates]}), d, t, pk, role))
+                     "candidates": _candidates(decision)}), d, t, pk, role))
             self.conn.execute("UPDATE review_queue SET status = 'resolved', decided_id = %s, decided_at = now()"
                               " WHERE review_id = %s", (decision.canonical_id, review_id))
             self._moved_rows.add((d, t, pk))
@@ -728,6 +733,11 @@ class Merger:
             "  WHERE f LIKE 'ric:%%' AND f <> 'ric:legacy_15_upgraded') LIMIT 1",   # the rule of flagged()
             (canonical_id, ric)).fetchone()
         return row is not None
+
+    def _with_parents_households(self, mention: matching.Mention, record: dict[str, Any]) -> matching.Mention:
+        """The mention with its parents' households too (a newborn's is its mother's)."""
+        return replace(mention, households=mention.households
+                       | self._households(record.get("mother_ric"), record.get("father_ric")))
 
     def _households(self, *rics: str | None) -> set[str]:
         wanted = [r for r in rics if r]
