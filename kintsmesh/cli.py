@@ -182,7 +182,7 @@ def cmd_streams(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "merge":
         from sinks.worker import run_merge_worker
 
-        run_merge_worker(settings, log_level=log_level)
+        run_merge_worker(settings, log_level=log_level, stage=args.stage)
         return 0
     if args.action == "events":
         from sinks.events import run_event_worker
@@ -477,6 +477,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("streams", help="stream processing workers (Faust)")
     p.add_argument("action", choices=["worker", "merge", "events"],
                    help="worker: normalize (Faust); merge: the resource library writer; events: life events")
+    p.add_argument("--stage", default="both", choices=["both", "resolve", "merge"],
+                   help="merge only: run both stages (default), or one: more merge processes share the"
+                        " gldm.*.resolved partitions (give each its own KINTSMESH_MERGE_METRICS_PORT)")
     p.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info", "debug"])
     p.add_argument("--datadir", default="", help="Faust's data folder (default .stack/normalize)")
     # used by `kintsmesh bench normalize` to run a worker on its own topics

@@ -82,12 +82,28 @@ PERSON_ID_COLUMNS: dict[str, tuple[str, ...]] = {e: tuple(ref[0] for ref in refs
 # Golden-row columns that describe the library's bookkeeping, not the subject: never part of a change.
 BOOKKEEPING = frozenset({"version", "updated_at", "source_committed_at", "name_key"})
 
-MERGE_LOCK = 0x4B4D5247  # one merge transaction at a time across processes (worker, batch loads, review)
+# Two advisory locks, taken first in a transaction and held to its end. RESOLVE_LOCK: one identity
+# decision at a time (resolve reads the persons to match against, then writes contributions).
+# SETTLE_LOCK: one writer of golden records at a time (a settle links references across records, and the
+# outbox relay relies on outbox ids growing in commit order). The resolve stage takes the first, the merge
+# stage the second; T+1 loads and review decisions, which do both in one transaction, take both in this
+# order, so no two transactions wait for each other.
+RESOLVE_LOCK = 0x4B4D5247
+SETTLE_LOCK = 0x4B4D5248
+
+
+def lock_resolve(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (RESOLVE_LOCK,))
+
+
+def lock_settle(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (SETTLE_LOCK,))
 
 
 def lock_library(conn: psycopg.Connection[Any]) -> None:
-    """Serialize merges: taken first in every merging transaction, released at its end."""
-    conn.execute("SELECT pg_advisory_xact_lock(%s)", (MERGE_LOCK,))
+    """For a transaction that resolves and settles (``Merger.merge``, ``relink``): both locks, in order."""
+    lock_resolve(conn)
+    lock_settle(conn)
 
 
 # Session settings of a merging connection (psycopg.connect(..., options=MERGE_SESSION)): staging tables
@@ -236,6 +252,57 @@ class _Linked:
 
 # a source row's merged state: position, canonical id, link method, commit time (ms)
 _State = tuple[Position, str | None, str, int | None]
+Key = tuple[str, str]   # (entity, canonical id): one golden record
+
+
+@dataclass
+class Settlement:
+    """What resolving leaves the merge stage to do: the golden records touched, each with the source
+    changes that touched it in order (a new version's cause is chosen among them), the person source
+    rows linked (what those rows name links to their person) and the persons matched late into another
+    (what pointed at them points at the other). Queued in ``settle_queue`` one row per record, or
+    settled in the same transaction (T+1 loads, review decisions)."""
+    causes: dict[Key, dict[SourceRef, dict[str, Any]]] = field(default_factory=dict)
+    fallback: dict[Key, dict[str, Any]] = field(default_factory=dict)   # a record no change of its own touched
+    person_rows: dict[str, set[tuple[str, str, str]]] = field(default_factory=lambda: defaultdict(set))
+    absorbed: dict[str, str] = field(default_factory=dict)              # orphan person -> the person it joined
+
+    def touch(self, entity: str, cid: str, ref: SourceRef, provenance: dict[str, Any]) -> None:
+        seen = self.causes.setdefault((entity, cid), {})
+        seen.pop(ref, None)   # re-inserted: the order is the latest change's
+        seen[ref] = provenance
+
+    def touch_without_change(self, entity: str, cid: str, provenance: dict[str, Any]) -> None:
+        self.fallback.setdefault((entity, cid), provenance)
+
+    def records(self) -> dict[str, set[str]]:
+        touched: dict[str, set[str]] = defaultdict(set)
+        for entity, cid in (*self.causes, *self.fallback):
+            touched[entity].add(cid)
+        return touched
+
+    def last_cause(self, key: Key) -> dict[str, Any]:
+        seen = self.causes.get(key)
+        return next(reversed(seen.values())) if seen else self.fallback.get(key, {})
+
+    def add_queued(self, entity: str, cid: str, causes: list[list[Any]], fallback: dict[str, Any] | None,
+                   person_rows: list[list[str]], absorbed_by: str | None) -> None:
+        """One ``settle_queue`` row; rows of one record are added in queue order."""
+        for d, t, pk, role, provenance in causes:
+            self.touch(entity, cid, SourceRef(d, t, pk, role), provenance)
+        if fallback is not None or not causes:
+            self.touch_without_change(entity, cid, fallback or {})
+        self.person_rows[cid].update((d, t, pk) for d, t, pk in person_rows)
+        if absorbed_by:
+            self.absorbed[cid] = absorbed_by
+
+    def queue_rows(self) -> list[tuple[Any, ...]]:
+        """The ``settle_queue`` rows: (entity, canonical_id, causes, fallback, person_rows, absorbed_by)."""
+        return [(entity, cid, Jsonb([[*ref, provenance] for ref, provenance in self.causes.get((entity, cid), {}).items()]),
+                 Jsonb(self.fallback[(entity, cid)]) if (entity, cid) in self.fallback else None,
+                 Jsonb(sorted(self.person_rows.get(cid, ()))) if entity == "person" else Jsonb([]),
+                 self.absorbed.get(cid) if entity == "person" else None)
+                for entity, ids in self.records().items() for cid in sorted(ids)]
 
 
 def _short_hash(text: str) -> str:
@@ -333,23 +400,32 @@ class Merger:
         self.conn = conn
         self.changes_topic = changes_topic
         self._merged, self._analyze_at = 0, 5_000   # ANALYZE after 5k, 10k, 20k ... candidates (autovacuum lags)
-        self._batch_households: dict[str, str] = {}               # RIC -> household number, in the current batch
         self._start_batch()
+        self._start_settle(Settlement())
 
     # ------------------------------------------------------------------ public
 
     def merge(self, items: list[Incoming]) -> BatchReport:
-        report = BatchReport(read=len(items))
+        """Resolve and merge a batch in the caller's transaction (T+1 loads, review decisions, tests)."""
+        report, settlement = self.resolve(items)
+        self.settle(settlement, report)
+        return report
+
+    def resolve(self, items: list[Incoming]) -> tuple[BatchReport, Settlement]:
+        """The resolve stage: stale check, identity, contributions, late matches, review queue. Writes only
+        ``contribution`` and ``review_queue``; the golden records it touched are left to ``settle``."""
+        report, settlement = BatchReport(read=len(items)), Settlement()
         if not items:
-            return report
-        state = self._contributions({i.source for i in items})
-        by_ric = self._persons_by_ric({i.record.get("ric") for i in items
-                                       if i.entity == "person" and i.record.get("ric") and not i.flagged("ric")})
+            return report, settlement
         self._start_batch()
-        self._batch_households = {i.record["ric"]: i.record["household_no"] for i in items
-                                  if i.entity == "person" and i.record.get("ric") and i.record.get("household_no")}
+        unsettled = self._remember_unsettled()
+        state = self._contributions({i.source for i in items})
+        by_ric = {**unsettled, **self._persons_by_ric(
+            {i.record.get("ric") for i in items
+             if i.entity == "person" and i.record.get("ric") and not i.flagged("ric")})}
+        self._batch_households.update({i.record["ric"]: i.record["household_no"] for i in items
+                                       if i.entity == "person" and i.record.get("ric") and i.record.get("household_no")})
         self._prefetch_people(items, state, by_ric)
-        affected: dict[str, set[str]] = defaultdict(set)
         writes: dict[SourceRef, tuple[Incoming, _Linked]] = {}
         for item in items:
             ref, pos = item.source, item.position
@@ -368,30 +444,61 @@ class Merger:
             report.links[linked.method] += 1
             for cid in (previous[1] if previous else None, linked.canonical_id):
                 if cid:
-                    affected[item.entity].add(cid)
-                    self._causes[(item.entity, cid)] = item.provenance
-                    seen = self._batch_causes.setdefault((item.entity, cid), {})
-                    seen.pop(ref, None)   # re-inserted: the order is the batch's
-                    seen[ref] = item.provenance
+                    settlement.touch(item.entity, cid, ref, item.provenance)
+                    if item.entity == "person":
+                        settlement.person_rows[cid].add(ref.row)
             state[ref] = (pos, linked.canonical_id, linked.method, item.provenance.get("committed_at"))
             writes[ref] = (item, linked)
         self._write_contributions(writes.values())
-        for person in self._rescore_reviews():
-            affected["person"].add(person)
-            report.links["review_rescored"] += 1
+        if rescored := self._rescore_reviews(settlement):
+            report.links["review_rescored"] += rescored
         for orphan, person in self._late_links().items():
-            affected["person"] |= {orphan, person}
-            self._causes.setdefault(("person", orphan), self._causes.get(("person", person), {}))
+            settlement.touch_without_change("person", orphan, settlement.last_cause(("person", person)))
+            settlement.absorbed[orphan] = person
+            if ("person", person) not in settlement.causes:
+                settlement.touch_without_change("person", person, {})
             report.links["late_match"] += 1
+        self._grown(len(items))
+        return report, settlement
+
+    def queue(self, settlement: Settlement) -> int:
+        """Queue the records ``settlement`` touched for the merge stage (``settle_queue``); returns how many."""
+        rows = settlement.queue_rows()
+        bulk_upsert(self.conn, "settle_queue",
+                    ("entity", "canonical_id", "causes", "fallback", "person_rows", "absorbed_by"), rows)
+        return len(rows)
+
+    def settle_queued(self, seqs: list[int]) -> tuple[BatchReport, Settlement]:
+        """The merge stage: settle the ``settle_queue`` rows ``seqs`` (those still there: a redelivered one
+        was settled and deleted) and delete them, in the caller's transaction."""
+        settlement = Settlement()
+        rows = self.conn.execute(
+            "DELETE FROM settle_queue WHERE seq = ANY(%s::bigint[])"
+            " RETURNING seq, entity, canonical_id, causes, fallback, person_rows, absorbed_by", (seqs,)).fetchall()
+        for _, entity, cid, causes, fallback, person_rows, absorbed_by in sorted(rows, key=lambda r: r[0]):
+            settlement.add_queued(entity, cid, causes, fallback, person_rows, absorbed_by)
+        report = BatchReport()
+        self.settle(settlement, report)
+        return report, settlement
+
+    def settle(self, settlement: Settlement, report: BatchReport) -> None:
+        """The merge stage's work: what late matches moved is pointed at its person, then every golden
+        record touched is recomputed from its contributions, references linked and changes queued."""
+        self._start_settle(settlement)
+        for orphan, person in settlement.absorbed.items():
             for entity, refs in PERSON_REFS.items():   # what pointed at the orphan now points at the person
                 table, id_column, _ = TABLES[entity]
                 for person_column, _, _ in refs:
                     self._note_links(entity, person_column, self.conn.execute(
                         f"UPDATE {table} SET {person_column} = %(person)s WHERE {person_column} = %(orphan)s"
                         f" RETURNING {id_column}, %(orphan)s, %(person)s", {"person": person, "orphan": orphan}))
-        self._settle(affected, writes.values(), report)
-        self._grown(len(items))
-        return report
+        affected = settlement.records()
+        for entity in TABLES:  # persons first, so the references of the others can link to them
+            if affected.get(entity):
+                self._recompute(entity, affected[entity], report)
+        self._link_people(affected, sorted({row for rows in settlement.person_rows.values() for row in rows}))
+        self._version_links(report)
+        self._queue_changes()
 
     def merge_bulk(self, items: list[Incoming]) -> BatchReport:
         """``merge`` for a large batch (T+1 extracts): the library it leaves is the same, but a candidate that
@@ -462,7 +569,7 @@ class Merger:
             ids = {cid for (cid,) in cur.fetchall()}
             created = len(ids)
             if ids:
-                self._link_people({entity: ids}, ())
+                self._link_people({entity: ids}, [])
                 self._relinked.clear()   # new records: the set-based outbox statement publishes them with their links
                 cur.execute(_bulk_outbox_sql(entity), {"topic": self.changes_topic.format(entity=entity)})
             cur.execute("TRUNCATE _bulk")
@@ -506,44 +613,33 @@ class Merger:
             "UPDATE contribution SET canonical_id = %s, method = %s, merged_at = clock_timestamp()"
             " WHERE department = %s AND source_table = %s AND primary_key = %s AND role = %s",
             (canonical_id, method, ref.department, ref.table, ref.primary_key, ref.role))
-        report = BatchReport()
-        self._start_batch()
+        settlement = Settlement()
+        for cid in {canonical_id} | ({row[0]} if row[0] else set()):
+            settlement.touch(entity, cid, ref, row[1]["provenance"])
         if entity == "person":   # what its source row names (a birth certificate's newborn) links to the person
-            self._moved_rows.add(ref.row)
-        ids = {canonical_id} | ({row[0]} if row[0] else set())
-        for cid in ids:
-            self._causes[(entity, cid)] = row[1]["provenance"]
-        self._settle({entity: ids}, [], report)
+            settlement.person_rows[canonical_id].add(ref.row)
+        report = BatchReport()
+        self.settle(settlement, report)
         return report
 
     def _start_batch(self) -> None:
         # reads of the golden persons, valid until the batch's recompute changes them
         self._golden_blocks: dict[BlockParams, dict[str, matching.Mention]] = {}
         self._household_of: dict[str, str | None] = {}
-        # persons linked or created in the batch, with what the batch says about them (not yet in the golden
-        # table), and their block keys
+        self._batch_households: dict[str, str] = {}   # RIC -> household number, said by the batch or unsettled
+        # persons linked or created in the batch, or queued and not merged yet, with what the batch (or their
+        # contributions) say about them (not in the golden table), and their block keys
         self._batch_persons: dict[str, matching.Mention] = {}
         self._batch_blocks: dict[Any, set[str]] = defaultdict(set)
         self._created_by_ric: list[str] = []    # persons created in this batch from a valid RIC
         # (person, ONE_PER_PERSON kind) -> the source row's key linked in this batch
         self._batch_rows: dict[tuple[str, tuple[str, str, str]], str] = {}
+
+    def _start_settle(self, settlement: Settlement) -> None:
+        self._settlement = settlement
         self._outbox_rows: list[tuple[str, str, dict[str, Any]]] = []
-        self._causes: dict[tuple[str, str], dict[str, Any]] = {}   # (entity, id) -> provenance of its last change
-        self._batch_causes: dict[tuple[str, str], dict[SourceRef, dict[str, Any]]] = {}
         # references the batch linked to a person: (entity, id) -> ({person column: its value before}, the person)
         self._relinked: dict[tuple[str, str], tuple[dict[str, Any], str]] = {}
-        # person source rows linked to a person outside the batch's own writes (a review decided, or re-scored)
-        self._moved_rows: set[tuple[str, str, str]] = set()
-
-    def _settle(self, affected: dict[str, set[str]], writes: Iterable[tuple[Incoming, _Linked]],
-                report: BatchReport) -> None:
-        """Recompute the golden records touched, link their references to people, queue their changes."""
-        for entity in TABLES:  # persons first, so the references of the others can link to them
-            if affected.get(entity):
-                self._recompute(entity, affected[entity], report)
-        self._link_people(affected, writes)
-        self._version_links(report)
-        self._queue_changes()
 
     # ------------------------------------------------------------------ reads
 
@@ -557,6 +653,23 @@ class Merger:
         ).fetchall()
         return {SourceRef(d, t, p, r): (tuple(int(x) for x in pos), cid, method, ms)
                 for d, t, p, r, pos, cid, method, ms in rows}
+
+    def _remember_unsettled(self) -> dict[str, str]:
+        """Persons resolved earlier whose merge is still queued (``settle_queue``) are not in the golden table
+        yet: matching sees them through their contributions, as it sees the batch's own. Returns their valid
+        RICs (RIC -> person id)."""
+        described: dict[str, matching.Mention] = {}
+        for cid, record in self.conn.execute(
+                "SELECT c.canonical_id, c.record FROM contribution c"
+                " WHERE c.entity = 'person' AND NOT c.retracted AND c.canonical_id IN"
+                " (SELECT canonical_id FROM settle_queue WHERE entity = 'person')"):
+            mention = _mention(record, flagged(record, "ric"), _own_household(record))
+            described[cid] = _combine(described[cid], mention) if cid in described else mention
+            if mention.ric_valid and mention.ric and record.get("household_no"):
+                self._batch_households[mention.ric] = record["household_no"]
+        for cid, mention in described.items():
+            self._remember(cid, mention)
+        return {m.ric: cid for cid, m in described.items() if m.ric_valid and m.ric}
 
     def _persons_by_ric(self, rics: set[Any]) -> dict[str, str]:
         wanted = [r for r in rics if r]
@@ -592,7 +705,11 @@ class Merger:
         if registration:
             return _Linked(f"E~{registration}", "registration_no")
         uscc = item.record.get("uscc") if not item.flagged("uscc") else None
-        row = self.conn.execute("SELECT entity_id FROM legal_entity WHERE uscc = %s", (uscc,)).fetchone() if uscc else None
+        row = self.conn.execute(   # the golden one, else one queued and not merged yet
+            "SELECT entity_id FROM legal_entity WHERE uscc = %(uscc)s UNION ALL"
+            " SELECT c.canonical_id FROM settle_queue q JOIN contribution c USING (entity, canonical_id)"
+            " WHERE q.entity = 'legal_entity' AND c.record->>'uscc' = %(uscc)s AND NOT c.retracted LIMIT 1",
+            {"uscc": uscc}).fetchone() if uscc else None
         if row:
             return _Linked(row[0], "uscc")
         return _Linked(f"E~{uscc or _short_hash(str(item.source))}", "new")
@@ -674,15 +791,15 @@ class Merger:
                     moved[cid] = pid
         return moved
 
-    def _rescore_reviews(self) -> list[str]:
+    def _rescore_reviews(self, settlement: Settlement) -> int:
         """Open review items that a person this batch made from a valid RIC may explain, decided again by
         the rules a new mention meets (new evidence, not arrival order, decides identity): one that now
         links to that person is linked (method ``review_rescored``) and its item closed as ``resolved``.
-        Returns the persons linked."""
+        Returns how many."""
         births = {b for pid in self._created_by_ric if (b := self._batch_persons[pid].birth_date)}
         if not births:
-            return []
-        linked: list[str] = []
+            return 0
+        rescored = 0
         for review_id, d, t, pk, role, record in self.conn.execute(
                 "SELECT r.review_id, c.department, c.source_table, c.primary_key, c.role, c.record"
                 " FROM review_queue r JOIN contribution c USING (department, source_table, primary_key, role)"
@@ -702,10 +819,10 @@ class Merger:
                      "candidates": _candidates(decision)}), d, t, pk, role))
             self.conn.execute("UPDATE review_queue SET status = 'resolved', decided_id = %s, decided_at = now()"
                               " WHERE review_id = %s", (decision.canonical_id, review_id))
-            self._moved_rows.add((d, t, pk))
-            self._causes.setdefault(("person", decision.canonical_id), record["provenance"])
-            linked.append(decision.canonical_id)
-        return linked
+            settlement.person_rows[decision.canonical_id].add((d, t, pk))
+            settlement.touch_without_change("person", decision.canonical_id, record["provenance"])
+            rescored += 1
+        return rescored
 
     def _holds_other_row(self, canonical_id: str | None, source: SourceRef) -> bool:
         """Whether the person already holds another source row of a kind a person has one of (``ONE_PER_PERSON``)."""
@@ -867,7 +984,7 @@ class Merger:
             if not contributions:
                 if before is not None:
                     deleted.append(cid)
-                    cause = self._causes.get((entity, cid), {})
+                    cause = self._settlement.last_cause((entity, cid))
                     history.append((entity, cid, version + 1, None, _ms_to_dt(cause.get("committed_at")), Jsonb(cause)))
                     self._outbox(entity, cid, version + 1, before, None, cause, report)
                 continue
@@ -922,8 +1039,8 @@ class Merger:
         registration of the same person is the police's move, not the registration (which would hide the
         RESIDENCE_CHANGED it raises); else the batch's latest change to it."""
         suppliers = {(s.department, s.table, s.primary_key, s.role) for c, s in survived.sources.items() if c in changed}
-        seen = self._batch_causes.get((entity, cid), {})
-        return next((seen[ref] for ref in reversed(seen) if ref in suppliers), self._causes.get((entity, cid), {}))
+        seen = self._settlement.causes.get((entity, cid), {})
+        return next((seen[ref] for ref in reversed(seen) if ref in suppliers), self._settlement.last_cause((entity, cid)))
 
     def _outbox(self, entity: str, cid: str, version: int, before: dict[str, Any] | None,
                 after: dict[str, Any] | None, cause: dict[str, Any], report: BatchReport) -> None:
@@ -971,16 +1088,15 @@ class Merger:
 
     # ------------------------------------------------------------------ references to people
 
-    def _link_people(self, affected: dict[str, set[str]], writes: Iterable[tuple[Incoming, _Linked]]) -> None:
+    def _link_people(self, affected: dict[str, set[str]], person_rows: list[tuple[str, str, str]]) -> None:
         """Fill person ids in certificates, relationships and insurance facts that refer to people —
         those merged now, and earlier ones that were waiting for a person merged now — noting each link
         made (``_version_links``). Each direction is its own statement so that every one runs on an
         index, whatever the library's size; the previous value is read through a self-join (``o``),
         which sees the row as it was before the update."""
         persons = list(affected.get("person", set()))
-        person_rows = [w[0].source.row for w in writes if w[0].entity == "person"] + list(self._moved_rows)
         rows = ([r[0] for r in person_rows], [r[1] for r in person_rows], [r[2] for r in person_rows])
-        insured = [w[0].source.primary_key for w in writes if w[0].entity == "person" and w[0].source.table == "sb_cbry"]
+        insured = [pk for _, table, pk in person_rows if table == "sb_cbry"]
 
         def run(entity: str, column: str, sql: str, params: tuple[Any, ...]) -> None:
             self._note_links(entity, column, self.conn.execute(sql, params))
@@ -1056,7 +1172,7 @@ class Merger:
                     f"UPDATE {table} t SET version = version + 1, updated_at = %s WHERE {id_column} = ANY(%s::text[])"
                     f" RETURNING {id_column}, version, source_committed_at, to_jsonb(t)", (now, text_array(links))):
                 olds, person = links[cid]
-                cause = self._causes.get(("person", person)) or self._causes.get((entity, cid), {})
+                cause = self._settlement.last_cause(("person", person)) or self._settlement.last_cause((entity, cid))
                 data = {c: row.get(c) for c in columns}
                 # the history marks the version as a link (explain shows it): the cause alone is the person's
                 history.append((entity, cid, version, Jsonb(data), committed, Jsonb({**cause, "linked": sorted(olds)}),

@@ -1,20 +1,34 @@
-"""``kintsmesh streams merge``: the merge worker, ``gldm.*.candidates`` → resource library → ``gldm.*.changes``.
+"""``kintsmesh streams merge``: resolve, repartition by canonical id, merge.
+
+Two stages, each a Kafka consumer writing to the resource library:
+
+* **resolve** (group ``kintsmesh-resolve``, ``gldm.*.candidates`` keyed by source row) decides
+  identity: stale check, canonical id, contributions, late matches, review queue. In the same
+  transaction it queues every golden record it touched in ``settle_queue``; a relay publishes each
+  on ``gldm.<entity>.resolved`` **keyed by canonical id**;
+* **merge** (group ``kintsmesh-merge``, ``gldm.*.resolved``) owns the partitions of those canonical
+  ids: all changes of one subject are merged by one consumer, in order. It recomputes each record
+  from its contributions (survivorship), writes history and provenance, links references to people,
+  deletes the queue rows and writes the golden changes to the ``outbox``, published on
+  ``gldm.<entity>.changes`` after commit.
+
+The process runs both stages (two threads); ``--stage resolve`` or ``--stage merge`` runs one, so that
+more merge processes can share the ``gldm.*.resolved`` partitions.
 
 Crash safety (SIGKILL at any point loses and duplicates nothing):
 
-* the consumed offsets are written to ``consumer_offset`` **in the same PostgreSQL
-  transaction** as the merge they caused; on start (and on every partition
-  assignment) the consumer seeks to them, so a batch is either merged and
-  recorded or neither. Kafka-side commits are made too, only for lag monitoring;
-* a batch replayed anyway (another worker's, or after a library restore) is a
-  no-op: each source row's position is compared with the merged one;
-* golden changes go to the ``outbox`` table in that same transaction and are
-  published afterwards (idempotent producer), then deleted. A crash between
-  publish and delete publishes a change again with the same (canonical_id,
-  version): at-least-once on the topic, deduplicable by that pair.
+* each stage writes the offsets it consumed to ``consumer_offset`` **in the same PostgreSQL
+  transaction** as the work they caused; on start (and on every partition assignment) its consumer
+  seeks to them, so a batch is either done and recorded or neither. Kafka-side commits are made
+  too, only for lag monitoring;
+* a candidate replayed anyway is a no-op (its source row's position is compared with the merged
+  one); a ``gldm.*.resolved`` message whose queue row is gone was merged already;
+* queue rows and golden changes are published by relays after commit (idempotent producer): a
+  crash between publishing and marking publishes one again, which the merge stage skips, and a
+  golden change again with the same (canonical_id, version), deduplicable by that pair.
 
-A candidate that cannot be decoded, or whose merge fails on its own, goes to
-``dlq.merge`` with the reason; the rest of its batch still merges.
+A candidate that cannot be decoded, or whose resolve fails on its own, goes to ``dlq.merge`` with the
+reason; the rest of its batch still goes on.
 """
 
 from __future__ import annotations
@@ -23,6 +37,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -34,27 +49,33 @@ from kintsmesh.registry.codec import UndecodableMessage, decode, encode
 from kintsmesh.registry.client import SchemaRegistry
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 from kintsmesh.topics import ensure_topics
-from sinks.library import MERGE_SESSION, TABLES, BatchReport, Incoming, Merger, lock_library
+from sinks.library import MERGE_SESSION, TABLES, BatchReport, Incoming, Merger, Settlement, lock_resolve, lock_settle
 from sinks.offsets import (
-    LibraryUnavailable, broker_error, close_quietly, library_lag, library_lost, seek_to_stored, serve_worker,
-    store_offsets,
+    LibraryUnavailable, batch_offsets, broker_error, close_quietly, library_lag, library_lost, seek_to_stored,
+    serve_worker, store_offsets,
 )
 from streams.dlq import rejected_message
 from streams.metrics import LAG_BUCKETS
 from streams.normalize import gldm
 
 log = logging.getLogger("kintsmesh.merge")
+RESOLVE_GROUP = "kintsmesh-resolve"
 GROUP = "kintsmesh-merge"
 DLQ_TOPIC = gldm.dlq_topic("merge")
+STAGES = ("both", "resolve", "merge")
 
 
 def changes_topic(entity: str) -> str:
     return f"gldm.{entity}.changes"
 
 
+def resolved_topic(entity: str) -> str:
+    return f"gldm.{entity}.resolved"
+
+
 class MergeMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.candidates = Counter("kintsmesh_merge_candidates_total", "Candidates read by the merge worker",
+        self.candidates = Counter("kintsmesh_merge_candidates_total", "Candidates read by the resolve stage",
                                   ["entity", "outcome"], registry=registry)
         self.links = Counter("kintsmesh_merge_links_total", "Identity links made, by method",
                              ["entity", "method"], registry=registry)
@@ -64,8 +85,9 @@ class MergeMetrics:
                                  registry=registry)
         self.rejected = Counter("kintsmesh_merge_rejected_total", "Candidates sent to dlq.merge", ["reason"],
                                 registry=registry)
-        self.batch_seconds = Histogram("kintsmesh_merge_batch_seconds", "One merge transaction",
-                                       registry=registry, buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+        self.batch_seconds = Histogram("kintsmesh_merge_batch_seconds", "One resolve or merge transaction",
+                                       ["stage"], registry=registry,
+                                       buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
         self.sync_lag = Histogram("kintsmesh_sync_lag_golden_seconds",
                                   "Department commit to golden record committed in the resource library",
                                   ["department", "table"], registry=registry, buckets=LAG_BUCKETS)
@@ -75,60 +97,51 @@ class MergeMetrics:
         self.review_open = Gauge("kintsmesh_review_queue_open", "Identity decisions waiting for review",
                                  registry=registry)
         self.outbox = Gauge("kintsmesh_merge_outbox_pending", "Golden changes not yet published", registry=registry)
+        self.settle_queue = Gauge("kintsmesh_merge_settle_queue_pending",
+                                  "Golden records resolved and not yet merged (settle_queue)", registry=registry)
 
 
-class MergeWorker:
-    def __init__(self, settings: Settings, metrics: MergeMetrics, batch_size: int = 2000,
-                 max_wait_s: float = 0.05) -> None:
-        self.settings = settings
-        self.metrics = metrics
-        self.batch_size = batch_size
-        self.max_wait_s = max_wait_s
+class _Stage:
+    """A consumer whose work and offsets go to the resource library in one transaction."""
+
+    group = ""
+
+    def __init__(self, settings: Settings, metrics: MergeMetrics, batch_size: int, max_wait_s: float) -> None:
+        self.settings, self.metrics = settings, metrics
+        self.batch_size, self.max_wait_s = batch_size, max_wait_s
         self.running = True
         self.registry = SchemaRegistry(settings)
-        self.change_schema: SchemaVersion | None = None
-        self.rejected_schema: SchemaVersion | None = None
-        self.relay: OutboxRelay | None = None
+        self.relay: Relay | None = None
         self.conn = psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB), options=MERGE_SESSION)
         self.merger = Merger(self.conn)
         self.consumer = Consumer({
-            "bootstrap.servers": settings.kafka_bootstrap, "group.id": GROUP, "enable.auto.commit": False,
+            "bootstrap.servers": settings.kafka_bootstrap, "group.id": self.group, "enable.auto.commit": False,
             "auto.offset.reset": "earliest", "log_level": 3,
         })
         self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True,
                                   "acks": "all", "linger.ms": 5, "log_level": 3})
+        self.rejected_schema: SchemaVersion | None = None
 
-    # ------------------------------------------------------------------ setup
+    def topics(self) -> list[str]:
+        raise NotImplementedError
 
-    def prepare(self) -> None:
-        ensure_topics(self.settings, [changes_topic(e) for e in TABLES], self.settings.kafka_partitions)
-        ensure_topics(self.settings, [gldm.candidates_topic(e) for e in TABLES], self.settings.kafka_partitions)
-        ensure_topics(self.settings, [DLQ_TOPIC], 1)
-        self.change_schema = self.registry.register("gldm.changes-value", gldm.schema("gov.gldm.GoldenChange"))
-        self.rejected_schema = self.registry.register("dlq-value", gldm.schema(gldm.REJECTED_RECORD))
-        # the age of each department's newest merged change must be known from the start, also for a
-        # department whose connector stopped before this worker (re)started
-        for department, newest in self.conn.execute(
-                "SELECT department, extract(epoch FROM max(committed_at))::float8 FROM contribution"
-                " WHERE position[1] = 0 GROUP BY department"):
-            if newest is not None:
-                self.metrics.newest_commit.labels(department).set(newest)
-        self.conn.commit()
+    def relay_for(self) -> Relay:
+        raise NotImplementedError
 
-    # ------------------------------------------------------------------ loop
+    def process(self, messages: list[Message]) -> int:
+        """Do one batch; returns how many rows it left for its relay."""
+        raise NotImplementedError
 
     def run(self) -> None:
-        self.prepare()
-        assert self.change_schema is not None
-        self.relay = relay = OutboxRelay(self.settings, self.change_schema)
+        self.relay = relay = self.relay_for()
         relay.start()
-        self.consumer.subscribe(candidate_topics(), on_assign=seek_to_stored(self.conn, GROUP))
+        self.consumer.subscribe(self.topics(), on_assign=seek_to_stored(self.conn, self.group))
         last_gauges = 0.0
         while self.running:
             messages = self.consumer.consume(self.batch_size, timeout=self.max_wait_s)
             batch = [m for m in messages if not broker_error(m, log)]
-            if batch and self.process(batch).outbox:
-                relay.wake.set()   # this worker's changes at once; T+1 loads' and review decisions' within a second
+            if batch and self.process(batch):
+                relay.wake.set()   # this stage's rows at once; T+1 loads' and review decisions' within a second
             if time.monotonic() - last_gauges > 5:
                 self._gauges()
                 last_gauges = time.monotonic()
@@ -137,65 +150,100 @@ class MergeWorker:
         self.producer.flush(10)
         self.conn.close()
 
-    def process(self, messages: list[Message]) -> BatchReport:
+    def _commit_offsets(self, offsets: dict[tuple[str, int], int]) -> None:
+        self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=True)
+
+    def _gauges(self) -> None:
+        pass
+
+    def _reject(self, message: Message, reason: str, detail: str) -> None:
+        if self.rejected_schema is None:
+            ensure_topics(self.settings, [DLQ_TOPIC], 1)
+            self.rejected_schema = self.registry.register("dlq-value", gldm.schema(gldm.REJECTED_RECORD))
+        self.metrics.rejected.labels(reason).inc()
+        record = rejected_message("merge", message, reason, detail)
+        self.producer.produce(DLQ_TOPIC, key=message.key(), value=encode(self.rejected_schema, record))
+        self.producer.flush(30)
+
+    def stop(self, *_: Any) -> None:
+        self.running = False
+
+    def abandon(self) -> None:
+        """Let go of everything after the library went away; what was not committed is done again."""
+        if self.relay is not None:
+            self.relay.stop()
+        close_quietly(self.consumer.close, lambda: self.producer.flush(5), self.conn.close)
+
+
+class ResolveWorker(_Stage):
+    """``gldm.*.candidates`` -> identity decisions (contributions, review queue) -> ``settle_queue``."""
+
+    group = RESOLVE_GROUP
+
+    def __init__(self, settings: Settings, metrics: MergeMetrics, batch_size: int = 2000,
+                 max_wait_s: float = 0.05) -> None:
+        super().__init__(settings, metrics, batch_size, max_wait_s)
+        self.resolved_schema: SchemaVersion | None = None
+
+    def topics(self) -> list[str]:
+        return candidate_topics()
+
+    def relay_for(self) -> Relay:
+        ensure_topics(self.settings, candidate_topics(), self.settings.kafka_partitions)
+        ensure_topics(self.settings, resolved_topics(), self.settings.kafka_partitions)
+        self.resolved_schema = self.registry.register("gldm.resolved-value", gldm.schema("gov.gldm.Resolved"))
+        return Relay("settle-relay", self.settings, self.resolved_schema, publish_queued)
+
+    def process(self, messages: list[Message]) -> int:
         started = time.perf_counter()
         items: list[Incoming] = []
         sources: list[Message] = []
-        offsets: dict[tuple[str, int], int] = {}
+        offsets = batch_offsets(messages)
         for message in messages:
-            topic, partition, offset = message.topic() or "", message.partition() or 0, message.offset() or 0
-            offsets[(topic, partition)] = offset + 1
             try:
-                items.append(Incoming.of(topic.split(".")[1], self._decode(message.value())))
+                items.append(Incoming.of((message.topic() or "").split(".")[1], self._decode(message.value())))
                 sources.append(message)
             except (UndecodableMessage, UnknownSchema) as exc:
                 self._reject(message, "undecodable_candidate", str(exc))
         try:
-            report = self._merge(items, offsets)
+            report, queued = self._resolve(items, offsets)
         except psycopg.Error as exc:
-            if library_lost(self.conn):   # not the batch's fault: it is merged again once the library is back
+            if library_lost(self.conn):   # not the batch's fault: it is resolved again once the library is back
                 raise LibraryUnavailable() from exc
             self.conn.rollback()
-            log.warning("batch of %d failed (%s); merging one by one to isolate it", len(items), exc)
-            report = BatchReport()
+            log.warning("batch of %d failed (%s); resolving one by one to isolate it", len(items), exc)
+            report, queued = BatchReport(), 0
             for item, message in zip(items, sources):
                 try:
-                    one = self._merge([item], {})
+                    one, n = self._resolve([item], {})
                     report.add(one)
-                except psycopg.Error as one:
+                    queued += n
+                except psycopg.Error as failed:
                     if library_lost(self.conn):
-                        raise LibraryUnavailable() from one
+                        raise LibraryUnavailable() from failed
                     self.conn.rollback()
-                    self._reject(message, "merge_failed", str(one).splitlines()[0])
-            self._merge([], offsets)
+                    self._reject(message, "merge_failed", str(failed).splitlines()[0])
+            self._resolve([], offsets)
         self._observe(report, items, time.perf_counter() - started)
-        self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=True)
-        return report
+        self._commit_offsets(offsets)
+        return queued
 
-    def _merge(self, items: list[Incoming], offsets: dict[tuple[str, int], int]) -> BatchReport:
+    def _resolve(self, items: list[Incoming], offsets: dict[tuple[str, int], int]) -> tuple[BatchReport, int]:
         with self.conn.transaction():
-            lock_library(self.conn)
-            report = self.merger.merge_bulk(items)
-            store_offsets(self.conn, GROUP, offsets)
-        return report
+            lock_resolve(self.conn)
+            report, settlement = self.merger.resolve(items)
+            queued = self.merger.queue(settlement)
+            store_offsets(self.conn, self.group, offsets)
+        return report, queued
 
     def _decode(self, value: bytes | None) -> dict[str, Any]:
         if value is None:
             raise UndecodableMessage("a tombstone on a candidates topic")
         return decode(value, self.registry)
 
-    def _reject(self, message: Message, reason: str, detail: str) -> None:
-        assert self.rejected_schema is not None
-        self.metrics.rejected.labels(reason).inc()
-        record = rejected_message("merge", message, reason, detail)
-        self.producer.produce(DLQ_TOPIC, key=message.key(), value=encode(self.rejected_schema, record))
-        self.producer.flush(30)
-
-    # ------------------------------------------------------------------ metrics
-
     def _observe(self, report: BatchReport, items: list[Incoming], seconds: float) -> None:
         m = self.metrics
-        m.batch_seconds.observe(seconds)
+        m.batch_seconds.labels("resolve").observe(seconds)
         by_entity: dict[str, int] = defaultdict(int)
         for item in items:
             by_entity[item.entity] += 1
@@ -205,45 +253,120 @@ class MergeWorker:
         m.candidates.labels("all", "review").inc(report.to_review)
         for method, n in report.links.items():
             m.links.labels("all", method).inc(n)
+
+    def _gauges(self) -> None:
+        review, queued = self.conn.execute(
+            "SELECT (SELECT count(*) FROM review_queue WHERE status = 'open'), (SELECT count(*) FROM settle_queue)"
+        ).fetchone() or (0, 0)
+        self.conn.commit()
+        self.metrics.review_open.set(review)
+        self.metrics.settle_queue.set(queued)
+
+
+class MergeWorker(_Stage):
+    """``gldm.*.resolved`` (keyed by canonical id) -> golden records, history, provenance -> ``outbox``."""
+
+    group = GROUP
+
+    def __init__(self, settings: Settings, metrics: MergeMetrics, batch_size: int = 5000,
+                 max_wait_s: float = 0.05) -> None:
+        super().__init__(settings, metrics, batch_size, max_wait_s)
+
+    def topics(self) -> list[str]:
+        return resolved_topics()
+
+    def relay_for(self) -> Relay:
+        ensure_topics(self.settings, resolved_topics(), self.settings.kafka_partitions)
+        ensure_topics(self.settings, [changes_topic(e) for e in TABLES], self.settings.kafka_partitions)
+        schema = self.registry.register("gldm.changes-value", gldm.schema("gov.gldm.GoldenChange"))
+        # the age of each department's newest merged change must be known from the start, also for a
+        # department whose connector stopped before this worker (re)started
+        for department, newest in self.conn.execute(
+                "SELECT department, extract(epoch FROM max(committed_at))::float8 FROM contribution"
+                " WHERE position[1] = 0 GROUP BY department"):
+            if newest is not None:
+                self.metrics.newest_commit.labels(department).set(newest)
+        self.conn.commit()
+        return Relay("outbox-relay", self.settings, schema, publish_outbox)
+
+    def process(self, messages: list[Message]) -> int:
+        """A message names its queue row; one whose row is gone was merged already (a redelivery). A batch
+        that fails is merged again one record at a time; a record that fails alone goes to ``dlq.merge``
+        with the reason and leaves the queue (a later change of it merges it again)."""
+        started = time.perf_counter()
+        named: list[tuple[int, Message]] = []
+        for message in messages:
+            try:
+                named.append((int(decode(message.value() or b"", self.registry)["seq"]), message))
+            except (UndecodableMessage, UnknownSchema, KeyError) as exc:
+                self._reject(message, "undecodable_resolved", str(exc))
+        offsets = batch_offsets(messages)
+        try:
+            report, settlement = self._settle([seq for seq, _ in named], offsets)
+        except psycopg.Error as exc:
+            if library_lost(self.conn):
+                raise LibraryUnavailable() from exc
+            self.conn.rollback()
+            log.warning("merging %d records failed (%s); merging one by one to isolate it", len(named), exc)
+            report, settlement = BatchReport(), Settlement()
+            for seq, message in named:
+                try:
+                    one, alone = self._settle([seq], {})
+                    report.add(one)
+                    for key, causes in alone.causes.items():
+                        settlement.causes.setdefault(key, {}).update(causes)
+                except psycopg.Error as failed:
+                    if library_lost(self.conn):
+                        raise LibraryUnavailable() from failed
+                    self.conn.rollback()
+                    self._reject(message, "merge_failed", str(failed).splitlines()[0])
+                    with self.conn.transaction():
+                        self.conn.execute("DELETE FROM settle_queue WHERE seq = %s", (seq,))
+            self._settle([], offsets)
+        self._observe(report, settlement, time.perf_counter() - started)
+        self._commit_offsets(offsets)
+        return sum(report.outbox.values())
+
+    def _settle(self, seqs: list[int], offsets: dict[tuple[str, int], int]) -> tuple[BatchReport, Settlement]:
+        with self.conn.transaction():
+            lock_settle(self.conn)
+            report, settlement = self.merger.settle_queued(seqs)
+            store_offsets(self.conn, self.group, offsets)
+        return report, settlement
+
+    def _observe(self, report: BatchReport, settlement: Settlement, seconds: float) -> None:
+        m = self.metrics
+        m.batch_seconds.labels("merge").observe(seconds)
         for entity, n in report.outbox.items():
             m.golden_updates.labels(entity).inc(n)
         m.conflicts.inc(report.conflicts)
         now = time.time()
         newest: dict[str, float] = {}
-        for item in items:
-            prov = item.provenance
-            committed = prov.get("committed_at")
-            if committed and prov.get("batch_id") is None:
-                m.sync_lag.labels(prov["department"], prov["table"]).observe(max(0.0, now - committed / 1000))
-                newest[prov["department"]] = max(newest.get(prov["department"], 0.0), committed / 1000)
+        for causes in settlement.causes.values():
+            for prov in causes.values():
+                committed = prov.get("committed_at")
+                if committed and prov.get("batch_id") is None:
+                    m.sync_lag.labels(prov["department"], prov["table"]).observe(max(0.0, now - committed / 1000))
+                    newest[prov["department"]] = max(newest.get(prov["department"], 0.0), committed / 1000)
         for department, ts in newest.items():
             m.newest_commit.labels(department).set(ts)
 
     def _gauges(self) -> None:
-        review = self.conn.execute("SELECT count(*) FROM review_queue WHERE status = 'open'").fetchone()
         outbox = self.conn.execute("SELECT count(*) FROM outbox").fetchone()
         self.conn.commit()
-        self.metrics.review_open.set(review[0] if review else 0)
         self.metrics.outbox.set(outbox[0] if outbox else 0)
 
-    def stop(self, *_: Any) -> None:
-        self.running = False
 
-    def abandon(self) -> None:
-        """Let go of everything after the library went away; what was not committed is merged again."""
-        if self.relay is not None:
-            self.relay.stop()
-        close_quietly(self.consumer.close, lambda: self.producer.flush(5), self.conn.close)
+class Relay(threading.Thread):
+    """Publishes rows a stage wrote in its transactions — resolved records, golden changes, and those T+1
+    loads and review decisions wrote — on its own connection and producer, so that no stage waits for
+    Kafka's acknowledgements; woken after a batch that wrote some, else once a second."""
 
-
-class OutboxRelay(threading.Thread):
-    """Publishes the outbox — this worker's golden changes and what T+1 loads and review decisions
-    queued — on its own connection and producer, so that merging never waits for Kafka's
-    acknowledgements; woken after a batch that queued changes, else once a second."""
-
-    def __init__(self, settings: Settings, schema: SchemaVersion, limit: int = 5000) -> None:
-        super().__init__(name="outbox-relay", daemon=True)
-        self.schema, self.limit = schema, limit
+    def __init__(self, name: str, settings: Settings, schema: SchemaVersion,
+                 publish: Callable[[psycopg.Connection[Any], Producer, SchemaVersion, int], int],
+                 limit: int = 5000) -> None:
+        super().__init__(name=name, daemon=True)
+        self.schema, self.publish_rows, self.limit = schema, publish, limit
         self.dsn = settings.dsn(RESOURCE_LIBRARY_DB)
         self.conn = psycopg.connect(self.dsn)
         self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True,
@@ -257,8 +380,8 @@ class OutboxRelay(threading.Thread):
             try:
                 while self.running and self.publish() == self.limit:
                     pass   # a full page: more is waiting
-            except Exception:   # noqa: BLE001 - the relay must outlive a bad moment; the outbox gauge shows it stuck
-                log.exception("outbox relay: publishing failed; retrying in 1 s")
+            except Exception:   # noqa: BLE001 - the relay must outlive a bad moment; its gauge shows it stuck
+                log.exception("%s: publishing failed; retrying in 1 s", self.name)
                 time.sleep(1)
                 try:
                     if library_lost(self.conn):
@@ -266,7 +389,7 @@ class OutboxRelay(threading.Thread):
                     else:
                         self.conn.rollback()
                 except psycopg.OperationalError as exc:
-                    log.warning("outbox relay: the resource library is unavailable (%s)", exc)
+                    log.warning("%s: the resource library is unavailable (%s)", self.name, exc)
             self.wake.wait(1.0)
         self.producer.flush(10)
         self.conn.close()
@@ -277,41 +400,116 @@ class OutboxRelay(threading.Thread):
         self.join(30)
 
     def publish(self) -> int:
-        """Publish the oldest pending golden changes, then delete them. The outbox's ids grow in commit
-        order because merges are serialized (``lock_library``), so deleting up to the last id published
-        never deletes a change committed after the read."""
-        rows = self.conn.execute("SELECT outbox_id, topic, key, value FROM outbox ORDER BY outbox_id LIMIT %s",
-                                 (self.limit,)).fetchall()
-        self.conn.commit()
-        if not rows:
-            return 0
-        for _, topic, key, value in rows:
-            self.producer.produce(topic, key=key.encode(), value=encode(self.schema, value))
-        if self.producer.flush(30) != 0:
-            log.warning("outbox: %d changes not acknowledged yet; they stay in the outbox", len(self.producer))
-            return 0
-        with self.conn.transaction():
-            self.conn.execute("DELETE FROM outbox WHERE outbox_id <= %s", (rows[-1][0],))
-        return len(rows)
+        return self.publish_rows(self.conn, self.producer, self.schema, self.limit)
 
 
-def run_merge_worker(settings: Settings, log_level: str = "warning") -> None:
-    serve_worker("merge", settings.merge_metrics_port, settings, log_level, MergeMetrics,
-                 lambda metrics: MergeWorker(settings, metrics))
+def _flushed(producer: Producer, what: str, n: int) -> bool:
+    if producer.flush(30) != 0:
+        log.warning("%s: %d of %d not acknowledged yet; they stay to be published again", what, len(producer), n)
+        return False
+    return True
+
+
+def publish_outbox(conn: psycopg.Connection[Any], producer: Producer, schema: SchemaVersion, limit: int) -> int:
+    """Publish the oldest pending golden changes, then delete them. The outbox's ids grow in commit order
+    because its writers are serialized (``lock_settle``), so deleting up to the last id published never
+    deletes a change committed after the read."""
+    rows = conn.execute("SELECT outbox_id, topic, key, value FROM outbox ORDER BY outbox_id LIMIT %s",
+                        (limit,)).fetchall()
+    conn.commit()
+    if not rows:
+        return 0
+    for _, topic, key, value in rows:
+        producer.produce(topic, key=key.encode(), value=encode(schema, value))
+    if not _flushed(producer, "outbox", len(rows)):
+        return 0
+    with conn.transaction():
+        conn.execute("DELETE FROM outbox WHERE outbox_id <= %s", (rows[-1][0],))
+    return len(rows)
+
+
+def publish_queued(conn: psycopg.Connection[Any], producer: Producer, schema: SchemaVersion, limit: int) -> int:
+    """Publish the resolved records not yet published on ``gldm.<entity>.resolved`` keyed by canonical id
+    (the repartition), then mark them; the merge stage deletes them once merged. Queue rows are written
+    under ``lock_resolve``, so their seq grows in commit order, as the outbox's ids do."""
+    rows = conn.execute("SELECT seq, entity, canonical_id, queued_at FROM settle_queue WHERE NOT published"
+                        " ORDER BY seq LIMIT %s", (limit,)).fetchall()
+    conn.commit()
+    if not rows:
+        return 0
+    for seq, entity, cid, queued_at in rows:
+        producer.produce(resolved_topic(entity), key=cid.encode(), value=encode(schema, {
+            "entity": entity, "canonical_id": cid, "seq": seq, "resolved_at": int(queued_at.timestamp() * 1000)}))
+    if not _flushed(producer, "settle queue", len(rows)):
+        return 0
+    with conn.transaction():
+        conn.execute("UPDATE settle_queue SET published = true WHERE seq <= %s AND NOT published", (rows[-1][0],))
+    return len(rows)
+
+
+class Pipeline:
+    """Both stages in one process: merge in a thread, resolve in the caller's; either failing stops both."""
+
+    def __init__(self, resolve: ResolveWorker, merge: MergeWorker) -> None:
+        self.resolve, self.merge = resolve, merge
+        self.failed: BaseException | None = None
+
+    def run(self) -> None:
+        def merge() -> None:
+            try:
+                self.merge.run()
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                self.failed = exc
+                self.resolve.stop()
+
+        thread = threading.Thread(target=merge, name="merge-stage", daemon=True)
+        thread.start()
+        try:
+            self.resolve.run()
+        finally:
+            self.merge.stop()
+            thread.join()
+        if self.failed is not None:
+            raise self.failed
+
+    def stop(self, *_: Any) -> None:
+        self.resolve.stop()
+        self.merge.stop()
+
+    def abandon(self) -> None:
+        self.resolve.abandon()
+        self.merge.abandon()
+
+
+def run_merge_worker(settings: Settings, log_level: str = "warning", stage: str = "both") -> None:
+    def build(metrics: MergeMetrics) -> Any:
+        if stage == "resolve":
+            return ResolveWorker(settings, metrics)
+        if stage == "merge":
+            return MergeWorker(settings, metrics)
+        return Pipeline(ResolveWorker(settings, metrics), MergeWorker(settings, metrics))
+
+    serve_worker("merge", settings.merge_metrics_port, settings, log_level, MergeMetrics, build)
 
 
 def candidate_topics() -> list[str]:
     return [gldm.candidates_topic(e) for e in TABLES]
 
 
+def resolved_topics() -> list[str]:
+    return [resolved_topic(e) for e in TABLES]
+
+
 def merge_lag(settings: Settings) -> int:
-    """Candidates on the topics not yet merged, and golden changes merged but not yet published on
+    """Candidates on the topics not yet resolved, records resolved and not yet merged (``settle_queue``:
+    a row lives until the merge stage merged it) and golden changes merged but not yet published on
     ``gldm.<entity>.changes`` (the outbox): 0 means every change the candidates made is on its topic."""
-    return library_lag(settings, GROUP, candidate_topics(), "SELECT count(*) FROM outbox")
+    return library_lag(settings, RESOLVE_GROUP, candidate_topics(),
+                       "SELECT (SELECT count(*) FROM settle_queue) + (SELECT count(*) FROM outbox)")
 
 
 def wait_for_merge(settings: Settings, timeout_s: float, report: Any = lambda behind: None) -> int:
-    """Block until the merge worker has merged everything on the candidate topics; returns what is left."""
+    """Block until everything on the candidate topics is merged and published; returns what is left."""
     from kintsmesh.watch import wait_for_zero
 
     return wait_for_zero(lambda: merge_lag(settings), timeout_s, report)

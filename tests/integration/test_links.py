@@ -20,7 +20,7 @@ from stdnum.cn import ric as ric_std
 from kintsmesh.bench.resolve import incoming, scratch_library
 from kintsmesh.simulate.city import build_city
 from kintsmesh.simulate.departments import DepartmentViews, initial_rows
-from sinks.library import Incoming, Merger, lock_library
+from sinks.library import Incoming, Merger, lock_library, lock_resolve, lock_settle
 from sinks.review import decide, explain
 from streams.events.rules import HOLD, change_from_message, evaluate_change, rules
 
@@ -183,3 +183,42 @@ def test_a_nameless_twin_certificate_never_joins_its_sibling(settings):
                 ([child.source.primary_key, nameless.source.primary_key],)).fetchall())
             assert ids[child.source.primary_key] and ids[nameless.source.primary_key]
             assert ids[child.source.primary_key] != ids[nameless.source.primary_key], ids
+
+
+def test_resolve_matches_persons_queued_for_the_merge_stage_and_not_merged_yet(settings):
+    """The repartition by canonical id: the resolve stage queues what it touched (``settle_queue``) and the
+    merge stage makes the golden records later. Until it does, the golden table does not show those
+    persons, so resolve matches against their contributions: a birth certificate whose newborn the police
+    registered a moment before must join that newborn, not make a second person."""
+    today = date(2026, 11, 27)
+    city = build_city(4545, 400, today)
+    rows = [r for r in initial_rows(city, DepartmentViews(city, random.Random(4546), 0.0))
+            if (r.database, r.table) == ("health", "cszm")]
+    items, _ = incoming(rows, int(time.time() * 1000))
+    children = [i for i in items if i.entity == "person" and i.record.get("name") and i.record.get("birth_date")][:12]
+    assert len(children) == 12
+    police = [_person(child.record, f"newborn-{n}", _truth_ric(city, child), parents=True)
+              for n, child in enumerate(children)]
+    dsn = scratch_library(settings, "kintsmesh_test_unsettled")
+    with psycopg.connect(dsn) as conn:
+        merger = Merger(conn)
+
+        def resolve(batch: list[Incoming]) -> None:   # what the resolve stage does, and no more
+            with conn.transaction():
+                lock_resolve(conn)
+                merger.queue(merger.resolve(batch)[1])
+
+        resolve(police)
+        assert conn.execute("SELECT count(*) FROM person").fetchone()[0] == 0   # nothing merged yet
+        resolve(children)
+        linked = dict(conn.execute("SELECT primary_key, canonical_id FROM contribution WHERE department = 'health'"
+                                   " AND role = 'child'").fetchall())
+        seqs = [seq for (seq,) in conn.execute("SELECT seq FROM settle_queue ORDER BY seq")]
+        with conn.transaction():   # what the merge stage does with the queue
+            lock_settle(conn)
+            report, _ = merger.settle_queued(seqs)
+        persons = dict(conn.execute("SELECT person_id, name FROM person").fetchall())
+        left = conn.execute("SELECT count(*) FROM settle_queue").fetchone()[0]
+    assert linked == {c.source.primary_key: _truth_ric(city, c) for c in children}, linked
+    assert set(persons) == {_truth_ric(city, c) for c in children} and left == 0
+    assert report.new_golden == len(children)

@@ -77,26 +77,30 @@ def replay_into(settings, dsn: str) -> int:
     return merged
 
 
-def published_changes(settings, entity: str, canonical_id: str) -> set[tuple[str, int]]:
-    """(canonical id, version) of every GoldenChange of ``canonical_id`` on gldm.<entity>.changes."""
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"changes-{time.time()}",
+def keyed_messages(settings, topic: str, key: str) -> list[tuple[int, dict]]:
+    """(partition, decoded value) of every message keyed ``key`` on ``topic``, in partition order."""
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"keyed-{time.time()}",
                          "enable.auto.commit": False, "log_level": 0})
-    topic = f"gldm.{entity}.changes"
     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
     consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
     registry = SchemaRegistry(settings)
-    found, done = set(), {p: 0 for p in partitions}
+    found, done = [], {p: 0 for p in partitions}
     while any(done[p] < ends[p] for p in partitions):
         for m in consumer.consume(5000, timeout=2.0):
             if m.error():
                 continue
             done[m.partition()] = m.offset() + 1
-            if m.key() == canonical_id.encode():
-                change = decode(m.value(), registry)
-                found.add((change["canonical_id"], change["version"]))
+            if m.key() == key.encode():
+                found.append((m.partition(), decode(m.value(), registry)))
     consumer.close()
     return found
+
+
+def published_changes(settings, entity: str, canonical_id: str) -> set[tuple[str, int]]:
+    """(canonical id, version) of every GoldenChange of ``canonical_id`` on gldm.<entity>.changes."""
+    return {(change["canonical_id"], change["version"])
+            for _, change in keyed_messages(settings, f"gldm.{entity}.changes", canonical_id)}
 
 
 def snapshot(dsn: str) -> dict[str, set]:
@@ -235,6 +239,11 @@ def test_golden_records_match_the_truth_and_a_sigkilled_merge_worker_loses_and_d
         time.sleep(1)
     assert pending == 0, f"{pending} golden changes still in the outbox"
     assert (latest[0], latest[1]) in published_changes(settings, "person", latest[0])
+    # the repartition: every time resolve touched that person, the merge stage was told on one partition of
+    # gldm.person.resolved, keyed by its canonical id (a version needs at least one)
+    resolved = keyed_messages(settings, "gldm.person.resolved", latest[0])
+    assert len(resolved) >= 1 and len({partition for partition, _ in resolved}) == 1, resolved
+    assert all(r["canonical_id"] == latest[0] and r["entity"] == "person" for _, r in resolved), resolved
     with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
         gaps = conn.execute(
             "SELECT count(*) FROM (SELECT entity, canonical_id, max(version) = count(*) AS ok FROM golden_history"

@@ -1,0 +1,19 @@
+-- Repartition by canonical id. The resolve stage decides identity (contributions, links, review
+-- queue) and queues every golden record it touched here, in its transaction; a relay publishes each
+-- row on gldm.<entity>.resolved keyed by canonical id (published = true), and the merge stage that
+-- owns the partition recomputes the record from its contributions and deletes the row in its own
+-- transaction. A row therefore lives until its record is merged: resolve matches new mentions
+-- against the persons still queued here, which the golden table does not show yet.
+CREATE TABLE settle_queue (
+    seq          bigserial PRIMARY KEY,          -- queue order (resolve transactions are serialized)
+    entity       text NOT NULL,
+    canonical_id text NOT NULL,
+    causes       jsonb NOT NULL,                 -- [[department, table, primary key, role, provenance], ...] in order
+    fallback     jsonb,                          -- the cause when none of its own (a late match, a review re-scored)
+    person_rows  jsonb NOT NULL DEFAULT '[]',    -- a person's source rows [department, table, primary key] linked
+    absorbed_by  text,                           -- a person made from a mention without an ID, matched late into this one
+    published    boolean NOT NULL DEFAULT false,
+    queued_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX settle_queue_unpublished ON settle_queue (seq) WHERE NOT published;
+CREATE INDEX settle_queue_record ON settle_queue (entity, canonical_id);
