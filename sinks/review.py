@@ -52,11 +52,15 @@ def decide(conn: psycopg.Connection[Any], review_id: int, accept: bool, to: str 
 
 def sync_lags_ms(conn: psycopg.Connection[Any], since: datetime) -> list[tuple[float, float]]:
     """(department commit as epoch seconds, commit -> golden record visible in ms) for every live source
-    row merged since ``since``; visible is the merge transaction's commit (track_commit_timestamp)."""
+    row merged since ``since`` that caused a golden version; visible is the commit of the merge stage's
+    transaction that wrote the version (track_commit_timestamp), the first after the row was resolved."""
     return [(float(at), float(ms)) for at, ms in conn.execute(
-        "SELECT extract(epoch FROM committed_at), extract(epoch FROM pg_xact_commit_timestamp(xmin) - committed_at) * 1000"
-        " FROM contribution WHERE committed_at >= %s AND position[1] = 0 AND pg_xact_commit_timestamp(xmin) IS NOT NULL",
-        (since,))]
+        "SELECT extract(epoch FROM c.committed_at), extract(epoch FROM v.visible - c.committed_at) * 1000"
+        " FROM contribution c CROSS JOIN LATERAL (SELECT min(pg_xact_commit_timestamp(h.xmin)) AS visible"
+        "  FROM golden_history h WHERE h.entity = c.entity AND h.canonical_id = c.canonical_id"
+        "  AND h.recorded_at >= c.merged_at AND h.cause->>'department' = c.department"
+        "  AND h.cause->>'table' = c.source_table AND h.cause->>'primary_key' = c.primary_key) v"
+        " WHERE c.committed_at >= %s AND c.position[1] = 0 AND v.visible IS NOT NULL", (since,))]
 
 
 def explain(conn: psycopg.Connection[Any], canonical_id: str) -> dict[str, Any]:
