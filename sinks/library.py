@@ -468,15 +468,22 @@ class Merger:
                     ("entity", "canonical_id", "causes", "fallback", "person_rows", "absorbed_by"), rows)
         return len(rows)
 
-    def settle_queued(self, seqs: list[int]) -> tuple[BatchReport, Settlement]:
-        """The merge stage: settle the ``settle_queue`` rows ``seqs`` (those still there: a redelivered one
-        was settled and deleted) and delete them, in the caller's transaction."""
+    def settle_queued(self, named: list[tuple[int, str, str]]) -> tuple[BatchReport, Settlement]:
+        """The merge stage: settle the records named (queue seq, entity, canonical id) and delete their
+        ``settle_queue`` rows, in the caller's transaction. A record whose row is gone (merged already: a
+        redelivery, a replay from ``dlq.merge``) is recomputed all the same, which changes nothing unless
+        something was left undone."""
         settlement = Settlement()
         rows = self.conn.execute(
             "DELETE FROM settle_queue WHERE seq = ANY(%s::bigint[])"
-            " RETURNING seq, entity, canonical_id, causes, fallback, person_rows, absorbed_by", (seqs,)).fetchall()
+            " RETURNING seq, entity, canonical_id, causes, fallback, person_rows, absorbed_by",
+            ([seq for seq, _, _ in named],)).fetchall()
         for _, entity, cid, causes, fallback, person_rows, absorbed_by in sorted(rows, key=lambda r: r[0]):
             settlement.add_queued(entity, cid, causes, fallback, person_rows, absorbed_by)
+        found = {r[0] for r in rows}
+        for seq, entity, cid in named:
+            if seq not in found:
+                settlement.touch_without_change(entity, cid, {})
         report = BatchReport()
         self.settle(settlement, report)
         return report, settlement

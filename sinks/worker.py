@@ -290,28 +290,29 @@ class MergeWorker(_Stage):
         return Relay("outbox-relay", self.settings, schema, publish_outbox)
 
     def process(self, messages: list[Message]) -> int:
-        """A message names its queue row; one whose row is gone was merged already (a redelivery). A batch
-        that fails is merged again one record at a time; a record that fails alone goes to ``dlq.merge``
-        with the reason and leaves the queue (a later change of it merges it again)."""
+        """A message names a record and its queue row (see ``Merger.settle_queued``). A batch that fails
+        is merged again one record at a time; a record that fails alone goes to ``dlq.merge`` with the
+        reason and leaves the queue (``kintsmesh dlq replay merge`` after a fix merges it again)."""
         started = time.perf_counter()
-        named: list[tuple[int, Message]] = []
+        named: list[tuple[tuple[int, str, str], Message]] = []
         for message in messages:
             try:
-                named.append((int(decode(message.value() or b"", self.registry)["seq"]), message))
+                value = decode(message.value() or b"", self.registry)
+                named.append(((int(value["seq"]), value["entity"], value["canonical_id"]), message))
             except (UndecodableMessage, UnknownSchema, KeyError) as exc:
                 self._reject(message, "undecodable_resolved", str(exc))
         offsets = batch_offsets(messages)
         try:
-            report, settlement = self._settle([seq for seq, _ in named], offsets)
+            report, settlement = self._settle([record for record, _ in named], offsets)
         except psycopg.Error as exc:
             if library_lost(self.conn):
                 raise LibraryUnavailable() from exc
             self.conn.rollback()
             log.warning("merging %d records failed (%s); merging one by one to isolate it", len(named), exc)
             report, settlement = BatchReport(), Settlement()
-            for seq, message in named:
+            for record, message in named:
                 try:
-                    one, alone = self._settle([seq], {})
+                    one, alone = self._settle([record], {})
                     report.add(one)
                     for key, causes in alone.causes.items():
                         settlement.causes.setdefault(key, {}).update(causes)
@@ -321,16 +322,17 @@ class MergeWorker(_Stage):
                     self.conn.rollback()
                     self._reject(message, "merge_failed", str(failed).splitlines()[0])
                     with self.conn.transaction():
-                        self.conn.execute("DELETE FROM settle_queue WHERE seq = %s", (seq,))
+                        self.conn.execute("DELETE FROM settle_queue WHERE seq = %s", (record[0],))
             self._settle([], offsets)
         self._observe(report, settlement, time.perf_counter() - started)
         self._commit_offsets(offsets)
         return sum(report.outbox.values())
 
-    def _settle(self, seqs: list[int], offsets: dict[tuple[str, int], int]) -> tuple[BatchReport, Settlement]:
+    def _settle(self, named: list[tuple[int, str, str]],
+                offsets: dict[tuple[str, int], int]) -> tuple[BatchReport, Settlement]:
         with self.conn.transaction():
             lock_settle(self.conn)
-            report, settlement = self.merger.settle_queued(seqs)
+            report, settlement = self.merger.settle_queued(named)
             store_offsets(self.conn, self.group, offsets)
         return report, settlement
 
@@ -429,11 +431,12 @@ def publish_outbox(conn: psycopg.Connection[Any], producer: Producer, schema: Sc
 
 
 def publish_queued(conn: psycopg.Connection[Any], producer: Producer, schema: SchemaVersion, limit: int) -> int:
-    """Publish the resolved records not yet published on ``gldm.<entity>.resolved`` keyed by canonical id
-    (the repartition), then mark them; the merge stage deletes them once merged. Queue rows are written
-    under ``lock_resolve``, so their seq grows in commit order, as the outbox's ids do."""
-    rows = conn.execute("SELECT seq, entity, canonical_id, queued_at FROM settle_queue WHERE NOT published"
-                        " ORDER BY seq LIMIT %s", (limit,)).fetchall()
+    """Publish the resolved records after the relay's mark on ``gldm.<entity>.resolved`` keyed by canonical
+    id (the repartition), then move the mark; the merge stage deletes the rows once merged. Queue rows are
+    written under ``lock_resolve``, so their seq grows in commit order, as the outbox's ids do."""
+    rows = conn.execute("SELECT seq, entity, canonical_id, queued_at FROM settle_queue"
+                        " WHERE seq > (SELECT published_seq FROM settle_relay) ORDER BY seq LIMIT %s",
+                        (limit,)).fetchall()
     conn.commit()
     if not rows:
         return 0
@@ -443,7 +446,7 @@ def publish_queued(conn: psycopg.Connection[Any], producer: Producer, schema: Sc
     if not _flushed(producer, "settle queue", len(rows)):
         return 0
     with conn.transaction():
-        conn.execute("UPDATE settle_queue SET published = true WHERE seq <= %s AND NOT published", (rows[-1][0],))
+        conn.execute("UPDATE settle_relay SET published_seq = greatest(published_seq, %s)", (rows[-1][0],))
     return len(rows)
 
 

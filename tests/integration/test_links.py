@@ -213,10 +213,10 @@ def test_resolve_matches_persons_queued_for_the_merge_stage_and_not_merged_yet(s
         resolve(children)
         linked = dict(conn.execute("SELECT primary_key, canonical_id FROM contribution WHERE department = 'health'"
                                    " AND role = 'child'").fetchall())
-        seqs = [seq for (seq,) in conn.execute("SELECT seq FROM settle_queue ORDER BY seq")]
+        queued = conn.execute("SELECT seq, entity, canonical_id FROM settle_queue ORDER BY seq").fetchall()
         with conn.transaction():   # what the merge stage does with the queue
             lock_settle(conn)
-            report, _ = merger.settle_queued(seqs)
+            report, _ = merger.settle_queued(queued)
         persons = dict(conn.execute("SELECT person_id, name FROM person").fetchall())
         left = conn.execute("SELECT count(*) FROM settle_queue").fetchone()[0]
     assert linked == {c.source.primary_key: _truth_ric(city, c) for c in children}, linked
