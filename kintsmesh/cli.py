@@ -179,10 +179,10 @@ def cmd_registry(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_streams(args: argparse.Namespace, settings: Settings) -> int:
     log_level = {"crit": "critical", "warn": "warning"}.get(args.loglevel, args.loglevel)
-    if args.action == "merge":
+    if args.action in ("resolve", "merge"):
         from sinks.worker import run_merge_worker
 
-        run_merge_worker(settings, log_level=log_level, stage=args.stage)
+        run_merge_worker(settings, args.action, log_level=log_level)
         return 0
     if args.action == "events":
         from sinks.events import run_event_worker
@@ -421,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("stack", help="start / stop / inspect the local stack")
     p.add_argument("action", choices=["up", "down", "status", "logs", "reset"])
-    p.add_argument("components", nargs="*", help="postgres kafka connect normalize merge monitor prometheus (default: all)")
+    p.add_argument("components", nargs="*", help="postgres kafka registry connect normalize resolve merge events api monitor prometheus (default: all)")
     p.add_argument("-n", "--lines", type=int, default=40, help="logs: lines per component")
     p.set_defaults(handler=cmd_stack)
 
@@ -475,11 +475,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_registry)
 
     p = sub.add_parser("streams", help="stream processing workers (Faust)")
-    p.add_argument("action", choices=["worker", "merge", "events"],
-                   help="worker: normalize (Faust); merge: the resource library writer; events: life events")
-    p.add_argument("--stage", default="both", choices=["both", "resolve", "merge"],
-                   help="merge only: run both stages (default), or one: more merge processes share the"
-                        " gldm.*.resolved partitions (give each its own KINTSMESH_MERGE_METRICS_PORT)")
+    p.add_argument("action", choices=["worker", "resolve", "merge", "events"],
+                   help="worker: normalize (Faust); resolve: identity decisions, repartitioned by canonical id;"
+                        " merge: golden records (more merge processes share gldm.*.resolved, each with its own"
+                        " KINTSMESH_MERGE_METRICS_PORT); events: life events")
     p.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info", "debug"])
     p.add_argument("--datadir", default="", help="Faust's data folder (default .stack/normalize)")
     # used by `kintsmesh bench normalize` to run a worker on its own topics

@@ -12,8 +12,8 @@ Two stages, each a Kafka consumer writing to the resource library:
   deletes the queue rows and writes the golden changes to the ``outbox``, published on
   ``gldm.<entity>.changes`` after commit.
 
-The process runs both stages (two threads); ``--stage resolve`` or ``--stage merge`` runs one, so that
-more merge processes can share the ``gldm.*.resolved`` partitions.
+Each stage is a process of its own (``kintsmesh streams resolve``, ``kintsmesh streams merge``); more
+merge processes share the ``gldm.*.resolved`` partitions.
 
 Crash safety (SIGKILL at any point loses and duplicates nothing):
 
@@ -62,7 +62,6 @@ log = logging.getLogger("kintsmesh.merge")
 RESOLVE_GROUP = "kintsmesh-resolve"
 GROUP = "kintsmesh-merge"
 DLQ_TOPIC = gldm.dlq_topic("merge")
-STAGES = ("both", "resolve", "merge")
 
 
 def changes_topic(entity: str) -> str:
@@ -73,32 +72,40 @@ def resolved_topic(entity: str) -> str:
     return f"gldm.{entity}.resolved"
 
 
-class MergeMetrics:
+def _stage_metrics(stage: str, registry: CollectorRegistry) -> tuple[Counter, Histogram]:
+    return (Counter(f"kintsmesh_{stage}_rejected_total", f"Messages the {stage} stage sent to dlq.merge", ["reason"],
+                    registry=registry),
+            Histogram("kintsmesh_merge_batch_seconds", "One resolve or merge transaction", ["stage"],
+                      registry=registry, buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)))
+
+
+class ResolveMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.rejected, self.batch_seconds = _stage_metrics("resolve", registry)
         self.candidates = Counter("kintsmesh_merge_candidates_total", "Candidates read by the resolve stage",
                                   ["entity", "outcome"], registry=registry)
         self.links = Counter("kintsmesh_merge_links_total", "Identity links made, by method",
                              ["entity", "method"], registry=registry)
+        self.review_open = Gauge("kintsmesh_review_queue_open", "Identity decisions waiting for review",
+                                 registry=registry)
+        self.settle_queue = Gauge("kintsmesh_merge_settle_queue_pending",
+                                  "Golden records resolved and not yet merged (settle_queue)", registry=registry)
+
+
+class MergeMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.rejected, self.batch_seconds = _stage_metrics("merge", registry)
         self.golden_updates = Counter("kintsmesh_merge_golden_updates_total", "Golden record versions written",
                                       ["entity"], registry=registry)
         self.conflicts = Counter("kintsmesh_merge_conflicts_total", "Source values that lost survivorship",
                                  registry=registry)
-        self.rejected = Counter("kintsmesh_merge_rejected_total", "Candidates sent to dlq.merge", ["reason"],
-                                registry=registry)
-        self.batch_seconds = Histogram("kintsmesh_merge_batch_seconds", "One resolve or merge transaction",
-                                       ["stage"], registry=registry,
-                                       buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
         self.sync_lag = Histogram("kintsmesh_sync_lag_golden_seconds",
                                   "Department commit to golden record committed in the resource library",
                                   ["department", "table"], registry=registry, buckets=LAG_BUCKETS)
         self.newest_commit = Gauge("kintsmesh_merge_newest_source_commit_timestamp_seconds",
                                    "Commit time of the newest source change merged, per department",
                                    ["department"], registry=registry)
-        self.review_open = Gauge("kintsmesh_review_queue_open", "Identity decisions waiting for review",
-                                 registry=registry)
         self.outbox = Gauge("kintsmesh_merge_outbox_pending", "Golden changes not yet published", registry=registry)
-        self.settle_queue = Gauge("kintsmesh_merge_settle_queue_pending",
-                                  "Golden records resolved and not yet merged (settle_queue)", registry=registry)
 
 
 class _Stage:
@@ -106,9 +113,11 @@ class _Stage:
 
     group = ""
 
-    def __init__(self, settings: Settings, metrics: MergeMetrics, batch_size: int, max_wait_s: float) -> None:
-        self.settings, self.metrics = settings, metrics
+    def __init__(self, settings: Settings, metrics: ResolveMetrics | MergeMetrics, batch_size: int,
+                 max_wait_s: float) -> None:
+        self.settings = settings
         self.batch_size, self.max_wait_s = batch_size, max_wait_s
+        self.rejected = metrics.rejected
         self.running = True
         self.registry = SchemaRegistry(settings)
         self.relay: Relay | None = None
@@ -160,7 +169,7 @@ class _Stage:
         if self.rejected_schema is None:
             ensure_topics(self.settings, [DLQ_TOPIC], 1)
             self.rejected_schema = self.registry.register("dlq-value", gldm.schema(gldm.REJECTED_RECORD))
-        self.metrics.rejected.labels(reason).inc()
+        self.rejected.labels(reason).inc()
         record = rejected_message("merge", message, reason, detail)
         self.producer.produce(DLQ_TOPIC, key=message.key(), value=encode(self.rejected_schema, record))
         self.producer.flush(30)
@@ -180,9 +189,10 @@ class ResolveWorker(_Stage):
 
     group = RESOLVE_GROUP
 
-    def __init__(self, settings: Settings, metrics: MergeMetrics, batch_size: int = 2000,
+    def __init__(self, settings: Settings, metrics: ResolveMetrics, batch_size: int = 2000,
                  max_wait_s: float = 0.05) -> None:
         super().__init__(settings, metrics, batch_size, max_wait_s)
+        self.metrics = metrics
         self.resolved_schema: SchemaVersion | None = None
 
     def topics(self) -> list[str]:
@@ -271,6 +281,7 @@ class MergeWorker(_Stage):
     def __init__(self, settings: Settings, metrics: MergeMetrics, batch_size: int = 5000,
                  max_wait_s: float = 0.05) -> None:
         super().__init__(settings, metrics, batch_size, max_wait_s)
+        self.metrics = metrics
 
     def topics(self) -> list[str]:
         return resolved_topics()
@@ -450,49 +461,15 @@ def publish_queued(conn: psycopg.Connection[Any], producer: Producer, schema: Sc
     return len(rows)
 
 
-class Pipeline:
-    """Both stages in one process: merge in a thread, resolve in the caller's; either failing stops both."""
-
-    def __init__(self, resolve: ResolveWorker, merge: MergeWorker) -> None:
-        self.resolve, self.merge = resolve, merge
-        self.failed: BaseException | None = None
-
-    def run(self) -> None:
-        def merge() -> None:
-            try:
-                self.merge.run()
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-                self.failed = exc
-                self.resolve.stop()
-
-        thread = threading.Thread(target=merge, name="merge-stage", daemon=True)
-        thread.start()
-        try:
-            self.resolve.run()
-        finally:
-            self.merge.stop()
-            thread.join()
-        if self.failed is not None:
-            raise self.failed
-
-    def stop(self, *_: Any) -> None:
-        self.resolve.stop()
-        self.merge.stop()
-
-    def abandon(self) -> None:
-        self.resolve.abandon()
-        self.merge.abandon()
-
-
-def run_merge_worker(settings: Settings, log_level: str = "warning", stage: str = "both") -> None:
-    def build(metrics: MergeMetrics) -> Any:
-        if stage == "resolve":
-            return ResolveWorker(settings, metrics)
-        if stage == "merge":
-            return MergeWorker(settings, metrics)
-        return Pipeline(ResolveWorker(settings, metrics), MergeWorker(settings, metrics))
-
-    serve_worker("merge", settings.merge_metrics_port, settings, log_level, MergeMetrics, build)
+def run_merge_worker(settings: Settings, stage: str, log_level: str = "warning") -> None:
+    """``kintsmesh streams resolve`` / ``kintsmesh streams merge``: one stage per process (two threads in
+    one process made each wait for the other's hold on the interpreter at every database round trip)."""
+    if stage == "resolve":
+        serve_worker("resolve", settings.resolve_metrics_port, settings, log_level, ResolveMetrics,
+                     lambda metrics: ResolveWorker(settings, metrics))
+    else:
+        serve_worker("merge", settings.merge_metrics_port, settings, log_level, MergeMetrics,
+                     lambda metrics: MergeWorker(settings, metrics))
 
 
 def candidate_topics() -> list[str]:

@@ -26,7 +26,7 @@ from kintsmesh.settings import Settings
 from kintsmesh.simulate.runner import redo_unfinished, run_simulation
 from kintsmesh.watch import RawTopicWatcher, percentile
 
-DOWNSTREAM = ["normalize", "merge"]
+DOWNSTREAM = ["normalize", "resolve", "merge"]
 
 
 

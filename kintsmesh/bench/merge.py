@@ -65,7 +65,7 @@ def _lag_run(settings: Settings, sim: Settings, rate: float,
 
 
 def _top_rate(settings: Settings, sim: Settings, rate: float, duration_s: float) -> dict[str, Any]:
-    stack.down(settings, ["merge"])
+    stack.down(settings, ["resolve", "merge"])
     try:
         run_simulation(sim, seed=SEED, initial=None, rate=rate, duration_s=duration_s, dirty_rate=0.03, truth_path=None)
         if wait_for_group(settings, "kintsmesh-normalize", raw_topics(settings), 900) > 0:
@@ -74,7 +74,7 @@ def _top_rate(settings: Settings, sim: Settings, rate: float, duration_s: float)
         with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
             before = conn.execute("SELECT count(*) FROM golden_history").fetchone()
     finally:
-        stack.up(settings, ["merge"])
+        stack.up(settings, ["resolve", "merge"])
     started = time.monotonic()
     cpu = CpuWindow(settings)
     cpu.start()

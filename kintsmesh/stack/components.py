@@ -420,6 +420,7 @@ class Prometheus(Component):
         rendered = Template(self.template.read_text()).substitute(
             prometheus_target=f"127.0.0.1:{self.settings.prometheus_port}",
             normalize_target=f"127.0.0.1:{self.settings.normalize_metrics_port}",
+            resolve_target=f"127.0.0.1:{self.settings.resolve_metrics_port}",
             merge_target=f"127.0.0.1:{self.settings.merge_metrics_port}",
             monitor_target=f"127.0.0.1:{self.settings.monitor_metrics_port}",
             events_target=f"127.0.0.1:{self.settings.events_metrics_port}",
@@ -480,8 +481,16 @@ class Normalize(StreamWorker):
     subcommand = ("streams", "worker")
 
 
+class Resolve(StreamWorker):
+    """The resolve stage (gldm.*.candidates -> identity decisions -> gldm.*.resolved, keyed by canonical id)."""
+
+    name = "resolve"
+    port_env = "KINTSMESH_RESOLVE_METRICS_PORT"
+    subcommand = ("streams", "resolve")
+
+
 class Merge(StreamWorker):
-    """The merge worker (gldm.*.candidates -> resource library -> gldm.*.changes)."""
+    """The merge stage (gldm.*.resolved -> golden records in the resource library -> gldm.*.changes)."""
 
     name = "merge"
     port_env = "KINTSMESH_MERGE_METRICS_PORT"
@@ -524,8 +533,8 @@ class Monitor(StreamWorker):
 
 def components(settings: Settings) -> list[Component]:
     """In start order; stopped in reverse."""
-    return [Postgres(settings), Kafka(settings), Registry(settings), Connect(settings), Normalize(settings), Merge(settings),
-            Events(settings), Api(settings), Monitor(settings), Prometheus(settings)]
+    return [Postgres(settings), Kafka(settings), Registry(settings), Connect(settings), Normalize(settings), Resolve(settings),
+            Merge(settings),             Events(settings), Api(settings), Monitor(settings), Prometheus(settings)]
 
 
 def stale_pid(component: Component) -> int | None:

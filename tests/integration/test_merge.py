@@ -40,8 +40,11 @@ def read_truth(path: Path) -> dict[tuple[str, str, str], dict[str, str]]:
     return truth
 
 
-def merge_pid(settings) -> int | None:
-    return next(c for c in stack.components(settings) if c.name == "merge").pid()
+STAGES = ("resolve", "merge")
+
+
+def stage_pids(settings) -> list[int]:
+    return [pid for c in stack.components(settings) if c.name in STAGES and (pid := c.pid()) is not None]
 
 
 def wait_until_merged(settings) -> None:
@@ -139,14 +142,15 @@ def test_golden_records_match_the_truth_and_a_sigkilled_merge_worker_loses_and_d
         seed=seed, initial=None, rate=120, duration_s=14, dirty_rate=0.05, truth_path=str(truth_file)))
     live.start()
     time.sleep(6)
-    pid = merge_pid(settings)
-    assert pid is not None, "the merge worker is not running"
-    os.kill(pid, signal.SIGKILL)  # mid-run: between, or inside, merge transactions
+    pids = stage_pids(settings)
+    assert len(pids) == 2, "the resolve and merge stages are not running"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)  # mid-run: between, or inside, resolve and merge transactions
     deadline = time.monotonic() + 10
-    while merge_pid(settings) is not None and time.monotonic() < deadline:
+    while stage_pids(settings) and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(2)
-    stack.up(settings, ["merge"])
+    stack.up(settings, list(STAGES))
     live.join()
     wait_until_merged(settings)
 

@@ -40,7 +40,7 @@ def scraped_names(url: str) -> set[str]:
 def test_every_rule_and_dashboard_expression_reads_a_metric_the_stack_exports(settings):
     targets = requests.get(f"{settings.prometheus_endpoint}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
     jobs = {t["labels"]["job"]: t for t in targets}
-    assert {"kintsmesh-normalize", "kintsmesh-merge", "kintsmesh-monitor", "kafka-connect"} <= set(jobs)
+    assert {"kintsmesh-normalize", "kintsmesh-resolve", "kintsmesh-merge", "kintsmesh-monitor", "kafka-connect"} <= set(jobs)
     deadline = time.monotonic() + 60
     while any(t["health"] != "up" for t in jobs.values()) and time.monotonic() < deadline:
         time.sleep(2)

@@ -22,7 +22,7 @@ from streams.dlq import summary
 
 pytestmark = pytest.mark.integration
 
-PROCESSES = ("registry", "connect", "normalize", "merge", "events", "api", "monitor")
+PROCESSES = ("registry", "connect", "normalize", "resolve", "merge", "events", "api", "monitor")
 
 
 def pids(settings) -> dict[str, int | None]:

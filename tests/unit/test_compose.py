@@ -96,7 +96,7 @@ def test_prometheus_loads_the_alert_rules_and_grafana_the_dashboard():
 
 def test_python_services_install_the_project_editable_so_its_schemas_and_migrations_resolve():
     python = {name: s for name, s in SERVICES.items() if str(s.get("image", "")).startswith("python:")}
-    assert {"registry", "normalize", "merge", "events", "api", "monitor"} <= set(python)
+    assert {"registry", "normalize", "resolve", "merge", "events", "api", "monitor"} <= set(python)
     for name, service in python.items():
         assert "pip install -q -e /app" in " ".join(service["command"]), name
 
@@ -104,6 +104,6 @@ def test_python_services_install_the_project_editable_so_its_schemas_and_migrati
 def test_workers_reach_the_compose_registry_not_localhost():
     registry = f"http://registry:{Settings().registry_port}"
     assert host_ports("registry") == {Settings().registry_port}
-    for name in ("normalize", "merge", "events"):   # the services that register schemas or decode messages
+    for name in ("normalize", "resolve", "merge", "events"):   # the services that register schemas or decode messages
         assert SERVICES[name]["environment"]["KINTSMESH_REGISTRY_URL"] == registry, name
         assert "registry" in SERVICES[name]["depends_on"], name
