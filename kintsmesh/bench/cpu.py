@@ -19,7 +19,8 @@ from kintsmesh.settings import Settings
 from kintsmesh.stack.process import cmdline, owned_pid, proc_stat
 
 TICKS = os.sysconf("SC_CLK_TCK")
-STACK_PROCESSES = ("kafka", "connect", "registry", "normalize", "merge", "events", "api", "monitor", "prometheus")
+STACK_PROCESSES = ("kafka", "connect", "registry", "normalize", "resolve", "merge", "events", "api", "monitor",
+                   "prometheus")
 
 
 def postgres_group(command: str) -> str:
