@@ -1,25 +1,29 @@
-"""The resource library writer: resolve and merge a batch of GLDM candidates in one transaction.
+"""The resource library writer: resolve a batch of GLDM candidates, then merge the golden records it touched.
 
-Used by the merge worker (Kafka, real time) and by ``kintsmesh batch load`` (T+1),
-so both paths run exactly the same code. For a batch:
+Used by the resolve and merge stages (Kafka, real time; ``sinks.worker``) and by ``kintsmesh batch
+load`` (T+1), so both paths run exactly the same code. For a batch:
 
 1. each candidate's source row (department, table, key, role) is looked up in
    ``contribution``; a position the same as or older than the merged one is a
    no-op (replays and redeliveries change nothing);
 2. the candidate is resolved to a canonical id: deterministic on a valid RIC /
    USCC / house code / certificate number, else the sticky earlier link, else a
-   fuzzy match (``streams.resolve.matching``) over the mention's blocks; an
-   ambiguous one waits in ``review_queue``;
-3. every golden record touched is recomputed from all its contributions by
+   fuzzy match (``streams.resolve.matching``) over the mention's blocks (golden
+   persons, and persons resolved but not merged yet); an ambiguous one waits in
+   ``review_queue``. ``resolve`` stops here and returns a ``Settlement``: the
+   records touched, which the resolve stage queues in ``settle_queue`` for the
+   merge stage that owns their canonical ids;
+3. ``settle``: every golden record touched is recomputed from all its contributions by
    survivorship (``streams.merge.survivorship``); a changed one gets a new
    version in ``golden_history``, its ``field_provenance`` and a change in the
    ``outbox`` (published on ``gldm.<entity>.changes`` after commit);
 4. references to people (certificate holders, relationship ends, insured
    persons) are linked to person ids, in both directions of arrival.
 
-``merge_bulk`` leaves the same library, faster: a candidate that opens a new
-golden record of a coded entity (its id its own code) is written set-based in
-SQL; the others go through the steps above. T+1 loads and the worker use it.
+``merge`` does both in one transaction (T+1 loads, review decisions). ``merge_bulk``
+leaves the same library, faster: a candidate that opens a new golden record of a
+coded entity (its id its own code) is written set-based in SQL; the others go through
+the steps above. T+1 loads use it.
 
 The caller owns the transaction; nothing here commits.
 """
