@@ -165,6 +165,13 @@ class _Stage:
     def _gauges(self) -> None:
         pass
 
+    def _failed(self, exc: Exception) -> None:
+        """After a batch, or one item of it, failed: a lost library is not the input's fault (the work is
+        done again once the library is back); anything else is rolled back and blamed on the input."""
+        if isinstance(exc, psycopg.Error) and library_lost(self.conn):
+            raise LibraryUnavailable() from exc
+        self.conn.rollback()
+
     def _reject(self, message: Message, reason: str, detail: str) -> None:
         if self.rejected_schema is None:
             ensure_topics(self.settings, [DLQ_TOPIC], 1)
@@ -217,22 +224,18 @@ class ResolveWorker(_Stage):
                 self._reject(message, "undecodable_candidate", str(exc))
         try:
             report, queued = self._resolve(items, offsets)
-        except psycopg.Error as exc:
-            if library_lost(self.conn):   # not the batch's fault: it is resolved again once the library is back
-                raise LibraryUnavailable() from exc
-            self.conn.rollback()
-            log.warning("batch of %d failed (%s); resolving one by one to isolate it", len(items), exc)
+        except Exception as exc:  # noqa: BLE001 - a bad candidate must neither stop nor loop the stage
+            self._failed(exc)
+            log.warning("batch of %d failed (%s); resolving one by one to isolate it", len(items), _reason(exc))
             report, queued = BatchReport(), 0
             for item, message in zip(items, sources):
                 try:
                     one, n = self._resolve([item], {})
                     report.add(one)
                     queued += n
-                except psycopg.Error as failed:
-                    if library_lost(self.conn):
-                        raise LibraryUnavailable() from failed
-                    self.conn.rollback()
-                    self._reject(message, "merge_failed", str(failed).splitlines()[0])
+                except Exception as failed:  # noqa: BLE001
+                    self._failed(failed)
+                    self._reject(message, "merge_failed", _reason(failed))
             self._resolve([], offsets)
         self._observe(report, items, time.perf_counter() - started)
         self._commit_offsets(offsets)
@@ -315,11 +318,9 @@ class MergeWorker(_Stage):
         offsets = batch_offsets(messages)
         try:
             report, settlement = self._settle([record for record, _ in named], offsets)
-        except psycopg.Error as exc:
-            if library_lost(self.conn):
-                raise LibraryUnavailable() from exc
-            self.conn.rollback()
-            log.warning("merging %d records failed (%s); merging one by one to isolate it", len(named), exc)
+        except Exception as exc:  # noqa: BLE001 - a record that cannot be merged must neither stop nor loop the stage
+            self._failed(exc)
+            log.warning("merging %d records failed (%s); merging one by one to isolate it", len(named), _reason(exc))
             report, settlement = BatchReport(), Settlement()
             for record, message in named:
                 try:
@@ -327,11 +328,9 @@ class MergeWorker(_Stage):
                     report.add(one)
                     for key, causes in alone.causes.items():
                         settlement.causes.setdefault(key, {}).update(causes)
-                except psycopg.Error as failed:
-                    if library_lost(self.conn):
-                        raise LibraryUnavailable() from failed
-                    self.conn.rollback()
-                    self._reject(message, "merge_failed", str(failed).splitlines()[0])
+                except Exception as failed:  # noqa: BLE001
+                    self._failed(failed)
+                    self._reject(message, "merge_failed", _reason(failed))
                     with self.conn.transaction():
                         self.conn.execute("DELETE FROM settle_queue WHERE seq = %s", (record[0],))
             self._settle([], offsets)
@@ -414,6 +413,10 @@ class Relay(threading.Thread):
 
     def publish(self) -> int:
         return self.publish_rows(self.conn, self.producer, self.schema, self.limit)
+
+
+def _reason(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _flushed(producer: Producer, what: str, n: int) -> bool:

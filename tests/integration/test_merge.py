@@ -29,6 +29,7 @@ from kintsmesh.watch import wait_for_pipeline
 from sinks.batch import extract, load_batch
 from sinks.library import BOOKKEEPING, PERSON_ID_COLUMNS, TABLES, Incoming, Merger, lock_library
 from sinks.worker import candidate_topics
+from streams.dlq import show
 
 pytestmark = pytest.mark.integration
 
@@ -330,3 +331,24 @@ def test_a_second_merge_process_takes_over_part_of_the_canonical_ids(settings, t
         found = {h for (h,) in conn.execute("SELECT house_id FROM house WHERE house_id = ANY(%s)", (list(houses),))}
         queued = conn.execute("SELECT count(*) FROM settle_queue").fetchone()[0]
     assert houses and found == houses and queued == 0
+
+
+def test_a_record_the_merge_stage_cannot_merge_goes_to_the_dlq_and_the_stage_goes_on(settings):
+    """Never a crash loop: a queued record whose merge fails (here a queue row no resolve stage would
+    write) is isolated from its batch, sent to dlq.merge with the reason, and leaves the queue; the merge
+    process is the same one afterwards and goes on merging."""
+    merge = next(c for c in stack.components(settings) if c.name == "merge")
+    pid, key = merge.pid(), f"P~broken-{time.time_ns()}"
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
+        conn.execute("INSERT INTO settle_queue (entity, canonical_id, causes) VALUES ('person', %s, %s)",
+                     (key, json.dumps([["police", "rk_jbxx"]])))   # a cause without its key, role and provenance
+    deadline, rejected = time.monotonic() + 60, []
+    while time.monotonic() < deadline and not rejected:
+        time.sleep(1)
+        rejected = [r for r in show(settings, "merge", "merge_failed", 10_000) if r["original_key"] == key]
+    assert rejected, "the broken record did not reach dlq.merge"
+    assert rejected[0]["source_topic"] == "gldm.person.resolved" and "unpack" in rejected[0]["detail"], rejected[0]
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
+        left = conn.execute("SELECT count(*) FROM settle_queue WHERE canonical_id = %s", (key,)).fetchone()[0]
+    assert left == 0 and merge.pid() == pid
+    wait_until_merged(settings)   # and the stage goes on: nothing left behind
