@@ -371,6 +371,13 @@ def _block_keys(name_key: str | None, birth: date | None, body: str | None) -> l
     return keys
 
 
+def _dated(mention: matching.Mention) -> matching.Mention:
+    """A mention without a birth date dated by its valid RIC."""
+    if mention.birth_date is None and mention.ric_valid:
+        return replace(mention, birth_date=matching.birth_from_ric(mention.ric))
+    return mention
+
+
 def _combine(known: matching.Mention, other: matching.Mention | None) -> matching.Mention:
     """What two descriptions of one person say together: the known one first, gaps filled from the other."""
     if other is None:
@@ -404,6 +411,8 @@ class Merger:
         self.conn = conn
         self.changes_topic = changes_topic
         self._merged, self._analyze_at = 0, 5_000   # ANALYZE after 5k, 10k, 20k ... candidates (autovacuum lags)
+        # queued persons as matching sees them: id -> (mention, block keys, RIC -> household)
+        self._unsettled: dict[str, tuple[matching.Mention, list[Any], dict[str, str]]] = {}
         self._start_batch()
         self._start_settle(Settlement())
 
@@ -462,6 +471,9 @@ class Merger:
             if ("person", person) not in settlement.causes:
                 settlement.touch_without_change("person", person, {})
             report.links["late_match"] += 1
+        for entity, cid in (*settlement.causes, *settlement.fallback):
+            if entity == "person":
+                self._unsettled.pop(cid, None)   # described again from its contributions if it stays queued
         self._grown(len(items))
         return report, settlement
 
@@ -668,19 +680,39 @@ class Merger:
     def _remember_unsettled(self) -> dict[str, str]:
         """Persons resolved earlier whose merge is still queued (``settle_queue``) are not in the golden table
         yet: matching sees them through their contributions, as it sees the batch's own. Returns their valid
-        RICs (RIC -> person id)."""
-        described: dict[str, matching.Mention] = {}
-        for cid, record in self.conn.execute(
-                "SELECT c.canonical_id, c.record FROM contribution c"
-                " WHERE c.entity = 'person' AND NOT c.retracted AND c.canonical_id IN"
-                " (SELECT canonical_id FROM settle_queue WHERE entity = 'person')"):
-            mention = _mention(record, flagged(record, "ric"), _own_household(record))
-            described[cid] = _combine(described[cid], mention) if cid in described else mention
-            if mention.ric_valid and mention.ric and record.get("household_no"):
-                self._batch_households[mention.ric] = record["household_no"]
-        for cid, mention in described.items():
-            self._remember(cid, mention)
-        return {m.ric: cid for cid, m in described.items() if m.ric_valid and m.ric}
+        RICs (RIC -> person id).
+
+        What their contributions say is kept between batches (``_unsettled``) while they stay queued, and
+        read again only for persons this merger has not described yet or has touched since (``resolve``
+        drops those): a batch then costs one look at the queue's person ids, not a read of every queued
+        person, which matters when the merge stage falls behind or stops."""
+        queued = {cid for (cid,) in self.conn.execute(
+            "SELECT DISTINCT canonical_id FROM settle_queue WHERE entity = 'person'")}
+        for cid in set(self._unsettled) - queued:
+            del self._unsettled[cid]
+        if missing := queued - set(self._unsettled):
+            described: dict[str, tuple[matching.Mention, dict[str, str]]] = {}
+            for cid, record in self.conn.execute(
+                    "SELECT canonical_id, record FROM contribution WHERE entity = 'person' AND NOT retracted"
+                    " AND canonical_id = ANY(%s::text[])", (text_array(missing),)):
+                mention = _mention(record, flagged(record, "ric"), _own_household(record))
+                known, households = described.get(cid, (None, {}))
+                if mention.ric_valid and mention.ric and record.get("household_no"):
+                    households = {**households, mention.ric: record["household_no"]}
+                described[cid] = (_combine(known, mention) if known else mention, households)
+            for cid, (mention, households) in described.items():
+                mention = _dated(mention)
+                keys = _block_keys(matching.name_key(mention.name), mention.birth_date, matching.ric_body(mention.ric))
+                self._unsettled[cid] = (mention, keys, households)
+        rics: dict[str, str] = {}
+        for cid, (mention, keys, households) in self._unsettled.items():
+            self._batch_persons[cid] = mention
+            for k in keys:
+                self._batch_blocks[k].add(cid)
+            self._batch_households.update(households)
+            if mention.ric_valid and mention.ric:
+                rics[mention.ric] = cid
+        return rics
 
     def _persons_by_ric(self, rics: set[Any]) -> dict[str, str]:
         wanted = [r for r in rics if r]
@@ -938,8 +970,7 @@ class Merger:
             (text_array(rics),)))
 
     def _remember(self, cid: str, mention: matching.Mention) -> None:
-        if mention.birth_date is None and mention.ric_valid:
-            mention = replace(mention, birth_date=matching.birth_from_ric(mention.ric))
+        mention = _dated(mention)
         combined = _combine(self._batch_persons[cid], mention) if cid in self._batch_persons else mention
         self._batch_persons[cid] = combined
         for k in _block_keys(matching.name_key(combined.name), combined.birth_date, matching.ric_body(combined.ric)):
