@@ -112,11 +112,11 @@ class _Stage:
     """A consumer whose work and offsets go to the resource library in one transaction."""
 
     group = ""
+    batch_size = 0       # messages per batch at most
+    max_wait_s = 0.05    # how long a batch waits to fill
 
-    def __init__(self, settings: Settings, metrics: ResolveMetrics | MergeMetrics, batch_size: int,
-                 max_wait_s: float) -> None:
-        self.settings = settings
-        self.batch_size, self.max_wait_s = batch_size, max_wait_s
+    def __init__(self, settings: Settings, metrics: Any) -> None:
+        self.settings, self.metrics = settings, metrics
         self.rejected = metrics.rejected
         self.running = True
         self.registry = SchemaRegistry(settings)
@@ -195,12 +195,8 @@ class ResolveWorker(_Stage):
     """``gldm.*.candidates`` -> identity decisions (contributions, review queue) -> ``settle_queue``."""
 
     group = RESOLVE_GROUP
-
-    def __init__(self, settings: Settings, metrics: ResolveMetrics, batch_size: int = 2000,
-                 max_wait_s: float = 0.05) -> None:
-        super().__init__(settings, metrics, batch_size, max_wait_s)
-        self.metrics = metrics
-        self.resolved_schema: SchemaVersion | None = None
+    batch_size = 2000
+    metrics: ResolveMetrics
 
     def topics(self) -> list[str]:
         return candidate_topics()
@@ -208,8 +204,8 @@ class ResolveWorker(_Stage):
     def relay_for(self) -> Relay:
         ensure_topics(self.settings, candidate_topics(), self.settings.kafka_partitions)
         ensure_topics(self.settings, resolved_topics(), self.settings.kafka_partitions)
-        self.resolved_schema = self.registry.register("gldm.resolved-value", gldm.schema("gov.gldm.Resolved"))
-        return Relay("settle-relay", self.settings, self.resolved_schema, publish_queued)
+        schema = self.registry.register("gldm.resolved-value", gldm.schema("gov.gldm.Resolved"))
+        return Relay("settle-relay", self.settings, schema, publish_queued)
 
     def process(self, messages: list[Message]) -> int:
         started = time.perf_counter()
@@ -280,11 +276,8 @@ class MergeWorker(_Stage):
     """``gldm.*.resolved`` (keyed by canonical id) -> golden records, history, provenance -> ``outbox``."""
 
     group = GROUP
-
-    def __init__(self, settings: Settings, metrics: MergeMetrics, batch_size: int = 5000,
-                 max_wait_s: float = 0.05) -> None:
-        super().__init__(settings, metrics, batch_size, max_wait_s)
-        self.metrics = metrics
+    batch_size = 5000
+    metrics: MergeMetrics
 
     def topics(self) -> list[str]:
         return resolved_topics()
