@@ -12,7 +12,7 @@ from typing import Literal
 
 import requests
 
-from kintsmesh.errors import KintsmeshError, TransientError
+from kintsmesh.errors import KintsmeshError, TerminalError, TransientError
 
 ConnectorState = Literal["RUNNING", "FAILED", "PAUSED", "UNASSIGNED", "RESTARTING", "STOPPED", "MISSING"]
 
@@ -21,7 +21,7 @@ RETRIABLE_STATUS = frozenset({409, 500, 503})
 RETRIES = 8
 
 
-class ConnectError(KintsmeshError):
+class ConnectError(TerminalError):
     def __init__(self, method: str, path: str, status: int, message: str) -> None:
         super().__init__(f"Kafka Connect {method} {path} -> {status}: {message}")
         self.status = status

@@ -15,17 +15,13 @@ from pathlib import Path
 from string import Template
 
 from kintsmesh.settings import Settings
+from kintsmesh.topics import raw_topic
 
 CONNECTORS_DIR = Path(__file__).resolve().parent / "connectors"
 
 
 def connector_name(department: str) -> str:
     return f"kintsmesh-{department}"
-
-
-def raw_topic(department: str, table: str, schema: str = "public") -> str:
-    """The topic Debezium writes a table's changes to: ``raw.<dept>.<schema>.<table>``."""
-    return f"raw.{department}.{schema}.{table}"
 
 
 def available_departments() -> list[str]:
@@ -58,3 +54,9 @@ def tables(settings: Settings, department: str) -> list[str]:
 
 def connector_configs(settings: Settings, departments: Iterable[str]) -> dict[str, dict[str, str]]:
     return {connector_name(d): render(settings, d) for d in departments}
+
+
+def raw_topics(settings: Settings) -> list[str]:
+    """Every captured table's raw topic. (Faust's pattern subscription does not work:
+    faust-streaming issue #62, so the topics are listed from the connector configs.)"""
+    return [raw_topic(d, t) for d in available_departments() for t in tables(settings, d)]

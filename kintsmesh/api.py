@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, make_asgi_a
 from psycopg_pool import ConnectionPool
 
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
-from sinks.dossier import DossierError, audit_history, school_enrolment
+from sinks.library.dossier import DossierError, audit_history, school_enrolment
 
 
 def create_app(settings: Settings, database: str = RESOURCE_LIBRARY_DB) -> FastAPI:

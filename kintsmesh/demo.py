@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo
 from kintsmesh.settings import DEPARTMENTS, Settings
 from kintsmesh.simulate.events import LiveStats
 from kintsmesh.simulate.runner import run_simulation
-from kintsmesh.watch import (
-    RawTopicWatcher, percentile, wait_for_capture_to_settle, wait_for_group, wait_for_pipeline, wait_for_zero,
-)
+from kintsmesh import kafka
+from kintsmesh.watch import RawTopicWatcher, percentile, wait_for_capture_to_settle
+from monitoring.lag import wait_for_group, wait_for_pipeline, wait_for_zero
 
 
 def normalize_summary(settings: Settings) -> None:
@@ -23,9 +23,10 @@ def normalize_summary(settings: Settings) -> None:
     import requests
     from prometheus_client.parser import text_string_to_metric_families
 
-    from streams.app import raw_topics
+    from connect.connectors import raw_topics
+    from kintsmesh.topics import NORMALIZE_GROUP
 
-    behind = wait_for_group(settings, "kintsmesh-normalize", raw_topics(settings), timeout_s=600,
+    behind = wait_for_group(settings, NORMALIZE_GROUP, raw_topics(settings), timeout_s=600,
                             report=lambda n: print(f"  normalize worker catching up: {n:,} raw events to go", flush=True))
     text = requests.get(f"http://127.0.0.1:{settings.normalize_metrics_port}/metrics", timeout=5).text
     table: dict[str, dict[str, float]] = {d: {} for d in DEPARTMENTS}
@@ -66,8 +67,8 @@ def library_summary(settings: Settings, since: float) -> None:
     import psycopg
 
     from kintsmesh.settings import RESOURCE_LIBRARY_DB
-    from sinks.review import sync_lags_ms
-    from sinks.worker import wait_for_merge
+    from sinks.library.review import sync_lags_ms
+    from monitoring.lag import wait_for_merge
 
     behind = wait_for_merge(settings, timeout_s=600,
                             report=lambda n: print(f"  merge worker catching up: {n:,} candidates to go", flush=True))
@@ -145,7 +146,7 @@ def life_events_summary(settings: Settings, since: float) -> None:
     import psycopg
 
     from kintsmesh.settings import RESOURCE_LIBRARY_DB
-    from sinks.events import events_lag
+    from monitoring.lag import events_lag
 
     wait_for_zero(lambda: events_lag(settings), 300, lambda n: print(f"  life-event worker: {n:,} to go", flush=True))
     with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
@@ -168,7 +169,7 @@ def life_events_summary(settings: Settings, since: float) -> None:
 def calendar_backfill(settings: Settings, days: int = 60) -> None:
     """The daily pass back-filled over the last ``days`` days (``kintsmesh events daily --date --until``):
     a small city has few birthdays that cross an age on any single day."""
-    from sinks.events import run_daily
+    from streams.events.worker import run_daily
 
     today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
     first = today - timedelta(days=days)
@@ -186,7 +187,7 @@ def subscribers_summary(settings: Settings, subscriber: str = "education_bureau"
     """What each subscriber received on sub.<name>.life, and the education bureau's newest school-age
     event read back as a downstream system would: Confluent's stock consumer and AvroDeserializer."""
     import psycopg
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import TopicPartition
     from confluent_kafka.schema_registry import SchemaRegistryClient
     from confluent_kafka.schema_registry.avro import AvroDeserializer
     from confluent_kafka.serialization import MessageField, SerializationContext
@@ -208,8 +209,7 @@ def subscribers_summary(settings: Settings, subscriber: str = "education_bureau"
         print(f"  {name:<24} {delivered.get(name, 0):>7,} delivered   {', '.join(subscription.events)}")
     topic = subscriptions()[subscriber].topic
     deserialize = AvroDeserializer(SchemaRegistryClient({"url": settings.registry_endpoint}))
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "kintsmesh-demo-reader",
-                         "enable.auto.commit": False, "log_level": 0})
+    consumer = kafka.consumer(settings, "kintsmesh-demo-reader", enable_auto_commit=False)
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics[topic]
         ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in metadata.partitions}
@@ -240,7 +240,7 @@ def subscribers_summary(settings: Settings, subscriber: str = "education_bureau"
 
 def nightly_batch(settings: Settings) -> None:
     """T+1: social insurance also delivers yesterday's contributions as a nightly extract."""
-    from sinks import batch
+    from streams.batch import load as batch
 
     business_day = (datetime.now(ZoneInfo("Asia/Shanghai")) - timedelta(days=1)).date()
     path = settings.stack_dir / "batches" / f"hrss-{business_day}.csv"

@@ -11,7 +11,21 @@ class TransientError(KintsmeshError):
     """Worth retrying after a back-off: a broker or database that is not there yet."""
 
 
-class StackError(KintsmeshError):
+class TerminalError(KintsmeshError):
+    """Retrying the same thing fails the same way: fix the input, the configuration or the call."""
+
+
+class RejectedRecord(TerminalError):
+    """One input record that can never be processed as it is: it goes to its DLQ with the reason,
+    and the stage goes on with the next one."""
+
+
+# How long a process waits before trying again after a transient failure: 1 s, 2 s, 5 s, 10 s,
+# then every 30 s (the stack's supervisor and the workers' reconnect loop).
+RESTART_DELAYS_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+class StackError(TerminalError):
     """A stack component could not be set up, started or reached.
 
     ``component`` names it; the message is one line telling what and how to fix it.

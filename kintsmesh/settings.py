@@ -8,6 +8,7 @@ multi-node cluster by setting ``KINTSMESH_*`` variables, e.g.
 
 from __future__ import annotations
 
+from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Literal
 
@@ -27,6 +28,10 @@ DEPARTMENTS: tuple[str, ...] = (
 )
 Department = Literal["police", "civil_affairs", "health", "hrss", "housing", "market", "education"]
 RESOURCE_LIBRARY_DB = "resource_library"
+# The city's calendar: what day a change or a birthday falls on. Asia/Shanghai has no daylight saving
+# time, so a fixed offset is exact (and cheaper than a zoneinfo lookup per value).
+CITY_TZ_NAME = "Asia/Shanghai"
+CITY_TZ = timezone(timedelta(hours=8), CITY_TZ_NAME)
 
 
 class Settings(BaseSettings):

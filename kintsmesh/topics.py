@@ -1,38 +1,105 @@
-"""Creating the topics Kintsmesh owns, with their settings, before anything writes to them."""
+"""Every Kafka topic, consumer group and schema subject Kintsmesh names, in flow order.
+
+The one place a topic name is spelled: connectors, stages, monitoring, the simulator's
+benchmarks and the tests all build names through these functions. Creating topics is a
+client's job (``kintsmesh.kafka.ensure_topics``).
+"""
 
 from __future__ import annotations
 
-import time
-
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
-
-from kintsmesh.errors import TransientError
-from kintsmesh.settings import Settings
+# -- capture: Debezium writes each captured table's changes, and its heartbeats
+RAW_PREFIX = "raw"
 
 
-def ensure_topics(settings: Settings, names: list[str], partitions: int, config: dict[str, str] | None = None) -> None:
-    """Create the missing ones among ``names`` (existing topics are left as they are)."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 0})
-    existing = admin.list_topics(timeout=10).topics
-    missing = [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})
-               for name in names if name not in existing]
-    if not missing:
-        return
-    for name, future in admin.create_topics(missing).items():
-        try:
-            future.result(timeout=30)
-        except KafkaException as exc:
-            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
-                raise TransientError(f"cannot create topic {name}: {exc}") from exc
-    # "created" is the controller's word; wait until the broker's metadata lists every partition
-    deadline = time.monotonic() + 30
-    wanted = {t.topic for t in missing}
-    while wanted:
-        known = admin.list_topics(timeout=10).topics
-        wanted = {name for name in wanted if name not in known or known[name].error or not known[name].partitions
-                  or any(p.leader < 0 for p in known[name].partitions.values())}
-        if wanted and time.monotonic() > deadline:
-            raise TransientError(f"topics created but not visible in the metadata after 30 s: {sorted(wanted)}")
-        if wanted:
-            time.sleep(0.2)
+def raw_topic(department: str, table: str, schema: str = "public", prefix: str = RAW_PREFIX) -> str:
+    """``raw.<dept>.<schema>.<table>`` (the connector's ``topic.prefix`` is ``raw.<dept>``); a benchmark
+    feeds its own copy under another ``prefix``."""
+    return f"{prefix}.{department}.{schema}.{table}"
+
+
+def heartbeat_topic(department: str) -> str:
+    """Where Debezium writes the connector's heartbeats: ``__debezium-heartbeat.<topic.prefix>``."""
+    return f"__debezium-heartbeat.{RAW_PREFIX}.{department}"
+
+
+# -- the GLDM stages, one topic per entity at each hop
+GLDM_ENTITIES = ("person", "legal_entity", "house", "certificate", "relationship", "social_insurance")
+
+
+def candidates_topic(entity: str) -> str:
+    """normalize -> resolve, keyed by source row."""
+    return f"gldm.{entity}.candidates"
+
+
+def resolved_topic(entity: str) -> str:
+    """resolve -> merge, keyed by canonical id (the repartition)."""
+    return f"gldm.{entity}.resolved"
+
+
+def changes_topic(entity: str) -> str:
+    """merge -> life events: the golden-record changelog."""
+    return f"gldm.{entity}.changes"
+
+
+def candidate_topics() -> list[str]:
+    return [candidates_topic(e) for e in GLDM_ENTITIES]
+
+
+def resolved_topics() -> list[str]:
+    return [resolved_topic(e) for e in GLDM_ENTITIES]
+
+
+def changes_topics() -> list[str]:
+    return [changes_topic(e) for e in GLDM_ENTITIES]
+
+
+def events_topic(event_type: str) -> str:
+    """life events, one topic per type."""
+    return f"events.life.{event_type.lower()}"
+
+
+def subscriber_topic(subscriber: str) -> str:
+    """What one downstream system consumes: only its allowance."""
+    return f"sub.{subscriber}.life"
+
+
+# -- dead-letter queues: one per department (normalize), and one per later stage
+DLQ_STAGES = ("merge", "events")
+
+
+def dlq_topic(department_or_stage: str) -> str:
+    return f"dlq.{department_or_stage}"
+
+
+# -- internal topics of the stack's own services
+CONNECT_CONFIGS = "_kintsmesh_connect_configs"
+CONNECT_OFFSETS = "_kintsmesh_connect_offsets"
+CONNECT_STATUS = "_kintsmesh_connect_status"
+REGISTRY_TOPIC = "_kintsmesh_registry"
+
+# -- consumer groups
+NORMALIZE_GROUP = "kintsmesh-normalize"
+RESOLVE_GROUP = "kintsmesh-resolve"
+MERGE_GROUP = "kintsmesh-merge"
+EVENTS_GROUP = "kintsmesh-life-events"
+CONNECT_GROUP = "kintsmesh-connect"
+DLQ_REPLAY_GROUP = "kintsmesh-dlq-replay"
+# Groups under this prefix are not consumers: they mark how far a publisher's own topic was written
+# when it last recorded a publication (life events, subscriptions), for crash recovery.
+MARKS_PREFIX = "kintsmesh-marks-"
+LIFE_EVENTS_MARK = f"{MARKS_PREFIX}life-events"
+
+
+def subscription_mark(subscriber: str) -> str:
+    return f"{MARKS_PREFIX}sub-{subscriber}"
+
+
+# -- schema registry subjects (TopicNameStrategy where one topic has one record type)
+def value_subject(topic: str) -> str:
+    return f"{topic}-value"
+
+
+DLQ_SUBJECT = "dlq-value"                       # every dlq.* topic carries RejectedRecord
+RESOLVED_SUBJECT = "gldm.resolved-value"        # every gldm.*.resolved topic carries Resolved
+CHANGES_SUBJECT = "gldm.changes-value"          # every gldm.*.changes topic carries GoldenChange
+EVENTS_SUBJECT = "events.life-value"            # every events.life.* topic carries LifeEvent

@@ -3,7 +3,8 @@
 Raw topics are created with ``message.timestamp.type=LogAppendTime``, so a
 record's timestamp is when the broker appended it; Debezium's ``source.ts_ms``
 is the commit time in the department database. Their difference is capture lag.
-Used by the demo and by ``kintsmesh bench capture``.
+Used by the demo and by ``kintsmesh bench capture``. How far each stage is behind is
+``monitoring.lag``.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 
-import psycopg
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
+from kintsmesh import kafka
 from kintsmesh.settings import Settings
+from kintsmesh.topics import RAW_PREFIX
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -32,7 +34,7 @@ def raw_event_total(consumer: Consumer) -> int:
     """Events ever appended to the raw change topics (sum of their end offsets)."""
     total = 0
     for name, topic in consumer.list_topics(timeout=10).topics.items():
-        if name.startswith("raw."):
+        if name.startswith(f"{RAW_PREFIX}."):
             for partition in topic.partitions:
                 total += consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=10)[1]
     return total
@@ -41,7 +43,7 @@ def raw_event_total(consumer: Consumer) -> int:
 def wait_for_capture_to_settle(settings: Settings, quiet_s: float = 5.0, timeout_s: float = 600.0,
                                report: Callable[[int], object] = lambda total: None) -> int:
     """Block until no new raw change event has appeared for ``quiet_s`` (a backlog was captured)."""
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "kintsmesh-settle", "log_level": 0})
+    consumer = kafka.consumer(settings, "kintsmesh-settle")
     try:
         deadline = time.monotonic() + timeout_s
         last, last_change = raw_event_total(consumer), time.monotonic()
@@ -54,66 +56,6 @@ def wait_for_capture_to_settle(settings: Settings, quiet_s: float = 5.0, timeout
         return last
     finally:
         consumer.close()
-
-
-def group_lag(settings: Settings, group: str, topics: list[str]) -> int:
-    """Events on ``topics`` that consumer group ``group`` has not committed yet."""
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group,
-                         "enable.auto.commit": False, "log_level": 0})
-    try:
-        metadata = consumer.list_topics(timeout=10).topics
-        partitions = [TopicPartition(t, p) for t in topics if t in metadata for p in metadata[t].partitions]
-        behind = 0
-        for tp in consumer.committed(partitions, timeout=10):
-            end = consumer.get_watermark_offsets(tp, timeout=10)[1]
-            behind += max(0, end - max(tp.offset, 0))
-        return behind
-    finally:
-        consumer.close()
-
-
-def wait_for_group(settings: Settings, group: str, topics: list[str], timeout_s: float,
-                   report: Callable[[int], object] = lambda behind: None) -> int:
-    """Block until ``group`` has caught up with ``topics`` (or the timeout); returns the remaining lag."""
-    return wait_for_zero(lambda: group_lag(settings, group, topics), timeout_s, report, every_s=2.0)
-
-
-def wait_for_pipeline(settings: Settings, timeout_s: float,
-                      report: Callable[[str, int], object] = lambda stage, behind: None,
-                      life_events: bool = True) -> dict[str, int]:
-    """Block until normalize has read every raw event, merge has merged every candidate and the
-    life-event worker (unless ``life_events`` is false) has evaluated every golden change and published
-    and delivered its events, in that order;
-    returns what each stage still had to do when it stopped waiting (0: caught up)."""
-    from sinks.events import events_lag
-    from sinks.worker import merge_lag
-    from streams.app import raw_topics
-
-    left = {"normalize": wait_for_group(settings, "kintsmesh-normalize", raw_topics(settings), timeout_s,
-                                        lambda n: report("normalize", n))}
-    left["merge"] = wait_for_zero(lambda: merge_lag(settings), timeout_s, lambda n: report("merge", n))
-    if life_events:
-        left["events"] = wait_for_zero(lambda: events_lag(settings), timeout_s, lambda n: report("events", n))
-    return left
-
-
-def wait_for_zero(measure: Callable[[], int], timeout_s: float, report: Callable[[int], object],
-                  every_s: float = 1.0) -> int:
-    """Poll ``measure`` until it is 0 or the timeout; returns the last value. The passing errors of a broker
-    or a database restarting (a coordinator moving, a refused connection) are waited out until the timeout."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            left = measure()
-        except (KafkaException, psycopg.OperationalError):
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(every_s)
-            continue
-        if left == 0 or time.monotonic() >= deadline:
-            return left
-        report(left)
-        time.sleep(every_s)
 
 
 class RawTopicWatcher:

@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 from connect.connectors import available_departments
 from kintsmesh.errors import KintsmeshError
 from kintsmesh.settings import Settings
+from kintsmesh.topics import DLQ_STAGES, dlq_topic, heartbeat_topic
 from monitoring import probes
 from monitoring.schedule import BatchSchedule, load_schedules
 
@@ -34,13 +35,8 @@ CONNECTOR_STATES = ("RUNNING", "PAUSED", "STOPPED", "FAILED", "UNASSIGNED", "RES
 BATCH_COUNTS = ("rows", "rejected", "merged", "unchanged", "sent_to_review", "conflicts", "golden_updates")
 
 
-def heartbeat_topic(department: str) -> str:
-    """Where Debezium writes the connector's heartbeats: ``__debezium-heartbeat.<topic.prefix>``."""
-    return f"__debezium-heartbeat.raw.{department}"
-
-
 def dlq_topics() -> list[str]:
-    return [f"dlq.{d}" for d in available_departments()] + ["dlq.merge", "dlq.events"]
+    return [dlq_topic(d) for d in (*available_departments(), *DLQ_STAGES)]
 
 
 class StackCollector(Collector):

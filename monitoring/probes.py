@@ -15,13 +15,14 @@ from typing import Any
 import psycopg
 import requests
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka.admin import OffsetSpec
 
 from connect.client import ConnectClient, ConnectorStatus
 from connect.connectors import connector_name
+from kintsmesh import kafka
 from kintsmesh.errors import TransientError
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
-from sinks.offsets import MARKS_PREFIX
+from kintsmesh.topics import MARKS_PREFIX
 
 # the stack's workers that commit their offsets to Kafka (the merge worker keeps its own with the
 # resource library); listed, not discovered, so that a benchmark's or a replay's leftover group
@@ -53,8 +54,7 @@ class KafkaProbe:
     """Topic sizes and consumer-group positions through one admin client."""
 
     def __init__(self, settings: Settings) -> None:
-        self.admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "socket.timeout.ms": 3000,
-                                  "log_level": 0})
+        self.admin = kafka.admin(settings, socket_timeout_ms=3000)
 
     def _wait(self, futures: dict[Any, Any]) -> dict[Any, Any]:
         try:

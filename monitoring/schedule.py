@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
+from kintsmesh.settings import CITY_TZ_NAME
 SCHEDULE_FILE = Path(__file__).resolve().parent / "batches.yaml"
 
 
@@ -34,6 +35,6 @@ class BatchSchedule:
 
 def load_schedules(path: Path = SCHEDULE_FILE) -> list[BatchSchedule]:
     spec = yaml.safe_load(path.read_text()) or {}
-    zone = ZoneInfo(spec.get("timezone", "Asia/Shanghai"))
+    zone = ZoneInfo(spec.get("timezone", CITY_TZ_NAME))
     return [BatchSchedule(department, time.fromisoformat(str(entry["due"])), zone)
             for department, entry in (spec.get("departments") or {}).items()]

@@ -20,6 +20,7 @@ from rich.text import Text
 from connect.client import ConnectorStatus
 from kintsmesh.errors import KintsmeshError
 from kintsmesh.settings import DEPARTMENTS, Settings
+from kintsmesh.topics import DLQ_STAGES, dlq_topic
 from monitoring import probes
 from monitoring.exporter import dlq_topics
 from monitoring.schedule import BatchSchedule, load_schedules
@@ -147,12 +148,12 @@ def render(snap: Snapshot) -> Group:
                       _seconds(values.get("raw_p99_s")), _seconds(values.get("golden_p99_s")),
                       _seconds(values.get("event_p99_s")),
                       _seconds(values.get("newest_age_s")) + (" ago" if "newest_age_s" in values else ""),
-                      f"{snap.dlq[f'dlq.{department}']:,}" if f"dlq.{department}" in snap.dlq else "-",
+                      f"{snap.dlq[dlq_topic(department)]:,}" if dlq_topic(department) in snap.dlq else "-",
                       _batch(snap, department))
     lines: list[Any] = [table]
     lag = "  ".join(f"{group.removeprefix('kintsmesh-')} {n:,}" for group, n in sorted(snap.group_lag.items()))
-    lines.append(Text(f"consumer lag (messages): {lag or '-'}    dlq.merge: {snap.dlq.get('dlq.merge', '-')}"
-                      f"    dlq.events: {snap.dlq.get('dlq.events', '-')}"))
+    lines.append(Text(f"consumer lag (messages): {lag or '-'}"
+                      + "".join(f"    {dlq_topic(s)}: {snap.dlq.get(dlq_topic(s), '-')}" for s in DLQ_STAGES)))
     for alert in sorted(snap.alerts, key=lambda a: (a["state"] != "firing", sorted(a["labels"].items()))):
         labels = alert["labels"]
         where = labels.get("department") or labels.get("topic") or labels.get("group") or labels.get("job") or ""

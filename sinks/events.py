@@ -1,4 +1,5 @@
-"""``kintsmesh streams events``: golden changes and the calendar → life events on ``events.life.<type>``.
+"""The life-event store: record life events in the resource library, publish them on ``events.life.<type>``,
+and the daily calendar pass. The worker around it is ``streams.events.worker``.
 
 Exactly-once in effect:
 
@@ -6,7 +7,7 @@ Exactly-once in effect:
   ``life_event`` table's primary key keeps one row per id, so a replayed change,
   a restarted worker or a re-run daily pass adds nothing;
 * the events a batch of changes reveals are inserted **in the same transaction**
-  as the batch's consumed offsets (``sinks.offsets``);
+  as the batch's consumed offsets (``sinks.kafka.offsets``);
 * ``life_event`` is also the outbox: unpublished rows are produced (idempotent
   producer, the id in an ``event_id`` header) under ``FOR UPDATE SKIP LOCKED``
   and marked published in that transaction together with the topics' end
@@ -26,72 +27,32 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter as Tally
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
 import orjson
 import psycopg
-from confluent_kafka import Consumer, Message, Producer
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from confluent_kafka import Producer
 from psycopg.types.json import Jsonb
 
-from kintsmesh.registry.catalog import SchemaVersion, UnknownSchema
-from kintsmesh.registry.codec import UndecodableMessage, decode, encode
+from kintsmesh import kafka, topics
+from kintsmesh.errors import TransientError
+from kintsmesh.registry.catalog import SchemaVersion
+from kintsmesh.registry.codec import encode
 from kintsmesh.registry.client import SchemaRegistry
-from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
-from kintsmesh.topics import ensure_topics
-from sinks.dossier import school_enrolment
-from sinks.offsets import (
-    MARKS_PREFIX, Acks, batch_offsets, broker_error, close_quietly, headers_after, library_lag, seek_to_stored,
-    serve_worker, store_offsets, stored_offsets,
-)
-from sinks.subscriptions import DeliveryError, SubscriptionSink
-from sinks.worker import changes_topic
-from streams.events.predicates import CST
-from streams.events.rules import (
-    HOLD, calendar_birth_dates, change_entities, change_from_message, evaluate_change, evaluate_person, events_topic,
-    evidence_of, rules,
-)
-from streams.events.subscriptions import subscriptions
-from streams.dlq import rejected_message
-from streams.metrics import LAG_BUCKETS
+from kintsmesh.settings import CITY_TZ, Settings
+from monitoring.lag import EVENTS_PENDING_SQL
+from monitoring.metrics import EventMetrics
+from sinks.kafka.offsets import headers_after, store_offsets, stored_offsets
+from sinks.kafka.relay import Acks, acknowledged
+from sinks.library.dossier import school_enrolment
+from streams.events.rules import HOLD, calendar_birth_dates, evaluate_person, evidence_of, rules
 from streams.normalize import gldm
 
 log = logging.getLogger("kintsmesh.events")
-GROUP = "kintsmesh-life-events"
-SUBJECT = "events.life-value"
 LIFE_EVENT = "gov.gldm.LifeEvent"
-DLQ_TOPIC = gldm.dlq_topic("events")
-PUBLISHED = f"{MARKS_PREFIX}life-events"   # consumer_offset rows: topic ends at the last publication mark
 EVENT_ID_HEADER = "event_id"
 EVENTS_LOCK = 0x4B4D4C45   # serializes inserts into life_event
-# life events detected and not yet published, held ones included (the pending gauge, the worker's lag)
-PENDING_SQL = "(SELECT count(*) FROM life_event WHERE published_at IS NULL) + (SELECT count(*) FROM held_event)"
-
-
-class EventMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.detected = Counter("kintsmesh_life_events_detected_total", "Life events detected for the first time",
-                                ["type", "trigger"], registry=registry)
-        self.published = Counter("kintsmesh_life_events_published_total", "Life events published",
-                                 ["type"], registry=registry)
-        self.rule_seconds = Histogram("kintsmesh_life_event_rule_seconds",
-                                      "Evaluating every rule on one golden change or one person",
-                                      ["trigger"], registry=registry,
-                                      buckets=(1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05))
-        self.sync_lag = Histogram("kintsmesh_sync_lag_event_seconds",
-                                  "Department commit to the life event it caused being published",
-                                  ["department", "table"], registry=registry, buckets=LAG_BUCKETS)
-        self.pending = Gauge("kintsmesh_life_events_pending", "Life events detected, not yet published",
-                             registry=registry)
-        self.daily_pass_day = Gauge("kintsmesh_life_event_daily_pass_day_timestamp_seconds",
-                                    "The newest day the daily (calendar) pass completed, as midnight Asia/Shanghai",
-                                    registry=registry)
-        self.delivered = Counter("kintsmesh_subscription_delivered_total",
-                                 "Life events delivered to a subscriber's topic (sub.<subscriber>.life)",
-                                 ["subscriber"], registry=registry)
-        self.daily_pass_seconds = Gauge("kintsmesh_life_event_daily_pass_seconds",
-                                        "Duration of the latest daily pass", registry=registry)
 
 
 def _jsonable(event: dict[str, Any]) -> dict[str, Any]:
@@ -106,19 +67,18 @@ class LifeEvents:
     """Record, publish and compute life events over one library connection."""
 
     def __init__(self, settings: Settings, conn: psycopg.Connection[Any], metrics: EventMetrics | None = None,
-                 registry: SchemaRegistry | None = None) -> None:
+                 registry: SchemaRegistry | None = None, producer: Producer | None = None) -> None:
         self.settings = settings
         self.conn = conn
         self.metrics = metrics
         self.registry = registry or SchemaRegistry(settings)
-        self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True,
-                                  "acks": "all", "linger.ms": 5, "log_level": 3})
+        self.producer = producer or kafka.reliable_producer(settings)
         self.schema: SchemaVersion | None = None
         self._newest_day = 0.0
 
     def prepare(self) -> None:
-        ensure_topics(self.settings, events_topics(), self.settings.kafka_partitions)
-        self.schema = self.registry.register(SUBJECT, gldm.schema(LIFE_EVENT))
+        kafka.ensure_topics(self.settings, events_topics(), self.settings.kafka_partitions)
+        self.schema = self.registry.register(topics.EVENTS_SUBJECT, gldm.schema(LIFE_EVENT))
         self.recover()
 
     # ------------------------------------------------------------------ recording
@@ -188,16 +148,16 @@ class LifeEvents:
                     "SELECT event_id::text, event FROM life_event WHERE published_at IS NULL ORDER BY seq LIMIT %s"
                     " FOR UPDATE SKIP LOCKED", (limit,)).fetchall()
                 for event_id, event in rows:
-                    self.producer.produce(events_topic(event["event_type"]), key=event["subject_id"].encode(),
+                    self.producer.produce(topics.events_topic(event["event_type"]), key=event["subject_id"].encode(),
                                           value=encode(self.schema, _avro(event)), on_delivery=acks,
                                           headers=[(EVENT_ID_HEADER, event_id.encode())])
-                if rows and (self.producer.flush(30) != 0 or acks.failed):
+                if rows and not acknowledged(self.producer, acks):
                     raise PublishError(f"{len(rows)} life events not acknowledged ({acks.failed[:1]});"
                                        " they stay unpublished")
                 if rows:
                     self.conn.execute("UPDATE life_event SET published_at = now() WHERE event_id = ANY(%s::uuid[])",
                                       ([r[0] for r in rows],))
-                    store_offsets(self.conn, PUBLISHED, acks.ends)
+                    store_offsets(self.conn, topics.LIFE_EVENTS_MARK, acks.ends)
             self._observe_published([event for _, event in rows])
             total += len(rows)
             if len(rows) < limit:
@@ -207,13 +167,13 @@ class LifeEvents:
         """Mark published what reached the topics after the last mark (a crash between the broker's
         acknowledgement and the commit): read each events topic from the offsets stored with the last
         mark to its end. Without this, those events would be sent again."""
-        stored = stored_offsets(self.conn, PUBLISHED)
+        stored = stored_offsets(self.conn, topics.LIFE_EVENTS_MARK)
         self.conn.commit()
         found, ends = headers_after(self.settings, events_topics(), stored, EVENT_ID_HEADER)
         with self.conn.transaction():
             marked = self.conn.execute("UPDATE life_event SET published_at = now() WHERE event_id = ANY(%s::uuid[])"
                                        " AND published_at IS NULL", (found,)).rowcount if found else 0
-            store_offsets(self.conn, PUBLISHED, ends)
+            store_offsets(self.conn, topics.LIFE_EVENTS_MARK, ends)
         if marked:
             log.warning("recovered %d life events published before a crash; they are not sent again", marked)
         return marked
@@ -233,7 +193,7 @@ class LifeEvents:
                     max(0.0, now - committed / 1000))
 
     def pending(self) -> int:
-        row = self.conn.execute(f"SELECT {PENDING_SQL}").fetchone()
+        row = self.conn.execute(f"SELECT {EVENTS_PENDING_SQL}").fetchone()
         self.conn.commit()
         return int(row[0]) if row else 0
 
@@ -267,7 +227,7 @@ class LifeEvents:
                 " events = EXCLUDED.events, seconds = EXCLUDED.seconds", (day, len(people), len(events), seconds))
         if self.metrics:
             self.metrics.daily_pass_seconds.set(seconds)
-            self._newest_day = max(self._newest_day, datetime.combine(day, datetime.min.time(), CST).timestamp())
+            self._newest_day = max(self._newest_day, datetime.combine(day, datetime.min.time(), CITY_TZ).timestamp())
             self.metrics.daily_pass_day.set(self._newest_day)
         by_type = Tally(e["event_type"] for e in events)
         return {"day": day.isoformat(), "birth_dates": [d.isoformat() for d in born], "people": len(people),
@@ -300,7 +260,7 @@ class LifeEvents:
         self.producer.flush(10)
 
 
-class PublishError(Exception):
+class PublishError(TransientError):
     """The broker did not acknowledge a publish; the events stay in the outbox and are retried."""
 
 
@@ -320,129 +280,24 @@ def events_topics() -> list[str]:
 
 
 def today_cst() -> date:
-    return datetime.now(CST).date()
+    return datetime.now(CITY_TZ).date()
 
 
-class LifeEventWorker:
-    def __init__(self, settings: Settings, metrics: EventMetrics, batch_size: int = 2000,
-                 max_wait_s: float = 0.1) -> None:
-        self.settings = settings
-        self.metrics = metrics
-        self.batch_size = batch_size
-        self.max_wait_s = max_wait_s
-        self.running = True
-        self.conn = psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB))
-        self.events = LifeEvents(settings, self.conn, metrics)
-        self.consumer = Consumer({
-            "bootstrap.servers": settings.kafka_bootstrap, "group.id": GROUP, "enable.auto.commit": False,
-            "auto.offset.reset": "earliest", "log_level": 3,
-        })
-        self.rejected_schema: SchemaVersion | None = None
-        self.sink = SubscriptionSink(settings, self.conn, self.events.producer, self.events.registry)
-
-    def run(self) -> None:
-        self.events.prepare()
-        ensure_topics(self.settings, [DLQ_TOPIC], 1)
-        self.rejected_schema = self.events.registry.register("dlq-value", gldm.schema(gldm.REJECTED_RECORD))
-        self.sink.prepare()
-        topics = [changes_topic(e) for e in change_entities()]
-        ensure_topics(self.settings, topics, self.settings.kafka_partitions)
-        self.consumer.subscribe(topics, on_assign=seek_to_stored(self.conn, GROUP))
-        last_gauges = last_calendar = last_publish = last_release = 0.0
-        while self.running:
-            messages = [m for m in self.consumer.consume(self.batch_size, timeout=self.max_wait_s)
-                        if not broker_error(m, log)]
-            detected = self.process(messages) if messages else 0
-            now = time.monotonic()
-            if now - last_release > 1.0:   # held events whose wait is over
-                last_release = now
-                detected += self.events.release_held()
-            if now - last_calendar > 10:   # a new day is noticed within ten seconds
-                last_calendar = now
-                if not self.events.passed(today_cst()):
-                    result = self.events.daily_pass(today_cst())
-                    log.info("daily pass %s: %s", today_cst(), result)
-                    detected += result["new"]
-            # new events at once; what another process detected (kintsmesh events daily), within a second
-            if detected or now - last_publish > 1.0:
-                last_publish = now
-                try:
-                    self.events.publish()
-                    for subscriber, n in self.sink.deliver().items():
-                        self.metrics.delivered.labels(subscriber).inc(n)
-                except (PublishError, DeliveryError) as exc:
-                    log.warning("%s (retried)", exc)
-            if now - last_gauges > 5:
-                self.metrics.pending.set(self.events.pending())
-                last_gauges = now
-        self.consumer.close()
-        self.events.close()
-        self.conn.close()
-
-    def process(self, messages: list[Message]) -> int:
-        """Evaluate the rules on a batch of golden changes; record new events with the offsets."""
-        detected_ms = int(time.time() * 1000)
-        events: list[dict[str, Any]] = []
-        for message in messages:
-            try:
-                change = change_from_message(self._decode(message.value()))
-            except (UndecodableMessage, UnknownSchema, ValueError, KeyError) as exc:
-                self._reject(message, "undecodable_change", f"{type(exc).__name__}: {exc}")
-                continue
-            t0 = time.perf_counter()
-            events += evaluate_change(change, detected_ms)
-            self.metrics.rule_seconds.labels("change").observe(time.perf_counter() - t0)
-        with self.conn.transaction():
-            new = self.events.record(events)
-            store_offsets(self.conn, GROUP, batch_offsets(messages))
-        return len(new)
-
-    def _reject(self, message: Message, reason: str, detail: str) -> None:
-        """A change no rule can read goes to dlq.events with the reason, never stops the worker."""
-        log.error("%s[%s]@%s: %s: %s", message.topic(), message.partition(), message.offset(), reason, detail)
-        assert self.rejected_schema is not None
-        self.events.producer.produce(DLQ_TOPIC, key=message.key(), value=encode(self.rejected_schema, rejected_message(
-            "events", message, reason, detail)))
-        self.events.producer.flush(30)
-
-    def _decode(self, value: bytes | None) -> dict[str, Any]:
-        if value is None:
-            raise UndecodableMessage("a tombstone on a changes topic")
-        return decode(value, self.events.registry)
-
-    def stop(self, *_: Any) -> None:
-        self.running = False
-
-    def abandon(self) -> None:
-        """Let go of everything after the library went away; uncommitted work is done again on restart."""
-        close_quietly(self.consumer.close, self.events.close, self.conn.close)
-
-
-def run_event_worker(settings: Settings, log_level: str = "warning") -> None:
-    serve_worker("events", settings.events_metrics_port, settings, log_level, EventMetrics,
-                 lambda metrics: LifeEventWorker(settings, metrics))
-
-
-def run_daily(settings: Settings, first: date, last: date) -> list[dict[str, Any]]:
-    """``kintsmesh events daily``: the calendar pass for each day of a range, then publish."""
-    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
-        events = LifeEvents(settings, conn)
-        events.prepare()
-        results = []
-        day = first
-        while day <= last:
-            results.append(events.daily_pass(day))
-            day += timedelta(days=1)
-        results.append({"published": events.publish()})
-        events.close()
-    return results
-
-
-def events_lag(settings: Settings) -> int:
-    """Golden changes the life-event worker has not evaluated yet, events held or not yet published, and
-    events not yet looked at for some subscriber."""
-    return library_lag(
-        settings, GROUP, [changes_topic(e) for e in change_entities()],
-        f"SELECT {PENDING_SQL} + (SELECT coalesce(sum(m.newest - s.last_seq), 0) FROM subscription s,"
-        " (SELECT coalesce(max(seq), 0) AS newest FROM life_event) m WHERE s.subscriber = ANY(%s))",
-        (list(subscriptions()),))
+def recorded_events(conn: psycopg.Connection[Any], event_type: str | None, subject: str | None,
+                    occurred_on: date | None, limit: int) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """``kintsmesh events list``: the newest recorded events (event, published_at) matching the filters,
+    and the held ones (event, release_at): held back for their subject (a birth waiting for its
+    newborn's person record), not published yet."""
+    where: list[str] = ["true"]
+    params: list[Any] = []
+    for column, value in (("event_type", event_type), ("subject_code", subject), ("occurred_on", occurred_on)):
+        if value:
+            where.append(f"{column} = %s")
+            params.append(value)
+    rows = conn.execute(f"SELECT event, published_at FROM life_event WHERE {' AND '.join(where)}"
+                        " ORDER BY seq DESC LIMIT %s", (*params, limit)).fetchall()
+    held = conn.execute(
+        f"SELECT event, release_at FROM (SELECT event, release_at, event->>'event_type' AS event_type,"
+        " event->>'subject_code' AS subject_code, (event->>'occurred_on')::date AS occurred_on FROM held_event) h"
+        f" WHERE {' AND '.join(where)} ORDER BY release_at LIMIT %s", (*params, limit)).fetchall()
+    return rows, held

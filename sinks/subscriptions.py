@@ -22,12 +22,15 @@ from typing import Any
 import psycopg
 from confluent_kafka import Producer
 
+from kintsmesh.errors import TransientError
+from kintsmesh.kafka import ensure_topics
 from kintsmesh.registry.catalog import SchemaVersion
 from kintsmesh.registry.codec import encode
 from kintsmesh.registry.client import SchemaRegistry
 from kintsmesh.settings import Settings
-from kintsmesh.topics import ensure_topics
-from sinks.offsets import MARKS_PREFIX, Acks, headers_after, store_offsets, stored_offsets
+from kintsmesh.topics import subscription_mark, value_subject
+from sinks.kafka.offsets import headers_after, store_offsets, stored_offsets
+from sinks.kafka.relay import Acks, acknowledged
 from streams.events.subscriptions import Subscription, subscriber_schema, subscriptions
 from streams.normalize import gldm
 
@@ -36,10 +39,10 @@ SEQ_HEADER = "seq"
 
 
 def group(subscription: Subscription) -> str:
-    return f"{MARKS_PREFIX}sub-{subscription.name}"
+    return subscription_mark(subscription.name)
 
 
-class DeliveryError(Exception):
+class DeliveryError(TransientError):
     """The broker did not acknowledge a delivery; the cursor stays and it is retried."""
 
 
@@ -58,7 +61,7 @@ class SubscriptionSink:
         ensure_topics(self.settings, [s.topic for s in self.subscriptions.values()], self.settings.kafka_partitions)
         full = gldm.schema("gov.gldm.LifeEvent")
         for name, subscription in self.subscriptions.items():
-            self.schemas[name] = self.registry.register(f"{subscription.topic}-value", subscriber_schema(subscription, full))
+            self.schemas[name] = self.registry.register(value_subject(subscription.topic), subscriber_schema(subscription, full))
             with self.conn.transaction():
                 self.conn.execute(
                     "INSERT INTO subscription (subscriber, start_seq, backfill_from, last_seq)"
@@ -108,7 +111,7 @@ class SubscriptionSink:
                     self.producer.produce(subscription.topic, key=event["subject_id"].encode(),
                                           value=encode(schema, record), on_delivery=acks,
                                           headers=[(SEQ_HEADER, str(seq).encode())])
-                if wanted and (self.producer.flush(30) != 0 or acks.failed):
+                if wanted and not acknowledged(self.producer, acks):
                     raise DeliveryError(f"{subscription.name}: {len(wanted)} events not acknowledged"
                                         f" ({acks.failed[:1]}); they are delivered again")
                 self.conn.execute("UPDATE subscription SET last_seq = %s, delivered = delivered + %s,"
@@ -121,3 +124,11 @@ class SubscriptionSink:
 
 def _since(event: dict[str, Any], backfill_from: date | None) -> bool:
     return backfill_from is not None and date.fromisoformat(event["occurred_on"]) >= backfill_from
+
+
+def progress(conn: psycopg.Connection[Any]) -> tuple[dict[str, tuple[int, int]], int]:
+    """Each subscriber's cursor (last seq looked at, events delivered) and the newest event's seq."""
+    cursors = {name: (last, delivered) for name, last, delivered in conn.execute(
+        "SELECT subscriber, last_seq, delivered FROM subscription")}
+    newest = conn.execute("SELECT coalesce(max(seq), 0) FROM life_event").fetchone()
+    return cursors, int(newest[0]) if newest else 0

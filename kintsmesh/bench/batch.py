@@ -22,7 +22,7 @@ from kintsmesh.bench.resolve import scratch_library
 from kintsmesh.settings import Settings
 from kintsmesh.simulate.city import build_city
 from kintsmesh.simulate.departments import DepartmentViews, shift_month
-from sinks.batch import load_batch
+from streams.batch.load import load_batch
 
 COLUMNS = ("grbh", "jfny", "xzdm", "dwbh", "dwmc", "tyshxydm", "jfjs", "grjfe", "dwjfe", "dzbz")
 

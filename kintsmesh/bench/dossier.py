@@ -34,7 +34,8 @@ from kintsmesh.bench.resolve import scratch_library
 from kintsmesh.errors import KintsmeshError
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 from kintsmesh.stack.migrate import migrate
-from kintsmesh.watch import percentile, wait_for_pipeline
+from kintsmesh.watch import percentile
+from monitoring.lag import wait_for_pipeline
 
 LIBRARY = "kintsmesh_bench_people"
 PORT_OFFSET = 10   # the bench's endpoint listens on api_port + 10, beside the stack's

@@ -26,10 +26,12 @@ from kintsmesh.bench.plot import write_lag_plot
 from kintsmesh.errors import KintsmeshError
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 from kintsmesh.simulate.runner import redo_unfinished, run_simulation
-from kintsmesh.watch import percentile, wait_for_group, wait_for_pipeline
-from sinks.review import sync_lags_ms
-from sinks.worker import merge_lag, wait_for_merge
-from streams.app import raw_topics
+from kintsmesh.watch import percentile
+from monitoring.lag import wait_for_group, wait_for_pipeline
+from sinks.library.review import sync_lags_ms
+from monitoring.lag import merge_lag, wait_for_merge
+from connect.connectors import raw_topics
+from kintsmesh.topics import NORMALIZE_GROUP
 
 SEED = 77
 DEFAULT_RATE = 1000.0   # the target: p99 < 1 s at 1,000 changes/s
@@ -68,7 +70,7 @@ def _top_rate(settings: Settings, sim: Settings, rate: float, duration_s: float)
     stack.down(settings, ["resolve", "merge"])
     try:
         run_simulation(sim, seed=SEED, initial=None, rate=rate, duration_s=duration_s, dirty_rate=0.03, truth_path=None)
-        if wait_for_group(settings, "kintsmesh-normalize", raw_topics(settings), 900) > 0:
+        if wait_for_group(settings, NORMALIZE_GROUP, raw_topics(settings), 900) > 0:
             raise KintsmeshError("bench merge: the normalize worker did not catch up")
         backlog = merge_lag(settings)
         with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:

@@ -23,7 +23,7 @@ import time
 from datetime import date, datetime, timezone
 
 import requests
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import TopicPartition
 
 from kintsmesh.errors import KintsmeshError
 from kintsmesh.bench import write_result
@@ -31,8 +31,9 @@ from kintsmesh.settings import DEPARTMENTS, Settings
 from kintsmesh.simulate.city import build_city
 from kintsmesh.simulate.debezium import change_event
 from kintsmesh.simulate.departments import DepartmentViews, initial_rows
-from kintsmesh.topics import ensure_topics
-from streams.normalize import gldm
+from kintsmesh import kafka
+from kintsmesh.kafka import ensure_topics
+from kintsmesh.topics import candidate_topics, dlq_topic, raw_topic
 
 BENCH_METRICS_PORT = 19199
 ROUNDS = 2
@@ -43,13 +44,13 @@ def _write_input(settings: Settings, run: str, events: int) -> tuple[list[str], 
     people = max(200, events // 6)  # 8-9 department rows per person: enough rows, trimmed to ``events``
     city = build_city(7, people, date.today())
     rows = initial_rows(city, DepartmentViews(city, random.Random(8), dirty_rate=0.05))[:events]
-    topics = sorted({f"{run}.{r.database}.public.{r.table}" for r in rows})
-    outputs = [f"{run}.{gldm.candidates_topic(e)}" for e in gldm.RECORD_NAMES]
-    outputs += [f"{run}.{gldm.dlq_topic(d)}" for d in DEPARTMENTS] + [f"{run}.passthrough", f"{run}.client"]
+    topics = sorted({raw_topic(r.database, r.table, prefix=run) for r in rows})
+    outputs = [f"{run}.{name}" for name in candidate_topics()]
+    outputs += [f"{run}.{dlq_topic(d)}" for d in DEPARTMENTS] + [f"{run}.passthrough", f"{run}.client"]
     ensure_topics(settings, topics + outputs, settings.kafka_partitions)
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 20, "log_level": 0})
+    producer = kafka.producer(settings, linger_ms=20)
     for lsn, row in enumerate(rows, start=1000):
-        producer.produce(f"{run}.{row.database}.public.{row.table}", key=row.key.encode(), value=change_event(row, lsn=lsn))
+        producer.produce(raw_topic(row.database, row.table, prefix=run), key=row.key.encode(), value=change_event(row, lsn=lsn))
         if lsn % 10000 == 0:
             producer.poll(0)
     if producer.flush(60) != 0:
@@ -99,9 +100,8 @@ def _worker_rate(settings: Settings, topics: list[str], run: str, total: int, pa
 
 
 def _client_ceiling(settings: Settings, topics: list[str], run: str, total: int) -> float:
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"{run}-client",
-                         "enable.auto.commit": False, "log_level": 0})
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 5, "log_level": 0})
+    consumer = kafka.consumer(settings, f"{run}-client", enable_auto_commit=False)
+    producer = kafka.producer(settings, linger_ms=5)
     metadata = consumer.list_topics(timeout=10).topics
     consumer.assign([TopicPartition(t, p, 0) for t in topics for p in metadata[t].partitions])
     done, started = 0, None

@@ -26,6 +26,7 @@ from kintsmesh.simulate.city import build_city
 from kintsmesh.simulate.debezium import change_event
 from kintsmesh.simulate.departments import DepartmentViews, Row, initial_rows
 from kintsmesh.stack.migrate import migrate
+from kintsmesh.topics import raw_topic
 from sinks.library import MERGE_SESSION, Incoming, Merger, lock_library
 from streams.normalize.event import normalize_event
 
@@ -46,7 +47,7 @@ def incoming(rows: list[Row], commit_ms: int) -> tuple[list[Incoming], Counter[s
     rejected: Counter[str] = Counter()
     for i, row in enumerate(rows):
         lsn = 1_000_000 + 100 * i
-        result = normalize_event(f"raw.{row.database}.public.{row.table}", change_event(row, "r", lsn, commit_ms),
+        result = normalize_event(raw_topic(row.database, row.table), change_event(row, "r", lsn, commit_ms),
                                  commit_ms + 50)
         if result.rejection:
             rejected[result.rejection.reason] += 1

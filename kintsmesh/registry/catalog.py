@@ -18,14 +18,14 @@ from typing import Any
 
 import fastavro
 
-from kintsmesh.errors import KintsmeshError
+from kintsmesh.errors import RejectedRecord, TerminalError
 from kintsmesh.registry.compatibility import backward_incompatibilities, parse
 
 LEVELS = ("BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE", "NONE")
 DEFAULT_LEVEL = "BACKWARD"
 
 
-class IncompatibleSchema(KintsmeshError):
+class IncompatibleSchema(TerminalError):
     """A schema refused: readers or writers of the subject's versions could not use it."""
 
     def __init__(self, subject: str, level: str, problems: list[str]) -> None:
@@ -34,11 +34,11 @@ class IncompatibleSchema(KintsmeshError):
         self.problems = problems
 
 
-class InvalidSchema(KintsmeshError):
+class InvalidSchema(TerminalError):
     """Text that is not an Avro schema."""
 
 
-class UnknownSchema(KintsmeshError):
+class UnknownSchema(RejectedRecord):
     """A message names a schema id the registry does not hold."""
 
 

@@ -12,14 +12,14 @@ from typing import Any, Protocol
 
 import fastavro
 
-from kintsmesh.errors import KintsmeshError
+from kintsmesh.errors import RejectedRecord
 from kintsmesh.registry.catalog import SchemaVersion
 
 MAGIC = 0
 HEADER = struct.Struct(">bI")
 
 
-class UndecodableMessage(KintsmeshError):
+class UndecodableMessage(RejectedRecord):
     """Bytes that are not a message in the Confluent wire format."""
 
 

@@ -14,14 +14,16 @@ import time
 import uuid
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
 from kintsmesh.errors import TransientError
 from kintsmesh.registry.catalog import SchemaCatalog, SchemaVersion, config_record, dumps
 from kintsmesh.settings import Settings
-from kintsmesh.topics import ensure_topics
+from kintsmesh import kafka
+from kintsmesh.kafka import ensure_topics
+from kintsmesh.topics import REGISTRY_TOPIC
 
-SCHEMAS_TOPIC = "_kintsmesh_registry"
+SCHEMAS_TOPIC = REGISTRY_TOPIC
 
 
 class SchemaLog:
@@ -32,10 +34,8 @@ class SchemaLog:
         self._offset = 0
         self._lock = threading.Lock()   # one registration at a time in this process
         ensure_topics(settings, [topic], partitions=1, config={"cleanup.policy": "compact", "min.compaction.lag.ms": "0"})
-        self._producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True,
-                                   "acks": "all", "log_level": 0})
-        self._consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"schema-store-{uuid.uuid4()}",
-                                   "enable.auto.commit": False, "log_level": 0})
+        self._producer = kafka.producer(settings, enable_idempotence=True, acks="all")
+        self._consumer = kafka.consumer(settings, f"schema-store-{uuid.uuid4()}", enable_auto_commit=False)
         self.refresh()
 
     def refresh(self, timeout_s: float = 30.0) -> None:

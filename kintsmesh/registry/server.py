@@ -29,13 +29,14 @@ from prometheus_client import CollectorRegistry, Counter, make_asgi_app
 
 from kintsmesh.registry.catalog import (LEVELS, IncompatibleSchema, InvalidSchema, SchemaCatalog, SchemaVersion,
                                         UnknownSchema, load)
+from kintsmesh.errors import TerminalError
 from kintsmesh.registry.log import SchemaLog
 from kintsmesh.settings import Settings
 
 MEDIA_TYPE = "application/vnd.schemaregistry.v1+json"
 
 
-class RegistryError(Exception):
+class RegistryError(TerminalError):
     def __init__(self, status: int, code: int, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
+from kintsmesh.settings import CITY_TZ
 from kintsmesh.simulate.city import City, Enterprise, Household, House, Marriage, Person, age, geography
 
-CST = timezone(timedelta(hours=8))
 FULL_WIDTH = str.maketrans("0123456789Xx", "０１２３４５６７８９Ｘｘ")
 MISSING_MARKERS = ("", None, "无", "-", "NULL")
 SIMILAR = {"明": "名", "华": "化", "伟": "玮", "丽": "莉", "军": "君", "静": "婧", "敏": "闽", "磊": "垒", "强": "墙", "芳": "方"}
@@ -180,7 +180,7 @@ class DepartmentViews:
     def birth_certificate(self, child: Person) -> Row:
         mother = self.person(child.mother) if child.mother else None
         father = self.person(child.father) if child.father else None
-        born = datetime.combine(child.birth, time(self.rng.randrange(24), self.rng.randrange(60)), CST)
+        born = datetime.combine(child.birth, time(self.rng.randrange(24), self.rng.randrange(60)), CITY_TZ)
         truth = {"child": child.ric, "house": child.house}
         if mother:
             truth["mother"] = mother.ric

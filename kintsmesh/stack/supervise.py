@@ -15,7 +15,8 @@ import threading
 import time
 from collections.abc import Sequence
 
-RESTART_DELAYS_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+from kintsmesh.errors import RESTART_DELAYS_S
+
 STABLE_AFTER_S = 60.0
 PR_SET_PDEATHSIG = 1
 

@@ -12,10 +12,10 @@ import calendar
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 from typing import Any
 
-CST = timezone(timedelta(hours=8))   # the city's calendar: a change committed at 23:30 UTC is dated the next day
+from kintsmesh.settings import CITY_TZ
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Change:
     def committed_on(self) -> date | None:
         if self.committed_ms is None:
             return None
-        return datetime.fromtimestamp(self.committed_ms / 1000, CST).date()
+        return datetime.fromtimestamp(self.committed_ms / 1000, CITY_TZ).date()
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def as_date(value: Any) -> date | None:
         except ValueError:
             return None
     if isinstance(value, datetime):
-        return value.astimezone(CST).date() if value.tzinfo else value.date()
+        return value.astimezone(CITY_TZ).date() if value.tzinfo else value.date()
     if isinstance(value, date):
         return value
     if isinstance(value, str):

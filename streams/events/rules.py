@@ -18,7 +18,8 @@ from typing import Any
 import orjson
 import yaml
 
-from kintsmesh.errors import KintsmeshError
+from kintsmesh.errors import TerminalError
+from kintsmesh.topics import events_topic
 from streams.events.predicates import CALENDAR_LOOKUPS, CALENDAR_PREDICATES, CHANGE_PREDICATES, Change, Occurrence
 from streams.merge.survivorship import position as source_position
 
@@ -27,7 +28,7 @@ EVENT_NAMESPACE = uuid.UUID("8f6b2c1e-5d3a-4e7b-9c0d-1a2b3c4d5e6f")   # Kintsmes
 TRIGGERS = ("change", "calendar")
 
 
-class RuleError(KintsmeshError):
+class RuleError(TerminalError):
     """A rules.yaml entry that cannot work (unknown predicate or trigger, missing parameter)."""
 
 
@@ -48,8 +49,6 @@ class Rule:
         return events_topic(self.name)
 
 
-def events_topic(event_type: str) -> str:
-    return f"events.life.{event_type.lower()}"
 
 
 def parse_rules(raw: dict[str, Any]) -> dict[str, Rule]:

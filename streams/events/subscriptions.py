@@ -16,14 +16,15 @@ from typing import Any
 
 import yaml
 
-from kintsmesh.errors import KintsmeshError
+from kintsmesh.errors import TerminalError
+from kintsmesh.topics import subscriber_topic
 from streams.events.rules import rules
 
 SUBSCRIPTIONS_FILE = Path(__file__).resolve().parent / "subscriptions.yaml"
 ALWAYS = ("event_id", "event_type", "occurred_on")   # what every subscriber needs to use and deduplicate an event
 
 
-class SubscriptionError(KintsmeshError):
+class SubscriptionError(TerminalError):
     """A subscriptions.yaml entry that cannot work (unknown event type or field)."""
 
 
@@ -39,7 +40,7 @@ class Subscription:
 
     @property
     def topic(self) -> str:
-        return f"sub.{self.name}.life"
+        return subscriber_topic(self.name)
 
     def wants(self, event: dict[str, Any]) -> bool:
         if event["event_type"] not in self.events:

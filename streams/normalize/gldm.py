@@ -1,4 +1,4 @@
-"""The GLDM Avro schemas (``schemas/avro``) and the topics/subjects they travel under."""
+"""The GLDM Avro schemas (``schemas/avro``): the record name of each entity, and each schema as registered."""
 
 from __future__ import annotations
 
@@ -19,14 +19,6 @@ RECORD_NAMES: dict[str, str] = {
     "social_insurance": "gov.gldm.SocialInsuranceContribution",
 }
 REJECTED_RECORD = "gov.gldm.RejectedRecord"
-
-
-def candidates_topic(entity: str) -> str:
-    return f"gldm.{entity}.candidates"
-
-
-def dlq_topic(department: str) -> str:
-    return f"dlq.{department}"
 
 
 @cache

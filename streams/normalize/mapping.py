@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import yaml
 
+from kintsmesh.errors import TerminalError
 from streams.normalize import standardize as std
 
 HERE = Path(__file__).resolve().parent
@@ -25,7 +26,7 @@ Entity = Literal["person", "legal_entity", "house", "certificate", "relationship
 ENTITIES: tuple[str, ...] = ("person", "legal_entity", "house", "certificate", "relationship", "social_insurance")
 
 
-class MappingError(ValueError):
+class MappingError(TerminalError, ValueError):
     """A mapping file that does not say something the engine can do (found at load time)."""
 
 
@@ -162,7 +163,7 @@ def _timestamp_date(raw: Any) -> std.Standardized[date]:
     """The local (China Standard Time) date of a timestamp: Debezium sends TIMESTAMPTZ in UTC,
     and a child born at 05:00 in Shenzhen was born on the previous day in UTC."""
     result = std.timestamp(raw)
-    return std.Standardized(result.value.astimezone(std.CST).date() if result.value else None, result.findings)
+    return std.Standardized(result.value.astimezone(std.CITY_TZ).date() if result.value else None, result.findings)
 
 
 def _address(raw: Any) -> std.Standardized[dict[str, Any]]:

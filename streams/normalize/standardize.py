@@ -18,19 +18,19 @@ from typing import Any, Generic, Literal, TypeVar
 from stdnum.iso7064 import mod_11_2
 from stdnum.cn import uscc as uscc_std
 
-from kintsmesh.errors import KintsmeshError
+from kintsmesh.errors import RejectedRecord
+from kintsmesh.settings import CITY_TZ
 
 T = TypeVar("T")
 
 NULL_MARKERS = frozenset({"", "null", "none", "无", "-", "--", "/", "n/a", "na", "不详", "未知"})
 MIDDLE_DOTS = "·•．・‧∙⋅˙.･"  # "." too: NFKC turns the full-width period into it
 PROVINCE_CITY_PREFIXES = ("广东省深圳市", "广东深圳市", "广东省深圳", "深圳市", "深圳")
-CST = timezone(timedelta(hours=8))
 
 Gender = Literal["0", "1", "2", "9"]  # GB/T 2261.1: unknown, male, female, unspecified
 
 
-class Rejected(KintsmeshError):
+class Rejected(RejectedRecord):
     """A value that cannot be made canonical; the record goes to the DLQ with this reason."""
 
     def __init__(self, reason: str, detail: str) -> None:
@@ -185,7 +185,7 @@ def _parse_date_text(text: str) -> date:
     raise Rejected("invalid_date", f"{text[:40]!r} is not a date in any known format")
 
 
-def timestamp(raw: Any, *, zone: timezone = CST) -> Standardized[datetime]:
+def timestamp(raw: Any, *, zone: timezone = CITY_TZ) -> Standardized[datetime]:
     """Debezium timestamps (epoch micros for TIMESTAMP, ISO text for TIMESTAMPTZ) as aware datetimes."""
     if is_null(raw):
         return Standardized(None, ("missing",))

@@ -14,7 +14,7 @@ from kintsmesh.bench.batch import write_extract
 from kintsmesh.bench.resolve import scratch_library
 from kintsmesh.settings import RESOURCE_LIBRARY_DB
 from kintsmesh.simulate.runner import run_simulation
-from sinks.batch import extract, load_batch
+from streams.batch.load import extract, load_batch
 from sinks.library import numeric_array, text_array
 
 pytestmark = pytest.mark.integration

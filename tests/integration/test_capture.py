@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from connect.connectors import raw_topic
+from kintsmesh.topics import raw_topic
 from kintsmesh.stack.components import Connect
 
 pytestmark = pytest.mark.integration

@@ -11,8 +11,9 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from kintsmesh.settings import RESOURCE_LIBRARY_DB
-from kintsmesh.topics import ensure_topics
-from sinks.offsets import library_lag, store_offsets
+from kintsmesh.kafka import ensure_topics
+from monitoring.lag import library_lag
+from sinks.kafka.offsets import store_offsets
 
 
 def test_work_moving_from_a_topic_into_pending_rows_is_counted_at_every_moment(settings):

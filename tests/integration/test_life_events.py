@@ -25,11 +25,12 @@ from kintsmesh.settings import RESOURCE_LIBRARY_DB
 from kintsmesh.simulate.city import City
 from kintsmesh.simulate.runner import run_simulation
 from kintsmesh.stack.process import port_open
-from kintsmesh.watch import wait_for_pipeline
-from sinks.dossier import audit_history
+from monitoring.lag import wait_for_pipeline
+from sinks.library.dossier import audit_history
 from sinks.events import LifeEvents
 from sinks.subscriptions import SubscriptionSink
-from streams.events.predicates import CST, anniversary
+from kintsmesh.settings import CITY_TZ
+from streams.events.predicates import anniversary
 from streams.events.rules import rules
 from streams.events.subscriptions import Subscription, subscriptions
 
@@ -119,7 +120,7 @@ def subject(event: dict[str, Any]) -> str:
 
 
 def test_a_simulated_day_publishes_the_truths_events_once_even_across_a_sigkill(settings, tmp_path, fresh_seed):
-    today = datetime.now(CST).date()
+    today = datetime.now(CITY_TZ).date()
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "t-ends", "log_level": 0})
     start = topic_ends(consumer)
     consumer.close()
@@ -195,7 +196,7 @@ def test_a_simulated_day_publishes_the_truths_events_once_even_across_a_sigkill(
 
 def test_the_daily_pass_finds_exactly_who_crosses_an_age_that_day_and_a_rerun_adds_nothing(settings, tmp_path,
                                                                                          fresh_seed):
-    today = datetime.now(CST).date()
+    today = datetime.now(CITY_TZ).date()
     sim = settings.model_copy(update={"stack_dir": tmp_path})
     run_simulation(sim, seed=fresh_seed, initial=1500, rate=None, duration_s=0, dirty_rate=0.0, truth_path=None,
                    today=today)
@@ -261,7 +262,7 @@ def test_the_daily_pass_finds_exactly_who_crosses_an_age_that_day_and_a_rerun_ad
 
 
 def test_a_new_subscriber_is_back_filled_once_from_its_date_and_a_restart_delivers_nothing_again(settings):
-    today = datetime.now(CST).date()
+    today = datetime.now(CITY_TZ).date()
     name = f"test_backfill_{int(time.time())}"
     newcomer = Subscription(name=name, description="test", events=("BIRTH_REGISTERED", "SCHOOL_AGE_REACHED"),
                             fields=("event_id", "event_type", "occurred_on", "attributes"), attributes=("name",),

@@ -21,7 +21,7 @@ from kintsmesh.bench.resolve import incoming, scratch_library
 from kintsmesh.simulate.city import build_city
 from kintsmesh.simulate.departments import DepartmentViews, initial_rows
 from sinks.library import Incoming, Merger, lock_library, lock_resolve, lock_settle
-from sinks.review import decide, explain
+from sinks.library.review import decide, explain
 from streams.events.rules import HOLD, change_from_message, evaluate_change, rules
 
 

@@ -25,11 +25,11 @@ from kintsmesh.registry.codec import decode
 from kintsmesh.registry.client import SchemaRegistry
 from kintsmesh.settings import RESOURCE_LIBRARY_DB
 from kintsmesh.simulate.runner import run_simulation
-from kintsmesh.watch import wait_for_pipeline
-from sinks.batch import extract, load_batch
+from monitoring.lag import wait_for_pipeline
+from streams.batch.load import extract, load_batch
 from sinks.library import BOOKKEEPING, PERSON_ID_COLUMNS, TABLES, Incoming, Merger, lock_library
-from sinks.worker import candidate_topics
-from streams.dlq import show
+from kintsmesh.topics import candidate_topics
+from sinks.dlq import show
 
 pytestmark = pytest.mark.integration
 

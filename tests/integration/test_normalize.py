@@ -15,10 +15,10 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from kintsmesh.settings import DEPARTMENTS
+from kintsmesh.topics import candidate_topics, dlq_topic
 from kintsmesh.simulate.runner import run_simulation
-from kintsmesh.watch import wait_for_group
-from streams.app import raw_topics
-from streams.normalize import gldm
+from monitoring.lag import wait_for_group
+from connect.connectors import raw_topics
 from streams.normalize.mapping import mappings
 
 pytestmark = pytest.mark.integration
@@ -49,7 +49,7 @@ def test_every_raw_event_of_a_dirty_simulated_run_is_accounted_for(settings, tmp
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"t-{os.getpid()}-{time.time()}",
                          "enable.auto.commit": False, "log_level": 0})
     raw = raw_topics(settings)
-    outputs = [gldm.candidates_topic(e) for e in gldm.RECORD_NAMES] + [gldm.dlq_topic(d) for d in DEPARTMENTS]
+    outputs = candidate_topics() + [dlq_topic(d) for d in DEPARTMENTS]
     raw_start, out_start = end_offsets(consumer, raw), end_offsets(consumer, outputs)
 
     # a small city of its own (its own seed namespace and state folder), 5% dirty, then live changes

@@ -16,9 +16,9 @@ from connect.connectors import available_departments, connector_name
 from kintsmesh import stack
 from kintsmesh.settings import RESOURCE_LIBRARY_DB
 from kintsmesh.simulate.runner import run_simulation
-from kintsmesh.watch import wait_for_pipeline
-from sinks.worker import merge_lag
-from streams.dlq import summary
+from monitoring.lag import wait_for_pipeline
+from monitoring.lag import merge_lag
+from sinks.dlq import summary
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sinks.batch import pg_text, read_extract
+from streams.batch.load import pg_text, read_extract
 
 
 def test_typed_values_read_as_postgresqls_csv_text():

@@ -45,10 +45,11 @@ def test_connect_uses_the_same_internal_topics_and_converters_as_the_local_worke
 
     local = Connect(Settings(stack_dir=tmp_path))
     env = SERVICES["connect"]["environment"]
-    source = (REPO_ROOT / "kintsmesh/stack/components.py").read_text()
-    for key in ("CONFIG_STORAGE_TOPIC", "OFFSET_STORAGE_TOPIC", "STATUS_STORAGE_TOPIC", "GROUP_ID"):
-        assert f'"{env[key]}"' in source, key
-    assert env["VALUE_CONVERTER"] == "org.apache.kafka.connect.json.JsonConverter"
+    properties = local.properties()
+    for key, name in (("CONFIG_STORAGE_TOPIC", "config.storage.topic"), ("OFFSET_STORAGE_TOPIC", "offset.storage.topic"),
+                      ("STATUS_STORAGE_TOPIC", "status.storage.topic"), ("GROUP_ID", "group.id"),
+                      ("KEY_CONVERTER", "key.converter"), ("VALUE_CONVERTER", "value.converter")):
+        assert env[key] == properties[name], key
     assert local.port == 18083
 
 

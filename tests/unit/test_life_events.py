@@ -11,13 +11,14 @@ import fastavro
 import pytest
 
 from sinks.events import birth_evidence
-from streams.events.predicates import CST, Change, anniversary, born_for
+from kintsmesh.settings import CITY_TZ
+from streams.events.predicates import Change, anniversary, born_for
 from streams.events.rules import (
     HOLD, RuleError, calendar_birth_dates, change_entities, evaluate_change, evaluate_person, event_id, parse_rules, rules,
 )
 from streams.normalize import gldm
 
-NOW = int(datetime(2026, 11, 27, 10, 0, tzinfo=CST).timestamp() * 1000)
+NOW = int(datetime(2026, 11, 27, 10, 0, tzinfo=CITY_TZ).timestamp() * 1000)
 POLICE_UPDATE = {"department": "police", "table": "rk_jbxx", "primary_key": "RK1", "op": "UPDATE",
                  "commit_lsn": 200, "change_lsn": 190, "committed_at": NOW, "batch_id": None, "line": None,
                  "captured_at": NOW, "role": None}
@@ -156,7 +157,7 @@ def test_an_enterprise_reopened_and_closed_again_is_deregistered_twice_but_estab
     closed = {**ENTERPRISE, "status": "注销", "deregistered_date": "2026-11-27"}
     reopened = {**ENTERPRISE, "status": "存续", "deregistered_date": None}
     closed_again = {**ENTERPRISE, "status": "注销", "deregistered_date": "2026-12-20"}
-    later = int(datetime(2026, 12, 20, 10, tzinfo=CST).timestamp() * 1000)
+    later = int(datetime(2026, 12, 20, 10, tzinfo=CITY_TZ).timestamp() * 1000)
     first = evaluate_change(change("legal_entity", ENTERPRISE, closed), NOW)
     again = evaluate_change(change("legal_entity", reopened, closed_again, committed_ms=later), later)
     assert types(evaluate_change(change("legal_entity", closed, reopened), NOW)) == []   # reopening is no new establishment
@@ -197,7 +198,7 @@ def test_events_carry_their_evidence_and_encode_with_the_registered_schema():
     assert events[0]["evidence"] == [{"department": "police", "table": "rk_jbxx", "primary_key": "RK1", "role": None,
                                       "position": [0, 200, 190], "committed_at": NOW, "field": None}]
     decoded = change("person", {"ric": "R"}, {"ric": "R", "death_date": "2026-11-26"},
-                     cause={**POLICE_UPDATE, "committed_at": datetime.fromtimestamp(NOW / 1000, CST)})
+                     cause={**POLICE_UPDATE, "committed_at": datetime.fromtimestamp(NOW / 1000, CITY_TZ)})
     assert evaluate_change(decoded, NOW)[0]["evidence"][0]["committed_at"] == NOW   # as the Avro decoder gives it
     provenance = {"sources": [{"department": "health", "table": "cszm", "primary_key": "Q1", "role": "child",
                                "position": [0, 5, 4], "committed_at": NOW}],
@@ -237,7 +238,8 @@ def test_the_worker_watches_exactly_the_entities_the_change_rules_name():
 def test_commit_to_event_lag_is_observed_for_change_triggered_events_only():
     from prometheus_client import CollectorRegistry
 
-    from sinks.events import EventMetrics, LifeEvents
+    from monitoring.metrics import EventMetrics
+    from sinks.events import LifeEvents
 
     registry = CollectorRegistry()
     events = LifeEvents.__new__(LifeEvents)   # only its metrics: no producer, no library

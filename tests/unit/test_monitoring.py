@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from connect.client import ConnectorStatus, TaskStatus
-from kintsmesh.settings import DEPARTMENTS, REPO_ROOT, Settings
+from kintsmesh.settings import CITY_TZ_NAME, DEPARTMENTS, REPO_ROOT, Settings
 from kintsmesh.stack import prerequisites
 from kintsmesh.stack.components import Prometheus
 from monitoring.exporter import batch_counts
@@ -25,7 +25,7 @@ MONITORING = REPO_ROOT / "monitoring"
 RULES = yaml.safe_load((MONITORING / "alerts.yml").read_text())
 RULE_TESTS = yaml.safe_load((MONITORING / "alerts_test.yml").read_text())
 DASHBOARD = json.loads((MONITORING / "grafana/dashboards/kintsmesh.json").read_text())
-CST = ZoneInfo("Asia/Shanghai")
+CST = ZoneInfo(CITY_TZ_NAME)
 
 
 def promtool() -> str:

@@ -42,15 +42,14 @@ def test_reset_deletes_the_logs_with_the_data(tmp_path):
 
 def test_kraft_cluster_ids_never_read_as_an_option(monkeypatch):
     import base64
-    import importlib
     import uuid
 
-    components = importlib.import_module("kintsmesh.stack.components")   # the package exports a function of that name
+    from kintsmesh.stack import jvm
 
     # the first UUID drawn encodes to an id starting with '-' (0xf8...: '-' is 62 in URL-safe base64)
     drawn = iter([uuid.UUID(bytes=b"\xf8" + bytes(15)), uuid.UUID(bytes=b"\x01" + bytes(15))])
-    monkeypatch.setattr(components.uuid, "uuid4", lambda: next(drawn))
-    cluster_id = components.kraft_cluster_id()
+    monkeypatch.setattr(jvm.uuid, "uuid4", lambda: next(drawn))
+    cluster_id = jvm.kraft_cluster_id()
     assert not cluster_id.startswith("-") and cluster_id.startswith("AQ")
     assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
     assert base64.urlsafe_b64encode(b"\xf8" + bytes(15)).decode().startswith("-")   # the case it skipped

@@ -64,7 +64,7 @@ def test_impossible_dates_are_rejected_with_a_reason(raw, reason):
 
 def test_timestamps_from_debezium():
     micros = 1528997400000000  # 2018-06-14T17:30:00 as a department's zoneless TIMESTAMP
-    assert s.timestamp(micros).value == datetime(2018, 6, 14, 17, 30, tzinfo=s.CST)
+    assert s.timestamp(micros).value == datetime(2018, 6, 14, 17, 30, tzinfo=s.CITY_TZ)
     assert s.timestamp("2018-06-14T09:30:00Z").value == datetime(2018, 6, 14, 9, 30, tzinfo=timezone.utc)
 
 

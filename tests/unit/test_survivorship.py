@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from sinks.batch import BatchError, batch_provenance, choose_mapping, cutoff_ms
+from streams.batch.load import BatchError, batch_provenance, choose_mapping, cutoff_ms
 from sinks.library import Incoming, jsonable
 from streams.merge.survivorship import Contribution, authority, is_stale, position, survive
 from streams.normalize.mapping import mappings

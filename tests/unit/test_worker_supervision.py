@@ -4,14 +4,14 @@ import psycopg
 import pytest
 
 from kintsmesh.settings import Settings
-from sinks import offsets
-from sinks.offsets import LibraryUnavailable, serve_worker
+from sinks.kafka import stage
+from sinks.kafka.stage import LibraryUnavailable, serve_worker
 
 
 def test_a_worker_that_lost_the_library_is_abandoned_and_built_again_until_it_runs(monkeypatch, caplog):
-    monkeypatch.setattr(offsets, "RESTART_DELAYS_S", (0.01, 0.02, 0.05))
-    monkeypatch.setattr(offsets, "start_http_server", lambda *args, **kwargs: None)
-    monkeypatch.setattr(offsets.signal, "signal", lambda *args: None)
+    monkeypatch.setattr(stage, "RESTART_DELAYS_S", (0.01, 0.02, 0.05))
+    monkeypatch.setattr(stage, "start_http_server", lambda *args, **kwargs: None)
+    monkeypatch.setattr(stage.signal, "signal", lambda *args: None)
     built, abandoned, attempts = [], [], []
 
     class Worker:
@@ -45,8 +45,8 @@ def test_a_worker_that_lost_the_library_is_abandoned_and_built_again_until_it_ru
 
 
 def test_an_error_that_is_not_about_the_library_still_stops_the_worker(monkeypatch):
-    monkeypatch.setattr(offsets, "start_http_server", lambda *args, **kwargs: None)
-    monkeypatch.setattr(offsets.signal, "signal", lambda *args: None)
+    monkeypatch.setattr(stage, "start_http_server", lambda *args, **kwargs: None)
+    monkeypatch.setattr(stage.signal, "signal", lambda *args: None)
 
     class Broken:
         def run(self):

@@ -1,4 +1,4 @@
-"""``kintsmesh dlq list | show | replay``: what the normalize stage rejected, and putting it back after a fix.
+"""Dead-letter queues: ``kintsmesh dlq list | show | replay``, what a stage rejected, and putting it back after a fix.
 
 Replay re-publishes a rejected event's original key and value to the raw topic it
 came from, so the (fixed) normalize worker processes it again; the merge stage
@@ -14,15 +14,14 @@ import time
 from collections import Counter
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import TopicPartition
 
+from kintsmesh import kafka
 from kintsmesh.errors import TransientError
 from kintsmesh.registry.codec import decode
 from kintsmesh.registry.client import SchemaRegistry
 from kintsmesh.settings import Settings
-from streams.normalize import gldm
-
-REPLAY_GROUP = "kintsmesh-dlq-replay"
+from kintsmesh.topics import DLQ_REPLAY_GROUP, dlq_topic
 
 
 def rejected_message(stage: str, message: Any, reason: str, detail: str) -> dict[str, Any]:
@@ -40,9 +39,8 @@ def _read(settings: Settings, department: str, group: str | None = None) -> tupl
     """A department's DLQ records from the start (or from ``group``'s committed position) to the
     current end, and those end positions."""
     registry = SchemaRegistry(settings)
-    topic = gldm.dlq_topic(department)
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group or "kintsmesh-dlq-read",
-                         "enable.auto.commit": False, "log_level": 0})
+    topic = dlq_topic(department)
+    consumer = kafka.consumer(settings, group or "kintsmesh-dlq-read", enable_auto_commit=False)
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
         partitions = list(metadata.partitions) if metadata and metadata.partitions else []
@@ -101,9 +99,9 @@ def replay(settings: Settings, department: str, reason: str | None) -> int:
     committed; with it, every record of that reason (a duplicate replay is harmless:
     the merge stage ignores positions it has already applied).
     """
-    group = f"{REPLAY_GROUP}-{department}" if reason is None else None
+    group = f"{DLQ_REPLAY_GROUP}-{department}" if reason is None else None
     records, ends = _read(settings, department, group=group)
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True, "log_level": 0})
+    producer = kafka.producer(settings, enable_idempotence=True)
     replayed = 0
     for record in records:
         if reason is None or record["reason"] == reason:
@@ -113,7 +111,7 @@ def replay(settings: Settings, department: str, reason: str | None) -> int:
     if producer.flush(30) != 0:
         raise TransientError(f"dlq replay: {department}: not every replayed event was acknowledged; nothing committed")
     if group and ends:
-        committer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group, "log_level": 0})
+        committer = kafka.consumer(settings, group)
         committer.commit(offsets=ends, asynchronous=False)
         committer.close()
     return replayed

@@ -25,9 +25,8 @@ from typing import Any
 import psycopg
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from kintsmesh.errors import KintsmeshError
-from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
-from kintsmesh.simulate.departments import CST
+from kintsmesh.errors import TerminalError
+from kintsmesh.settings import CITY_TZ, RESOURCE_LIBRARY_DB, Settings
 from sinks.library import MERGE_SESSION, BatchReport, BulkChunk, Incoming, Merger, lock_library
 from streams.normalize.mapping import FieldRejected, SourceMapping, apply, mappings
 from streams.normalize.standardize import Rejected
@@ -35,13 +34,13 @@ from streams.normalize.standardize import Rejected
 CHUNK = 10000
 
 
-class BatchError(KintsmeshError):
+class BatchError(TerminalError):
     """An extract that cannot be loaded at all (unknown department, no matching table, unreadable file)."""
 
 
 def cutoff_ms(batch_date: date) -> int:
     """An extract for date D holds the department's state at the end of D (China Standard Time)."""
-    return int(datetime.combine(batch_date, dtime(23, 59, 59, 999000), CST).timestamp() * 1000)
+    return int(datetime.combine(batch_date, dtime(23, 59, 59, 999000), CITY_TZ).timestamp() * 1000)
 
 
 def batch_provenance(mapping: SourceMapping, row: dict[str, Any], batch_id: str, line: int,
@@ -126,7 +125,7 @@ def load_batch(settings: Settings, department: str, batch_date: date, path: Path
     mapping = choose_mapping(department, header, table)
     batch_id = f"{department}-{batch_date:%Y%m%d}"
     cutoff = cutoff_ms(batch_date)
-    started = datetime.now(CST)
+    started = datetime.now(CITY_TZ)
     t0 = time.perf_counter()
     report = BatchReport()
     rejected: Counter[str] = Counter()

@@ -7,11 +7,11 @@ from typing import Any
 
 import psycopg
 
-from kintsmesh.errors import KintsmeshError
+from kintsmesh.errors import KintsmeshError, TerminalError
 from sinks.library import TABLES, Merger, SourceRef, lock_library
 
 
-class NotFound(KintsmeshError):
+class NotFound(TerminalError):
     pass
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from kintsmesh.errors import KintsmeshError
+from kintsmesh.errors import TerminalError
 from streams.events.enrolment import conditions, enrolment_year, verdict, window_start
 
 DOSSIER_SQL = """
@@ -60,7 +60,7 @@ SELECT
 DOSSIER_FIELDS = ("child", "guardians", "birth_certificate", "enrolment", "verdict")
 
 
-class DossierError(KintsmeshError):
+class DossierError(TerminalError):
     """A dossier request that cannot be served (no requester or purpose, unknown level)."""
 
 

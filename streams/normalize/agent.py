@@ -1,4 +1,4 @@
-"""The Faust app: the normalize agent over ``raw.*``, producing ``gldm.<entity>.candidates`` and ``dlq.<dept>``.
+"""The normalize stage's Faust app: the agent over ``raw.*``, producing ``gldm.<entity>.candidates`` and ``dlq.<dept>``.
 
 Thin shell: decode, call ``normalize_event`` (pure), encode with the registered
 Avro schemas (single-object encoding), send, count. Run it with
@@ -13,13 +13,13 @@ from typing import Any
 
 import faust
 
-from connect.connectors import available_departments, raw_topic, tables
+from connect.connectors import available_departments, raw_topics
+from kintsmesh import kafka, topics
 from kintsmesh.registry.catalog import SchemaVersion
 from kintsmesh.registry.codec import encode
 from kintsmesh.registry.client import SchemaRegistry
 from kintsmesh.settings import Settings
-from kintsmesh.topics import ensure_topics
-from streams.metrics import NormalizeMetrics
+from monitoring.metrics import NormalizeMetrics
 from streams.normalize import gldm
 from streams.normalize.event import Rejection, normalize_event
 
@@ -31,28 +31,22 @@ RAW_TOPIC_CONFIG = {"cleanup.policy": "delete", "retention.ms": "604800000",
                     "message.timestamp.type": "LogAppendTime", "compression.type": "lz4"}
 
 
-def raw_topics(settings: Settings) -> list[str]:
-    """Every captured table's raw topic. (Faust's pattern subscription does not work:
-    faust-streaming issue #62, so the topics are listed from the connector configs.)"""
-    return [raw_topic(d, t) for d in available_departments() for t in tables(settings, d)]
-
-
 def prepare(settings: Settings) -> dict[str, SchemaVersion]:
     """Create the output topics and register every GLDM schema under its topic's subject.
 
     Returns entity -> schema version, plus 'rejected' for the DLQ record. The raw topics are
     created too (with the settings Debezium's topic.creation would give them): an agent
     subscribed to a topic that does not exist yet ignores it for good."""
-    ensure_topics(settings, raw_topics(settings), settings.kafka_partitions, RAW_TOPIC_CONFIG)
-    ensure_topics(settings, [gldm.candidates_topic(e) for e in gldm.RECORD_NAMES], settings.kafka_partitions)
-    ensure_topics(settings, [gldm.dlq_topic(d) for d in available_departments()], 1)
+    kafka.ensure_topics(settings, raw_topics(settings), settings.kafka_partitions, RAW_TOPIC_CONFIG)
+    kafka.ensure_topics(settings, topics.candidate_topics(), settings.kafka_partitions)
+    kafka.ensure_topics(settings, [topics.dlq_topic(d) for d in available_departments()], 1)
     store = SchemaRegistry(settings)
     try:
         versions = {
-            entity: store.register(f"{gldm.candidates_topic(entity)}-value", gldm.schema(name))
+            entity: store.register(topics.value_subject(topics.candidates_topic(entity)), gldm.schema(name))
             for entity, name in gldm.RECORD_NAMES.items()
         }
-        versions["rejected"] = store.register("dlq-value", gldm.schema(gldm.REJECTED_RECORD))
+        versions["rejected"] = store.register(topics.DLQ_SUBJECT, gldm.schema(gldm.REJECTED_RECORD))
         return versions
     finally:
         store.close()
@@ -78,10 +72,9 @@ class Worker(faust.Worker):
 
 
 def faust_app(settings: Settings, app_id: str, datadir: str) -> faust.App:
-    broker = ";".join(f"kafka://{host}" for host in settings.kafka_bootstrap.split(","))
     return faust.App(
         app_id,
-        broker=broker,
+        broker=kafka.faust_broker(settings),
         store="memory://",
         key_serializer="raw",
         value_serializer="raw",
@@ -98,12 +91,12 @@ def faust_app(settings: Settings, app_id: str, datadir: str) -> faust.App:
 
 def create_app(settings: Settings, versions: dict[str, SchemaVersion], metrics: NormalizeMetrics,
                datadir: str = "", inputs: list[str] | None = None, prefix: str = "",
-               app_id: str = "kintsmesh-normalize") -> faust.App:
+               app_id: str = topics.NORMALIZE_GROUP) -> faust.App:
     """The normalize app. ``inputs``/``prefix``/``app_id`` let the benchmark run it on its own topics."""
     app = faust_app(settings, app_id, datadir)
     raw = app.topic(*(inputs or raw_topics(settings)), key_type=bytes, value_type=bytes)
-    outputs = {entity: prefix + gldm.candidates_topic(entity) for entity in gldm.RECORD_NAMES}
-    dlq = {d: prefix + gldm.dlq_topic(d) for d in available_departments()}
+    outputs = {entity: prefix + topics.candidates_topic(entity) for entity in gldm.RECORD_NAMES}
+    dlq = {d: prefix + topics.dlq_topic(d) for d in available_departments()}
 
     @app.agent(raw)
     async def normalize(stream: faust.StreamT) -> None:

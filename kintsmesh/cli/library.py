@@ -1,0 +1,206 @@
+"""The resource library and what is served from it: ``kintsmesh batch | review | explain | events | subscriptions | dossier | audit``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from kintsmesh.errors import KintsmeshError
+from kintsmesh.settings import CITY_TZ, DEPARTMENTS, Settings
+
+
+def connect_library(settings: Settings) -> Any:
+    import psycopg
+
+    from kintsmesh.settings import RESOURCE_LIBRARY_DB
+
+    return psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB))
+
+
+def cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.batch import load as batch
+
+    if args.action == "extract":
+        rows = batch.extract(settings, args.dept, args.table, args.file, limit=args.limit)
+        print(f"{args.dept}.{args.table or batch.EXTRACT_TABLES.get(args.dept)}: {rows:,} rows written to {args.file}")
+        return 0
+    report = batch.load_batch(settings, args.dept, args.date, Path(args.file), table=args.table,
+                              progress=sys.stderr.isatty())
+    print(json.dumps(report, ensure_ascii=False, indent=2) if args.json else batch.summary(report))
+    return 0
+
+
+def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks.library import review
+
+    with connect_library(settings) as conn:
+        if args.action == "list":
+            items = review.open_reviews(conn, args.limit)
+            for item in items:
+                print(json.dumps(item, ensure_ascii=False, default=str))
+            print(f"{len(items)} open review(s) shown")
+            return 0
+        if args.review_id is None:
+            raise KintsmeshError(f"review {args.action}: give the review id (kintsmesh review list)")
+        target = review.decide(conn, args.review_id, args.action == "accept", args.to)
+        print(f"review {args.review_id} {args.action}ed: linked to {target}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks.library import review
+
+    with connect_library(settings) as conn:
+        if args.valid_at or args.recorded_at:
+            result = review.as_of(conn, args.canonical_id, args.valid_at, args.recorded_at)
+            if result is None:
+                raise KintsmeshError(f"{args.canonical_id}: no version at that time")
+        else:
+            result = review.explain(conn, args.canonical_id)
+    print(json.dumps(result, ensure_ascii=False, indent=2, default=str))
+    return 0
+
+
+def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.events.rules import rules
+
+    if args.action == "rules":
+        for rule in rules().values():
+            source = f"{rule.entity} changes" if rule.trigger == "change" else "daily pass over persons"
+            print(f"{rule.name:<26} {rule.trigger:<9} {source:<26} {rule.topic}")
+            print(f"{'':<26} {rule.description}")
+        return 0
+    if args.action == "daily":
+        from streams.events.worker import run_daily
+
+        first = args.date or datetime.now(CITY_TZ).date()
+        for result in run_daily(settings, first, args.until or first):
+            print(json.dumps(result, ensure_ascii=False))
+        return 0
+    from sinks.events import recorded_events
+
+    with connect_library(settings) as conn:
+        rows, held = recorded_events(conn, args.type, args.subject, args.date, args.limit)
+    for event, published in reversed(rows):
+        print(json.dumps({**event, "published_at": published}, ensure_ascii=False, default=str))
+    for event, release_at in held:
+        print(json.dumps({**event, "held_until": release_at}, ensure_ascii=False, default=str))
+    print(f"{len(rows)} life event(s) shown" + (f", {len(held)} held back for their subject" if held else ""))
+    return 0
+
+
+def cmd_subscriptions(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.events.subscriptions import subscriptions
+
+    from sinks.subscriptions import progress
+
+    with connect_library(settings) as conn:
+        cursors, newest = progress(conn)
+    for name, sub in subscriptions().items():
+        last, delivered = cursors.get(name, (None, 0))
+        state = (f"delivered {delivered:,}, {newest - last:,} events still to look at" if last is not None
+                 else "not started (the life-event worker starts it)")
+        print(f"{name:<24} {sub.topic:<36} {state}")
+        print(f"{'':<24} events  {', '.join(sub.events)}")
+        fields = [f for f in sub.fields if f != "attributes"] + [f"attributes.{a}" for a in sub.attributes]
+        print(f"{'':<24} fields  {', '.join(fields)}")
+        if sub.filters or sub.backfill_from:
+            print(f"{'':<24} filters {sub.filters or '-'}  back-fill from {sub.backfill_from or '-'}")
+    return 0
+
+
+def cmd_dossier(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks.library.dossier import school_enrolment
+
+    with connect_library(settings) as conn:
+        result = school_enrolment(conn, args.ric, requester=args.requester, purpose=args.purpose, level=args.level,
+                                  year=args.year, channel="cli")
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, indent=2, default=str))
+        return 0
+    child, verdict = result["child"], result["verdict"]
+    print(f"school enrolment dossier, {args.level} {result['enrolment']['year']}: {verdict['verdict']}")
+    for reason in verdict["reasons"]:
+        print(f"  - {reason}")
+    if child:
+        print(f"child      {child['name']} {child['ric']} born {child['birth_date']}  household {child['household_no'] or '-'}"
+              f"  {child['address'] or ''}")
+    for g in result["guardians"]:
+        filings = ", ".join(f["certificate_no"] for f in g["rental_filings"]) or "-"
+        print(f"{g['relation']:<10} {g['name']} {g['ric']}  household {g['household_no'] or '-'}  insured "
+              f"{g['insured_months']} months (latest {g['latest_insured_month'] or '-'})  rental filings {filings}")
+    certificate = result["birth_certificate"]
+    print(f"birth certificate  {certificate['certificate_no'] + ' issued ' + str(certificate['issued_date']) if certificate else '-'}")
+    print(f"(access logged: {args.requester}, purpose {args.purpose!r}; see kintsmesh audit {args.ric})")
+    return 0 if child else 4
+
+
+def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks.library.dossier import audit_history
+
+    with connect_library(settings) as conn:
+        accesses = audit_history(conn, args.ric, args.limit)
+    for a in accesses:
+        print(f"{a['requested_at'][:19]}  {a['requester']:<28} {a['channel']:<10} {a['resource']:<26} "
+              f"purpose: {a['purpose']}  fields: {', '.join(a['fields'])}  -> {a['outcome']}")
+    print(f"{len(accesses)} access(es) to {args.ric}'s data")
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("batch", help="T+1: load a department's nightly extract (or write one from its database)")
+    p.add_argument("action", choices=["load", "extract"])
+    p.add_argument("file", help="load: the extract (CSV, or Parquet when it ends in .parquet); extract: where to"
+                   " write it (the same two formats)")
+    p.add_argument("--dept", required=True, choices=list(DEPARTMENTS))
+    p.add_argument("--date", type=date.fromisoformat, default=date.today(), help="load: the batch date (YYYY-MM-DD)")
+    p.add_argument("--table", default=None, help="the source table (load: default from the CSV header)")
+    p.add_argument("--json", action="store_true", help="load: print the reconciliation report as JSON")
+    p.add_argument("--limit", type=int, help="extract: only the first N rows by primary key (a sample)")
+    p.set_defaults(handler=cmd_batch)
+
+    p = sub.add_parser("review", help="identity decisions waiting for a person")
+    p.add_argument("action", choices=["list", "accept", "reject"])
+    p.add_argument("review_id", nargs="?", type=int)
+    p.add_argument("--to", help="accept: link to this canonical id instead of the top candidate")
+    p.add_argument("-n", "--limit", type=int, default=20)
+    p.set_defaults(handler=cmd_review)
+
+    p = sub.add_parser("explain", help="a golden record: its sources, why they were linked, where each field came from")
+    p.add_argument("canonical_id")
+    p.add_argument("--valid-at", type=datetime.fromisoformat, help="the version true at this time (source time)")
+    p.add_argument("--recorded-at", type=datetime.fromisoformat, help="the version the library held at this time")
+    p.set_defaults(handler=cmd_explain)
+
+    p = sub.add_parser("events", help="life events: the rules, the daily pass (or a back-fill), what was detected")
+    p.add_argument("action", choices=["rules", "daily", "list"])
+    p.add_argument("--date", type=date.fromisoformat, default=None,
+                   help="daily: the day to pass (default today, Asia/Shanghai); list: events that occurred that day")
+    p.add_argument("--until", type=date.fromisoformat, default=None, help="daily: back-fill every day to this one")
+    p.add_argument("--type", help="list: only this event type")
+    p.add_argument("--subject", help="list: only this subject (RIC or USCC)")
+    p.add_argument("-n", "--limit", type=int, default=20)
+    p.set_defaults(handler=cmd_events)
+
+    p = sub.add_parser("subscriptions", help="subscribers of life events: their topics, allowances and progress")
+    p.add_argument("action", choices=["list"])
+    p.set_defaults(handler=cmd_subscriptions)
+
+    p = sub.add_parser("dossier", help="the proactive school-enrolment dossier of a child, with the rule's verdict")
+    p.add_argument("kind", choices=["school-enrolment"])
+    p.add_argument("ric", help="the child's resident identity number")
+    p.add_argument("--requester", required=True, help="who asks (logged)")
+    p.add_argument("--purpose", required=True, help="why (logged)")
+    p.add_argument("--level", choices=["primary", "junior_high"], default="primary")
+    p.add_argument("--year", type=int, default=None, help="enrolment year (default: the coming September)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_dossier)
+
+    p = sub.add_parser("audit", help="a citizen's access history: who looked at their data, when and why")
+    p.add_argument("ric")
+    p.add_argument("-n", "--limit", type=int, default=100)
+    p.set_defaults(handler=cmd_audit)

@@ -1,0 +1,97 @@
+"""The long-running processes ``kintsmesh stack up`` starts: ``registry``, ``streams`` (the stages), ``monitor``, ``api``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from kintsmesh.settings import Settings
+
+
+def cmd_registry(args: argparse.Namespace, settings: Settings) -> int:
+    from kintsmesh.registry.server import serve
+
+    serve(settings, args.port)
+    return 0
+
+
+def cmd_streams(args: argparse.Namespace, settings: Settings) -> int:
+    log_level = {"crit": "critical", "warn": "warning"}.get(args.loglevel, args.loglevel)
+    if args.action == "resolve":
+        from streams.resolve.worker import run_resolve_worker
+
+        run_resolve_worker(settings, log_level=log_level)
+        return 0
+    if args.action == "merge":
+        from streams.merge.worker import run_merge_worker
+
+        run_merge_worker(settings, log_level=log_level)
+        return 0
+    if args.action == "events":
+        from streams.events.worker import run_event_worker
+
+        run_event_worker(settings, log_level=log_level)
+        return 0
+    from streams.normalize.worker import run_worker
+
+    bench = (args.bench_inputs.split(","), args.bench_prefix, args.bench_app_id) if args.bench_inputs else None
+    run_worker(settings, log_level=args.loglevel, datadir=args.datadir, bench=bench, passthrough=args.passthrough)
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.supervised:
+        # librdkafka's admin client has aborted the process during a broker restart: a supervisor starts
+        # the exporter again, its own process (the pid file's) never dies of it
+        from kintsmesh.stack.supervise import supervise
+
+        return supervise("lag exporter", [sys.executable, "-m", "kintsmesh.cli", "monitor", "serve",
+                                          "--datadir", args.datadir, "--supervised"])
+    from monitoring.exporter import serve
+
+    serve(settings)
+    return 0
+
+
+def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    from kintsmesh.api import serve
+    from kintsmesh.settings import RESOURCE_LIBRARY_DB
+
+    serve(settings, args.database or RESOURCE_LIBRARY_DB, args.port)
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("registry", help="the schema registry, Confluent REST API (stack up starts one)")
+    p.add_argument("action", choices=["serve"])
+    p.add_argument("--datadir", default="", help=argparse.SUPPRESS)  # marks the process as the stack's
+    p.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
+    p.set_defaults(handler=cmd_registry)
+
+    p = sub.add_parser("streams", help="stream processing workers (Faust)")
+    p.add_argument("action", choices=["worker", "resolve", "merge", "events"],
+                   help="worker: normalize (Faust); resolve: identity decisions, repartitioned by canonical id;"
+                        " merge: golden records (more merge processes share gldm.*.resolved, each with its own"
+                        " KINTSMESH_MERGE_METRICS_PORT); events: life events")
+    p.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info", "debug"])
+    p.add_argument("--datadir", default="", help="Faust's data folder (default .stack/normalize)")
+    # used by `kintsmesh bench normalize` to run a worker on its own topics
+    p.add_argument("--bench-inputs", default="", help=argparse.SUPPRESS)
+    p.add_argument("--bench-prefix", default="", help=argparse.SUPPRESS)
+    p.add_argument("--bench-app-id", default="", help=argparse.SUPPRESS)
+    p.add_argument("--passthrough", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(handler=cmd_streams)
+
+    p = sub.add_parser("monitor", help="the lag exporter: connector states, consumer lag, DLQ sizes, T+1 batches")
+    p.add_argument("action", choices=["serve"])
+    p.add_argument("--datadir", default="", help=argparse.SUPPRESS)  # marks the process as the stack's
+    p.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)  # the exporter itself
+    p.set_defaults(handler=cmd_monitor)
+
+    p = sub.add_parser("api", help="the dossier HTTP endpoint (stack up starts one)")
+    p.add_argument("action", choices=["serve"])
+    p.add_argument("--datadir", default="", help=argparse.SUPPRESS)  # marks the process as the stack's
+    p.add_argument("--database", default="", help=argparse.SUPPRESS)  # bench dossier: its scratch library
+    p.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
+    p.set_defaults(handler=cmd_api)

@@ -1,0 +1,72 @@
+"""Every Kafka client Kintsmesh builds: consumers, producers, admin clients, the Faust broker.
+
+All client configuration starts here (``client_config``), so a setting every client needs
+(bootstrap servers today; TLS and SASL next) is written once. Callers add only what is theirs:
+a group id, idempotence, batching. ``ensure_topics`` creates the topics a stage owns.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from kintsmesh.errors import TransientError
+from kintsmesh.settings import Settings
+
+
+def client_config(settings: Settings, log_level: int = 0, **config: Any) -> dict[str, Any]:
+    """librdkafka configuration shared by every client, plus ``config`` (dotted keys as ``a_b`` -> ``a.b``)."""
+    return {"bootstrap.servers": settings.kafka_bootstrap, "log_level": log_level,
+            **{key.replace("_", "."): value for key, value in config.items()}}
+
+
+def consumer(settings: Settings, group: str, *, log_level: int = 0, **config: Any) -> Consumer:
+    return Consumer(client_config(settings, log_level, group_id=group, **config))
+
+
+def producer(settings: Settings, *, log_level: int = 0, **config: Any) -> Producer:
+    return Producer(client_config(settings, log_level, **config))
+
+
+def reliable_producer(settings: Settings, *, log_level: int = 3, linger_ms: int = 5) -> Producer:
+    """What a stage writes with: idempotent, acknowledged by every in-sync replica."""
+    return producer(settings, log_level=log_level, enable_idempotence=True, acks="all", linger_ms=linger_ms)
+
+
+def admin(settings: Settings, **config: Any) -> AdminClient:
+    return AdminClient(client_config(settings, **config))
+
+
+def faust_broker(settings: Settings) -> str:
+    """The broker URL of a Faust app (aiokafka underneath)."""
+    return ";".join(f"kafka://{host}" for host in settings.kafka_bootstrap.split(","))
+
+
+def ensure_topics(settings: Settings, names: list[str], partitions: int, config: dict[str, str] | None = None) -> None:
+    """Create the missing ones among ``names`` (existing topics are left as they are)."""
+    client = admin(settings)
+    existing = client.list_topics(timeout=10).topics
+    missing = [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})
+               for name in names if name not in existing]
+    if not missing:
+        return
+    for name, future in client.create_topics(missing).items():
+        try:
+            future.result(timeout=30)
+        except KafkaException as exc:
+            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                raise TransientError(f"cannot create topic {name}: {exc}") from exc
+    # "created" is the controller's word; wait until the broker's metadata lists every partition
+    deadline = time.monotonic() + 30
+    wanted = {t.topic for t in missing}
+    while wanted:
+        known = client.list_topics(timeout=10).topics
+        wanted = {name for name in wanted if name not in known or known[name].error or not known[name].partitions
+                  or any(p.leader < 0 for p in known[name].partitions.values())}
+        if wanted and time.monotonic() > deadline:
+            raise TransientError(f"topics created but not visible in the metadata after 30 s: {sorted(wanted)}")
+        if wanted:
+            time.sleep(0.2)

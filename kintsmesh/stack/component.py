@@ -1,0 +1,88 @@
+"""What every process of the local stack is: a ``Component`` that prepares its files, starts, probes
+its health and stops, with its pid file and log under ``.stack/``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from kintsmesh.errors import PortBusy
+from kintsmesh.settings import Settings
+from kintsmesh.stack.process import owned_pid, port_open, spawn, terminate
+
+
+@dataclass(frozen=True)
+class Status:
+    name: str
+    port: int
+    pid: int | None
+    healthy: bool
+
+    @property
+    def state(self) -> str:
+        if self.pid is None:
+            return "down"
+        return "up" if self.healthy else "starting/unhealthy"
+
+
+class Component:
+    """One process of the stack. Subclasses fill in ``prepare``, ``command`` and ``healthy``."""
+
+    name: str = ""
+    port_env: str = ""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.home = settings.stack_dir / self.name
+        self.pid_file = settings.stack_dir / "run" / f"{self.name}.pid"
+        self.log_file = settings.stack_dir / "logs" / f"{self.name}.log"
+
+    @property
+    def port(self) -> int:
+        raise NotImplementedError
+
+    def pid(self) -> int | None:
+        return owned_pid(self.pid_file, str(self.settings.stack_dir))
+
+    def healthy(self) -> bool:
+        raise NotImplementedError
+
+    def status(self) -> Status:
+        pid = self.pid()
+        try:
+            ok = pid is not None and self.healthy()
+        except Exception:  # noqa: BLE001 - a failing probe is "unhealthy", shown in status
+            ok = False
+        return Status(self.name, self.port, pid, ok)
+
+    def prepare(self) -> None:
+        """Install / resolve / write config: everything before the process starts."""
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str] | None:
+        return None
+
+    def start(self) -> None:
+        if port_open(self.port):
+            raise PortBusy(self.name, self.port, self.port_env)
+        spawn(self.command(), self.log_file, self.pid_file, cwd=self.settings.stack_dir, env=self.env())
+
+    def after_start(self) -> None:
+        """One-off work once healthy (databases, migrations)."""
+
+    def stop(self) -> bool:
+        """Stop the process if it is ours. True if something was stopped."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        terminate(pid)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+
+def write_properties(path: Path, values: dict[str, object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))

@@ -1,0 +1,204 @@
+"""The JVM components: Kafka in KRaft mode and Kafka Connect with Debezium (jars from Maven Central,
+each JVM with the Prometheus JMX exporter agent)."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import uuid
+from pathlib import Path
+
+import requests
+
+from kintsmesh import topics
+from kintsmesh.errors import StackError
+from kintsmesh.settings import REPO_ROOT, Settings
+from kintsmesh.stack import prerequisites
+from kintsmesh.stack.component import Component, write_properties
+
+DEBEZIUM_POSTGRES_CLASS = "io.debezium.connector.postgresql.PostgresConnector"
+
+
+def _jvm_command(settings: Settings, heap: str, log_config: Path, main: str, *args: str,
+                 agents: tuple[str, ...] = ()) -> list[str]:
+    java = prerequisites.java()
+    classpath = str(settings.stack_dir / "lib" / "kafka" / "*")
+    return [
+        java,
+        f"-Xms{heap}", f"-Xmx{heap}",
+        "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:ParallelGCThreads=2", "-XX:ConcGCThreads=1",
+        "-XX:+ExitOnOutOfMemoryError",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={log_config}",
+        # marks the process as this stack's, see process.owned_pid
+        f"-Dkintsmesh.stack={settings.stack_dir}",
+        *(f"-javaagent:{agent}" for agent in agents),
+        "-cp", classpath,
+        main, *args,
+    ]
+
+
+def _jmx_agent(settings: Settings, port: int, rules: str) -> str:
+    """The Prometheus JMX exporter java agent (stack/maven/jmx) serving ``monitoring/jmx/<rules>`` on ``port``."""
+    prerequisites.resolve_jars(settings, "jmx", settings.stack_dir / "lib" / "jmx")
+    jar = settings.stack_dir / "lib" / "jmx" / "jmx_prometheus_javaagent.jar"
+    return f"{jar}=127.0.0.1:{port}:{REPO_ROOT / 'monitoring' / 'jmx' / rules}"
+
+
+LOG4J2 = """\
+status = warn
+appender.console.type = Console
+appender.console.name = STDOUT
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.kafka.name = kafka
+logger.kafka.level = WARN
+logger.apache.name = org.apache.kafka
+logger.apache.level = WARN
+logger.connect.name = org.apache.kafka.connect.runtime.WorkerSourceTask
+logger.connect.level = INFO
+logger.debezium.name = io.debezium
+logger.debezium.level = INFO
+logger.reflections.name = org.reflections
+logger.reflections.level = ERROR
+"""
+
+
+def kraft_cluster_id() -> str:
+    """A random KRaft cluster id (a UUID in URL-safe base64), never one starting with '-': the storage
+    tool's argument parser takes such a value for an option (1 id in 64; a CI run failed on one)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
+class Kafka(Component):
+    """A single-node Kafka in KRaft mode (broker and controller in one process)."""
+
+    name = "kafka"
+    port_env = "KINTSMESH_KAFKA_PORT"
+
+    @property
+    def port(self) -> int:
+        return self.settings.kafka_port
+
+    def prepare(self) -> None:
+        prerequisites.java()
+        prerequisites.resolve_jars(self.settings, "kafka", self.settings.stack_dir / "lib" / "kafka")
+        s = self.settings
+        (self.home / "log4j2.properties").parent.mkdir(parents=True, exist_ok=True)
+        (self.home / "log4j2.properties").write_text(LOG4J2)
+        write_properties(self.home / "server.properties", {
+            "process.roles": "broker,controller",
+            "node.id": 1,
+            "controller.quorum.voters": f"1@127.0.0.1:{s.kafka_controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{s.kafka_port},CONTROLLER://127.0.0.1:{s.kafka_controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{s.kafka_port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": self.home / "data",
+            "num.partitions": s.kafka_partitions,
+            "default.replication.factor": 1,
+            "offsets.topic.replication.factor": 1,
+            "offsets.topic.num.partitions": 10,
+            "transaction.state.log.replication.factor": 1,
+            "transaction.state.log.min.isr": 1,
+            "share.coordinator.state.topic.replication.factor": 1,
+            "share.coordinator.state.topic.min.isr": 1,
+            "group.initial.rebalance.delay.ms": 0,
+            "auto.create.topics.enable": "true",
+            "num.network.threads": 2,
+            "num.io.threads": 4,
+            "log.retention.hours": 168,
+            "log.segment.bytes": 268435456,
+        })
+        if not (self.home / "data" / "meta.properties").is_file():
+            cluster_id = kraft_cluster_id()
+            cmd = _jvm_command(
+                s, "128m", self.home / "log4j2.properties", "kafka.tools.StorageTool",
+                "format", "-t", cluster_id, "-c", str(self.home / "server.properties"),
+            )
+            result = subprocess.run(cmd, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise StackError(self.name, f"formatting the KRaft storage failed: {(result.stderr or result.stdout).strip()[-400:]}")
+
+    def command(self) -> list[str]:
+        return _jvm_command(
+            self.settings, self.settings.kafka_heap, self.home / "log4j2.properties",
+            "kafka.Kafka", str(self.home / "server.properties"),
+            agents=(_jmx_agent(self.settings, self.settings.kafka_jmx_port, "kafka.yml"),),
+        )
+
+    def healthy(self) -> bool:
+        from kintsmesh import kafka
+
+        metadata = kafka.admin(self.settings, socket_timeout_ms=2000).list_topics(timeout=3)
+        return bool(metadata.brokers)
+
+
+class Connect(Component):
+    """Kafka Connect in distributed mode (one worker) with Debezium on its plugin path."""
+
+    name = "connect"
+    port_env = "KINTSMESH_CONNECT_PORT"
+
+    @property
+    def port(self) -> int:
+        return self.settings.connect_port
+
+    @property
+    def plugin_path(self) -> Path:
+        return self.settings.stack_dir / "plugins"
+
+    def prepare(self) -> None:
+        prerequisites.java()
+        prerequisites.resolve_jars(self.settings, "kafka", self.settings.stack_dir / "lib" / "kafka")
+        prerequisites.resolve_jars(self.settings, "debezium", self.plugin_path / "debezium-connector-postgres")
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "log4j2.properties").write_text(LOG4J2)
+        write_properties(self.home / "connect-distributed.properties", self.properties())
+
+    def properties(self) -> dict[str, object]:
+        """The worker's ``connect-distributed.properties``."""
+        s = self.settings
+        return {
+            "bootstrap.servers": s.kafka_bootstrap,
+            "group.id": topics.CONNECT_GROUP,
+            "key.converter": "org.apache.kafka.connect.json.JsonConverter",
+            "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+            "key.converter.schemas.enable": "false",
+            "value.converter.schemas.enable": "false",
+            "config.storage.topic": topics.CONNECT_CONFIGS,
+            "offset.storage.topic": topics.CONNECT_OFFSETS,
+            "status.storage.topic": topics.CONNECT_STATUS,
+            "config.storage.replication.factor": 1,
+            "offset.storage.replication.factor": 1,
+            "status.storage.replication.factor": 1,
+            # commit source offsets often: a crash replays at most ~1 s of changes
+            "offset.flush.interval.ms": 1000,
+            "listeners": f"http://127.0.0.1:{s.connect_port}",
+            "rest.advertised.host.name": "127.0.0.1",
+            "rest.advertised.port": s.connect_port,
+            "plugin.path": self.plugin_path,
+            "plugin.discovery": "hybrid_warn",
+            "topic.creation.enable": "true",
+            "producer.linger.ms": 5,
+            "producer.compression.type": "lz4",
+        }
+
+    def command(self) -> list[str]:
+        # the Prometheus JMX exporter serves Connect's and Debezium's MBeans
+        return _jvm_command(
+            self.settings, self.settings.connect_heap, self.home / "log4j2.properties",
+            "org.apache.kafka.connect.cli.ConnectDistributed", str(self.home / "connect-distributed.properties"),
+            agents=(_jmx_agent(self.settings, self.settings.connect_jmx_port, "connect.yml"),),
+        )
+
+    def healthy(self) -> bool:
+        response = requests.get(f"{self.settings.connect_endpoint}/connector-plugins", timeout=3)
+        response.raise_for_status()
+        return any(plugin.get("class") == DEBEZIUM_POSTGRES_CLASS for plugin in response.json())

@@ -1,0 +1,72 @@
+"""The stack's Python processes: each a ``kintsmesh <subcommand>`` with its metrics (or API) port, one row
+of ``WORKERS`` each."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+import requests
+
+from kintsmesh.settings import Settings
+from kintsmesh.stack.component import Component
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    name: str
+    subcommand: tuple[str, ...]
+    description: str
+    port_setting: str = ""   # the Settings field holding its port, when not <name>_metrics_port
+
+    @property
+    def setting(self) -> str:
+        return self.port_setting or f"{self.name}_metrics_port"
+
+
+WORKERS: tuple[WorkerSpec, ...] = (
+    WorkerSpec("registry", ("registry", "serve"),
+               "The schema registry (Confluent REST API over a compacted topic), /metrics on the same port",
+               "registry_port"),
+    WorkerSpec("normalize", ("streams", "worker"), "The Faust normalize worker (raw.* -> gldm.*.candidates / dlq.*)"),
+    WorkerSpec("resolve", ("streams", "resolve"),
+               "The resolve stage (gldm.*.candidates -> identity decisions -> gldm.*.resolved, keyed by canonical id)"),
+    WorkerSpec("merge", ("streams", "merge"),
+               "The merge stage (gldm.*.resolved -> golden records in the resource library -> gldm.*.changes)"),
+    WorkerSpec("events", ("streams", "events"), "The life-event worker (gldm.*.changes + the daily pass -> events.life.*)"),
+    WorkerSpec("api", ("api", "serve"),
+               "The dossier HTTP endpoint for the education system (FastAPI), /metrics on the same port", "api_port"),
+    WorkerSpec("monitor", ("monitor", "serve"),
+               "The lag exporter (connector states, consumer lag, DLQ sizes, T+1 batches) for Prometheus"),
+)
+
+
+class PythonWorker(Component):
+    """A ``kintsmesh <subcommand...>`` process, healthy when its port serves /metrics."""
+
+    def __init__(self, settings: Settings, spec: WorkerSpec) -> None:
+        self.name = spec.name
+        self.port_env = f"KINTSMESH_{spec.setting.upper()}"
+        self.spec = spec
+        super().__init__(settings)
+
+    @property
+    def port(self) -> int:
+        return int(getattr(self.settings, self.spec.setting))
+
+    def command(self) -> list[str]:
+        # the data dir argument names the stack folder, which marks the process as ours
+        # (Faust keeps its state there; the other workers have none)
+        return [sys.executable, "-m", "kintsmesh.cli", *self.spec.subcommand, "--datadir", str(self.home)]
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "KINTSMESH_STACK_DIR": str(self.settings.stack_dir), "PYTHONUNBUFFERED": "1"}
+
+    def healthy(self) -> bool:
+        response = requests.get(f"http://127.0.0.1:{self.port}/metrics", timeout=3)
+        return response.status_code == 200
+
+
+def worker(settings: Settings, name: str) -> PythonWorker:
+    return PythonWorker(settings, next(spec for spec in WORKERS if spec.name == name))

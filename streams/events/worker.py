@@ -1,0 +1,113 @@
+"""``kintsmesh streams events``: golden changes and the calendar -> life events -> subscribers.
+
+The life-event stage (group ``kintsmesh-life-events``) evaluates the rules (``streams.events.rules``)
+on every golden change on ``gldm.*.changes`` and records the events it reveals with its consumed
+offsets in one transaction (``sinks.events.LifeEvents``). Between batches it releases held events
+whose wait is over, runs the daily calendar pass once per new day (Asia/Shanghai), publishes new
+events on ``events.life.<type>`` and delivers them to each subscriber's topic (``sinks.subscriptions``).
+A change no rule can read goes to ``dlq.events`` with the reason.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import date, timedelta
+from typing import Any
+
+import psycopg
+from confluent_kafka import Message
+
+from kintsmesh import kafka, topics
+from kintsmesh.registry.catalog import UnknownSchema
+from kintsmesh.registry.codec import UndecodableMessage
+from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
+from monitoring.metrics import EventMetrics
+from sinks.events import LifeEvents, PublishError, today_cst
+from sinks.kafka.offsets import batch_offsets, store_offsets
+from sinks.kafka.stage import LibraryStage, serve_worker
+from sinks.subscriptions import DeliveryError, SubscriptionSink
+from streams.events.rules import change_entities, change_from_message, evaluate_change
+
+
+class LifeEventWorker(LibraryStage[EventMetrics]):
+    name = "events"
+    group = topics.EVENTS_GROUP
+    dlq = "events"
+    batch_size = 2000
+    max_wait_s = 0.1
+
+    def __init__(self, settings: Settings, metrics: EventMetrics) -> None:
+        super().__init__(settings, metrics)
+        self.events = LifeEvents(settings, self.conn, metrics, self.registry, self.producer)
+        self.sink = SubscriptionSink(settings, self.conn, self.producer, self.registry)
+        self.last_calendar = self.last_publish = self.last_release = 0.0
+
+    def topics(self) -> list[str]:
+        return [topics.changes_topic(e) for e in change_entities()]
+
+    def start(self) -> None:
+        self.events.prepare()
+        self.sink.prepare()
+        kafka.ensure_topics(self.settings, self.topics(), self.settings.kafka_partitions)
+
+    def tick(self, detected: int) -> None:
+        now = time.monotonic()
+        if now - self.last_release > 1.0:   # held events whose wait is over
+            self.last_release = now
+            detected += self.events.release_held()
+        if now - self.last_calendar > 10:   # a new day is noticed within ten seconds
+            self.last_calendar = now
+            if not self.events.passed(today_cst()):
+                result = self.events.daily_pass(today_cst())
+                self.log.info("daily pass %s: %s", today_cst(), result)
+                detected += result["new"]
+        # new events at once; what another process detected (kintsmesh events daily), within a second
+        if detected or now - self.last_publish > 1.0:
+            self.last_publish = now
+            try:
+                self.events.publish()
+                for subscriber, n in self.sink.deliver().items():
+                    self.metrics.delivered.labels(subscriber).inc(n)
+            except (PublishError, DeliveryError) as exc:
+                self.log.warning("%s (retried)", exc)
+
+    def gauges(self) -> None:
+        self.metrics.pending.set(self.events.pending())
+
+    def process(self, messages: list[Message]) -> int:
+        """Evaluate the rules on a batch of golden changes; record new events with the offsets."""
+        detected_ms = int(time.time() * 1000)
+        events: list[dict[str, Any]] = []
+        for message in messages:
+            try:
+                change = change_from_message(self.decode(message))
+            except (UndecodableMessage, UnknownSchema, ValueError, KeyError) as exc:
+                self.reject(message, "undecodable_change", f"{type(exc).__name__}: {exc}")
+                continue
+            t0 = time.perf_counter()
+            events += evaluate_change(change, detected_ms)
+            self.metrics.rule_seconds.labels("change").observe(time.perf_counter() - t0)
+        with self.conn.transaction():
+            new = self.events.record(events)
+            store_offsets(self.conn, self.group, batch_offsets(messages))
+        return len(new)
+
+
+def run_event_worker(settings: Settings, log_level: str = "warning") -> None:
+    serve_worker("events", settings.events_metrics_port, settings, log_level, EventMetrics,
+                 lambda metrics: LifeEventWorker(settings, metrics))
+
+
+def run_daily(settings: Settings, first: date, last: date) -> list[dict[str, Any]]:
+    """``kintsmesh events daily``: the calendar pass for each day of a range, then publish."""
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
+        events = LifeEvents(settings, conn)
+        events.prepare()
+        results = []
+        day = first
+        while day <= last:
+            results.append(events.daily_pass(day))
+            day += timedelta(days=1)
+        results.append({"published": events.publish()})
+        events.close()
+    return results

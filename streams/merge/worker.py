@@ -1,0 +1,142 @@
+"""``kintsmesh streams merge``: ``gldm.*.resolved`` (keyed by canonical id) -> golden records -> ``gldm.*.changes``.
+
+The merge stage (group ``kintsmesh-merge``) owns the partitions of the canonical ids it consumes:
+all changes of one subject are merged by one consumer, in order. It recomputes each record from
+its contributions (survivorship), writes history and provenance, links references to people,
+deletes the queue rows and writes the golden changes to the ``outbox``, all with its consumed
+offsets in one transaction (``sinks.kafka.stage``); a relay publishes the changes on
+``gldm.<entity>.changes`` after commit. More merge processes share the ``gldm.*.resolved`` partitions.
+
+Crash safety (SIGKILL at any point loses and duplicates nothing): a batch is done and recorded with
+its offsets, or neither; a ``gldm.*.resolved`` message whose queue row is gone was merged already
+and is recomputed to no effect; a golden change published twice (a crash between publishing and
+deleting it) carries the same (canonical_id, version), deduplicable by that pair.
+"""
+
+from __future__ import annotations
+
+import time
+from confluent_kafka import Message
+
+from kintsmesh import kafka, topics
+from kintsmesh.registry.catalog import UnknownSchema
+from kintsmesh.registry.codec import UndecodableMessage
+from kintsmesh.settings import Settings
+from monitoring.metrics import MergeMetrics
+from sinks.kafka.offsets import Offsets, batch_offsets, store_offsets
+from sinks.kafka.relay import Relay
+from sinks.kafka.stage import LibraryStage, serve_worker
+from sinks.library import MERGE_SESSION, BatchReport, Merger, Settlement, lock_settle
+from sinks.library.outbox import publish_outbox
+from streams.normalize import gldm
+
+Named = tuple[int, str, str]   # settle_queue seq, entity, canonical id
+
+
+class MergeWorker(LibraryStage[MergeMetrics]):
+    """``gldm.*.resolved`` -> golden records, history, provenance -> ``outbox``."""
+
+    name = "merge"
+    group = topics.MERGE_GROUP
+    dlq = "merge"
+    batch_size = 5000
+    session_options = MERGE_SESSION
+
+    def __init__(self, settings: Settings, metrics: MergeMetrics) -> None:
+        super().__init__(settings, metrics)
+        self.merger = Merger(self.conn)
+        self.relay: Relay | None = None
+
+    def topics(self) -> list[str]:
+        return topics.resolved_topics()
+
+    def start(self) -> None:
+        kafka.ensure_topics(self.settings, topics.resolved_topics(), self.settings.kafka_partitions)
+        kafka.ensure_topics(self.settings, topics.changes_topics(), self.settings.kafka_partitions)
+        schema = self.registry.register(topics.CHANGES_SUBJECT, gldm.schema("gov.gldm.GoldenChange"))
+        # the age of each department's newest merged change must be known from the start, also for a
+        # department whose connector stopped before this worker (re)started
+        for department, newest in self.conn.execute(
+                "SELECT department, extract(epoch FROM max(committed_at))::float8 FROM contribution"
+                " WHERE position[1] = 0 GROUP BY department"):
+            if newest is not None:
+                self.metrics.newest_commit.labels(department).set(newest)
+        self.conn.commit()
+        self.relay = Relay("outbox-relay", self.settings, schema, publish_outbox)
+        self.relay.start()
+
+    def tick(self, wrote: int) -> None:
+        if wrote and self.relay is not None:
+            self.relay.wake.set()
+
+    def finish(self) -> None:
+        if self.relay is not None:
+            self.relay.stop()
+
+    def process(self, messages: list[Message]) -> int:
+        """A message names a record and its queue row (see ``Merger.settle_queued``). A batch that fails
+        is merged again one record at a time; a record that fails alone goes to ``dlq.merge`` with the
+        reason and leaves the queue (``kintsmesh dlq replay merge`` after a fix merges it again)."""
+        started = time.perf_counter()
+        named: list[Named] = []
+        sources: list[Message] = []
+        for message in messages:
+            try:
+                value = self.decode(message)
+                named.append((int(value["seq"]), value["entity"], value["canonical_id"]))
+                sources.append(message)
+            except (UndecodableMessage, UnknownSchema, KeyError) as exc:
+                self.reject(message, "undecodable_resolved", str(exc))
+        offsets = batch_offsets(messages)
+        report, settlement = self.in_isolation(named, sources, self._settle, offsets, (BatchReport(), Settlement()),
+                                               _add, forget=self._dequeue)
+        self._observe(report, settlement, time.perf_counter() - started)
+        self.commit_offsets(offsets)
+        return sum(report.outbox.values())
+
+    def _settle(self, named: list[Named], offsets: Offsets) -> tuple[BatchReport, Settlement]:
+        with self.conn.transaction():
+            lock_settle(self.conn)
+            report, settlement = self.merger.settle_queued(named)
+            store_offsets(self.conn, self.group, offsets)
+        return report, settlement
+
+    def _dequeue(self, record: Named) -> None:
+        with self.conn.transaction():
+            self.conn.execute("DELETE FROM settle_queue WHERE seq = %s", (record[0],))
+
+    def _observe(self, report: BatchReport, settlement: Settlement, seconds: float) -> None:
+        m = self.metrics
+        m.batch_seconds.labels("merge").observe(seconds)
+        for entity, n in report.outbox.items():
+            m.golden_updates.labels(entity).inc(n)
+        m.conflicts.inc(report.conflicts)
+        now = time.time()
+        newest: dict[str, float] = {}
+        for causes in settlement.causes.values():
+            for prov in causes.values():
+                committed = prov.get("committed_at")
+                if committed and prov.get("batch_id") is None:
+                    m.sync_lag.labels(prov["department"], prov["table"]).observe(max(0.0, now - committed / 1000))
+                    newest[prov["department"]] = max(newest.get(prov["department"], 0.0), committed / 1000)
+        for department, ts in newest.items():
+            m.newest_commit.labels(department).set(ts)
+
+    def gauges(self) -> None:
+        outbox = self.conn.execute("SELECT count(*) FROM outbox").fetchone()
+        self.conn.commit()
+        self.metrics.outbox.set(outbox[0] if outbox else 0)
+
+
+def _add(total: tuple[BatchReport, Settlement], one: tuple[BatchReport, Settlement]) -> tuple[BatchReport, Settlement]:
+    total[0].add(one[0])
+    for key, causes in one[1].causes.items():
+        total[1].causes.setdefault(key, {}).update(causes)
+    return total
+
+
+def run_merge_worker(settings: Settings, log_level: str = "warning") -> None:
+    """One stage per process (resolve and merge as two threads of one process made each wait for the
+    other's hold on the interpreter at every database round trip)."""
+    serve_worker("merge", settings.merge_metrics_port, settings, log_level, MergeMetrics,
+                 lambda metrics: MergeWorker(settings, metrics))
