@@ -5,6 +5,7 @@ the dashboard that read them."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -108,3 +109,15 @@ class EventMetrics:
                                  ["subscriber"], registry=registry)
         self.daily_pass_seconds = Gauge("kintsmesh_life_event_daily_pass_seconds",
                                         "Duration of the latest daily pass", registry=registry)
+
+    def observe_published(self, events: list[dict[str, Any]]) -> None:
+        """Life events just published: counted by type; the lag from the commit that caused each."""
+        now = time.time()
+        for event in events:
+            self.published.labels(event["event_type"]).inc()
+            committed = event.get("source_committed_at")
+            # commit -> event is the lag of what a change caused; a calendar event's source (the birth
+            # date's row) was committed long before the day came
+            if committed and event["evidence"] and event["trigger"] == "CHANGE":
+                source = event["evidence"][0]
+                self.sync_lag.labels(source["department"], source["table"]).observe(max(0.0, now - committed / 1000))

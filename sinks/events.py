@@ -158,7 +158,8 @@ class LifeEvents:
                     self.conn.execute("UPDATE life_event SET published_at = now() WHERE event_id = ANY(%s::uuid[])",
                                       ([r[0] for r in rows],))
                     store_offsets(self.conn, topics.LIFE_EVENTS_MARK, acks.ends)
-            self._observe_published([event for _, event in rows])
+            if self.metrics:
+                self.metrics.observe_published([event for _, event in rows])
             total += len(rows)
             if len(rows) < limit:
                 return total
@@ -177,20 +178,6 @@ class LifeEvents:
         if marked:
             log.warning("recovered %d life events published before a crash; they are not sent again", marked)
         return marked
-
-    def _observe_published(self, events: list[dict[str, Any]]) -> None:
-        if not self.metrics:
-            return
-        now = time.time()
-        for event in events:
-            self.metrics.published.labels(event["event_type"]).inc()
-            committed = event.get("source_committed_at")
-            # commit -> event is the lag of what a change caused; a calendar event's source (the birth
-            # date's row) was committed long before the day came
-            if committed and event["evidence"] and event["trigger"] == "CHANGE":
-                source = event["evidence"][0]
-                self.metrics.sync_lag.labels(source["department"], source["table"]).observe(
-                    max(0.0, now - committed / 1000))
 
     def pending(self) -> int:
         row = self.conn.execute(f"SELECT {EVENTS_PENDING_SQL}").fetchone()

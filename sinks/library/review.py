@@ -9,6 +9,7 @@ import psycopg
 
 from kintsmesh.errors import KintsmeshError, TerminalError
 from sinks.library import TABLES, Merger, SourceRef, lock_library
+from streams.resolve.identity import new_person_id
 
 
 class NotFound(TerminalError):
@@ -43,7 +44,7 @@ def decide(conn: psycopg.Connection[Any], review_id: int, accept: bool, to: str 
             if not target:
                 raise KintsmeshError(f"review {review_id} has no candidate; pass --to <canonical id>")
         else:
-            target = Merger.new_person_id(ref)
+            target = new_person_id(ref)
         Merger(conn).relink(ref, entity, target, "accepted" if accept else "rejected")
         conn.execute("UPDATE review_queue SET status = %s, decided_id = %s, decided_at = now() WHERE review_id = %s",
                      ("accepted" if accept else "rejected", target, review_id))

@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from streams.resolve.matching import birth_from_ric
+
 HERE = Path(__file__).resolve().parent
 # Per entity: the candidate field that dates the fact itself (later facts win ties of authority).
 EFFECTIVE_FIELD: dict[str, str] = {
@@ -75,6 +77,10 @@ class Survived:
     conflicts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     committed_ms: int | None = None   # the newest source commit among the contributions
 
+    def suppliers(self, fields: set[str]) -> set[tuple[str, str, str, str]]:
+        """The source rows (department, table, key, role) whose values these fields survived from."""
+        return {(s.department, s.table, s.primary_key, s.role) for name, s in self.sources.items() if name in fields}
+
 
 def _rank(entity: str, name: str, department: str) -> int:
     fields = authority().get(entity, {})
@@ -111,3 +117,17 @@ def survive(entity: str, contributions: list[Contribution], fields: list[str]) -
             conflicts[name] = losers
     committed = [c.committed_ms for c in contributions if c.committed_ms is not None]
     return Survived(data, sources, conflicts, max(committed) if committed else None)
+
+
+def derive_from_ric(data: dict[str, Any], fields: dict[str, Any]) -> None:
+    """A golden person without a birth date or gender takes them from its RIC (GB 11643: digits 7-14, 17)."""
+    ric = data.get("ric")
+    if not ric:
+        return
+    born = birth_from_ric(ric)
+    if data.get("birth_date") is None and born:
+        data["birth_date"] = born.isoformat()
+        fields["birth_date"] = {"derived_from": "ric"}
+    if data.get("gender") is None and ric[16].isdigit():
+        data["gender"] = "1" if int(ric[16]) % 2 else "2"
+        fields["gender"] = {"derived_from": "ric"}

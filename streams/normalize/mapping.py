@@ -54,6 +54,11 @@ class Output:
     key: str | None = None         # the output field holding the natural identifier
     when: str | None = None        # a source column that must hold a value for this output to exist
     role: str = ""                 # who/what this output is in the row (husband, wife, child ...); default: the entity
+    # a person has at most one source row of this output's kind (a birth certificate's newborn: twins have two)
+    one_per_person: bool = False
+    # a person output whose source row key is this identifier, as other records name the person by it
+    # (an insured person's row key is the insured number each contribution carries)
+    identifies: str | None = None
 
 
 @dataclass(frozen=True)
@@ -137,7 +142,10 @@ def load_mapping(path: Path) -> SourceMapping:
         rules = tuple(_rule(target, spec) for target, spec in out["fields"].items())
         if out.get("key") and out["key"] not in {r.target for r in rules}:
             raise MappingError(f"{path.name}: key {out['key']!r} is not one of the output's fields")
-        outputs.append(Output(out["entity"], rules, out.get("key"), out.get("when"), out.get("role") or out["entity"]))
+        if (out.get("one_per_person") or out.get("identifies")) and out["entity"] != "person":
+            raise MappingError(f"{path.name}: one_per_person / identifies apply to person outputs only")
+        outputs.append(Output(out["entity"], rules, out.get("key"), out.get("when"), out.get("role") or out["entity"],
+                              out.get("one_per_person") is True, out.get("identifies")))
     roles = [(o.entity, o.role) for o in outputs]
     if len(set(roles)) != len(roles):
         raise MappingError(f"{path.name}: two outputs of one entity need distinct roles (role: husband / wife ...)")
@@ -148,6 +156,19 @@ def load_mapping(path: Path) -> SourceMapping:
 def mappings() -> dict[tuple[str, str], SourceMapping]:
     loaded = [load_mapping(path) for path in sorted(MAPPINGS_DIR.glob("*.yaml"))]
     return {(m.department, m.table): m for m in loaded}
+
+
+@cache
+def one_per_person_kinds() -> frozenset[tuple[str, str, str]]:
+    """(department, table, role) of the person source rows a person holds at most one of."""
+    return frozenset((m.department, m.table, o.role) for m in mappings().values() for o in m.outputs if o.one_per_person)
+
+
+@cache
+def identifying_kinds(identifier: str) -> tuple[tuple[str, str, str], ...]:
+    """(department, table, role) of the person source rows whose key is ``identifier`` (say ``insured_no``)."""
+    return tuple(sorted((m.department, m.table, o.role) for m in mappings().values() for o in m.outputs
+                        if o.identifies == identifier))
 
 
 # --------------------------------------------------------------------------- applying

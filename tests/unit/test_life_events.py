@@ -239,14 +239,11 @@ def test_commit_to_event_lag_is_observed_for_change_triggered_events_only():
     from prometheus_client import CollectorRegistry
 
     from monitoring.metrics import EventMetrics
-    from sinks.events import LifeEvents
 
     registry = CollectorRegistry()
-    events = LifeEvents.__new__(LifeEvents)   # only its metrics: no producer, no library
-    events.metrics = EventMetrics(registry)
     source = {"department": "police", "table": "rk_jbxx"}
     committed = int(datetime(2020, 1, 1).timestamp() * 1000)   # the birth date's row, years ago
-    events._observe_published([
+    EventMetrics(registry).observe_published([
         {"event_type": "RESIDENCE_CHANGED", "trigger": "CHANGE", "source_committed_at": committed, "evidence": [source]},
         {"event_type": "SCHOOL_AGE_REACHED", "trigger": "CALENDAR", "source_committed_at": committed,
          "evidence": [source]},

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import date
 
 from kintsmesh.bench.resolve import pairwise
-from sinks.library import _block_keys, _combine, derive_from_ric
+from streams.merge.survivorship import derive_from_ric
+from streams.resolve.identity import block_keys, combine
 from streams.resolve.matching import LINK_AT, REVIEW_AT, Mention, birth_from_ric, decide, name_key, ric_body, score
 
 RIC = "11010519491231002X"
@@ -97,16 +98,16 @@ def test_combine_keeps_the_known_valid_ric_and_fills_gaps():
     known = Mention(ric=None, name="张伟", households=frozenset({"A"}))
     other = Mention(ric=RIC, ric_valid=True, birth_date=date(1949, 12, 31), households=frozenset({"B"}),
                     mother_ric="M1")
-    combined = _combine(known, other)
+    combined = combine(known, other)
     assert combined.ric == RIC and combined.ric_valid and combined.name == "张伟" and combined.mother_ric == "M1"
     assert combined.birth_date == date(1949, 12, 31) and combined.households == {"A", "B"}
 
 
 def test_block_keys_cover_birth_name_and_ric_body():
-    keys = _block_keys("zhangwei", date(1949, 12, 31), RIC[:17])
+    keys = block_keys("zhangwei", date(1949, 12, 31), RIC[:17])
     assert ("birth", date(1949, 12, 31), "zhangwei") in keys and ("name", "zhangwei") in keys
     assert ("ric", RIC[:17]) in keys
-    assert _block_keys(None, None, None) == []
+    assert block_keys(None, None, None) == []
 
 
 def test_birth_date_and_gender_derived_from_the_ric_when_no_source_gives_them():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import orjson
 
-from sinks.library import Settlement, SourceRef
+from streams.resolve.identity import Settlement, SourceRef
 
 POLICE = SourceRef("police", "rk_jbxx", "R1", "person")
 HEALTH = SourceRef("health", "cszm", "C1", "child")
@@ -16,10 +16,10 @@ def through_the_queue(settlements: list[Settlement]) -> Settlement:
     """Queue rows as the merge stage reads them (jsonb comes back as plain JSON), in queue order."""
     back = Settlement()
     for settlement in settlements:
-        for entity, cid, causes, fallback, rows, absorbed_by in settlement.queue_rows():
-            back.add_queued(entity, cid, orjson.loads(orjson.dumps(causes.obj)),
-                            None if fallback is None else orjson.loads(orjson.dumps(fallback.obj)),
-                            orjson.loads(orjson.dumps(rows.obj)), absorbed_by)
+        for entity, cid, causes, fallback, rows, absorbed_by in settlement.queued():
+            back.add_queued(entity, cid, orjson.loads(orjson.dumps(causes)),
+                            None if fallback is None else orjson.loads(orjson.dumps(fallback)),
+                            orjson.loads(orjson.dumps(rows)), absorbed_by)
     return back
 
 

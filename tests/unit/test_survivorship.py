@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 
 from streams.batch.load import BatchError, batch_provenance, choose_mapping, cutoff_ms
-from sinks.library import Incoming, jsonable
+from streams.resolve.identity import Incoming, jsonable
 from streams.merge.survivorship import Contribution, authority, is_stale, position, survive
 from streams.normalize.mapping import mappings
 
@@ -119,20 +119,19 @@ def test_the_extract_table_is_found_from_its_header():
 def test_a_version_is_caused_by_the_batch_change_that_supplied_what_changed():
     """A police move and a civil-affairs registration of one person in one batch: the new address is the
     police's, so the version's cause is the move (a RESIDENCE_CHANGED depends on it), whichever came last."""
-    from sinks.library import TABLES, Merger, Settlement, SourceRef
+    from sinks.library import TABLES
+    from streams.resolve.identity import Settlement, SourceRef
 
     columns = TABLES["person"][2]
     police = contribution("police", {"address": {"full": "new"}, "name": "张三"}, table="rk_jbxx", pk="R1")
     marriage = contribution("civil_affairs", {"marital_status": "20", "name": "张三"}, table="hy_djxx", pk="M1")
     survived = survive("person", [police, marriage], list(columns))
-    merger = Merger(conn=None)  # type: ignore[arg-type]   # _cause reads only the batch's bookkeeping
     moved, registered = {"department": "police", "op": "UPDATE"}, {"department": "civil_affairs", "op": "CREATE"}
     settlement = Settlement()
     settlement.touch("person", "P", SourceRef("police", "rk_jbxx", "R1", "person"), moved)
     settlement.touch("person", "P", SourceRef("civil_affairs", "hy_djxx", "M1", "person"), registered)   # the latest
-    merger._start_settle(settlement)
-    assert merger._cause("person", "P", survived, {"address"}) is moved
+    assert settlement.cause(("person", "P"), survived.suppliers({"address"})) is moved
     # only the marital status changed: the registration caused it
-    assert merger._cause("person", "P", survived, {"marital_status"}) is registered
+    assert settlement.cause(("person", "P"), survived.suppliers({"marital_status"})) is registered
     # nothing of the batch supplied a changed field: the batch's latest change
-    assert merger._cause("person", "Q", survived, {"address"}) == {}
+    assert settlement.cause(("person", "Q"), survived.suppliers({"address"})) == {}

@@ -1,0 +1,92 @@
+"""References to people in other golden records (certificate holders, relationship ends, insured persons)
+linked to person ids, in both directions of arrival: a record merged after its person, and a person merged
+after the records that name it. Each link made is reported to ``note`` (entity, person column, rows of
+(record id, person id before, person id after)), so the merge can version the records it changed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import psycopg
+
+from sinks.library.sql import text_array
+from sinks.library.tables import PERSON_REFS, TABLES
+from streams.normalize.mapping import identifying_kinds
+
+Note = Callable[[str, str, Iterable[tuple[Any, ...]]], None]
+
+
+def link_people(conn: psycopg.Connection[Any], affected: dict[str, set[str]], person_rows: list[tuple[str, str, str]],
+                note: Note) -> None:
+    """Fill person ids in certificates, relationships and insurance facts that refer to people —
+    those merged now, and earlier ones that were waiting for a person merged now — noting each link
+    made (``_version_links``). Each direction is its own statement so that every one runs on an
+    index, whatever the library's size; the previous value is read through a self-join (``o``),
+    which sees the row as it was before the update."""
+    persons = list(affected.get("person", set()))
+    rows = ([r[0] for r in person_rows], [r[1] for r in person_rows], [r[2] for r in person_rows])
+    insured_kinds = identifying_kinds("insured_no")
+    insured = [pk for d, t, pk in person_rows if any((d, t) == kind[:2] for kind in insured_kinds)]
+
+    def run(entity: str, column: str, sql: str, params: tuple[Any, ...]) -> None:
+        note(entity, column, conn.execute(sql, params))
+
+    for entity, refs in PERSON_REFS.items():
+        table, id_column, _ = TABLES[entity]
+        ids = list(affected.get(entity, set()))
+        for person_column, ric_column, name_column in refs:
+            kind = "AND g.object_kind = 'PERSON'" if person_column == "object_person_id" else ""
+            by_ric = (f"UPDATE {table} g SET {person_column} = p.person_id FROM person p, {table} o"
+                      f" WHERE o.{id_column} = g.{id_column} AND p.ric = g.{ric_column} {kind}"
+                      f" AND g.{person_column} IS DISTINCT FROM p.person_id")
+            returning = f" RETURNING g.{id_column}, o.{person_column}, p.person_id"
+            if ids:
+                run(entity, person_column, by_ric + f" AND g.{id_column} = ANY(%s::text[])" + returning,
+                    (text_array(ids),))
+            if persons:
+                run(entity, person_column, by_ric + " AND p.person_id = ANY(%s::text[])" + returning,
+                    (text_array(persons),))
+            if not name_column:
+                continue
+            # no usable RIC: the person of the same source row with the same name (a newborn, a spouse)
+            same_row = (f"UPDATE {table} g SET {person_column} = pc.canonical_id"
+                        f" FROM contribution gc JOIN contribution pc ON pc.department = gc.department"
+                        f"  AND pc.source_table = gc.source_table AND pc.primary_key = gc.primary_key"
+                        f"  AND pc.entity = 'person' AND pc.canonical_id IS NOT NULL"
+                        f" WHERE gc.entity = %s AND gc.canonical_id = g.{id_column} AND NOT gc.retracted"
+                        f"  AND g.{person_column} IS NULL {kind} AND pc.record->>'name' = g.{name_column}")
+            returning = f" RETURNING g.{id_column}, NULL, pc.canonical_id"
+            if ids:
+                run(entity, person_column, same_row + f" AND g.{id_column} = ANY(%s::text[])" + returning,
+                    (entity, text_array(ids)))
+            if person_rows:
+                run(entity, person_column, same_row + " AND (pc.department, pc.source_table, pc.primary_key)"
+                    " IN (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))" + returning,
+                    (entity, *(text_array(column) for column in rows)))
+    # insured persons: an insurance fact names its person through the insured number, the key of the
+    # person source rows a mapping declares ``identifies: insured_no``
+    by_insured = ("UPDATE social_insurance s SET person_id = c.canonical_id FROM contribution c, social_insurance o"
+                  " WHERE o.fact_id = s.fact_id AND c.department = %s AND c.source_table = %s"
+                  " AND c.role = %s AND c.primary_key = s.insured_no AND c.canonical_id IS NOT NULL"
+                  " AND s.person_id IS DISTINCT FROM c.canonical_id")
+    returning = " RETURNING s.fact_id, o.person_id, c.canonical_id"
+    facts = list(affected.get("social_insurance", set()))
+    for insured_kind in insured_kinds:
+        if facts:
+            run("social_insurance", "person_id", by_insured + " AND s.fact_id = ANY(%s::text[])" + returning,
+                (*insured_kind, text_array(facts)))
+        if insured:
+            run("social_insurance", "person_id", by_insured + " AND c.primary_key = ANY(%s::text[])" + returning,
+                (*insured_kind, text_array(insured)))
+
+
+def repoint_absorbed(conn: psycopg.Connection[Any], absorbed: dict[str, str], note: Note) -> None:
+    """What pointed at a person matched late into another (orphan -> person) now points at the other."""
+    for orphan, person in absorbed.items():
+        for entity, refs in PERSON_REFS.items():
+            table, id_column, _ = TABLES[entity]
+            for person_column, _, _ in refs:
+                note(entity, person_column, conn.execute(
+                    f"UPDATE {table} SET {person_column} = %(person)s WHERE {person_column} = %(orphan)s"
+                    f" RETURNING {id_column}, %(orphan)s, %(person)s", {"person": person, "orphan": orphan}))

@@ -1,0 +1,85 @@
+"""The resource library's tables as the merge code sees them, and the locks and session settings of the
+transactions that write them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg.types.json import set_json_dumps, set_json_loads
+
+from streams.resolve.resolver import CODED_ENTITIES
+
+# Golden tables: entity -> (table, id column, data columns). Data columns are candidate fields.
+TABLES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "person": ("person", "person_id", ("ric", "name", "gender", "ethnicity", "birth_date", "marital_status",
+                                       "death_date", "household_no", "address", "mother_ric", "father_ric")),
+    "legal_entity": ("legal_entity", "entity_id", (
+        "uscc", "registration_no", "name", "kind", "legal_representative_name", "legal_representative_ric",
+        "registered_capital", "established_date", "status", "deregistered_date", "address")),
+    "house": ("house", "house_id", ("building_code", "address", "floor_area", "use")),
+    "certificate": ("certificate", "certificate_id", (
+        "certificate_type", "certificate_no", "holder_ric", "holder_name", "issued_date", "valid_until", "issuer",
+        "status", "details")),
+    "relationship": ("relationship", "relationship_id", (
+        "type", "subject_ric", "subject_name", "object_kind", "object_id", "object_name", "valid_from", "valid_to")),
+    "social_insurance": ("social_insurance", "fact_id", (
+        "person_ric", "insured_no", "month", "insurance_type", "employer_uscc", "employer_name",
+        "contribution_base", "personal_amount", "employer_amount")),
+}
+# Entities whose canonical id is their own code (no look-up, no matching): new ones can merge set-based.
+CODED = tuple(sorted(CODED_ENTITIES, key=list(TABLES).index))
+# Identifier fields: a value flagged by a finding (bad check character ...) never becomes the golden identifier.
+IDENTIFIERS: dict[str, tuple[str, ...]] = {"person": ("ric",), "legal_entity": ("uscc",)}
+JSON_COLUMNS = frozenset({"address", "details"})
+# Entities that point at people, and the reference columns they resolve.
+PERSON_REFS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    # entity -> (person id column, RIC column, name column)
+    "certificate": (("holder_person_id", "holder_ric", "holder_name"),),
+    "relationship": (("subject_person_id", "subject_ric", "subject_name"), ("object_person_id", "object_id", "object_name")),
+    "social_insurance": (("person_id", "person_ric", ""),),
+}
+# entity -> its person id columns, as golden changes carry them
+PERSON_ID_COLUMNS: dict[str, tuple[str, ...]] = {e: tuple(ref[0] for ref in refs) for e, refs in PERSON_REFS.items()}
+
+
+# Golden-row columns that describe the library's bookkeeping, not the subject: never part of a change.
+BOOKKEEPING = frozenset({"version", "updated_at", "source_committed_at", "name_key"})
+
+# Two advisory locks, taken first in a transaction and held to its end. RESOLVE_LOCK: one identity
+# decision at a time (resolve reads the persons to match against, then writes contributions).
+# SETTLE_LOCK: one writer of golden records at a time (a settle links references across records, and the
+# outbox relay relies on outbox ids growing in commit order). The resolve stage takes the first, the merge
+# stage the second; T+1 loads and review decisions, which do both in one transaction, take both in this
+# order, so no two transactions wait for each other.
+RESOLVE_LOCK = 0x4B4D5247
+SETTLE_LOCK = 0x4B4D5248
+
+
+def lock_resolve(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (RESOLVE_LOCK,))
+
+
+def lock_settle(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (SETTLE_LOCK,))
+
+
+def lock_library(conn: psycopg.Connection[Any]) -> None:
+    """For a transaction that resolves and settles (``Merger.merge``, ``relink``): both locks, in order."""
+    lock_resolve(conn)
+    lock_settle(conn)
+
+
+# Session settings of a merging connection (psycopg.connect(..., options=MERGE_SESSION)): staging tables
+# hold a whole chunk (8 MB of temp buffers by default spilled them to disk), and JIT compiling a
+# statement over an unanalyzed staging table cost more than running it.
+MERGE_SESSION = "-c jit=off -c temp_buffers=256MB"
+
+set_json_dumps(orjson.dumps)   # jsonb in and out of the library: most of a merge's bytes
+set_json_loads(orjson.loads)
+
+CONTRIBUTION_KEY = ("department", "source_table", "primary_key", "role")
+CONTRIBUTION_COLUMNS = (*CONTRIBUTION_KEY, "entity", "canonical_id", "position", "retracted", "record", "committed_at",
+                        "merged_at", "method", "score", "evidence")
+HISTORY_COLUMNS = ("entity", "canonical_id", "version", "data", "valid_from", "cause", "recorded_at")
