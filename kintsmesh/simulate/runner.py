@@ -82,7 +82,7 @@ def redo_unfinished(settings: Settings, *, seed: int, dirty_rate: float) -> None
                        truth_path=None)
 
 
-def _reserved(unfinished: Path, seed: int) -> tuple[int, int]:
+def reserved_run(unfinished: Path, seed: int) -> tuple[int, int]:
     """The events an unfinished live run reserved, and its seed; (0, seed) when none is unfinished."""
     if not unfinished.is_file():
         return 0, seed
@@ -158,7 +158,7 @@ def run_simulation(
     # how many events it is about to draw, and its seed (in steps, before drawing them); the next run redraws
     # that many from the same saved state and seed, the same changes, an insert overwriting the row of its key.
     unfinished = folder / UNFINISHED
-    redo, redo_seed = _reserved(unfinished, seed)
+    redo, redo_seed = reserved_run(unfinished, seed)
     if redo:
         print(f"the last live run of this city stopped before saving it: its first {redo:,} events are made again"
               " (inserts overwriting the rows it wrote) before this run starts", flush=True)

@@ -55,7 +55,7 @@ class DepartmentWriter:
                 except BaseException as exc:  # noqa: BLE001 - reported by submit()/close()
                     self.errors.append(exc)
 
-    def _raise_first_error(self) -> None:
+    def raise_first_error(self) -> None:
         if self.errors:
             first = self.errors[0]
             hint = ("; the department databases hold rows this city did not write (another simulated city's:"
@@ -64,7 +64,7 @@ class DepartmentWriter:
             raise KintsmeshError(f"a department write failed: {first!r}{hint}") from first
 
     def submit(self, department: str, changes: list[Change]) -> None:
-        self._raise_first_error()
+        self.raise_first_error()
         self.queues[department].put(changes)
 
     def close(self, flush: bool = True) -> None:
@@ -73,7 +73,7 @@ class DepartmentWriter:
         for thread in self.threads:
             thread.join()
         if flush:
-            self._raise_first_error()
+            self.raise_first_error()
 
 
 @cache

@@ -22,7 +22,7 @@ from kintsmesh import kafka
 from kintsmesh.registry.catalog import SchemaVersion
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 from sinks.kafka.offsets import Offsets
-from sinks.kafka.stage import library_lost
+from sinks.kafka.stage import LibraryStage, M, library_lost
 
 log = logging.getLogger("kintsmesh.relay")
 
@@ -90,6 +90,26 @@ class Relay(threading.Thread):
 
     def publish(self) -> int:
         return self.publish_rows(self.conn, self.producer, self.schema, self.limit)
+
+
+class RelayingStage(LibraryStage[M]):
+    """A stage whose transactions write rows that its relay publishes after commit (resolve: the settle
+    queue; merge: the outbox). The relay is woken after a batch that wrote rows; rows other writers
+    (T+1 loads, review decisions) left are published within a second."""
+
+    relay: Relay | None = None
+
+    def start_relay(self, name: str, schema: SchemaVersion, publish: Publish) -> None:
+        self.relay = Relay(name, self.settings, schema, publish)
+        self.relay.start()
+
+    def tick(self, wrote: int) -> None:
+        if wrote and self.relay is not None:
+            self.relay.wake.set()
+
+    def finish(self) -> None:
+        if self.relay is not None:
+            self.relay.stop()
 
 
 def published(producer: Producer, what: str, n: int) -> bool:

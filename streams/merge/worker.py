@@ -24,8 +24,8 @@ from kintsmesh.registry.codec import UndecodableMessage
 from kintsmesh.settings import Settings
 from monitoring.metrics import MergeMetrics
 from sinks.kafka.offsets import Offsets, batch_offsets, store_offsets
-from sinks.kafka.relay import Relay
-from sinks.kafka.stage import LibraryStage, serve_worker
+from sinks.kafka.relay import RelayingStage
+from sinks.kafka.stage import serve_worker
 from sinks.library import MERGE_SESSION, BatchReport, Merger, Settlement, lock_settle
 from sinks.library.outbox import publish_outbox
 from streams.normalize import gldm
@@ -33,7 +33,7 @@ from streams.normalize import gldm
 Named = tuple[int, str, str]   # settle_queue seq, entity, canonical id
 
 
-class MergeWorker(LibraryStage[MergeMetrics]):
+class MergeWorker(RelayingStage[MergeMetrics]):
     """``gldm.*.resolved`` -> golden records, history, provenance -> ``outbox``."""
 
     name = "merge"
@@ -45,7 +45,6 @@ class MergeWorker(LibraryStage[MergeMetrics]):
     def __init__(self, settings: Settings, metrics: MergeMetrics) -> None:
         super().__init__(settings, metrics)
         self.merger = Merger(self.conn)
-        self.relay: Relay | None = None
 
     def topics(self) -> list[str]:
         return topics.resolved_topics()
@@ -62,16 +61,7 @@ class MergeWorker(LibraryStage[MergeMetrics]):
             if newest is not None:
                 self.metrics.newest_commit.labels(department).set(newest)
         self.conn.commit()
-        self.relay = Relay("outbox-relay", self.settings, schema, publish_outbox)
-        self.relay.start()
-
-    def tick(self, wrote: int) -> None:
-        if wrote and self.relay is not None:
-            self.relay.wake.set()
-
-    def finish(self) -> None:
-        if self.relay is not None:
-            self.relay.stop()
+        self.start_relay("outbox-relay", schema, publish_outbox)
 
     def process(self, messages: list[Message]) -> int:
         """A message names a record and its queue row (see ``Merger.settle_queued``). A batch that fails

@@ -22,14 +22,14 @@ from kintsmesh.registry.codec import UndecodableMessage
 from kintsmesh.settings import Settings
 from monitoring.metrics import ResolveMetrics
 from sinks.kafka.offsets import Offsets, batch_offsets, store_offsets
-from sinks.kafka.relay import Relay
-from sinks.kafka.stage import LibraryStage, serve_worker
+from sinks.kafka.relay import RelayingStage
+from sinks.kafka.stage import serve_worker
 from sinks.library import MERGE_SESSION, BatchReport, Incoming, Merger, lock_resolve
 from sinks.library.outbox import publish_queued
 from streams.normalize import gldm
 
 
-class ResolveWorker(LibraryStage[ResolveMetrics]):
+class ResolveWorker(RelayingStage[ResolveMetrics]):
     """``gldm.*.candidates`` -> identity decisions (contributions, review queue) -> ``settle_queue``."""
 
     name = "resolve"
@@ -41,7 +41,6 @@ class ResolveWorker(LibraryStage[ResolveMetrics]):
     def __init__(self, settings: Settings, metrics: ResolveMetrics) -> None:
         super().__init__(settings, metrics)
         self.merger = Merger(self.conn)
-        self.relay: Relay | None = None
 
     def topics(self) -> list[str]:
         return topics.candidate_topics()
@@ -50,16 +49,7 @@ class ResolveWorker(LibraryStage[ResolveMetrics]):
         kafka.ensure_topics(self.settings, topics.candidate_topics(), self.settings.kafka_partitions)
         kafka.ensure_topics(self.settings, topics.resolved_topics(), self.settings.kafka_partitions)
         schema = self.registry.register(topics.RESOLVED_SUBJECT, gldm.schema("gov.gldm.Resolved"))
-        self.relay = Relay("settle-relay", self.settings, schema, publish_queued)
-        self.relay.start()
-
-    def tick(self, wrote: int) -> None:
-        if wrote and self.relay is not None:
-            self.relay.wake.set()   # this stage's rows at once; T+1 loads' and review decisions' within a second
-
-    def finish(self) -> None:
-        if self.relay is not None:
-            self.relay.stop()
+        self.start_relay("settle-relay", schema, publish_queued)
 
     def process(self, messages: list[Message]) -> int:
         started = time.perf_counter()

@@ -11,6 +11,7 @@ import random
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -21,6 +22,16 @@ from connect.connectors import connector_name
 from kintsmesh import stack
 from kintsmesh.settings import DEPARTMENTS, Settings
 from kintsmesh.simulate.city import ID_SPACE, ric_class
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every integration test carries the ``integration`` marker (``pytestmark`` in its module), so that
+    ``-m "not integration"`` never runs one by accident against a missing stack."""
+    here = str(Path(__file__).parent)
+    unmarked = [item.nodeid for item in items if str(item.path).startswith(here)
+                and item.get_closest_marker("integration") is None]
+    if unmarked:
+        raise pytest.UsageError(f"integration tests without the integration marker: {unmarked}")
 
 
 @pytest.fixture(scope="session")

@@ -7,13 +7,16 @@ import threading
 import uuid
 
 import psycopg
+import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
-from kintsmesh.settings import RESOURCE_LIBRARY_DB
 from kintsmesh.kafka import ensure_topics
+from kintsmesh.settings import RESOURCE_LIBRARY_DB
 from monitoring.lag import library_lag
 from sinks.kafka.offsets import store_offsets
+
+pytestmark = pytest.mark.integration
 
 
 def test_work_moving_from_a_topic_into_pending_rows_is_counted_at_every_moment(settings):

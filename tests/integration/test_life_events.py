@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
+import pytest
 import requests
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -21,18 +22,19 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from kintsmesh import stack
-from kintsmesh.settings import RESOURCE_LIBRARY_DB
+from kintsmesh.settings import CITY_TZ, RESOURCE_LIBRARY_DB
 from kintsmesh.simulate.city import City
 from kintsmesh.simulate.runner import run_simulation
 from kintsmesh.stack.process import port_open
 from monitoring.lag import wait_for_pipeline
-from sinks.library.dossier import audit_history
 from sinks.events import LifeEvents
+from sinks.library.dossier import audit_history
 from sinks.subscriptions import SubscriptionSink
-from kintsmesh.settings import CITY_TZ
 from streams.events.predicates import anniversary
 from streams.events.rules import rules
 from streams.events.subscriptions import Subscription, subscriptions
+
+pytestmark = pytest.mark.integration
 
 WINDOW_DAYS = 6   # live births are dated up to six days back; every other live fact today
 CHANGE_TYPES = {"BIRTH_REGISTERED", "MARRIAGE_REGISTERED", "DIVORCE_REGISTERED", "DEATH_REGISTERED",

@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import date
 
 import psycopg
+import pytest
 from stdnum.cn import ric as ric_std
 
 from kintsmesh.bench.resolve import incoming, scratch_library
@@ -23,6 +24,8 @@ from kintsmesh.simulate.departments import DepartmentViews, initial_rows
 from sinks.library import Incoming, Merger, lock_library, lock_resolve, lock_settle
 from sinks.library.review import decide, explain
 from streams.events.rules import HOLD, change_from_message, evaluate_change, rules
+
+pytestmark = pytest.mark.integration
 
 
 def changes_of(conn: psycopg.Connection, entity: str) -> dict[str, list[dict]]:

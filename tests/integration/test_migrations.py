@@ -11,6 +11,8 @@ from psycopg import sql
 from kintsmesh.errors import StackError
 from kintsmesh.stack import migrate
 
+pytestmark = pytest.mark.integration
+
 
 def test_an_applied_migration_that_changed_is_refused(settings, tmp_path, monkeypatch):
     database = f"kintsmesh_test_migrate_{uuid.uuid4().hex[:8]}"

@@ -10,6 +10,7 @@ import time
 from datetime import datetime, timezone
 
 import psycopg
+import pytest
 import requests
 import yaml
 
@@ -19,6 +20,8 @@ from kintsmesh.settings import DEPARTMENTS, REPO_ROOT, RESOURCE_LIBRARY_DB
 from kintsmesh.simulate.runner import run_simulation
 from monitoring.probes import firing_alerts, prometheus_vector
 from monitoring.promql import dashboard_expressions, metric_names, recorded_names, rule_expressions
+
+pytestmark = pytest.mark.integration
 
 STOPPED = "housing"  # rentals: about a sixth of the simulated activity
 AGE = "department:kintsmesh_newest_change_age_seconds:min"

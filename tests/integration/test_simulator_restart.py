@@ -8,7 +8,11 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from kintsmesh.simulate.runner import run_simulation
+
+pytestmark = pytest.mark.integration
 
 
 def test_a_live_run_killed_mid_way_is_redone_by_the_next_run_without_a_collision(settings, tmp_path, fresh_seed):

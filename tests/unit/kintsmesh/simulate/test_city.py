@@ -118,10 +118,10 @@ def test_a_write_colliding_with_another_citys_rows_says_how_to_start_clean():
 
     collided = SimpleNamespace(errors=[psycopg.errors.UniqueViolation("duplicate key value violates unique constraint")])
     with pytest.raises(KintsmeshError, match="kintsmesh stack reset"):
-        DepartmentWriter._raise_first_error(collided)  # type: ignore[arg-type]
+        DepartmentWriter.raise_first_error(collided)  # type: ignore[arg-type]
     other = SimpleNamespace(errors=[psycopg.errors.UndefinedTable("no such table")])
     with pytest.raises(KintsmeshError) as raised:
-        DepartmentWriter._raise_first_error(other)  # type: ignore[arg-type]
+        DepartmentWriter.raise_first_error(other)  # type: ignore[arg-type]
     assert "stack reset" not in str(raised.value)
 
 
@@ -162,11 +162,11 @@ def test_a_birth_date_whose_seed_numbers_are_used_up_still_gets_a_free_number():
 
 
 def test_an_unfinished_runs_reservation_names_its_events_and_seed(tmp_path):
-    from kintsmesh.simulate.runner import _reserved
+    from kintsmesh.simulate.runner import reserved_run
 
     marker = tmp_path / "live-run.unfinished"
-    assert _reserved(marker, 7) == (0, 7)
+    assert reserved_run(marker, 7) == (0, 7)
     marker.write_text("1500 2026 (events reserved, seed)\n")
-    assert _reserved(marker, 7) == (1500, 2026)
+    assert reserved_run(marker, 7) == (1500, 2026)
     marker.write_text("1000 events reserved by a live run\n")   # without a seed: the caller's
-    assert _reserved(marker, 7) == (1000, 7)
+    assert reserved_run(marker, 7) == (1000, 7)

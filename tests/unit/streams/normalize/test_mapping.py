@@ -105,14 +105,14 @@ def test_impossible_date_is_rejected_with_the_field(rows):
     assert (rejection.reason, rejection.field, rejection.primary_key) == ("impossible_date", "csrq", row.values["rkbh"])
 
 
-def test_the_readme_example_mapping_loads_and_applies(tmp_path):
+def test_the_documented_example_mapping_loads_and_applies(tmp_path):
     import re
 
     from kintsmesh.settings import REPO_ROOT
     from streams.normalize.mapping import apply, load_mapping
 
-    readme = (REPO_ROOT / "README.md").read_text()
-    example = re.search(r"```yaml\n(.*?)```", readme, re.S).group(1)
+    guide = (REPO_ROOT / "docs" / "adding-a-department.md").read_text()
+    example = re.search(r"```yaml\n(.*?)```", guide, re.S).group(1)
     path = tmp_path / "civil_affairs.sy_djxx.yaml"
     path.write_text("\n".join(line[3:] if line.startswith("   ") else line for line in example.splitlines()))
     mapping = load_mapping(path)

@@ -8,7 +8,7 @@ from datetime import date
 import fastavro
 import pytest
 
-from test_life_events import CALENDAR_CASES, CHANGE_CASES, NOW
+from tests.unit.streams.events.test_life_events import CALENDAR_CASES, CHANGE_CASES, NOW
 
 from streams.events.rules import evaluate_change, evaluate_person, rules
 from streams.events.subscriptions import (

@@ -1,0 +1,68 @@
+"""Identity resolution with no database (``streams.resolve.memory.resolve_records``): the resolver the
+resolve stage runs, over its in-memory store."""
+
+from __future__ import annotations
+
+from stdnum.cn import ric as ric_std
+
+from streams.resolve.memory import InMemoryIdentityStore, resolve_records
+
+
+def valid_ric(body17: str) -> str:
+    return body17 + ric_std.calc_check_digit(body17)
+
+
+WANG = valid_ric("44030519850312123")
+LI = valid_ric("44030519900101456")
+
+
+def person(**fields):
+    return {"gender": "1", "findings": [], **fields}
+
+
+def test_one_valid_ric_is_one_person_within_a_batch_and_across_batches():
+    records = [person(ric=WANG, name="王伟", birth_date="1985-03-12"), person(ric=LI, name="李娜", birth_date="1990-01-01"),
+               person(ric=WANG, name="王伟", birth_date="1985-03-12", household_no="H1")]
+    same_batch = resolve_records(records)
+    across = resolve_records(records, batch_size=1)
+    for results in (same_batch, across):
+        assert [r.canonical_id for r in results] == [WANG, LI, WANG]
+        assert results[0].method == "ric" and results[2].method == "ric"
+
+
+def test_a_record_without_a_usable_ric_links_to_the_person_it_describes():
+    store = InMemoryIdentityStore()
+    results = resolve_records([
+        person(ric=WANG, name="王伟", birth_date="1985-03-12", household_no="H1"),
+        person(ric=WANG[:17] + ("0" if WANG[17] != "0" else "1"), name="王伟", birth_date="1985-03-12",
+               household_no="H1", findings=["ric:bad_check_character"]),
+    ], batch_size=1, store=store)
+    assert results[1].canonical_id == WANG and results[1].method == "match"
+    assert results[1].score is not None and results[1].score >= 0.7
+    assert [c["canonical_id"] for c in results[1].candidates] == [WANG]
+
+
+def test_a_ric_less_record_and_the_later_registration_of_its_person_are_one_person():
+    # the RIC-less record arrives first and becomes a person of its own (P~...); the registration with the
+    # valid RIC arrives in a later batch and is matched into it
+    results = resolve_records([
+        person(ric=None, name="李娜", birth_date="1990-01-01", gender="2", household_no="H9"),
+        person(ric=LI, name="李娜", birth_date="1990-01-01", gender="2", household_no="H9"),
+    ], batch_size=1)
+    assert results[0].canonical_id is not None and results[0].canonical_id.startswith("P~")
+    assert results[1].canonical_id == results[0].canonical_id and results[1].method == "match"
+
+
+def test_different_people_with_one_name_stay_apart():
+    other = valid_ric("44030519850312987")
+    results = resolve_records([person(ric=WANG, name="王伟", birth_date="1985-03-12"),
+                               person(ric=other, name="王伟", birth_date="1985-03-12")], batch_size=1)
+    assert results[0].canonical_id != results[1].canonical_id
+
+
+def test_other_entities_resolve_by_their_codes():
+    house = {"house_code": "H-1", "findings": []}
+    firm = {"uscc": "91440300MA5XXXXX1A", "name": "X", "findings": []}
+    results = resolve_records([("house", house), ("legal_entity", firm), ("legal_entity", dict(firm))])
+    assert results[0].canonical_id == "H-1" and results[0].method == "code"
+    assert results[1].canonical_id == results[2].canonical_id
