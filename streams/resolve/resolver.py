@@ -42,7 +42,7 @@ class Resolver:
         self.store = store
         self.one_per_person = one_per_person
         # queued persons as matching sees them: id -> (mention, block keys, RIC -> household)
-        self._unsettled: dict[str, Described] = {}
+        self.unsettled: dict[str, Described] = {}
         self._start_batch()
 
     def resolve(self, items: list[Incoming]) -> tuple[BatchReport, Settlement]:
@@ -94,7 +94,7 @@ class Resolver:
             report.links["late_match"] += 1
         for entity, cid in (*settlement.causes, *settlement.fallback):
             if entity == "person":
-                self._unsettled.pop(cid, None)   # described again from its contributions if it stays queued
+                self.unsettled.pop(cid, None)   # described again from its contributions if it stays queued
         return report, settlement
 
     # ------------------------------------------------------------------ batch state
@@ -116,14 +116,14 @@ class Resolver:
         """Persons resolved earlier whose merge is still queued are not golden yet: matching sees them
         through their contributions, as it sees the batch's own. Returns their valid RICs (RIC -> id).
 
-        What their contributions say is kept between batches (``_unsettled``) while they stay queued, and
+        What their contributions say is kept between batches (``unsettled``) while they stay queued, and
         read again only for persons this resolver has not described yet or has touched since (``resolve``
         drops those): a batch then costs one look at the queue's person ids, not a read of every queued
         person, which matters when the merge stage falls behind or stops."""
         queued = self.store.queued_persons()
-        for cid in set(self._unsettled) - queued:
-            del self._unsettled[cid]
-        if missing := queued - set(self._unsettled):
+        for cid in set(self.unsettled) - queued:
+            del self.unsettled[cid]
+        if missing := queued - set(self.unsettled):
             described: dict[str, tuple[matching.Mention, dict[str, str]]] = {}
             for cid, record in self.store.person_records(missing):
                 mention = mention_of(record, own_household(record))
@@ -133,9 +133,9 @@ class Resolver:
                 described[cid] = (combine(known, mention) if known else mention, households)
             for cid, (mention, households) in described.items():
                 mention = dated(mention)
-                self._unsettled[cid] = (mention, mention_keys(mention), households)
+                self.unsettled[cid] = (mention, mention_keys(mention), households)
         rics: dict[str, str] = {}
-        for cid, (mention, keys, households) in self._unsettled.items():
+        for cid, (mention, keys, households) in self.unsettled.items():
             self._batch_persons[cid] = mention
             for k in keys:
                 self._batch_blocks[k].add(cid)

@@ -215,7 +215,7 @@ def test_resolve_matches_persons_queued_for_the_merge_stage_and_not_merged_yet(s
         assert conn.execute("SELECT count(*) FROM person").fetchone()[0] == 0   # nothing merged yet
         # a batch touching no person: the queued persons are described once and kept for the next batches
         resolve([i for i in items if i.entity == "certificate"])
-        assert set(merger._unsettled) == {p.record["ric"] for p in police}
+        assert set(merger.resolver.unsettled) == {p.record["ric"] for p in police}
         resolve(children)
         linked = dict(conn.execute("SELECT primary_key, canonical_id FROM contribution WHERE department = 'health'"
                                    " AND role = 'child'").fetchall())
