@@ -8,9 +8,8 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from kintsmesh.settings import DEPARTMENTS, Settings
+from kintsmesh.settings import CITY_TZ, DEPARTMENTS, Settings
 from kintsmesh.simulate.events import LiveStats
 from kintsmesh.simulate.runner import run_simulation
 from kintsmesh import kafka
@@ -171,7 +170,7 @@ def calendar_backfill(settings: Settings, days: int = 60) -> None:
     a small city has few birthdays that cross an age on any single day."""
     from streams.events.worker import run_daily
 
-    today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    today = datetime.now(CITY_TZ).date()
     first = today - timedelta(days=days)
     results = run_daily(settings, first, today)
     found: dict[str, int] = {}
@@ -242,7 +241,7 @@ def nightly_batch(settings: Settings) -> None:
     """T+1: social insurance also delivers yesterday's contributions as a nightly extract."""
     from streams.batch import load as batch
 
-    business_day = (datetime.now(ZoneInfo("Asia/Shanghai")) - timedelta(days=1)).date()
+    business_day = (datetime.now(CITY_TZ) - timedelta(days=1)).date()
     path = settings.stack_dir / "batches" / f"hrss-{business_day}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = batch.extract(settings, "hrss", None, str(path))

@@ -62,14 +62,8 @@ class RawTopicWatcher:
     """Consumes ``raw.*`` from the current end in a background thread."""
 
     def __init__(self, settings: Settings, accept: Callable[[dict, dict], bool] | None = None) -> None:
-        self.consumer = Consumer({
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"kintsmesh-watch-{uuid.uuid4()}",
-            "auto.offset.reset": "latest",
-            "enable.auto.commit": False,
-            "topic.metadata.refresh.interval.ms": 2000,
-            "log_level": 0,
-        })
+        self.consumer = kafka.consumer(settings, f"kintsmesh-watch-{uuid.uuid4()}", auto_offset_reset="latest",
+                                       enable_auto_commit=False, topic_metadata_refresh_interval_ms=2000)
         self.accept = accept or (lambda key, value: True)
         self.per_department: Counter[str] = Counter()
         self.samples: list[tuple[float, float]] = []  # (log-append time in s, commit -> topic in ms)

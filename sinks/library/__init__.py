@@ -98,10 +98,6 @@ class Merger:
         retraction, a row merged before, two rows of one record ...) goes through ``merge``."""
         return self.merge_staged(stage_bulk(items))
 
-    @staticmethod
-    def stage_bulk(items: list[Incoming]) -> BulkChunk:
-        return stage_bulk(items)
-
     def merge_staged(self, chunk: BulkChunk) -> BatchReport:
         """The database half of ``merge_bulk``."""
         staged = {ref for rows in chunk.staged.values() for ref in rows}

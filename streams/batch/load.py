@@ -27,7 +27,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from kintsmesh.errors import TerminalError
 from kintsmesh.settings import CITY_TZ, RESOURCE_LIBRARY_DB, Settings
-from sinks.library import MERGE_SESSION, BatchReport, BulkChunk, Incoming, Merger, lock_library
+from sinks.library import MERGE_SESSION, BatchReport, Incoming, Merger, lock_library
+from sinks.library.bulk import BulkChunk, stage_bulk
 from streams.normalize.mapping import FieldRejected, SourceMapping, apply, mappings
 from streams.normalize.standardize import Rejected
 
@@ -150,7 +151,7 @@ def load_batch(settings: Settings, department: str, batch_date: date, path: Path
         def flush() -> None:
             """Stage the chunk and hand it to the merging thread: one chunk merges while the next is mapped."""
             nonlocal in_flight, pending
-            staged = merger.stage_bulk(pending) if bulk else pending
+            staged = stage_bulk(pending) if bulk else pending
             if in_flight is not None:
                 in_flight.result()   # a merge error stops the load here
             in_flight, pending = merging.submit(merge, staged), []
