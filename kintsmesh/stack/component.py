@@ -29,7 +29,7 @@ class Component:
     """One process of the stack. Subclasses fill in ``prepare``, ``command`` and ``healthy``."""
 
     name: str = ""
-    port_env: str = ""
+    port_setting: str = ""   # the Settings field holding its port (KINTSMESH_<FIELD> in the environment)
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -39,7 +39,11 @@ class Component:
 
     @property
     def port(self) -> int:
-        raise NotImplementedError
+        return int(getattr(self.settings, self.port_setting))
+
+    @property
+    def port_env(self) -> str:
+        return f"KINTSMESH_{self.port_setting.upper()}"
 
     def pid(self) -> int | None:
         return owned_pid(self.pid_file, str(self.settings.stack_dir))

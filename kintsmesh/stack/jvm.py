@@ -79,11 +79,7 @@ class Kafka(Component):
     """A single-node Kafka in KRaft mode (broker and controller in one process)."""
 
     name = "kafka"
-    port_env = "KINTSMESH_KAFKA_PORT"
-
-    @property
-    def port(self) -> int:
-        return self.settings.kafka_port
+    port_setting = "kafka_port"
 
     def prepare(self) -> None:
         prerequisites.java()
@@ -144,11 +140,7 @@ class Connect(Component):
     """Kafka Connect in distributed mode (one worker) with Debezium on its plugin path."""
 
     name = "connect"
-    port_env = "KINTSMESH_CONNECT_PORT"
-
-    @property
-    def port(self) -> int:
-        return self.settings.connect_port
+    port_setting = "connect_port"
 
     @property
     def plugin_path(self) -> Path:

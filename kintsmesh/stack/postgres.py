@@ -19,11 +19,7 @@ class Postgres(Component):
     """A private PostgreSQL cluster with logical decoding, one database per department."""
 
     name = "postgres"
-    port_env = "KINTSMESH_PG_PORT"
-
-    @property
-    def port(self) -> int:
-        return self.settings.pg_port
+    port_setting = "pg_port"
 
     @property
     def data_dir(self) -> Path:

@@ -16,12 +16,8 @@ class Prometheus(Component):
     """Prometheus scraping the stack's metrics endpoints (config: monitoring/prometheus.yml)."""
 
     name = "prometheus"
-    port_env = "KINTSMESH_PROMETHEUS_PORT"
+    port_setting = "prometheus_port"
     template = REPO_ROOT / "monitoring" / "prometheus.yml"
-
-    @property
-    def port(self) -> int:
-        return self.settings.prometheus_port
 
     @property
     def config_file(self) -> Path:

@@ -46,14 +46,8 @@ class PythonWorker(Component):
     """A ``kintsmesh <subcommand...>`` process, healthy when its port serves /metrics."""
 
     def __init__(self, settings: Settings, spec: WorkerSpec) -> None:
-        self.name = spec.name
-        self.port_env = f"KINTSMESH_{spec.setting.upper()}"
-        self.spec = spec
+        self.name, self.port_setting, self.spec = spec.name, spec.setting, spec
         super().__init__(settings)
-
-    @property
-    def port(self) -> int:
-        return int(getattr(self.settings, self.spec.setting))
 
     def command(self) -> list[str]:
         # the data dir argument names the stack folder, which marks the process as ours
