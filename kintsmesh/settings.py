@@ -28,6 +28,7 @@ DEPARTMENTS: tuple[str, ...] = (
 )
 Department = Literal["police", "civil_affairs", "health", "hrss", "housing", "market", "education"]
 RESOURCE_LIBRARY_DB = "resource_library"
+DEMO_SEED = 2026   # ``kintsmesh simulate``'s default seed: the demo's city
 # The city's calendar: what day a change or a birthday falls on. Asia/Shanghai has no daylight saving
 # time, so a fixed offset is exact (and cheaper than a zoneinfo lookup per value).
 CITY_TZ_NAME = "Asia/Shanghai"

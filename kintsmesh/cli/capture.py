@@ -8,7 +8,7 @@ from datetime import date
 from typing import Any
 
 from kintsmesh.errors import KintsmeshError
-from kintsmesh.settings import DEPARTMENTS, Settings
+from kintsmesh.settings import DEMO_SEED, DEPARTMENTS, Settings
 
 
 def cmd_connect(args: argparse.Namespace, settings: Settings) -> int:
@@ -101,7 +101,7 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_connect)
 
     p = sub.add_parser("simulate", help="a synthetic city writing to the department databases")
-    p.add_argument("--seed", type=int, default=2026)
+    p.add_argument("--seed", type=int, default=DEMO_SEED)
     p.add_argument("--initial", type=int, metavar="N", help="bulk-load a population of N people")
     p.add_argument("--rate", type=float, metavar="R", help="live changes per second across departments")
     p.add_argument("--duration", type=float, default=60.0, metavar="S", help="seconds of live changes")
