@@ -9,10 +9,10 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from kintsmesh import kafka
 from kintsmesh.settings import CITY_TZ, DEPARTMENTS, Settings
 from kintsmesh.simulate.events import LiveStats
 from kintsmesh.simulate.runner import run_simulation
-from kintsmesh import kafka
 from kintsmesh.watch import RawTopicWatcher, percentile, wait_for_capture_to_settle
 from monitoring.lag import wait_for_group, wait_for_pipeline, wait_for_zero
 
@@ -66,8 +66,8 @@ def library_summary(settings: Settings, since: float) -> None:
     import psycopg
 
     from kintsmesh.settings import RESOURCE_LIBRARY_DB
-    from sinks.library.review import sync_lags_ms
     from monitoring.lag import wait_for_merge
+    from sinks.library.review import sync_lags_ms
 
     behind = wait_for_merge(settings, timeout_s=600,
                             report=lambda n: print(f"  merge worker catching up: {n:,} candidates to go", flush=True))

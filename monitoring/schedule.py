@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from kintsmesh.settings import CITY_TZ_NAME
+
 SCHEDULE_FILE = Path(__file__).resolve().parent / "batches.yaml"
 
 

@@ -18,8 +18,8 @@ from confluent_kafka import TopicPartition
 
 from kintsmesh import kafka
 from kintsmesh.errors import TransientError
-from kintsmesh.registry.codec import decode
 from kintsmesh.registry.client import SchemaRegistry
+from kintsmesh.registry.codec import decode
 from kintsmesh.settings import Settings
 from kintsmesh.topics import DLQ_REPLAY_GROUP, dlq_topic
 

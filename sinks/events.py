@@ -38,8 +38,8 @@ from psycopg.types.json import Jsonb
 from kintsmesh import kafka, topics
 from kintsmesh.errors import TransientError
 from kintsmesh.registry.catalog import SchemaVersion
-from kintsmesh.registry.codec import encode
 from kintsmesh.registry.client import SchemaRegistry
+from kintsmesh.registry.codec import encode
 from kintsmesh.settings import CITY_TZ, Settings
 from monitoring.lag import EVENTS_PENDING_SQL
 from monitoring.metrics import EventMetrics

@@ -25,8 +25,8 @@ from confluent_kafka import Producer
 from kintsmesh.errors import TransientError
 from kintsmesh.kafka import ensure_topics
 from kintsmesh.registry.catalog import SchemaVersion
-from kintsmesh.registry.codec import encode
 from kintsmesh.registry.client import SchemaRegistry
+from kintsmesh.registry.codec import encode
 from kintsmesh.settings import Settings
 from kintsmesh.topics import subscription_mark, value_subject
 from sinks.kafka.offsets import headers_after, store_offsets, stored_offsets

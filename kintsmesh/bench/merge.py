@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 
+from connect.connectors import raw_topics
 from kintsmesh import stack
 from kintsmesh.bench import write_result
 from kintsmesh.bench.cpu import CpuWindow, format_cores
@@ -26,12 +27,10 @@ from kintsmesh.bench.plot import write_lag_plot
 from kintsmesh.errors import KintsmeshError
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 from kintsmesh.simulate.runner import redo_unfinished, run_simulation
-from kintsmesh.watch import percentile
-from monitoring.lag import wait_for_group, wait_for_pipeline
-from sinks.library.review import sync_lags_ms
-from monitoring.lag import merge_lag, wait_for_merge
-from connect.connectors import raw_topics
 from kintsmesh.topics import NORMALIZE_GROUP
+from kintsmesh.watch import percentile
+from monitoring.lag import merge_lag, wait_for_group, wait_for_merge, wait_for_pipeline
+from sinks.library.review import sync_lags_ms
 
 SEED = 77
 DEFAULT_RATE = 1000.0   # the target: p99 < 1 s at 1,000 changes/s

@@ -25,14 +25,14 @@ from datetime import date, datetime, timezone
 import requests
 from confluent_kafka import TopicPartition
 
-from kintsmesh.errors import KintsmeshError
+from kintsmesh import kafka
 from kintsmesh.bench import write_result
+from kintsmesh.errors import KintsmeshError
+from kintsmesh.kafka import ensure_topics
 from kintsmesh.settings import DEPARTMENTS, Settings
 from kintsmesh.simulate.city import build_city
 from kintsmesh.simulate.debezium import change_event
 from kintsmesh.simulate.departments import DepartmentViews, initial_rows
-from kintsmesh import kafka
-from kintsmesh.kafka import ensure_topics
 from kintsmesh.topics import candidate_topics, dlq_topic, raw_topic
 
 BENCH_METRICS_PORT = 19199

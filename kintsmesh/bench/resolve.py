@@ -31,7 +31,6 @@ from sinks.library import MERGE_SESSION, Incoming, Merger, lock_library
 from streams.normalize.event import normalize_event
 
 
-
 def scratch_library(settings: Settings, name: str) -> str:
     """A fresh database with the resource library's migrations; returns its DSN."""
     with psycopg.connect(settings.dsn("postgres"), autocommit=True) as conn:

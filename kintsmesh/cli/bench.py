@@ -11,7 +11,8 @@ from kintsmesh.settings import Settings
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     if args.stage == "resolve":
-        from kintsmesh.bench.resolve import DEFAULT_PEOPLE, main as run_resolve_bench
+        from kintsmesh.bench.resolve import DEFAULT_PEOPLE
+        from kintsmesh.bench.resolve import main as run_resolve_bench
 
         run_resolve_bench(settings, args.people or DEFAULT_PEOPLE, args.seed, args.dirty_rate, args.today or date.today(), None)
         return 0

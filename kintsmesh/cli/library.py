@@ -94,9 +94,8 @@ def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_subscriptions(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.events.subscriptions import subscriptions
-
     from sinks.subscriptions import progress
+    from streams.events.subscriptions import subscriptions
 
     with connect_library(settings) as conn:
         cursors, newest = progress(conn)

@@ -7,8 +7,8 @@ import json
 from typing import Any
 
 from kintsmesh.errors import KintsmeshError
-from kintsmesh.settings import Settings
 from kintsmesh.registry.catalog import LEVELS
+from kintsmesh.settings import Settings
 
 
 def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:

@@ -16,11 +16,11 @@ from typing import Any
 
 from confluent_kafka import KafkaException, TopicPartition
 
+from kintsmesh import kafka
 from kintsmesh.errors import TransientError
+from kintsmesh.kafka import ensure_topics
 from kintsmesh.registry.catalog import SchemaCatalog, SchemaVersion, config_record, dumps
 from kintsmesh.settings import Settings
-from kintsmesh import kafka
-from kintsmesh.kafka import ensure_topics
 from kintsmesh.topics import REGISTRY_TOPIC
 
 SCHEMAS_TOPIC = REGISTRY_TOPIC

@@ -27,9 +27,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, make_asgi_app
 
+from kintsmesh.errors import TerminalError
 from kintsmesh.registry.catalog import (LEVELS, IncompatibleSchema, InvalidSchema, SchemaCatalog, SchemaVersion,
                                         UnknownSchema, load)
-from kintsmesh.errors import TerminalError
 from kintsmesh.registry.log import SchemaLog
 from kintsmesh.settings import Settings
 

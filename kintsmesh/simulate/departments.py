@@ -15,7 +15,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from kintsmesh.settings import CITY_TZ
-from kintsmesh.simulate.city import City, Enterprise, Household, House, Marriage, Person, age, geography
+from kintsmesh.simulate.city import City, Enterprise, House, Household, Marriage, Person, age, geography
 
 FULL_WIDTH = str.maketrans("0123456789Xx", "０１２３４５６７８９Ｘｘ")
 MISSING_MARKERS = ("", None, "无", "-", "NULL")

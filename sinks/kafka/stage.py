@@ -26,8 +26,8 @@ from prometheus_client import CollectorRegistry, start_http_server
 from kintsmesh import kafka, topics
 from kintsmesh.errors import RESTART_DELAYS_S, TransientError
 from kintsmesh.registry.catalog import SchemaVersion
-from kintsmesh.registry.codec import UndecodableMessage, decode, encode
 from kintsmesh.registry.client import SchemaRegistry
+from kintsmesh.registry.codec import UndecodableMessage, decode, encode
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 from sinks.dlq import rejected_message
 from sinks.kafka.offsets import Offsets, broker_error, seek_to_stored

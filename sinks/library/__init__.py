@@ -27,9 +27,8 @@ from sinks.library.bulk import BulkChunk, merge_new_coded, stage_bulk
 from sinks.library.identity import PostgresIdentityStore
 from sinks.library.settle import Settler
 from sinks.library.sql import bulk_upsert, numeric_array, text_array
-from sinks.library.tables import (
-    BOOKKEEPING, CODED, MERGE_SESSION, PERSON_ID_COLUMNS, TABLES, lock_library, lock_resolve, lock_settle,
-)
+from sinks.library.tables import (BOOKKEEPING, CODED, MERGE_SESSION, PERSON_ID_COLUMNS, TABLES, lock_library,
+                                  lock_resolve, lock_settle)
 from streams.normalize.mapping import one_per_person_kinds
 from streams.resolve.identity import BatchReport, Incoming, Settlement, SourceRef, jsonable
 from streams.resolve.resolver import Resolver

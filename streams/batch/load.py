@@ -18,7 +18,8 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import date, datetime, time as dtime
+from datetime import date, datetime
+from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,7 @@ def read_extract(path: Path) -> tuple[list[str], int, Iterator[dict[str, str]]]:
 
 
 def _read_parquet(path: Path) -> tuple[list[str], int, Iterator[dict[str, str]]]:
-    import pyarrow.parquet as pq   # only T+1 Parquet loads need it
+    import pyarrow.parquet as pq  # only T+1 Parquet loads need it
 
     try:
         extract = pq.ParquetFile(path)

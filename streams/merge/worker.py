@@ -16,6 +16,7 @@ deleting it) carries the same (canonical_id, version), deduplicable by that pair
 from __future__ import annotations
 
 import time
+
 from confluent_kafka import Message
 
 from kintsmesh import kafka, topics

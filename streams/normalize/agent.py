@@ -16,13 +16,12 @@ import faust
 from connect.connectors import available_departments, raw_topics
 from kintsmesh import kafka, topics
 from kintsmesh.registry.catalog import SchemaVersion
-from kintsmesh.registry.codec import encode
 from kintsmesh.registry.client import SchemaRegistry
+from kintsmesh.registry.codec import encode
 from kintsmesh.settings import Settings
 from monitoring.metrics import NormalizeMetrics
 from streams.normalize import gldm
 from streams.normalize.event import Rejection, normalize_event
-
 
 BATCH = 500            # events per take_events() batch
 BATCH_WITHIN_S = 0.05  # ... or whatever arrived within this long (20 ms made batches of ~6 at 300/s: more CPU, more lag)

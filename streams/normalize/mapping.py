@@ -8,7 +8,8 @@ department source is a new mapping file, no code change.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping as MappingABC
+from collections.abc import Callable
+from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cache, cached_property

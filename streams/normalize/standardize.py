@@ -11,12 +11,12 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any, Generic, Literal, TypeVar
 
-from stdnum.iso7064 import mod_11_2
 from stdnum.cn import uscc as uscc_std
+from stdnum.iso7064 import mod_11_2
 
 from kintsmesh.errors import RejectedRecord
 from kintsmesh.settings import CITY_TZ

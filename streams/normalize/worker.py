@@ -8,8 +8,8 @@ import sys
 from prometheus_client import CollectorRegistry, start_http_server
 
 from kintsmesh.settings import Settings
-from streams.normalize.agent import create_app, create_passthrough_app, prepare
 from monitoring.metrics import NormalizeMetrics
+from streams.normalize.agent import create_app, create_passthrough_app, prepare
 
 
 def run_worker(settings: Settings, log_level: str = "warn", datadir: str = "",

@@ -16,10 +16,9 @@ from typing import Any, NamedTuple
 from streams.merge.survivorship import Position, position
 from streams.resolve import matching
 
-# Person source rows a person has at most one of: a birth certificate names one newborn (twins have two;
-# a nameless certificate of one twin must not link to the other, whose certificate the library holds).
-# Declared by a mapping's ``one_per_person`` role (streams/normalize/mappings/health.cszm.yaml).
-Kind = tuple[str, str, str]   # department, table, role
+# A kind of source row: (department, table, role). The kinds a person holds at most one of (a birth
+# certificate's newborn) are declared by the mappings (``one_per_person``, streams/normalize/mapping.py).
+Kind = tuple[str, str, str]
 
 
 def flagged(record: dict[str, Any], name: str) -> bool:

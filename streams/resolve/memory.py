@@ -21,10 +21,8 @@ from typing import Any
 
 from streams.normalize.mapping import one_per_person_kinds
 from streams.resolve import matching
-from streams.resolve.identity import (
-    BlockParams, Incoming, Kind, Linked, Settlement, SourceRef, State, combine, dated, flagged, mention_of,
-    own_household,
-)
+from streams.resolve.identity import (BlockParams, Incoming, Kind, Linked, Settlement, SourceRef, State, combine, dated,
+                                      flagged, mention_of, own_household)
 from streams.resolve.resolver import Resolver
 
 BLOCK_LIMIT = 50   # golden persons per block, as the library reads them (sinks.library.identity)

@@ -24,11 +24,9 @@ from typing import Any
 
 from streams.merge.survivorship import is_stale
 from streams.resolve import matching
-from streams.resolve.identity import (
-    BatchReport, BlockParams, Incoming, Kind, Linked, Settlement, SourceRef, State, block_keys, block_params,
-    candidates_of, coded_id, combine, dated, mention_keys, mention_of, new_person_id, own_household, short_hash,
-    sticky,
-)
+from streams.resolve.identity import (BatchReport, BlockParams, Incoming, Kind, Linked, Settlement, SourceRef, State,
+                                      block_keys, block_params, candidates_of, coded_id, combine, dated, mention_keys,
+                                      mention_of, new_person_id, own_household, short_hash, sticky)
 from streams.resolve.store import IdentityStore
 
 CODED_ENTITIES = frozenset({"house", "certificate", "relationship", "social_insurance"})

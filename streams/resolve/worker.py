@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+
 from confluent_kafka import Message
 
 from kintsmesh import kafka, topics

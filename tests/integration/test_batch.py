@@ -14,8 +14,8 @@ from kintsmesh.bench.batch import write_extract
 from kintsmesh.bench.resolve import scratch_library
 from kintsmesh.settings import RESOURCE_LIBRARY_DB
 from kintsmesh.simulate.runner import run_simulation
-from streams.batch.load import extract, load_batch
 from sinks.library import numeric_array, text_array
+from streams.batch.load import extract, load_batch
 
 pytestmark = pytest.mark.integration
 

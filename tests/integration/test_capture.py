@@ -11,8 +11,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from kintsmesh.topics import raw_topic
 from kintsmesh.stack.components import Connect
+from kintsmesh.topics import raw_topic
 
 pytestmark = pytest.mark.integration
 

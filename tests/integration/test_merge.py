@@ -21,15 +21,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kintsmesh import stack
 from kintsmesh.bench.resolve import pairwise, person_links, scratch_library, truth_of
-from kintsmesh.registry.codec import decode
 from kintsmesh.registry.client import SchemaRegistry
+from kintsmesh.registry.codec import decode
 from kintsmesh.settings import RESOURCE_LIBRARY_DB
 from kintsmesh.simulate.runner import run_simulation
-from monitoring.lag import wait_for_pipeline
-from streams.batch.load import extract, load_batch
-from sinks.library import BOOKKEEPING, PERSON_ID_COLUMNS, TABLES, Incoming, Merger, lock_library
 from kintsmesh.topics import candidate_topics
+from monitoring.lag import wait_for_pipeline
 from sinks.dlq import show
+from sinks.library import BOOKKEEPING, PERSON_ID_COLUMNS, TABLES, Incoming, Merger, lock_library
+from streams.batch.load import extract, load_batch
 
 pytestmark = pytest.mark.integration
 

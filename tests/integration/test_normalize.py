@@ -14,11 +14,11 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from kintsmesh.settings import DEPARTMENTS
-from kintsmesh.topics import candidate_topics, dlq_topic
-from kintsmesh.simulate.runner import run_simulation
-from monitoring.lag import wait_for_group
 from connect.connectors import raw_topics
+from kintsmesh.settings import DEPARTMENTS
+from kintsmesh.simulate.runner import run_simulation
+from kintsmesh.topics import candidate_topics, dlq_topic
+from monitoring.lag import wait_for_group
 from streams.normalize.mapping import mappings
 
 pytestmark = pytest.mark.integration

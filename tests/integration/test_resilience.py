@@ -16,8 +16,7 @@ from connect.connectors import available_departments, connector_name
 from kintsmesh import stack
 from kintsmesh.settings import RESOURCE_LIBRARY_DB
 from kintsmesh.simulate.runner import run_simulation
-from monitoring.lag import wait_for_pipeline
-from monitoring.lag import merge_lag
+from monitoring.lag import merge_lag, wait_for_pipeline
 from sinks.dlq import summary
 
 pytestmark = pytest.mark.integration

@@ -6,9 +6,8 @@ from datetime import date
 
 import pytest
 
-from streams.events.enrolment import (
-    ELIGIBLE, MISSING_EVIDENCE, NOT_ELIGIBLE, conditions, enrolment_year, parse_conditions, verdict, window_start,
-)
+from streams.events.enrolment import (ELIGIBLE, MISSING_EVIDENCE, NOT_ELIGIBLE, conditions, enrolment_year,
+                                      parse_conditions, verdict, window_start)
 from streams.events.rules import RuleError, rules
 
 

@@ -10,12 +10,11 @@ from typing import Any
 import fastavro
 import pytest
 
-from sinks.events import birth_evidence
 from kintsmesh.settings import CITY_TZ
+from sinks.events import birth_evidence
 from streams.events.predicates import Change, anniversary, born_for
-from streams.events.rules import (
-    HOLD, RuleError, calendar_birth_dates, change_entities, evaluate_change, evaluate_person, event_id, parse_rules, rules,
-)
+from streams.events.rules import (HOLD, RuleError, calendar_birth_dates, change_entities, evaluate_change,
+                                  evaluate_person, event_id, parse_rules, rules)
 from streams.normalize import gldm
 
 NOW = int(datetime(2026, 11, 27, 10, 0, tzinfo=CITY_TZ).timestamp() * 1000)

@@ -8,13 +8,11 @@ from datetime import date
 import fastavro
 import pytest
 
-from tests.unit.streams.events.test_life_events import CALENDAR_CASES, CHANGE_CASES, NOW
-
 from streams.events.rules import evaluate_change, evaluate_person, rules
-from streams.events.subscriptions import (
-    ALWAYS, SubscriptionError, parse_subscriptions, subscriber_schema, subscriptions,
-)
+from streams.events.subscriptions import (ALWAYS, SubscriptionError, parse_subscriptions, subscriber_schema,
+                                          subscriptions)
 from streams.normalize import gldm
+from tests.unit.streams.events.test_life_events import CALENDAR_CASES, CHANGE_CASES, NOW
 
 FULL = gldm.schema("gov.gldm.LifeEvent")
 

@@ -7,9 +7,9 @@ from datetime import date
 import pytest
 
 from streams.batch.load import BatchError, batch_provenance, choose_mapping, cutoff_ms
-from streams.resolve.identity import Incoming, jsonable
 from streams.merge.survivorship import Contribution, authority, is_stale, position, survive
 from streams.normalize.mapping import mappings
+from streams.resolve.identity import Incoming, jsonable
 
 FIELDS = ["name", "birth_date", "marital_status", "address"]
 

@@ -135,6 +135,7 @@ def test_a_mapping_with_an_unknown_standardizer_or_dictionary_is_refused_at_load
 
 def test_a_timestamptz_becomes_the_local_date():
     from streams.normalize.mapping import STANDARDIZERS
+
     # born 05:30 in Shenzhen on 1 March = 21:30 UTC on 29 February, as Debezium sends TIMESTAMPTZ
     assert STANDARDIZERS["timestamp_date"]("2020-02-29T21:30:00Z").value == date(2020, 3, 1)
 
