@@ -23,6 +23,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from kintsmesh.errors import TerminalError
 from sinks.library.bulk import BulkChunk, merge_new_coded, stage_bulk
 from sinks.library.identity import PostgresIdentityStore
 from sinks.library.settle import Settler
@@ -136,7 +137,7 @@ class Merger:
             "SELECT canonical_id, record FROM contribution WHERE department = %s AND source_table = %s"
             " AND primary_key = %s AND role = %s", (ref.department, ref.table, ref.primary_key, ref.role)).fetchone()
         if row is None:
-            raise ValueError(f"{ref}: no contribution")
+            raise TerminalError(f"{ref}: no contribution")
         self.conn.execute(
             "UPDATE contribution SET canonical_id = %s, method = %s, merged_at = clock_timestamp()"
             " WHERE department = %s AND source_table = %s AND primary_key = %s AND role = %s",

@@ -13,6 +13,7 @@ from datetime import date, datetime
 from functools import cached_property
 from typing import Any, NamedTuple
 
+from kintsmesh.errors import RejectedRecord
 from streams.merge.survivorship import Position, position
 from streams.resolve import matching
 
@@ -214,7 +215,7 @@ def coded_id(item: Incoming) -> str:
         return f"{r['type']}:{subject}:{obj}"
     if item.entity == "social_insurance":
         return f"{r['insured_no']}|{r['month']}|{r['insurance_type']}"
-    raise ValueError(f"{item.entity!r} is not a coded entity")
+    raise RejectedRecord(f"{item.entity!r} is not a coded entity")
 
 
 def as_date(value: Any) -> date | None:

@@ -22,6 +22,7 @@ from collections import defaultdict
 from dataclasses import replace
 from typing import Any
 
+from kintsmesh.errors import RejectedRecord
 from streams.merge.survivorship import is_stale
 from streams.resolve import matching
 from streams.resolve.identity import (BatchReport, BlockParams, Incoming, Kind, Linked, Settlement, SourceRef, State,
@@ -151,7 +152,7 @@ class Resolver:
             return self._resolve_legal_entity(item)
         if item.entity in CODED_ENTITIES:
             return Linked(coded_id(item), "code")
-        raise ValueError(f"unknown entity {item.entity!r}")
+        raise RejectedRecord(f"unknown entity {item.entity!r}")
 
     def _resolve_legal_entity(self, item: Incoming) -> Linked:
         """By its registration number (deterministic whatever order the records come in), else by USCC."""
