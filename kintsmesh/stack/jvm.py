@@ -75,18 +75,45 @@ def kraft_cluster_id() -> str:
             return cluster_id
 
 
-class Kafka(Component):
+class JvmComponent(Component):
+    """A Kafka distribution's JVM process: ``main`` with its properties file, the heap of ``heap_setting``
+    and the JMX exporter agent serving ``monitoring/jmx/<jmx_rules>`` on ``jmx_port_setting``."""
+
+    main: str
+    properties_file: str
+    heap_setting: str
+    jmx_port_setting: str
+    jmx_rules: str
+
+    def prepare_jvm(self) -> None:
+        """The JVM, the Kafka jars and the log configuration."""
+        prerequisites.java()
+        prerequisites.resolve_jars(self.settings, "kafka", self.settings.stack_dir / "lib" / "kafka")
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "log4j2.properties").write_text(LOG4J2)
+
+    def command(self) -> list[str]:
+        return _jvm_command(
+            self.settings, getattr(self.settings, self.heap_setting), self.home / "log4j2.properties",
+            self.main, str(self.home / self.properties_file),
+            agents=(_jmx_agent(self.settings, getattr(self.settings, self.jmx_port_setting), self.jmx_rules),),
+        )
+
+
+class Kafka(JvmComponent):
     """A single-node Kafka in KRaft mode (broker and controller in one process)."""
 
     name = "kafka"
     port_setting = "kafka_port"
+    main = "kafka.Kafka"
+    properties_file = "server.properties"
+    heap_setting = "kafka_heap"
+    jmx_port_setting = "kafka_jmx_port"
+    jmx_rules = "kafka.yml"
 
     def prepare(self) -> None:
-        prerequisites.java()
-        prerequisites.resolve_jars(self.settings, "kafka", self.settings.stack_dir / "lib" / "kafka")
+        self.prepare_jvm()
         s = self.settings
-        (self.home / "log4j2.properties").parent.mkdir(parents=True, exist_ok=True)
-        (self.home / "log4j2.properties").write_text(LOG4J2)
         write_properties(self.home / "server.properties", {
             "process.roles": "broker,controller",
             "node.id": 1,
@@ -122,13 +149,6 @@ class Kafka(Component):
             if result.returncode != 0:
                 raise StackError(self.name, f"formatting the KRaft storage failed: {(result.stderr or result.stdout).strip()[-400:]}")
 
-    def command(self) -> list[str]:
-        return _jvm_command(
-            self.settings, self.settings.kafka_heap, self.home / "log4j2.properties",
-            "kafka.Kafka", str(self.home / "server.properties"),
-            agents=(_jmx_agent(self.settings, self.settings.kafka_jmx_port, "kafka.yml"),),
-        )
-
     def healthy(self) -> bool:
         from kintsmesh import kafka
 
@@ -136,22 +156,25 @@ class Kafka(Component):
         return bool(metadata.brokers)
 
 
-class Connect(Component):
-    """Kafka Connect in distributed mode (one worker) with Debezium on its plugin path."""
+class Connect(JvmComponent):
+    """Kafka Connect in distributed mode (one worker) with Debezium on its plugin path; the JMX exporter
+    serves Connect's and Debezium's MBeans."""
 
     name = "connect"
     port_setting = "connect_port"
+    main = "org.apache.kafka.connect.cli.ConnectDistributed"
+    properties_file = "connect-distributed.properties"
+    heap_setting = "connect_heap"
+    jmx_port_setting = "connect_jmx_port"
+    jmx_rules = "connect.yml"
 
     @property
     def plugin_path(self) -> Path:
         return self.settings.stack_dir / "plugins"
 
     def prepare(self) -> None:
-        prerequisites.java()
-        prerequisites.resolve_jars(self.settings, "kafka", self.settings.stack_dir / "lib" / "kafka")
+        self.prepare_jvm()
         prerequisites.resolve_jars(self.settings, "debezium", self.plugin_path / "debezium-connector-postgres")
-        self.home.mkdir(parents=True, exist_ok=True)
-        (self.home / "log4j2.properties").write_text(LOG4J2)
         write_properties(self.home / "connect-distributed.properties", self.properties())
 
     def properties(self) -> dict[str, object]:
@@ -181,14 +204,6 @@ class Connect(Component):
             "producer.linger.ms": 5,
             "producer.compression.type": "lz4",
         }
-
-    def command(self) -> list[str]:
-        # the Prometheus JMX exporter serves Connect's and Debezium's MBeans
-        return _jvm_command(
-            self.settings, self.settings.connect_heap, self.home / "log4j2.properties",
-            "org.apache.kafka.connect.cli.ConnectDistributed", str(self.home / "connect-distributed.properties"),
-            agents=(_jmx_agent(self.settings, self.settings.connect_jmx_port, "connect.yml"),),
-        )
 
     def healthy(self) -> bool:
         response = requests.get(f"{self.settings.connect_endpoint}/connector-plugins", timeout=3)

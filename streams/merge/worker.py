@@ -19,41 +19,31 @@ import time
 
 from confluent_kafka import Message
 
-from kintsmesh import kafka, topics
+from kintsmesh import topics
 from kintsmesh.registry.catalog import UnknownSchema
 from kintsmesh.registry.codec import UndecodableMessage
 from kintsmesh.settings import Settings
 from monitoring.metrics import MergeMetrics
 from sinks.kafka.offsets import Offsets, batch_offsets, store_offsets
-from sinks.kafka.relay import RelayingStage
 from sinks.kafka.stage import serve_worker
-from sinks.library import MERGE_SESSION, BatchReport, Merger, Settlement, lock_settle
+from sinks.library import BatchReport, Settlement, lock_settle
 from sinks.library.outbox import publish_outbox
-from streams.normalize import gldm
+from sinks.library.stage import MergerStage
 
 Named = tuple[int, str, str]   # settle_queue seq, entity, canonical id
 
 
-class MergeWorker(RelayingStage[MergeMetrics]):
+class MergeWorker(MergerStage[MergeMetrics]):
     """``gldm.*.resolved`` -> golden records, history, provenance -> ``outbox``."""
 
     name = "merge"
     group = topics.MERGE_GROUP
-    dlq = "merge"
     batch_size = 5000
-    session_options = MERGE_SESSION
-
-    def __init__(self, settings: Settings, metrics: MergeMetrics) -> None:
-        super().__init__(settings, metrics)
-        self.merger = Merger(self.conn)
 
     def topics(self) -> list[str]:
         return topics.resolved_topics()
 
     def start(self) -> None:
-        kafka.ensure_topics(self.settings, topics.resolved_topics(), self.settings.kafka_partitions)
-        kafka.ensure_topics(self.settings, topics.changes_topics(), self.settings.kafka_partitions)
-        schema = self.registry.register(topics.CHANGES_SUBJECT, gldm.schema("gov.gldm.GoldenChange"))
         # the age of each department's newest merged change must be known from the start, also for a
         # department whose connector stopped before this worker (re)started
         for department, newest in self.conn.execute(
@@ -62,7 +52,8 @@ class MergeWorker(RelayingStage[MergeMetrics]):
             if newest is not None:
                 self.metrics.newest_commit.labels(department).set(newest)
         self.conn.commit()
-        self.start_relay("outbox-relay", schema, publish_outbox)
+        self.start_publishing(topics.changes_topics(), topics.CHANGES_SUBJECT, "gov.gldm.GoldenChange", "outbox-relay",
+                              publish_outbox)
 
     def process(self, messages: list[Message]) -> int:
         """A message names a record and its queue row (see ``Merger.settle_queued``). A batch that fails

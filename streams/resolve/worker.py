@@ -17,40 +17,31 @@ from collections import defaultdict
 
 from confluent_kafka import Message
 
-from kintsmesh import kafka, topics
+from kintsmesh import topics
 from kintsmesh.registry.catalog import UnknownSchema
 from kintsmesh.registry.codec import UndecodableMessage
 from kintsmesh.settings import Settings
 from monitoring.metrics import ResolveMetrics
 from sinks.kafka.offsets import Offsets, batch_offsets, store_offsets
-from sinks.kafka.relay import RelayingStage
 from sinks.kafka.stage import serve_worker
-from sinks.library import MERGE_SESSION, BatchReport, Incoming, Merger, lock_resolve
+from sinks.library import BatchReport, Incoming, lock_resolve
 from sinks.library.outbox import publish_queued
-from streams.normalize import gldm
+from sinks.library.stage import MergerStage
 
 
-class ResolveWorker(RelayingStage[ResolveMetrics]):
+class ResolveWorker(MergerStage[ResolveMetrics]):
     """``gldm.*.candidates`` -> identity decisions (contributions, review queue) -> ``settle_queue``."""
 
     name = "resolve"
     group = topics.RESOLVE_GROUP
-    dlq = "merge"
     batch_size = 2000
-    session_options = MERGE_SESSION
-
-    def __init__(self, settings: Settings, metrics: ResolveMetrics) -> None:
-        super().__init__(settings, metrics)
-        self.merger = Merger(self.conn)
 
     def topics(self) -> list[str]:
         return topics.candidate_topics()
 
     def start(self) -> None:
-        kafka.ensure_topics(self.settings, topics.candidate_topics(), self.settings.kafka_partitions)
-        kafka.ensure_topics(self.settings, topics.resolved_topics(), self.settings.kafka_partitions)
-        schema = self.registry.register(topics.RESOLVED_SUBJECT, gldm.schema("gov.gldm.Resolved"))
-        self.start_relay("settle-relay", schema, publish_queued)
+        self.start_publishing(topics.resolved_topics(), topics.RESOLVED_SUBJECT, "gov.gldm.Resolved", "settle-relay",
+                              publish_queued)
 
     def process(self, messages: list[Message]) -> int:
         started = time.perf_counter()
