@@ -18,7 +18,8 @@ GROUPS = (stack, capture, services, schemas, library, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kintsmesh", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="kintsmesh", description="The Kintsmesh change-data-capture bus: the local"
+                                     " stack, connectors, the simulated city, the stages, the resource library, benchmarks.")
     sub = parser.add_subparsers(dest="command", required=True)
     for group in GROUPS:
         group.register(sub)
