@@ -20,7 +20,12 @@ HEADER = struct.Struct(">bI")
 
 
 class UndecodableMessage(RejectedRecord):
-    """Bytes that are not a message in the Confluent wire format."""
+    """Bytes that are not a message in the Confluent wire format, or whose Avro body its writer's schema
+    cannot read (truncated, corrupt, another schema's)."""
+
+
+class UnencodableRecord(RejectedRecord):
+    """A record the schema cannot hold (a long beyond 64 bits, a string where a number goes ...)."""
 
 
 class WriterSchemas(Protocol):
@@ -30,7 +35,10 @@ class WriterSchemas(Protocol):
 def encode(version: SchemaVersion, record: dict[str, Any]) -> bytes:
     out = io.BytesIO()
     out.write(HEADER.pack(MAGIC, version.id))
-    fastavro.schemaless_writer(out, version.parsed, record)
+    try:
+        fastavro.schemaless_writer(out, version.parsed, record)
+    except Exception as exc:  # noqa: BLE001 - fastavro raises many kinds (ValueError, OverflowError, TypeError ...)
+        raise UnencodableRecord(f"{version.subject}: {type(exc).__name__}: {exc}"[:500]) from exc
     return out.getvalue()
 
 
@@ -39,7 +47,12 @@ def decode(data: bytes, schemas: WriterSchemas, reader: SchemaVersion | None = N
     if len(data) < HEADER.size or data[0] != MAGIC:
         raise UndecodableMessage(f"not a message in the Confluent wire format (starts {data[:5].hex() or 'empty'})")
     writer = schemas.schema(HEADER.unpack_from(data)[1])
-    result = fastavro.schemaless_reader(
-        io.BytesIO(data[HEADER.size:]), writer.parsed, reader.parsed if reader else None
-    )
-    return result  # type: ignore[return-value]
+    try:
+        result = fastavro.schemaless_reader(
+            io.BytesIO(data[HEADER.size:]), writer.parsed, reader.parsed if reader else None
+        )
+    except Exception as exc:  # noqa: BLE001 - EOFError, IndexError, UnicodeDecodeError, OverflowError ...
+        raise UndecodableMessage(f"corrupt Avro body for schema id {writer.id}: {type(exc).__name__}: {exc}"[:500]) from exc
+    if not isinstance(result, dict):
+        raise UndecodableMessage(f"schema id {writer.id} is not a record schema")
+    return result

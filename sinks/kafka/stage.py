@@ -60,6 +60,11 @@ def reason_of(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
+def described(exc: BaseException) -> str:
+    """An exception as a DLQ record's detail: its type and its first line."""
+    return f"{type(exc).__name__}: {reason_of(exc)}"
+
+
 class LibraryStage(Generic[M]):
     """A consumer whose work and offsets go to the resource library in one transaction.
 

@@ -18,13 +18,11 @@ import psycopg
 from confluent_kafka import Message
 
 from kintsmesh import kafka, topics
-from kintsmesh.registry.catalog import UnknownSchema
-from kintsmesh.registry.codec import UndecodableMessage
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 from monitoring.metrics import EventMetrics
 from sinks.events import LifeEvents, PublishError, today_cst
 from sinks.kafka.offsets import batch_offsets, store_offsets
-from sinks.kafka.stage import LibraryStage, serve_worker
+from sinks.kafka.stage import LibraryStage, described, serve_worker
 from sinks.subscriptions import DeliveryError, SubscriptionSink
 from streams.events.rules import change_entities, change_from_message, evaluate_change
 
@@ -81,11 +79,15 @@ class LifeEventWorker(LibraryStage[EventMetrics]):
         for message in messages:
             try:
                 change = change_from_message(self.decode(message))
-            except (UndecodableMessage, UnknownSchema, ValueError, KeyError) as exc:
-                self.reject(message, "undecodable_change", f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # noqa: BLE001 - whatever the bytes, the message reaches dlq.events
+                self.reject(message, "undecodable_change", described(exc))
                 continue
             t0 = time.perf_counter()
-            events += evaluate_change(change, detected_ms)
+            try:
+                events += evaluate_change(change, detected_ms)
+            except Exception as exc:  # noqa: BLE001 - a change no rule can evaluate must not stop the stage
+                self.reject(message, "rule_failed", described(exc))
+                continue
             self.metrics.rule_seconds.labels("change").observe(time.perf_counter() - t0)
         with self.conn.transaction():
             new = self.events.record(events)

@@ -20,12 +20,10 @@ import time
 from confluent_kafka import Message
 
 from kintsmesh import topics
-from kintsmesh.registry.catalog import UnknownSchema
-from kintsmesh.registry.codec import UndecodableMessage
 from kintsmesh.settings import Settings
 from monitoring.metrics import MergeMetrics
 from sinks.kafka.offsets import Offsets, batch_offsets, store_offsets
-from sinks.kafka.stage import serve_worker
+from sinks.kafka.stage import described, serve_worker
 from sinks.library import BatchReport, Settlement, lock_settle
 from sinks.library.outbox import publish_outbox
 from sinks.library.stage import MergerStage
@@ -67,8 +65,8 @@ class MergeWorker(MergerStage[MergeMetrics]):
                 value = self.decode(message)
                 named.append((int(value["seq"]), value["entity"], value["canonical_id"]))
                 sources.append(message)
-            except (UndecodableMessage, UnknownSchema, KeyError) as exc:
-                self.reject(message, "undecodable_resolved", str(exc))
+            except Exception as exc:  # noqa: BLE001 - whatever the bytes, the message reaches dlq.merge
+                self.reject(message, "undecodable_resolved", described(exc))
         offsets = batch_offsets(messages)
         report, settlement = self.in_isolation(named, sources, self._settle, offsets, (BatchReport(), Settlement()),
                                                _add, forget=self._dequeue)

@@ -17,11 +17,10 @@ from connect.connectors import available_departments, raw_topics
 from kintsmesh import kafka, topics
 from kintsmesh.registry.catalog import SchemaVersion
 from kintsmesh.registry.client import SchemaRegistry
-from kintsmesh.registry.codec import encode
 from kintsmesh.settings import Settings
 from monitoring.metrics import NormalizeMetrics
 from streams.normalize import gldm
-from streams.normalize.event import Rejection, normalize_event
+from streams.normalize.route import route
 
 BATCH = 500            # events per take_events() batch
 BATCH_WITHIN_S = 0.05  # ... or whatever arrived within this long (20 ms made batches of ~6 at 300/s: more CPU, more lag)
@@ -49,16 +48,6 @@ def prepare(settings: Settings) -> dict[str, SchemaVersion]:
         return versions
     finally:
         store.close()
-
-
-def rejected_record(rejection: Rejection, topic: str, partition: int, offset: int,
-                    key: bytes | None, value: bytes | None) -> dict[str, Any]:
-    return {
-        "department": rejection.department, "source_topic": topic, "source_partition": partition,
-        "source_offset": offset, "table": rejection.table, "primary_key": rejection.primary_key,
-        "reason": rejection.reason, "field": rejection.field, "detail": rejection.detail,
-        "original_key": key, "original_value": value, "rejected_at": int(time.time() * 1000),
-    }
 
 
 class Worker(faust.Worker):
@@ -107,7 +96,11 @@ def create_app(settings: Settings, versions: dict[str, SchemaVersion], metrics: 
             for event in events:
                 message = event.message
                 started = time.perf_counter()
-                result = normalize_event(message.topic, event.value, int(time.time() * 1000))
+                routed = route(message.topic, message.partition, message.offset, event.key, event.value,
+                               int(time.time() * 1000), versions, outputs, dlq)
+                for topic, key, value in routed.sends:
+                    deliveries.append(await app.producer.send(topic, key, value, None, None, None))
+                result = routed.result
                 metrics.child(metrics.events_in, result.department).inc()
                 if result.committed_ms and message.timestamp:
                     metrics.child(metrics.sync_lag_raw, result.department, result.table or "?").observe(
@@ -115,17 +108,9 @@ def create_app(settings: Settings, versions: dict[str, SchemaVersion], metrics: 
                 if result.skipped:
                     metrics.skipped.labels(result.department, result.skipped).inc()
                 elif result.rejection is not None:
-                    department = result.department  # raw_topics() lists only departments that have a DLQ
-                    record = rejected_record(result.rejection, message.topic, message.partition, message.offset,
-                                             event.key, event.value)
-                    deliveries.append(await app.producer.send(
-                        dlq[department], event.key, encode(versions["rejected"], record), None, None, None))
-                    metrics.rejected.labels(department, result.rejection.reason).inc()
+                    metrics.rejected.labels(result.department, result.rejection.reason).inc()
                 else:
                     for candidate in result.candidates:
-                        deliveries.append(await app.producer.send(
-                            outputs[candidate.entity], candidate.key.encode(),
-                            encode(versions[candidate.entity], candidate.record), None, None, None))
                         metrics.child(metrics.candidates_out, result.department, candidate.entity).inc()
                     if result.retraction:
                         metrics.retractions.labels(result.department).inc()

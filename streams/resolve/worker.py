@@ -18,12 +18,10 @@ from collections import defaultdict
 from confluent_kafka import Message
 
 from kintsmesh import topics
-from kintsmesh.registry.catalog import UnknownSchema
-from kintsmesh.registry.codec import UndecodableMessage
 from kintsmesh.settings import Settings
 from monitoring.metrics import ResolveMetrics
 from sinks.kafka.offsets import Offsets, batch_offsets, store_offsets
-from sinks.kafka.stage import serve_worker
+from sinks.kafka.stage import described, serve_worker
 from sinks.library import BatchReport, Incoming, lock_resolve
 from sinks.library.outbox import publish_queued
 from sinks.library.stage import MergerStage
@@ -52,8 +50,8 @@ class ResolveWorker(MergerStage[ResolveMetrics]):
             try:
                 items.append(Incoming.of((message.topic() or "").split(".")[1], self.decode(message)))
                 sources.append(message)
-            except (UndecodableMessage, UnknownSchema) as exc:
-                self.reject(message, "undecodable_candidate", str(exc))
+            except Exception as exc:  # noqa: BLE001 - whatever the bytes, the message reaches dlq.merge
+                self.reject(message, "undecodable_candidate", described(exc))
         report, queued = self.in_isolation(items, sources, self._resolve, offsets, (BatchReport(), 0), _add)
         self._observe(report, items, time.perf_counter() - started)
         self.commit_offsets(offsets)

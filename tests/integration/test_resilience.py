@@ -1,10 +1,11 @@
-"""The stack outlives a PostgreSQL or a Kafka restart in the middle of its work (runs last: it bounces
-shared components of the stack)."""
+"""The stack outlives a PostgreSQL or a Kafka restart in the middle of its work, and a corrupt message on
+any stage's input (runs last: it bounces shared components of the stack)."""
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
 from datetime import date
 from pathlib import Path
 
@@ -13,11 +14,14 @@ import pytest
 
 from connect.client import ConnectClient
 from connect.connectors import available_departments, connector_name
-from kintsmesh import stack
+from kintsmesh import kafka, stack
+from kintsmesh.registry.client import SchemaRegistry
 from kintsmesh.settings import RESOURCE_LIBRARY_DB
 from kintsmesh.simulate.runner import run_simulation
+from kintsmesh.topics import (CHANGES_SUBJECT, RESOLVED_SUBJECT, candidates_topic, changes_topic, resolved_topic,
+                              value_subject)
 from monitoring.lag import merge_lag, wait_for_pipeline
-from sinks.dlq import summary
+from sinks.dlq import show, summary
 
 pytestmark = pytest.mark.integration
 
@@ -81,3 +85,31 @@ def test_a_kafka_restart_mid_run_loses_nothing(settings, tmp_path, fresh_seed):
     client = ConnectClient(settings.connect_endpoint)
     states = {d: client.status(connector_name(d)) for d in available_departments()}
     assert all(s.running for s in states.values()), states
+
+
+def test_corrupt_avro_on_any_library_stage_input_goes_to_its_dlq_and_the_stage_goes_on(settings):
+    """A message whose Avro body its writer's schema cannot read (here: cut after its first byte) on the
+    resolve, merge and life-event stages' inputs reaches dlq.merge / dlq.events with the reason, and the
+    same processes go on (it stopped the stage before, and its restart met the message again)."""
+    versions = SchemaRegistry(settings).versions()
+    cases = [(candidates_topic("person"), value_subject(candidates_topic("person")), "merge", "undecodable_candidate"),
+             (resolved_topic("person"), RESOLVED_SUBJECT, "merge", "undecodable_resolved"),
+             (changes_topic("person"), CHANGES_SUBJECT, "events", "undecodable_change")]
+    before = pids(settings)
+    producer = kafka.producer(settings)
+    keys = {}
+    for topic, subject, _, _ in cases:
+        keys[topic] = f"corrupt-{uuid.uuid4()}"
+        producer.produce(topic, key=keys[topic].encode(),
+                         value=b"\x00" + versions[subject][-1].id.to_bytes(4, "big") + b"\x02")
+    assert producer.flush(10) == 0
+    for topic, _, dlq, reason in cases:
+        deadline, found = time.monotonic() + 60, []
+        while time.monotonic() < deadline and not found:
+            time.sleep(1)
+            found = [r for r in show(settings, dlq, reason, 100_000) if r["original_key"] == keys[topic]]
+        assert found, f"the corrupt message on {topic} did not reach dlq.{dlq}"
+        assert found[0]["source_topic"] == topic and "UndecodableMessage" in found[0]["detail"], found[0]
+    after = pids(settings)
+    assert {s: after[s] for s in ("resolve", "merge", "events")} == {s: before[s] for s in ("resolve", "merge", "events")}
+    assert wait_for_pipeline(settings, 120) == {"normalize": 0, "merge": 0, "events": 0}
