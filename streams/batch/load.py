@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import date, datetime
 from datetime import time as dtime
 from pathlib import Path
@@ -67,9 +68,16 @@ def choose_mapping(department: str, header: list[str], table: str | None) -> Sou
     return max(fitting, key=lambda m: (len(m.columns & set(header)), len(m.key)))
 
 
-def read_extract(path: Path) -> tuple[list[str], int, Iterator[dict[str, str]]]:
+@dataclass(frozen=True)
+class LineError:
+    """A line of the extract that could not be read as a row (a NUL byte, an unterminated quote ...)."""
+    detail: str
+
+
+def read_extract(path: Path) -> tuple[list[str], int, Iterator[dict[str, str] | LineError]]:
     """The extract's header, its number of lines after the header (for the progress bar) and its lines,
-    each a dict of column -> text ('' for NULL), from a CSV or a Parquet file."""
+    each a dict of column -> text ('' for NULL), from a CSV or a Parquet file; a CSV line the reader cannot
+    parse is a ``LineError`` in its place, and the lines after it are read on."""
     if path.suffix.lower() == ".parquet":
         return _read_parquet(path)
     with path.open(newline="", encoding="utf-8-sig") as handle:
@@ -78,13 +86,20 @@ def read_extract(path: Path) -> tuple[list[str], int, Iterator[dict[str, str]]]:
             raise BatchError(f"{path}: empty file or no header line")
         total = sum(1 for _ in handle)
 
-    def lines() -> Iterator[dict[str, str]]:
+    def lines() -> Iterator[dict[str, str] | LineError]:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            yield from csv.DictReader(handle)
+            reader = csv.DictReader(handle)
+            while True:
+                try:
+                    yield next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    yield LineError(f"csv: {exc}")
     return header, total, lines()
 
 
-def _read_parquet(path: Path) -> tuple[list[str], int, Iterator[dict[str, str]]]:
+def _read_parquet(path: Path) -> tuple[list[str], int, Iterator[dict[str, str] | LineError]]:
     import pyarrow.parquet as pq  # only T+1 Parquet loads need it
 
     try:
@@ -93,7 +108,7 @@ def _read_parquet(path: Path) -> tuple[list[str], int, Iterator[dict[str, str]]]
         raise BatchError(f"{path}: not a readable Parquet file ({exc})") from None
     header = extract.schema_arrow.names
 
-    def lines() -> Iterator[dict[str, str]]:
+    def lines() -> Iterator[dict[str, str] | LineError]:
         with extract:
             for batch in extract.iter_batches(batch_size=CHUNK):
                 columns = [[pg_text(v) for v in column.to_pylist()] for column in batch.columns]
@@ -157,15 +172,24 @@ def load_batch(settings: Settings, department: str, batch_date: date, path: Path
                 in_flight.result()   # a merge error stops the load here
             in_flight, pending = merging.submit(merge, staged), []
 
+        def reject(line: int, reason: str, field: str | None, detail: str, row: Any) -> None:
+            rejected[reason] += 1
+            rejects.write(json.dumps({"line": line, "reason": reason, "field": field, "detail": detail[:500],
+                                      "row": row}, ensure_ascii=False, default=repr) + "\n")
+
         for line, row in enumerate(extract_rows, start=1):
             lines = line
+            if isinstance(row, LineError):
+                reject(line, "malformed_line", None, row.detail, None)
+                continue
             now = int(time.time() * 1000)
             try:
                 applied = apply(mapping, row, batch_provenance(mapping, row, batch_id, line, cutoff, now), retracted=False)
             except (FieldRejected, Rejected) as exc:
-                rejected[exc.reason] += 1
-                rejects.write(json.dumps({"line": line, "reason": exc.reason, "field": getattr(exc, "column", None),
-                                          "detail": exc.detail, "row": row}, ensure_ascii=False) + "\n")
+                reject(line, exc.reason, getattr(exc, "column", None), exc.detail, row)
+                continue
+            except Exception as exc:  # noqa: BLE001 - one line nobody foresaw must not abort the night's load
+                reject(line, "internal_error", None, f"{type(exc).__name__}: {exc}", row)
                 continue
             pending.extend(Incoming.of(c.entity, c.record) for c in applied.candidates)
             if len(pending) >= chunk:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -119,3 +120,25 @@ def test_array_literals_reach_postgresql_intact(settings):
         assert conn.execute("SELECT %s::text[]", (text_array(values),)).fetchone()[0] == values
         assert conn.execute("SELECT %s::text[]", (text_array([]),)).fetchone()[0] == []
         assert conn.execute("SELECT %s::numeric[]", (numeric_array((1, 20261126, 3758)),)).fetchone()[0] == [1, 20261126, 3758]
+
+
+def test_a_bad_line_is_rejected_with_its_line_number_and_the_load_goes_on(settings, tmp_path):
+    source, written = write_extract(settings, 200, date(2026, 11, 27))
+    with Path(source).open(newline="") as handle:
+        reader = csv.reader(handle)
+        header, rows = next(reader), list(reader)
+    path = tmp_path / "hrss-with-a-bad-line.csv"
+    with path.open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(header)
+        writer.writerows(rows[:100])
+        out.write("x" * 200_000 + "\n")                # line 101: a field no CSV reader takes
+        writer.writerows(rows[100:])
+    database = "kintsmesh_test_batch_bad_line"
+    scratch_library(settings, database)
+    report = load_batch(settings, "hrss", date(2026, 11, 27), path, progress=False, chunk=50, database=database)
+    assert report["rows"] == written + 1 and report["rejected_by_reason"]["malformed_line"] == 1
+    # every other line merged, or rejected for a value of its own (the simulator writes some dirty ones)
+    assert report["candidates"]["merged"] == written - (report["rejected"] - 1)
+    rejects = [json.loads(line) for line in Path(report["rejects_file"]).read_text().splitlines()]
+    assert (101, "malformed_line") in [(r["line"], r["reason"]) for r in rejects]

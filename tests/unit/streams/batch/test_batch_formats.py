@@ -35,3 +35,15 @@ def test_a_parquet_extract_reads_like_its_csv(tmp_path):
     header, total, rows = read_extract(parquet)
     assert (header, total) == (["grbh", "jfjs", "jfrq"], 2)
     assert list(rows) == list(read_extract(csv)[2])
+
+
+def test_a_csv_line_the_reader_cannot_parse_is_a_line_error_and_the_lines_after_it_are_read(tmp_path):
+    from streams.batch.load import LineError
+
+    extract = tmp_path / "hrss.csv"
+    extract.write_text("grbh,xm\n1,a\n2," + "x" * 200_000 + "\n3,c\n")   # a field beyond the csv module's limit
+    header, total, rows = read_extract(extract)
+    read = list(rows)
+    assert header == ["grbh", "xm"] and total == 3 and len(read) == 3
+    assert read[0] == {"grbh": "1", "xm": "a"} and read[2] == {"grbh": "3", "xm": "c"}
+    assert isinstance(read[1], LineError) and "field larger than field limit" in read[1].detail
