@@ -14,17 +14,16 @@ from dataclasses import dataclass, field
 from datetime import date
 from functools import cache, cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 
 from kintsmesh.errors import TerminalError
 from streams.normalize import standardize as std
+from streams.normalize.mapping_file import FieldSpec, parse
 
 HERE = Path(__file__).resolve().parent
 MAPPINGS_DIR = HERE / "mappings"
-Entity = Literal["person", "legal_entity", "house", "certificate", "relationship", "social_insurance"]
-ENTITIES: tuple[str, ...] = ("person", "legal_entity", "house", "certificate", "relationship", "social_insurance")
 
 
 class MappingError(TerminalError, ValueError):
@@ -117,40 +116,43 @@ def codes() -> dict[str, dict[str, str]]:
     return {name: {str(k).upper(): str(v) for k, v in table.items()} for name, table in raw.items()}
 
 
-def _rule(target: str, spec: dict[str, Any]) -> FieldRule:
-    if "const" in spec:
-        return FieldRule(target, const=spec["const"])
-    if "map" in spec:
-        return FieldRule(target, standardizer="map", details=tuple(spec["map"].items()))
-    standardizer = spec.get("as", "text")
+def _rule(target: str, spec: FieldSpec) -> FieldRule:
+    if "const" in spec.model_fields_set:
+        return FieldRule(target, const=spec.const)
+    if spec.map is not None:
+        return FieldRule(target, standardizer="map", details=tuple(spec.map.items()))
+    standardizer = spec.standardizer or "text"
     if standardizer not in STANDARDIZERS and standardizer != CODE:
         raise MappingError(f"field {target}: unknown standardizer {standardizer!r}; known: {sorted([*STANDARDIZERS, CODE])}")
-    if standardizer == CODE and spec.get("codes") not in codes():
-        raise MappingError(f"field {target}: codes {spec.get('codes')!r} is not a dictionary in codes.yaml")
-    return FieldRule(
-        target, source=spec["from"], standardizer=standardizer, codes=spec.get("codes"),
-        required=bool(spec.get("required", False)), when=tuple((spec.get("when") or {}).items()),
-    )
+    if standardizer == CODE and spec.codes not in codes():
+        raise MappingError(f"field {target}: codes {spec.codes!r} is not a dictionary in codes.yaml")
+    return FieldRule(target, source=spec.source, standardizer=standardizer, codes=spec.codes, required=spec.required,
+                     when=tuple((spec.when or {}).items()))
 
 
 def load_mapping(path: Path) -> SourceMapping:
-    raw = yaml.safe_load(path.read_text())
-    source = raw["source"]
+    """A mapping file, checked (``mapping_file``: its keys and types; here: what they name); ``MappingError``
+    names the file and what is wrong."""
+    try:
+        spec = parse(path, yaml.safe_load(path.read_text()))
+    except (yaml.YAMLError, ValueError) as exc:
+        raise MappingError(str(exc) if isinstance(exc, ValueError) else f"{path.name}: not YAML: {exc}") from None
     outputs = []
-    for out in raw["outputs"]:
-        if out["entity"] not in ENTITIES:
-            raise MappingError(f"{path.name}: unknown entity {out['entity']!r}; known: {ENTITIES}")
-        rules = tuple(_rule(target, spec) for target, spec in out["fields"].items())
-        if out.get("key") and out["key"] not in {r.target for r in rules}:
-            raise MappingError(f"{path.name}: key {out['key']!r} is not one of the output's fields")
-        if (out.get("one_per_person") or out.get("identifies")) and out["entity"] != "person":
+    for out in spec.outputs:
+        try:
+            rules = tuple(_rule(target, field_spec) for target, field_spec in out.fields.items())
+        except MappingError as exc:
+            raise MappingError(f"{path.name}: {exc}") from None
+        if out.key and out.key not in {r.target for r in rules}:
+            raise MappingError(f"{path.name}: key {out.key!r} is not one of the output's fields")
+        if (out.one_per_person or out.identifies) and out.entity != "person":
             raise MappingError(f"{path.name}: one_per_person / identifies apply to person outputs only")
-        outputs.append(Output(out["entity"], rules, out.get("key"), out.get("when"), out.get("role") or out["entity"],
-                              out.get("one_per_person") is True, out.get("identifies")))
+        outputs.append(Output(out.entity, rules, out.key, out.when, out.role or out.entity, out.one_per_person,
+                              out.identifies))
     roles = [(o.entity, o.role) for o in outputs]
     if len(set(roles)) != len(roles):
         raise MappingError(f"{path.name}: two outputs of one entity need distinct roles (role: husband / wife ...)")
-    return SourceMapping(source["department"], source["table"], tuple(source["key"]), tuple(outputs))
+    return SourceMapping(spec.source.department, spec.source.table, tuple(spec.source.key), tuple(outputs))
 
 
 @cache

@@ -156,3 +156,41 @@ def test_two_outputs_of_one_entity_without_roles_are_refused(tmp_path):
                     "  - entity: person\n    fields: {name: {from: b, as: person_name}}\n")
     with pytest.raises(MappingError, match="distinct roles"):
         load_mapping(path)
+
+
+@pytest.mark.parametrize("text, named", [
+    # a key that should be a list: it loaded as the list of its characters
+    ("source: {department: police, table: t, key: rkbh}\noutputs:\n  - entity: person\n    fields: {name: {from: xm}}",
+     "source.key"),
+    # "false" as text: it was read as true
+    ("source: {department: police, table: t, key: [id]}\noutputs:\n  - entity: person\n"
+     "    fields: {name: {from: xm, required: 'false'}}", "outputs.0.fields.name.required"),
+    # a misspelt key: it was ignored
+    ("source: {department: police, table: t, key: [id]}\noutputs:\n  - entity: person\n"
+     "    fields: {name: {from: xm, requierd: true}}", "outputs.0.fields.name.requierd"),
+    ("source: {department: police, table: t, key: [id]}\noutputs:\n  - entity: persn\n    fields: {name: {from: xm}}",
+     "outputs.0.entity"),
+    ("source: {department: police, table: t, key: [id]}\noutputs:\n  - entity: person\n    fields: {name: {as: text}}",
+     "outputs.0.fields.name"),
+    ("source: {department: police, table: t}\noutputs: []", "source.key"),
+    ("source: {department: police, table: t, key: [id]}\noutputs: [{entity: person, fields: {name: {from: xm}}}]\n"
+     "output_count: 1", "output_count"),
+    ("source: [unclosed", "not YAML"),
+])
+def test_a_malformed_mapping_file_is_refused_naming_the_file_and_the_key(tmp_path, text, named):
+    from streams.normalize.mapping import MappingError, load_mapping
+
+    path = tmp_path / "police.t.yaml"
+    path.write_text(text)
+    with pytest.raises(MappingError) as refused:
+        load_mapping(path)
+    assert str(refused.value).startswith("police.t.yaml: ") and named in str(refused.value), str(refused.value)
+
+
+def test_every_shipped_mapping_file_is_valid():
+    from streams.normalize.mapping import MAPPINGS_DIR, load_mapping
+
+    files = sorted(MAPPINGS_DIR.glob("*.yaml"))
+    assert len(files) == 11
+    for path in files:
+        load_mapping(path)
