@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from typing import Any
 
+import orjson
 from confluent_kafka import TopicPartition
 
 from kintsmesh import kafka
@@ -32,6 +33,19 @@ def rejected_message(stage: str, message: Any, reason: str, detail: str) -> dict
         "source_offset": message.offset() or 0, "table": None, "primary_key": None, "reason": reason,
         "field": None, "detail": detail[:500], "original_key": message.key(), "original_value": message.value(),
         "rejected_at": int(time.time() * 1000),
+    }
+
+
+def rejected_row(stage: str, table: str, row_id: int, destination: str, row: Any, reason: str,
+                 detail: str) -> dict[str, Any]:
+    """A RejectedRecord for a library row a publisher could not send to ``destination`` (a life event
+    the events topic or a subscriber cannot take): the row as JSON, its id as the offset."""
+    subject = row.get("subject_id") if isinstance(row, dict) else None
+    return {
+        "department": stage, "source_topic": destination, "source_partition": 0, "source_offset": row_id,
+        "table": table, "primary_key": str(row_id), "reason": reason, "field": None, "detail": detail[:500],
+        "original_key": str(subject).encode() if subject is not None else None,
+        "original_value": orjson.dumps(row, default=str), "rejected_at": int(time.time() * 1000),
     }
 
 

@@ -43,6 +43,7 @@ from kintsmesh.registry.codec import encode
 from kintsmesh.settings import CITY_TZ, Settings
 from monitoring.lag import EVENTS_PENDING_SQL
 from monitoring.metrics import EventMetrics
+from sinks.dlq import rejected_row
 from sinks.kafka.offsets import headers_after, store_offsets, stored_offsets
 from sinks.kafka.relay import Acks, acknowledged
 from sinks.library.dossier import school_enrolment
@@ -74,6 +75,7 @@ class LifeEvents:
         self.registry = registry or SchemaRegistry(settings)
         self.producer = producer or kafka.reliable_producer(settings)
         self.schema: SchemaVersion | None = None
+        self.rejected_schema: SchemaVersion | None = None
         self._newest_day = 0.0
 
     def prepare(self) -> None:
@@ -145,24 +147,42 @@ class LifeEvents:
             acks = Acks()
             with self.conn.transaction():
                 rows = self.conn.execute(
-                    "SELECT event_id::text, event FROM life_event WHERE published_at IS NULL ORDER BY seq LIMIT %s"
+                    "SELECT seq, event_id::text, event FROM life_event WHERE published_at IS NULL ORDER BY seq LIMIT %s"
                     " FOR UPDATE SKIP LOCKED", (limit,)).fetchall()
-                for event_id, event in rows:
-                    self.producer.produce(topics.events_topic(event["event_type"]), key=event["subject_id"].encode(),
-                                          value=encode(self.schema, _avro(event)), on_delivery=acks,
+                published = []
+                for seq, event_id, event in rows:
+                    try:
+                        topic, key = topics.events_topic(event["event_type"]), event["subject_id"].encode()
+                        value = encode(self.schema, _avro(event))
+                    except Exception as exc:  # noqa: BLE001 - one event its topic cannot take must not stop the rest
+                        self._unpublishable(seq, event, exc, acks)
+                        continue
+                    self.producer.produce(topic, key=key, value=value, on_delivery=acks,
                                           headers=[(EVENT_ID_HEADER, event_id.encode())])
+                    published.append(event)
                 if rows and not acknowledged(self.producer, acks):
                     raise PublishError(f"{len(rows)} life events not acknowledged ({acks.failed[:1]});"
                                        " they stay unpublished")
                 if rows:
                     self.conn.execute("UPDATE life_event SET published_at = now() WHERE event_id = ANY(%s::uuid[])",
-                                      ([r[0] for r in rows],))
+                                      ([r[1] for r in rows],))
                     store_offsets(self.conn, topics.LIFE_EVENTS_MARK, acks.ends)
             if self.metrics:
-                self.metrics.observe_published([event for _, event in rows])
+                self.metrics.observe_published(published)
             total += len(rows)
             if len(rows) < limit:
                 return total
+
+    def _unpublishable(self, seq: int, event: Any, exc: Exception, acks: Acks) -> None:
+        """A recorded event its topic cannot take (a bug of ours wrote it): to dlq.events with the reason,
+        marked published with the rest once the broker has the DLQ record."""
+        log.error("life event seq %s cannot be published: %s: %s", seq, type(exc).__name__, exc)
+        if self.rejected_schema is None:
+            self.rejected_schema = self.registry.register(topics.DLQ_SUBJECT, gldm.schema(gldm.REJECTED_RECORD))
+        record = rejected_row("events", "life_event", seq, topics.events_topic(str(event.get("event_type") if isinstance(event, dict) else None)), event,
+                              "unpublishable_event", f"{type(exc).__name__}: {exc}")
+        self.producer.produce(topics.dlq_topic("events"), key=record["original_key"],
+                              value=encode(self.rejected_schema, record), on_delivery=acks)
 
     def recover(self) -> int:
         """Mark published what reached the topics after the last mark (a crash between the broker's

@@ -28,7 +28,8 @@ from kintsmesh.registry.catalog import SchemaVersion
 from kintsmesh.registry.client import SchemaRegistry
 from kintsmesh.registry.codec import encode
 from kintsmesh.settings import Settings
-from kintsmesh.topics import subscription_mark, value_subject
+from kintsmesh.topics import DLQ_SUBJECT, dlq_topic, subscription_mark, value_subject
+from sinks.dlq import rejected_row
 from sinks.kafka.offsets import headers_after, store_offsets, stored_offsets
 from sinks.kafka.relay import Acks, acknowledged
 from streams.events.subscriptions import Subscription, subscriber_schema, subscriptions
@@ -55,11 +56,13 @@ class SubscriptionSink:
         self.registry = registry
         self.subscriptions = subscribed if subscribed is not None else subscriptions()
         self.schemas: dict[str, SchemaVersion] = {}
+        self.rejected_schema: SchemaVersion | None = None
 
     def prepare(self) -> None:
         """Topics, schemas, a cursor for each new subscriber; then recover what a crash left unrecorded."""
         ensure_topics(self.settings, [s.topic for s in self.subscriptions.values()], self.settings.kafka_partitions)
         full = gldm.schema("gov.gldm.LifeEvent")
+        self.rejected_schema = self.registry.register(DLQ_SUBJECT, gldm.schema(gldm.REJECTED_RECORD))
         for name, subscription in self.subscriptions.items():
             self.schemas[name] = self.registry.register(value_subject(subscription.topic), subscriber_schema(subscription, full))
             with self.conn.transaction():
@@ -69,6 +72,16 @@ class SubscriptionSink:
                     " FROM (SELECT coalesce(max(seq), 0) AS s FROM life_event) m ON CONFLICT (subscriber) DO NOTHING",
                     {"name": name, "from": subscription.backfill_from})
             self.recover(subscription)
+
+    def _undeliverable(self, subscription: Subscription, seq: int, event: Any, exc: Exception, acks: Acks) -> None:
+        """An event this subscriber cannot be sent (its projection or encoding failed) goes to dlq.events
+        with the reason; the cursor moves past it only once the broker has that record."""
+        log.error("%s: life event seq %s cannot be delivered: %s: %s", subscription.name, seq, type(exc).__name__, exc)
+        assert self.rejected_schema is not None, "prepare() first"
+        record = rejected_row("subscriptions", "life_event", seq, subscription.topic, event, "undeliverable_event",
+                              f"{subscription.name}: {type(exc).__name__}: {exc}")
+        self.producer.produce(dlq_topic("events"), key=record["original_key"],
+                              value=encode(self.rejected_schema, record), on_delivery=acks)
 
     def recover(self, subscription: Subscription) -> int:
         stored = stored_offsets(self.conn, group(subscription))
@@ -104,20 +117,26 @@ class SubscriptionSink:
                                          (last_seq, limit)).fetchall()
                 if not rows:
                     return delivered
-                wanted = [(seq, event) for seq, event in rows
-                          if subscription.wants(event) and (seq > start_seq or _since(event, backfill_from))]
-                for seq, event in wanted:
-                    record = subscription.project({**event, "occurred_on": date.fromisoformat(event["occurred_on"])})
-                    self.producer.produce(subscription.topic, key=event["subject_id"].encode(),
-                                          value=encode(schema, record), on_delivery=acks,
+                sent = 0
+                for seq, event in rows:
+                    try:
+                        if not (subscription.wants(event) and (seq > start_seq or _since(event, backfill_from))):
+                            continue
+                        record = subscription.project({**event, "occurred_on": date.fromisoformat(event["occurred_on"])})
+                        key, value = str(event["subject_id"]).encode(), encode(schema, record)
+                    except Exception as exc:  # noqa: BLE001 - one event the subscriber cannot get must not stop the others
+                        self._undeliverable(subscription, seq, event, exc, acks)
+                        continue
+                    self.producer.produce(subscription.topic, key=key, value=value, on_delivery=acks,
                                           headers=[(SEQ_HEADER, str(seq).encode())])
-                if wanted and not acknowledged(self.producer, acks):
-                    raise DeliveryError(f"{subscription.name}: {len(wanted)} events not acknowledged"
+                    sent += 1
+                if not acknowledged(self.producer, acks):
+                    raise DeliveryError(f"{subscription.name}: {sent} events not acknowledged"
                                         f" ({acks.failed[:1]}); they are delivered again")
                 self.conn.execute("UPDATE subscription SET last_seq = %s, delivered = delivered + %s,"
-                                  " updated_at = now() WHERE subscriber = %s", (rows[-1][0], len(wanted), subscription.name))
+                                  " updated_at = now() WHERE subscriber = %s", (rows[-1][0], sent, subscription.name))
                 store_offsets(self.conn, group(subscription), acks.ends)
-            delivered += len(wanted)
+            delivered += sent
             if len(rows) < limit:
                 return delivered
 

@@ -115,6 +115,8 @@ class LibraryStage(Generic[M]):
     # ------------------------------------------------------------------ the loop
 
     def run(self) -> None:
+        # the DLQ exists from the start: an empty DLQ reads 0 in the exporter, not "absent"
+        kafka.ensure_topics(self.settings, [topics.dlq_topic(self.dlq)], 1)
         self.start()
         self.consumer.subscribe(self.topics(), on_assign=seek_to_stored(self.conn, self.group))
         last_gauges = 0.0
@@ -185,7 +187,6 @@ class LibraryStage(Generic[M]):
         self.log.error("%s[%s]@%s: %s: %s", message.topic(), message.partition(), message.offset(), reason, detail)
         topic = topics.dlq_topic(self.dlq)
         if self.rejected_schema is None:
-            kafka.ensure_topics(self.settings, [topic], 1)
             self.rejected_schema = self.registry.register(topics.DLQ_SUBJECT, gldm.schema(gldm.REJECTED_RECORD))
         rejected = getattr(self.metrics, "rejected", None)
         if rejected is not None:

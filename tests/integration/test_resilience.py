@@ -113,3 +113,28 @@ def test_corrupt_avro_on_any_library_stage_input_goes_to_its_dlq_and_the_stage_g
     after = pids(settings)
     assert {s: after[s] for s in ("resolve", "merge", "events")} == {s: before[s] for s in ("resolve", "merge", "events")}
     assert wait_for_pipeline(settings, 120) == {"normalize": 0, "merge": 0, "events": 0}
+
+
+def test_a_life_event_its_topic_and_its_subscriber_cannot_take_goes_to_dlq_events_and_the_rest_is_delivered(settings):
+    """A recorded life event whose body cannot be encoded (here: an occurred_on that is no date, as a bug
+    of ours could write) is sent to dlq.events by the publisher and by each subscriber that wants it,
+    marked published, and the life-event worker goes on."""
+    events = next(c for c in stack.components(settings) if c.name == "events")
+    pid, subject = events.pid(), f"corrupt-{uuid.uuid4()}"
+    body = {"event_id": str(uuid.uuid4()), "event_type": "RESIDENCE_CHANGED", "subject_kind": "PERSON",
+            "subject_id": subject, "subject_code": None, "occurred_on": "2026-13-45", "trigger": "CHANGE",
+            "attributes": {}, "evidence": []}
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
+        conn.execute("INSERT INTO life_event (event_id, event_type, subject_kind, subject_id, occurred_on, trigger,"
+                     " event, detected_at) VALUES (%s, 'RESIDENCE_CHANGED', 'PERSON', %s, '2026-12-01', 'CHANGE', %s,"
+                     " now())", (body["event_id"], subject, json.dumps(body)))
+    deadline, found = time.monotonic() + 60, []
+    while time.monotonic() < deadline and {r["reason"] for r in found} != {"unpublishable_event", "undeliverable_event"}:
+        time.sleep(1)
+        found = [r for r in show(settings, "events", None, 100_000) if r["original_key"] == subject]
+    assert {r["reason"] for r in found} == {"unpublishable_event", "undeliverable_event"}, found
+    assert all("ValueError" in r["detail"] for r in found)
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
+        published = conn.execute("SELECT published_at FROM life_event WHERE event_id = %s", (body["event_id"],)).fetchone()
+    assert published[0] is not None and events.pid() == pid
+    assert wait_for_pipeline(settings, 120)["events"] == 0
