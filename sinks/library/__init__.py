@@ -56,13 +56,10 @@ class Merger:
 
     def resolve(self, items: list[Incoming]) -> tuple[BatchReport, Settlement]:
         """The resolve stage: writes only ``contribution`` and ``review_queue``; the golden records it
-        touched are left to ``settle``."""
+        touched are left to the merge stage (``settle_queued``)."""
         report, settlement = self.resolver.resolve(items)
         self._grown(len(items))
         return report, settlement
-
-    def settle(self, settlement: Settlement, report: BatchReport) -> None:
-        self.settler.settle(settlement, report)
 
     def queue(self, settlement: Settlement) -> int:
         """Queue the records ``settlement`` touched for the merge stage (``settle_queue``); returns how many."""
