@@ -70,12 +70,15 @@ class Settings(BaseSettings):
     monitor_metrics_port: int = 19103   # the lag exporter: connectors, consumer lag, DLQ, T+1 batches
     events_metrics_port: int = 19106    # the life-event worker
     api_port: int = 19107               # the dossier HTTP endpoint (and its /metrics)
+    supervisor_metrics_port: int = 19109  # the stack's supervisor (restarts, crash loops)
     connect_jmx_port: int = 19104       # the JMX exporter agent inside Kafka Connect
     kafka_jmx_port: int = 19105         # ... and inside the Kafka broker
     metrics_host: str = "127.0.0.1"   # where workers serve /metrics (0.0.0.0 inside a container)
     prometheus_url: str | None = None
 
     start_timeout_s: float = Field(default=180.0, gt=0)
+    # a stage consumer holding no partition this long while its topics have messages waiting is built again
+    assignment_timeout_s: float = Field(default=60.0, gt=0)
 
     # -- derived endpoints -------------------------------------------------
     @property

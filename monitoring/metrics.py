@@ -56,9 +56,16 @@ def _stage_metrics(stage: str, registry: CollectorRegistry) -> tuple[Counter, Hi
                       registry=registry, buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)))
 
 
+def consumer_rebuilds(registry: CollectorRegistry) -> Counter:
+    """Every library stage's: its consumer built again after holding no partition while messages waited."""
+    return Counter("kintsmesh_consumer_rebuilds", "Consumers built again after holding no partition while their"
+                   " topics had messages waiting", registry=registry)
+
+
 class ResolveMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.rejected, self.batch_seconds = _stage_metrics("resolve", registry)
+        self.consumer_rebuilds = consumer_rebuilds(registry)
         self.candidates = Counter("kintsmesh_merge_candidates_total", "Candidates read by the resolve stage",
                                   ["entity", "outcome"], registry=registry)
         self.links = Counter("kintsmesh_merge_links_total", "Identity links made, by method",
@@ -72,6 +79,7 @@ class ResolveMetrics:
 class MergeMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.rejected, self.batch_seconds = _stage_metrics("merge", registry)
+        self.consumer_rebuilds = consumer_rebuilds(registry)
         self.golden_updates = Counter("kintsmesh_merge_golden_updates_total", "Golden record versions written",
                                       ["entity"], registry=registry)
         self.conflicts = Counter("kintsmesh_merge_conflicts_total", "Source values that lost survivorship",
@@ -87,6 +95,7 @@ class MergeMetrics:
 
 class EventMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.consumer_rebuilds = consumer_rebuilds(registry)
         self.detected = Counter("kintsmesh_life_events_detected_total", "Life events detected for the first time",
                                 ["type", "trigger"], registry=registry)
         self.published = Counter("kintsmesh_life_events_published_total", "Life events published",

@@ -20,7 +20,7 @@ from rich.text import Text
 from connect.client import ConnectorStatus
 from kintsmesh.errors import KintsmeshError
 from kintsmesh.settings import DEPARTMENTS, Settings
-from kintsmesh.topics import DLQ_STAGES, dlq_topic
+from kintsmesh.topics import DLQ_STAGES, NORMALIZE_GROUP, RAW_PREFIX, dlq_topic
 from monitoring import probes
 from monitoring.exporter import dlq_topics
 from monitoring.schedule import BatchSchedule, load_schedules
@@ -28,6 +28,9 @@ from monitoring.schedule import BatchSchedule, load_schedules
 LAG_ALERT_S = 30.0       # KintsmeshSyncLagHigh's threshold (monitoring/alerts.yml)
 SILENT_ALERT_S = 900.0   # KintsmeshDepartmentSilent's threshold
 HEARTBEAT_ALERT_S = 60.0  # KintsmeshCaptureStalled's threshold
+BEHIND_MESSAGES = 1000   # messages waiting for a stage, above which a department is "behind", not "in sync"
+# the processes a change passes through: while one of them is not up, no department is in sync
+PIPELINE = ("postgres", "kafka", "registry", "connect", "normalize", "resolve", "merge", "events")
 
 # what the departments look like now: the last minute (the alert rules use 5 minutes, for stability)
 QUERIES = {
@@ -47,14 +50,34 @@ class Snapshot:
     by_department: dict[str, dict[str, float]] = field(default_factory=dict)  # query name -> value
     dlq: dict[str, int] = field(default_factory=dict)
     group_lag: dict[str, int] = field(default_factory=dict)
+    raw_waiting: dict[str, int] = field(default_factory=dict)   # department -> raw messages not yet normalized
+    stages: dict[str, str] = field(default_factory=dict)        # pipeline component -> "up" or what it is instead
     batches: dict[str, probes.BatchRun] = field(default_factory=dict)
     schedules: list[BatchSchedule] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # systems that did not answer
 
 
+def stage_states(settings: Settings) -> dict[str, str]:
+    """Each pipeline process of the local stack: up, down (the supervisor restarts it), stopped (held by
+    ``stack down``) or starting. Against a stack run elsewhere (docker-compose), nothing: its own orchestrator
+    watches its processes, and the lag below still shows a stage that does not keep up."""
+    from kintsmesh.stack.components import components
+
+    if not (settings.stack_dir / "run").is_dir():
+        return {}
+    states = {}
+    for component in components(settings):
+        if component.name in PIPELINE:
+            status = component.status()
+            states[component.name] = ("up" if status.healthy else "stopped" if component.held and status.pid is None
+                                      else "down, restarting" if status.pid is None else "starting")
+    return states
+
+
 def take(settings: Settings, kafka: probes.KafkaProbe) -> Snapshot:
     snap = Snapshot(datetime.now(timezone.utc), schedules=load_schedules())
+    snap.stages = stage_states(settings)
     stored: dict[str, dict[tuple[str, int], int]] = {}
     try:
         snap.connectors = probes.connector_states(settings, DEPARTMENTS)
@@ -68,6 +91,9 @@ def take(settings: Settings, kafka: probes.KafkaProbe) -> Snapshot:
         snap.dlq = kafka.messages(dlq_topics())
         for p in kafka.lags(stored):
             snap.group_lag[p.group] = snap.group_lag.get(p.group, 0) + p.lag
+            if p.group == NORMALIZE_GROUP and p.topic.startswith(f"{RAW_PREFIX}."):
+                source = p.topic.split(".")[1]
+                snap.raw_waiting[source] = snap.raw_waiting.get(source, 0) + p.lag
     except KintsmeshError as exc:
         snap.problems.append(f"Kafka: {exc}")
     try:
@@ -83,13 +109,20 @@ def take(settings: Settings, kafka: probes.KafkaProbe) -> Snapshot:
 
 
 def verdict(snap: Snapshot, department: str) -> tuple[str, str]:
-    """(text, style): capture down / capture stalled / lagging / quiet / in sync / unknown."""
+    """(text, style): stage down / capture down / capture stalled / behind / lagging / quiet / in sync / unknown."""
     status = snap.connectors.get(department)
     values = snap.by_department.get(department, {})
+    down = [name for name, state in snap.stages.items() if state != "up"]
+    if down:
+        return f"{down[0]} {snap.stages[down[0]]}", "bold red"
     if status is None:
         return "unknown", "yellow"
     if not status.running:
         return "capture down", "bold red"
+    waiting = snap.raw_waiting.get(department, 0) + sum(
+        n for group, n in snap.group_lag.items() if group != NORMALIZE_GROUP)
+    if waiting > BEHIND_MESSAGES:
+        return f"behind ({waiting:,} waiting)", "bold red"
     heartbeat = values.get("heartbeat_age_s")
     if heartbeat is not None and heartbeat > HEARTBEAT_ALERT_S:
         return "capture stalled", "bold red"
@@ -151,6 +184,9 @@ def render(snap: Snapshot) -> Group:
                       f"{snap.dlq[dlq_topic(department)]:,}" if dlq_topic(department) in snap.dlq else "-",
                       _batch(snap, department))
     lines: list[Any] = [table]
+    if snap.stages:
+        lines.append(Text("processes: " + "  ".join(f"{name} {state}" for name, state in snap.stages.items()),
+                          "bold red" if any(state != "up" for state in snap.stages.values()) else ""))
     lag = "  ".join(f"{group.removeprefix('kintsmesh-')} {n:,}" for group, n in sorted(snap.group_lag.items()))
     lines.append(Text(f"consumer lag (messages): {lag or '-'}"
                       + "".join(f"    {dlq_topic(s)}: {snap.dlq.get(dlq_topic(s), '-')}" for s in DLQ_STAGES)))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from kintsmesh.settings import Settings
@@ -41,13 +40,8 @@ def cmd_streams(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_monitor(args: argparse.Namespace, settings: Settings) -> int:
-    if not args.supervised:
-        # librdkafka's admin client has aborted the process during a broker restart: a supervisor starts
-        # the exporter again, its own process (the pid file's) never dies of it
-        from kintsmesh.stack.supervise import supervise
-
-        return supervise("lag exporter", [sys.executable, "-m", "kintsmesh.cli", "monitor", "serve",
-                                          "--datadir", args.datadir, "--supervised"])
+    # librdkafka's admin client has aborted the process during a broker restart: the stack's supervisor
+    # starts it again
     from monitoring.exporter import serve
 
     serve(settings)
@@ -86,7 +80,6 @@ def register(sub: Any) -> None:
     p = sub.add_parser("monitor", help="the lag exporter: connector states, consumer lag, DLQ sizes, T+1 batches")
     p.add_argument("action", choices=["serve"])
     p.add_argument("--datadir", default="", help=argparse.SUPPRESS)  # marks the process as the stack's
-    p.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)  # the exporter itself
     p.set_defaults(handler=cmd_monitor)
 
     p = sub.add_parser("api", help="the dossier HTTP endpoint (stack up starts one)")

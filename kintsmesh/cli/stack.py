@@ -20,6 +20,12 @@ def _print_status(rows: Sequence[object]) -> None:
 def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
     from kintsmesh import stack
 
+    if args.action == "supervise":
+        from kintsmesh.stack.supervise import serve
+
+        serve([c for c in stack.components(settings) if c.name != "supervisor"], settings.supervisor_metrics_port,
+              settings.metrics_host)
+        return 0
     if args.action == "up":
         print(f"starting the stack under {settings.stack_dir}", flush=True)
         _print_status(stack.up(settings, args.components or None))
@@ -62,8 +68,11 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(sub: Any) -> None:
     p = sub.add_parser("stack", help="start / stop / inspect the local stack")
-    p.add_argument("action", choices=["up", "down", "status", "logs", "reset"])
-    p.add_argument("components", nargs="*", help="postgres kafka registry connect normalize resolve merge events api monitor prometheus (default: all)")
+    p.add_argument("action", choices=["up", "down", "status", "logs", "reset", "supervise"],
+                   help="supervise: the supervisor process itself (stack up starts it)")
+    p.add_argument("components", nargs="*", help="postgres kafka registry connect normalize resolve merge events api"
+                                                 " monitor prometheus supervisor (default: all)")
+    p.add_argument("--datadir", default="", help=argparse.SUPPRESS)  # marks the process as the stack's
     p.add_argument("-n", "--lines", type=int, default=40, help="logs: lines per component")
     p.set_defaults(handler=cmd_stack)
 

@@ -44,16 +44,16 @@ def up(settings: Settings, names: Iterable[str] | None = None) -> list[Status]:
     for component in selected:
         started = time.monotonic()
         if component.status().healthy:
+            component.hold(False)
             print(f"  {component.name:<11} already up (port {component.port})", flush=True)
             _after_up(settings, component)
             continue
+        component.hold(False)
         if stale := stale_pid(component):
             print(f"  {component.name:<11} pid file names {stale}, which is gone or not ours; starting afresh", flush=True)
-            component.pid_file.unlink(missing_ok=True)
         if component.pid() is None:
             print(f"  {component.name:<11} preparing ...", flush=True)
-            component.prepare()
-            component.start()
+            component.start_if_down()
         print(f"  {component.name:<11} waiting for health check on port {component.port} ...", flush=True)
         if not wait_until(partial(_healthy, component), settings.start_timeout_s, 1.0):
             reason = "exited" if component.pid() is None else f"not healthy after {settings.start_timeout_s:.0f} s"
@@ -72,9 +72,11 @@ def _after_up(settings: Settings, component: Component) -> None:
 
 
 def down(settings: Settings, names: Iterable[str] | None = None) -> list[str]:
-    """Stop only the processes this stack started (by pid file), in reverse start order."""
+    """Stop only the processes this stack started (by pid file), in reverse start order (the supervisor
+    first); each is held down until the next ``up``."""
     stopped = []
     for component in reversed(_select(settings, names)):
+        component.hold(True)   # the supervisor leaves it down until the next `stack up`
         if component.stop():
             stopped.append(component.name)
             print(f"  {component.name:<11} stopped", flush=True)

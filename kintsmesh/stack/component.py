@@ -3,6 +3,9 @@ its health and stops, with its pid file and log under ``.stack/``."""
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +39,7 @@ class Component:
         self.home = settings.stack_dir / self.name
         self.pid_file = settings.stack_dir / "run" / f"{self.name}.pid"
         self.log_file = settings.stack_dir / "logs" / f"{self.name}.log"
+        self.held_file = settings.stack_dir / "run" / f"{self.name}.held"
 
     @property
     def port(self) -> int:
@@ -72,6 +76,40 @@ class Component:
         if port_open(self.port):
             raise PortBusy(self.name, self.port, self.port_env)
         spawn(self.command(), self.log_file, self.pid_file, cwd=self.settings.stack_dir, env=self.env())
+
+    @contextmanager
+    def start_lock(self) -> Iterator[None]:
+        """Held by whoever starts this component (``stack up``, the supervisor): one start at a time."""
+        lock = self.settings.stack_dir / "run" / f"{self.name}.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def start_if_down(self) -> int | None:
+        """Prepare and start it unless it runs; the new pid, or None if it was running."""
+        with self.start_lock():
+            if self.pid() is not None:
+                return None
+            self.pid_file.unlink(missing_ok=True)
+            self.prepare()
+            self.start()
+            return self.pid()
+
+    @property
+    def held(self) -> bool:
+        """An operator stopped it (``stack down <name>``): the supervisor leaves it down until ``stack up``."""
+        return self.held_file.exists()
+
+    def hold(self, held: bool) -> None:
+        if held:
+            self.held_file.parent.mkdir(parents=True, exist_ok=True)
+            self.held_file.touch()
+        else:
+            self.held_file.unlink(missing_ok=True)
 
     def after_start(self) -> None:
         """One-off work once healthy (databases, migrations)."""

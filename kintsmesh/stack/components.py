@@ -1,8 +1,8 @@
 """The local stack's components, each a process started from files under ``.stack/``, in start order.
 
 PostgreSQL (``postgres``), Kafka in KRaft mode and Kafka Connect with Debezium (``jvm``), the
-Python processes (``workers``: the registry, the stages, the API, the lag exporter) and Prometheus
-(``prometheus``). Each knows how to prepare its files, start, probe health and stop (``component``).
+Python processes (``workers``: the registry, the stages, the API, the lag exporter), Prometheus
+(``prometheus``) and the supervisor that starts again whatever dies (``supervise``). Each knows how to prepare its files, start, probe health and stop (``component``).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ __all__ = ["Component", "Connect", "Kafka", "Postgres", "Prometheus", "Status", 
 
 
 def components(settings: Settings) -> list[Component]:
-    """In start order; stopped in reverse."""
+    """In start order; stopped in reverse (the supervisor, started last, is stopped first)."""
     return [Postgres(settings), Kafka(settings), worker(settings, "registry"), Connect(settings),
             *(worker(settings, name) for name in ("normalize", "resolve", "merge", "events", "api", "monitor")),
-            Prometheus(settings)]
+            Prometheus(settings), worker(settings, "supervisor")]
 
 
 def stale_pid(component: Component) -> int | None:

@@ -34,6 +34,7 @@ class Prometheus(Component):
             monitor_target=f"127.0.0.1:{self.settings.monitor_metrics_port}",
             events_target=f"127.0.0.1:{self.settings.events_metrics_port}",
             api_target=f"127.0.0.1:{self.settings.api_port}",
+            supervisor_target=f"127.0.0.1:{self.settings.supervisor_metrics_port}",
             registry_target=f"127.0.0.1:{self.settings.registry_port}",
             connect_jmx_target=f"127.0.0.1:{self.settings.connect_jmx_port}",
             kafka_jmx_target=f"127.0.0.1:{self.settings.kafka_jmx_port}",

@@ -39,6 +39,8 @@ WORKERS: tuple[WorkerSpec, ...] = (
                "The dossier HTTP endpoint for the education system (FastAPI), /metrics on the same port", "api_port"),
     WorkerSpec("monitor", ("monitor", "serve"),
                "The lag exporter (connector states, consumer lag, DLQ sizes, T+1 batches) for Prometheus"),
+    WorkerSpec("supervisor", ("stack", "supervise"),
+               "Starts again every component that dies, with backoff; restarts and crash loops as metrics"),
 )
 
 

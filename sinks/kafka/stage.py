@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import psycopg
-from confluent_kafka import Message, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, start_http_server
 
 from kintsmesh import kafka, topics
@@ -30,7 +30,7 @@ from kintsmesh.registry.client import SchemaRegistry
 from kintsmesh.registry.codec import UndecodableMessage, decode, encode
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 from sinks.dlq import rejected_message
-from sinks.kafka.offsets import Offsets, broker_error, seek_to_stored
+from sinks.kafka.offsets import Offsets, broker_error, seek_to_stored, stored_offsets
 from streams.normalize import gldm
 
 M = TypeVar("M")
@@ -86,8 +86,8 @@ class LibraryStage(Generic[M]):
         self.registry = SchemaRegistry(settings)
         self.conn = (psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB), options=self.session_options)
                      if self.session_options else psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)))
-        self.consumer = kafka.consumer(settings, self.group, log_level=3, enable_auto_commit=False,
-                                       auto_offset_reset="earliest")
+        self.consumer = self._consumer()
+        self.unassigned: tuple[float, int] | None = None   # since when the consumer holds no partition, and lag then
         self.producer = producer or kafka.reliable_producer(settings)
         self.rejected_schema: SchemaVersion | None = None
 
@@ -114,6 +114,10 @@ class LibraryStage(Generic[M]):
 
     # ------------------------------------------------------------------ the loop
 
+    def _consumer(self) -> Consumer:
+        return kafka.consumer(self.settings, self.group, log_level=3, enable_auto_commit=False,
+                              auto_offset_reset="earliest")
+
     def run(self) -> None:
         # the DLQ exists from the start: an empty DLQ reads 0 in the exporter, not "absent"
         kafka.ensure_topics(self.settings, [topics.dlq_topic(self.dlq)], 1)
@@ -126,6 +130,7 @@ class LibraryStage(Generic[M]):
             self.tick(self.process(batch) if batch else 0)
             if time.monotonic() - last_gauges > 5:
                 self.gauges()
+                self.watch_assignment()
                 last_gauges = time.monotonic()
         self.finish()
         self.consumer.close()
@@ -134,6 +139,48 @@ class LibraryStage(Generic[M]):
 
     def stop(self, *_: Any) -> None:
         self.running = False
+
+    def waiting(self) -> int:
+        """Messages in this stage's topics after the offsets stored with the library."""
+        stored = stored_offsets(self.conn, self.group)
+        self.conn.commit()   # a read: no transaction left open (as in seek_to_stored)
+        total = 0
+        for topic in self.topics():
+            metadata = self.consumer.list_topics(topic, timeout=5).topics.get(topic)
+            for partition in (metadata.partitions if metadata is not None else {}):
+                low, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)
+                total += max(0, high - max(stored.get((topic, partition), low), low))
+        return total
+
+    def watch_assignment(self) -> None:
+        """A consumer that holds no partition while its topics have messages waiting, and the wait does not
+        shrink (no other member of the group takes them) for ``assignment_timeout_s``, is built again: after a
+        broker restart a consumer has stayed out of its group while polling forever."""
+        if self.consumer.assignment():
+            self.unassigned = None
+            return
+        try:
+            waiting = self.waiting()
+        except Exception as exc:  # noqa: BLE001 - the broker not answering: ask again next time
+            self.log.debug("%s: cannot measure the waiting messages: %s", self.name, exc)
+            return
+        now = time.monotonic()
+        if waiting == 0 or (self.unassigned is not None and waiting < self.unassigned[1]):
+            self.unassigned = None if waiting == 0 else (now, waiting)
+            return
+        if self.unassigned is None:
+            self.unassigned = (now, waiting)
+            return
+        if now - self.unassigned[0] >= self.settings.assignment_timeout_s:
+            self.log.warning("%s: no partition assigned for %.0f s while %d messages wait; building the consumer"
+                             " again", self.name, now - self.unassigned[0], waiting)
+            close_quietly(self.consumer.close)
+            self.consumer = self._consumer()
+            self.consumer.subscribe(self.topics(), on_assign=seek_to_stored(self.conn, self.group))
+            self.unassigned = None
+            rebuilt = getattr(self.metrics, "consumer_rebuilds", None)
+            if rebuilt is not None:
+                rebuilt.inc()
 
     def abandon(self) -> None:
         """Let go of everything after the library went away; what was not committed is done again."""

@@ -48,6 +48,33 @@ def settings() -> Settings:
     return settings
 
 
+def killed_and_restarted(settings: Settings, names: list[str], timeout_s: float = 120) -> dict[str, float]:
+    """SIGKILL the named components and wait until the stack's supervisor has them healthy again under new
+    pids (nothing else starts them); seconds from the kill to healthy, per component."""
+    import os
+    import signal
+
+    chosen = [c for c in stack.components(settings) if c.name in names]
+    old = {c.name: c.pid() for c in chosen}
+    assert None not in old.values(), f"not running: {old}"
+    for pid in old.values():
+        os.kill(pid, signal.SIGKILL)   # type: ignore[arg-type]
+    killed_at, back = time.monotonic(), {}
+    while len(back) < len(chosen) and time.monotonic() - killed_at < timeout_s:
+        for c in chosen:
+            if c.name not in back and (pid := c.pid()) not in (None, old[c.name]) and c.status().healthy:
+                back[c.name] = time.monotonic() - killed_at
+        time.sleep(0.2)
+    assert len(back) == len(chosen), f"the supervisor did not bring back {set(names) - set(back)} in {timeout_s} s"
+    return back
+
+
+@pytest.fixture
+def kill(settings: Settings):  # type: ignore[no-untyped-def]
+    """``kill(names)``: SIGKILL components and wait for the supervisor to bring them back (seconds each)."""
+    return lambda names, timeout_s=120: killed_and_restarted(settings, names, timeout_s)
+
+
 _SEEDS_TAKEN: set[int] = set()
 SEED_BASE = 1000
 

@@ -4,9 +4,7 @@ SIGKILLed life-event worker, and the daily pass re-run, without a duplicate id."
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import signal
 import threading
 import time
 from collections import Counter
@@ -21,11 +19,9 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from kintsmesh import stack
 from kintsmesh.settings import CITY_TZ, RESOURCE_LIBRARY_DB
 from kintsmesh.simulate.city import City
 from kintsmesh.simulate.runner import run_simulation
-from kintsmesh.stack.process import port_open
 from monitoring.lag import wait_for_pipeline
 from sinks.events import LifeEvents
 from sinks.library.dossier import audit_history
@@ -40,10 +36,6 @@ WINDOW_DAYS = 6   # live births are dated up to six days back; every other live 
 CHANGE_TYPES = {"BIRTH_REGISTERED", "MARRIAGE_REGISTERED", "DIVORCE_REGISTERED", "DEATH_REGISTERED",
                 "ENTERPRISE_ESTABLISHED", "ENTERPRISE_DEREGISTERED", "RESIDENCE_CHANGED"}
 CALENDAR_AGES = {6: "SCHOOL_AGE_REACHED", 12: "SCHOOL_AGE_REACHED", 60: "SENIOR_AGE_REACHED"}
-
-
-def events_pid(settings) -> int | None:
-    return next(c for c in stack.components(settings) if c.name == "events").pid()
 
 
 def topic_ends(consumer: Consumer, topics: list[str] | None = None) -> dict[tuple[str, int], int]:
@@ -121,7 +113,7 @@ def subject(event: dict[str, Any]) -> str:
     return event["subject_code"]
 
 
-def test_a_simulated_day_publishes_the_truths_events_once_even_across_a_sigkill(settings, tmp_path, fresh_seed):
+def test_a_simulated_day_publishes_the_truths_events_once_even_across_a_sigkill(settings, tmp_path, fresh_seed, kill):
     today = datetime.now(CITY_TZ).date()
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "t-ends", "log_level": 0})
     start = topic_ends(consumer)
@@ -139,13 +131,8 @@ def test_a_simulated_day_publishes_the_truths_events_once_even_across_a_sigkill(
         seed=fresh_seed, initial=None, rate=80, duration_s=40, dirty_rate=0.0, truth_path=None))
     live.start()
     time.sleep(20)
-    pid = events_pid(settings)
-    assert pid is not None, "the life-event worker is not running"
-    os.kill(pid, signal.SIGKILL)   # mid-run: between, or inside, its transactions and publications
-    deadline = time.monotonic() + 10   # gone, and its metrics port released (a dying process still holds it)
-    while (events_pid(settings) is not None or port_open(settings.events_metrics_port)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    stack.up(settings, ["events"])
+    # mid-run: between, or inside, its transactions and publications; the supervisor starts it again
+    kill(["events"])
     live.join()
     left = wait_for_pipeline(settings, timeout_s=600)
     assert left == {"normalize": 0, "merge": 0, "events": 0}, f"still to do: {left}"

@@ -138,3 +138,45 @@ def test_a_life_event_its_topic_and_its_subscriber_cannot_take_goes_to_dlq_event
         published = conn.execute("SELECT published_at FROM life_event WHERE event_id = %s", (body["event_id"],)).fetchone()
     assert published[0] is not None and events.pid() == pid
     assert wait_for_pipeline(settings, 120)["events"] == 0
+
+
+def test_a_killed_worker_is_started_again_by_the_supervisor_and_status_is_not_in_sync_meanwhile(settings):
+    """Dead does not stay dead: SIGKILLed, the normalize worker is started again by the stack's supervisor
+    (counted in its metrics); until it is healthy no department reads "in sync"; one an operator stops with
+    ``stack down`` stays down until ``stack up``."""
+    import os
+    import signal
+
+    import requests
+
+    from kintsmesh.settings import DEPARTMENTS
+    from monitoring import probes
+    from monitoring.status import take, verdict
+
+    def restarts() -> float:
+        text = requests.get(f"http://127.0.0.1:{settings.supervisor_metrics_port}/metrics", timeout=5).text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith('kintsmesh_component_restarts_total{component="normalize"}'))
+
+    normalize = next(c for c in stack.components(settings) if c.name == "normalize")
+    before, old = restarts(), normalize.pid()
+    assert old is not None
+    os.kill(old, signal.SIGKILL)
+    time.sleep(0.3)
+    snap = take(settings, probes.KafkaProbe(settings))
+    assert snap.stages["normalize"] in ("down, restarting", "starting"), snap.stages
+    assert {verdict(snap, d)[0] for d in DEPARTMENTS} <= {"normalize down, restarting", "normalize starting"}
+    deadline = time.monotonic() + 120
+    while not (normalize.pid() not in (None, old) and normalize.status().healthy) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert normalize.pid() not in (None, old) and normalize.status().healthy, "the supervisor did not start it again"
+    assert restarts() == before + 1
+    assert take(settings, probes.KafkaProbe(settings)).stages["normalize"] == "up"
+
+    stack.down(settings, ["normalize"])
+    time.sleep(8)                                  # longer than the supervisor's first backoffs
+    assert normalize.pid() is None and normalize.held
+    assert take(settings, probes.KafkaProbe(settings)).stages["normalize"] == "stopped"
+    stack.up(settings, ["normalize"])
+    assert normalize.status().healthy and not normalize.held
+    assert wait_for_pipeline(settings, 300) == {"normalize": 0, "merge": 0, "events": 0}

@@ -187,6 +187,19 @@ def test_status_verdict_per_department():
     assert verdict(snap, "police")[0] == "unknown"
 
 
+def test_status_is_never_in_sync_while_a_stage_is_down_or_messages_wait():
+    snap = snapshot()
+    snap.stages = {name: "up" for name in ("postgres", "kafka", "normalize", "merge")}
+    assert verdict(snap, "civil_affairs")[0] == "in sync"
+    snap.raw_waiting = {"civil_affairs": 12_000}
+    assert verdict(snap, "civil_affairs") == ("behind (12,000 waiting)", "bold red")
+    assert verdict(snap, "housing")[0] == "in sync"          # its own raw topics are drained
+    snap.group_lag = {"kintsmesh-normalize": 12_000, "kintsmesh-merge": 5_000}
+    assert verdict(snap, "housing")[0] == "behind (5,000 waiting)"   # merge is shared by every department
+    snap.stages["merge"] = "down, restarting"
+    assert {verdict(snap, d)[0] for d in DEPARTMENTS} == {"merge down, restarting"}
+
+
 def test_status_view_shows_states_lags_dlq_and_an_overdue_batch():
     from rich.console import Console
 

@@ -57,3 +57,61 @@ def test_an_error_that_is_not_about_the_library_still_stops_the_worker(monkeypat
 
     with pytest.raises(psycopg.errors.UndefinedTable):   # a programming error is not retried forever
         serve_worker("test", 0, Settings(), "warning", lambda registry: None, lambda metrics: Broken())
+
+
+class Unassigned:
+    """A consumer that polls on and holds no partition, as one that fell out of its group."""
+
+    closed = False
+
+    def assignment(self):
+        return []
+
+    def close(self):
+        self.closed = True
+
+
+def test_a_consumer_without_partitions_while_messages_wait_is_built_again(monkeypatch, caplog):
+    from prometheus_client import CollectorRegistry
+
+    from monitoring.metrics import consumer_rebuilds
+
+    waiting = [500]
+    lonely = stage.LibraryStage.__new__(stage.LibraryStage)
+    lonely.settings, lonely.unassigned, lonely.name = Settings(assignment_timeout_s=60), None, "resolve"
+    lonely.log = stage.logging.getLogger("test")
+    lonely.consumer, built, subscribed = Unassigned(), [], []
+
+    rebuilds = consumer_rebuilds(CollectorRegistry())
+
+    class Metrics:
+        consumer_rebuilds = rebuilds
+
+    lonely.metrics = Metrics()
+    lonely.waiting = lambda: waiting[0]
+    lonely._consumer = lambda: built.append(Unassigned()) or built[-1]
+    lonely.topics = lambda: ["gldm.person.candidates"]
+    lonely.conn, lonely.group = None, "kintsmesh-resolve"
+    monkeypatch.setattr(Unassigned, "subscribe",
+                        lambda self, topics, on_assign: subscribed.append(topics), raising=False)
+    now = [100.0]
+    monkeypatch.setattr(stage.time, "monotonic", lambda: now[0])
+    old = lonely.consumer
+    lonely.watch_assignment()
+    now[0] += 30
+    waiting[0] = 400                 # another member is draining it: not ours to take
+    lonely.watch_assignment()
+    now[0] += 59
+    lonely.watch_assignment()
+    assert built == []
+    now[0] += 2                      # 61 s without a partition while 400 wait and the wait does not shrink
+    lonely.watch_assignment()
+    assert len(built) == 1 and old.closed and lonely.consumer is built[0] and subscribed == [["gldm.person.candidates"]]
+    assert "no partition assigned for 61 s while 400 messages wait" in caplog.text
+    assert rebuilds._value.get() == 1
+    waiting[0] = 0                   # nothing waiting: an idle consumer is fine
+    now[0] += 1000
+    lonely.watch_assignment()
+    now[0] += 1000
+    lonely.watch_assignment()
+    assert len(built) == 1
