@@ -88,6 +88,7 @@ DLQ_REPLAY_GROUP = "kintsmesh-dlq-replay"
 # when it last recorded a publication (life events, subscriptions), for crash recovery.
 MARKS_PREFIX = "kintsmesh-marks-"
 LIFE_EVENTS_MARK = f"{MARKS_PREFIX}life-events"
+OUTBOX_MARK = f"{MARKS_PREFIX}outbox"   # where the golden-change topics ended at the last outbox delete
 
 
 def subscription_mark(subscriber: str) -> str:

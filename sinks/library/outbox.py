@@ -3,33 +3,82 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import psycopg
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
+from kintsmesh import kafka
 from kintsmesh.registry.catalog import SchemaVersion
 from kintsmesh.registry.codec import encode
-from kintsmesh.topics import resolved_topic
-from sinks.kafka.relay import published
+from kintsmesh.settings import Settings
+from kintsmesh.topics import OUTBOX_MARK, changes_topics, resolved_topic
+from sinks.kafka.offsets import Offsets, headers_after, store_offsets, stored_offsets
+from sinks.kafka.relay import Acks, acknowledged, published
+from sinks.library.tables import OUTBOX_LOCK
+
+log = logging.getLogger("kintsmesh.outbox")
+OUTBOX_HEADER = "outbox_id"
 
 
-def publish_outbox(conn: psycopg.Connection[Any], producer: Producer, schema: SchemaVersion, limit: int) -> int:
-    """Publish the oldest pending golden changes, then delete them. The outbox's ids grow in commit order
-    because its writers are serialized (``lock_settle``), so deleting up to the last id published never
-    deletes a change committed after the read."""
-    rows = conn.execute("SELECT outbox_id, topic, key, value FROM outbox ORDER BY outbox_id LIMIT %s",
-                        (limit,)).fetchall()
-    conn.commit()
-    if not rows:
-        return 0
-    for _, topic, key, value in rows:
-        producer.produce(topic, key=key.encode(), value=encode(schema, value))
-    if not published(producer, "outbox", len(rows)):
-        return 0
-    with conn.transaction():
-        conn.execute("DELETE FROM outbox WHERE outbox_id <= %s", (rows[-1][0],))
-    return len(rows)
+class OutboxPublisher:
+    """Publish the oldest pending golden changes, then delete them, exactly once.
+
+    The outbox's ids grow in commit order because its writers are serialized (``lock_settle``), so
+    deleting up to the last id published never deletes a change committed after the read. One publisher
+    at a time (``OUTBOX_LOCK``, held from the read to the delete). Each message carries its outbox id in
+    a header, and the topics' end offsets are stored with the delete (``OUTBOX_MARK``): when the topics
+    end after the mark, a publisher died between the broker's acknowledgement and its delete, and the ids
+    found after the mark are deleted instead of being sent again."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.watermarks: Consumer | None = None
+
+    def __call__(self, conn: psycopg.Connection[Any], producer: Producer, schema: SchemaVersion, limit: int) -> int:
+        with conn.transaction():
+            locked = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (OUTBOX_LOCK,)).fetchone()
+            if locked is None or locked[0] is not True:
+                return 0   # another merge process publishes
+            self.recover(conn)
+            rows = conn.execute("SELECT outbox_id, topic, key, value FROM outbox ORDER BY outbox_id LIMIT %s",
+                                (limit,)).fetchall()
+            if not rows:
+                return 0
+            acks = Acks()
+            for outbox_id, topic, key, value in rows:
+                producer.produce(topic, key=key.encode(), value=encode(schema, value),
+                                 headers=[(OUTBOX_HEADER, str(outbox_id).encode())], on_delivery=acks)
+            if not acknowledged(producer, acks):
+                log.warning("outbox: %d changes not acknowledged; they are checked against the topics and"
+                            " published again if missing", len(rows))
+                return 0
+            conn.execute("DELETE FROM outbox WHERE outbox_id <= %s", (rows[-1][0],))
+            store_offsets(conn, OUTBOX_MARK, acks.ends)
+        return len(rows)
+
+    def _ends(self) -> Offsets:
+        if self.watermarks is None:
+            self.watermarks = kafka.consumer(self.settings, "kintsmesh-outbox-watermarks", enable_auto_commit=False)
+        metadata = self.watermarks.list_topics(timeout=10).topics
+        return {(topic, partition): self.watermarks.get_watermark_offsets(TopicPartition(topic, partition),
+                                                                          timeout=10)[1]
+                for topic in changes_topics() if topic in metadata for partition in metadata[topic].partitions}
+
+    def recover(self, conn: psycopg.Connection[Any]) -> int:
+        """Under the lock: delete what reached the topics after the mark; how many rows that was."""
+        stored = stored_offsets(conn, OUTBOX_MARK)
+        ends = self._ends()
+        if all(end <= stored.get(key, 0) for key, end in ends.items()):
+            return 0
+        found, read_to = headers_after(self.settings, changes_topics(), stored, OUTBOX_HEADER)
+        ids = [int(i) for i in found if i.isdigit()]
+        deleted = conn.execute("DELETE FROM outbox WHERE outbox_id = ANY(%s)", (ids,)).rowcount if ids else 0
+        store_offsets(conn, OUTBOX_MARK, read_to)
+        if deleted:
+            log.warning("outbox: %d changes were published before a crash; they are not sent again", deleted)
+        return deleted
 
 
 def publish_queued(conn: psycopg.Connection[Any], producer: Producer, schema: SchemaVersion, limit: int) -> int:

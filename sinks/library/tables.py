@@ -55,6 +55,7 @@ BOOKKEEPING = frozenset({"version", "updated_at", "source_committed_at", "name_k
 # order, so no two transactions wait for each other.
 RESOLVE_LOCK = 0x4B4D5247
 SETTLE_LOCK = 0x4B4D5248
+OUTBOX_LOCK = 0x4B4D5249   # one publisher of the outbox at a time, whatever the number of merge processes
 
 
 def lock_resolve(conn: psycopg.Connection[Any]) -> None:

@@ -25,7 +25,7 @@ from monitoring.metrics import MergeMetrics
 from sinks.kafka.offsets import Offsets, batch_offsets, store_offsets
 from sinks.kafka.stage import described, serve_worker
 from sinks.library import BatchReport, Settlement, lock_settle
-from sinks.library.outbox import publish_outbox
+from sinks.library.outbox import OutboxPublisher
 from sinks.library.stage import MergerStage
 
 Named = tuple[int, str, str]   # settle_queue seq, entity, canonical id
@@ -51,7 +51,7 @@ class MergeWorker(MergerStage[MergeMetrics]):
                 self.metrics.newest_commit.labels(department).set(newest)
         self.conn.commit()
         self.start_publishing(topics.changes_topics(), topics.CHANGES_SUBJECT, "gov.gldm.GoldenChange", "outbox-relay",
-                              publish_outbox)
+                              OutboxPublisher(self.settings))
 
     def process(self, messages: list[Message]) -> int:
         """A message names a record and its queue row (see ``Merger.settle_queued``). A batch that fails
