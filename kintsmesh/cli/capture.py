@@ -69,6 +69,24 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return show(settings, watch_s=args.watch)
 
 
+def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from rich.console import Console
+
+    from monitoring.lag import wait_for_pipeline
+    from monitoring.verify import check
+
+    console = Console()
+    if args.wait > 0:
+        left = wait_for_pipeline(settings, timeout_s=args.wait)
+        if any(left.values()):
+            console.print(f"[yellow]still in the pipeline after {args.wait:g} s: {left}; rows committed in the last"
+                          f" {args.grace:g} s count as in flight[/]")
+    result = check(settings, grace_s=args.grace, departments=args.departments or None)
+    for line in result.render():
+        console.print(line)
+    return 0 if result.ok else 1
+
+
 def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
     from sinks import dlq
 
@@ -110,6 +128,15 @@ def register(sub: Any) -> None:
     p.add_argument("--keep-existing", action="store_true", help="--initial: keep a city already loaded instead of failing")
     p.add_argument("--truth", default=None, help="ground-truth file (default .stack/sim/ground_truth.jsonl)")
     p.set_defaults(handler=cmd_simulate)
+
+    p = sub.add_parser("verify", help="reconcile: every department row is in the library or a DLQ; nothing twice"
+                                      " (exit 1 when anything is off)")
+    p.add_argument("departments", nargs="*", help="default: every department with a mapping")
+    p.add_argument("--grace", type=float, default=60.0,
+                   help="a row committed this many seconds ago or less may still be on its way (default 60)")
+    p.add_argument("--wait", type=float, default=60.0,
+                   help="first wait this long at most for the stages to drain (default 60; 0: do not wait)")
+    p.set_defaults(handler=cmd_verify)
 
     p = sub.add_parser("status", help="every department at a glance: connector, events/s, sync lag, DLQ, T+1")
     p.add_argument("--watch", type=float, nargs="?", const=5.0, default=None, metavar="S",
