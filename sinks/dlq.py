@@ -20,9 +20,10 @@ from confluent_kafka import TopicPartition
 from kintsmesh import kafka
 from kintsmesh.errors import TransientError
 from kintsmesh.registry.client import SchemaRegistry
-from kintsmesh.registry.codec import decode
+from kintsmesh.registry.codec import decode, encode
 from kintsmesh.settings import Settings
-from kintsmesh.topics import DLQ_REPLAY_GROUP, dlq_topic
+from kintsmesh.topics import DLQ_REPLAY_GROUP, DLQ_SUBJECT, dlq_topic
+from streams.normalize import gldm
 
 
 def rejected_message(stage: str, message: Any, reason: str, detail: str) -> dict[str, Any]:
@@ -47,6 +48,39 @@ def rejected_row(stage: str, table: str, row_id: int, destination: str, row: Any
         "original_key": str(subject).encode() if subject is not None else None,
         "original_value": orjson.dumps(row, default=str), "rejected_at": int(time.time() * 1000),
     }
+
+
+EXTRACT_SOURCE = "extract:"   # source_topic of a T+1 line's record: the extract file, not a topic
+
+
+def rejected_line(department: str, table: str, path: Any, line: int, primary_key: str | None, reason: str,
+                  field: str | None, detail: str, row: Any) -> dict[str, Any]:
+    """A RejectedRecord for a T+1 extract line: the file as its source, the line number as its offset."""
+    return {
+        "department": department, "source_topic": f"{EXTRACT_SOURCE}{path}", "source_partition": 0,
+        "source_offset": line, "table": table, "primary_key": primary_key, "reason": reason, "field": field,
+        "detail": f"line {line}: {detail}"[:500], "original_key": primary_key.encode() if primary_key else None,
+        "original_value": orjson.dumps(row, default=repr) if row is not None else None,
+        "rejected_at": int(time.time() * 1000),
+    }
+
+
+class DeadLetters:
+    """A producer of RejectedRecords to one ``dlq.<name>``; ``close`` raises unless the broker has them all."""
+
+    def __init__(self, settings: Settings, name: str) -> None:
+        self.topic = dlq_topic(name)
+        kafka.ensure_topics(settings, [self.topic], 1)
+        self.schema = SchemaRegistry(settings).register(DLQ_SUBJECT, gldm.schema(gldm.REJECTED_RECORD))
+        self.producer = kafka.reliable_producer(settings)
+
+    def send(self, record: dict[str, Any]) -> None:
+        self.producer.produce(self.topic, key=record["original_key"], value=encode(self.schema, record))
+        self.producer.poll(0)
+
+    def close(self) -> None:
+        if self.producer.flush(60) != 0:
+            raise TransientError(f"{self.topic}: {len(self.producer)} rejected records not acknowledged")
 
 
 def _read(settings: Settings, department: str, group: str | None = None) -> tuple[list[dict[str, Any]], list[TopicPartition]]:
@@ -118,6 +152,8 @@ def replay(settings: Settings, department: str, reason: str | None) -> int:
     producer = kafka.producer(settings, enable_idempotence=True)
     replayed = 0
     for record in records:
+        if record["source_topic"].startswith(EXTRACT_SOURCE):
+            continue   # a T+1 line: load the corrected extract again
         if reason is None or record["reason"] == reason:
             producer.produce(record["source_topic"], key=record["original_key"], value=record["original_value"],
                              partition=record["source_partition"])

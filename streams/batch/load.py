@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -29,12 +30,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from kintsmesh.errors import TerminalError
 from kintsmesh.settings import CITY_TZ, RESOURCE_LIBRARY_DB, Settings
+from sinks.dlq import DeadLetters, rejected_line
 from sinks.library import MERGE_SESSION, BatchReport, Incoming, Merger, lock_library
 from sinks.library.bulk import BulkChunk, stage_bulk
 from streams.normalize.mapping import FieldRejected, SourceMapping, apply, mappings
 from streams.normalize.standardize import Rejected
 
 CHUNK = 10000
+log = logging.getLogger("kintsmesh.batch")
 
 
 class BatchError(TerminalError):
@@ -148,6 +151,8 @@ def load_batch(settings: Settings, department: str, batch_date: date, path: Path
     rejected: Counter[str] = Counter()
     rejects_path = settings.stack_dir / "batches" / f"{batch_id}.rejects.jsonl"
     rejects_path.parent.mkdir(parents=True, exist_ok=True)
+    # the live library's rejects go to the department's DLQ too (kintsmesh verify counts them there)
+    dlq = DeadLetters(settings, department) if database == RESOURCE_LIBRARY_DB else None
     with psycopg.connect(settings.dsn(database), options=MERGE_SESSION) as conn, rejects_path.open("w") as rejects, \
             ThreadPoolExecutor(1, thread_name_prefix="merge") as merging, \
             Progress(TextColumn(f"{batch_id} {mapping.table}"), BarColumn(), MofNCompleteColumn(),
@@ -159,23 +164,48 @@ def load_batch(settings: Settings, department: str, batch_date: date, path: Path
         in_flight: Future[None] | None = None
         lines = 0
 
-        def merge(chunk: list[Incoming] | BulkChunk) -> None:
-            with conn.transaction():
-                lock_library(conn)
-                report.add(merger.merge_staged(chunk) if isinstance(chunk, BulkChunk) else merger.merge(chunk))
+        def merge_alone(item: Incoming) -> None:
+            try:
+                with conn.transaction():
+                    lock_library(conn)
+                    report.add(merger.merge([item]))
+            except Exception as exc:  # noqa: BLE001 - one candidate that cannot merge must not stop the load
+                if conn.closed or conn.broken:
+                    raise
+                p = item.provenance
+                reject(int(p.get("line") or 0), "merge_failed", None, f"{type(exc).__name__}: {exc}",
+                       item.record, str(p.get("primary_key")))
+
+        def merge(chunk: list[Incoming] | BulkChunk, items: list[Incoming]) -> None:
+            """A chunk in one transaction; if it fails, each candidate alone (one that fails again is rejected)."""
+            try:
+                with conn.transaction():
+                    lock_library(conn)
+                    report.add(merger.merge_staged(chunk) if isinstance(chunk, BulkChunk) else merger.merge(chunk))
+            except Exception as exc:  # noqa: BLE001
+                if conn.closed or conn.broken:   # the library went away: the load stops, a rerun resumes it
+                    raise
+                log.warning("%s: a chunk of %d failed (%s: %s); merging it one by one", batch_id, len(items),
+                            type(exc).__name__, exc)
+                for item in items:
+                    merge_alone(item)
 
         def flush() -> None:
             """Stage the chunk and hand it to the merging thread: one chunk merges while the next is mapped."""
             nonlocal in_flight, pending
             staged = stage_bulk(pending) if bulk else pending
             if in_flight is not None:
-                in_flight.result()   # a merge error stops the load here
-            in_flight, pending = merging.submit(merge, staged), []
+                in_flight.result()   # only a lost library stops the load here
+            in_flight, pending = merging.submit(merge, staged, pending), []
 
-        def reject(line: int, reason: str, field: str | None, detail: str, row: Any) -> None:
+        def reject(line: int, reason: str, field: str | None, detail: str, row: Any, key: str | None = None) -> None:
             rejected[reason] += 1
             rejects.write(json.dumps({"line": line, "reason": reason, "field": field, "detail": detail[:500],
                                       "row": row}, ensure_ascii=False, default=repr) + "\n")
+            if dlq is not None:
+                if key is None and isinstance(row, dict):
+                    key = mapping.primary_key(row)
+                dlq.send(rejected_line(department, mapping.table, path, line, key, reason, field, detail, row))
 
         for line, row in enumerate(extract_rows, start=1):
             lines = line
@@ -211,6 +241,8 @@ def load_batch(settings: Settings, department: str, batch_date: date, path: Path
         conn.execute("INSERT INTO batch_run (department, batch_date, file, started_at, finished_at, report)"
                      " VALUES (%s, %s, %s, %s, now(), %s)", (department, batch_date, str(path), started, json.dumps(result)))
         conn.commit()
+    if dlq is not None:
+        dlq.close()
     if not rejected:
         rejects_path.unlink(missing_ok=True)
     return result

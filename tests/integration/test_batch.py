@@ -122,8 +122,8 @@ def test_array_literals_reach_postgresql_intact(settings):
         assert conn.execute("SELECT %s::numeric[]", (numeric_array((1, 20261126, 3758)),)).fetchone()[0] == [1, 20261126, 3758]
 
 
-def test_a_bad_line_is_rejected_with_its_line_number_and_the_load_goes_on(settings, tmp_path):
-    source, written = write_extract(settings, 200, date(2026, 11, 27))
+def extract_with_a_bad_line(settings, tmp_path: Path, people: int) -> tuple[Path, int]:
+    source, written = write_extract(settings, people, date(2026, 11, 27))
     with Path(source).open(newline="") as handle:
         reader = csv.reader(handle)
         header, rows = next(reader), list(reader)
@@ -134,6 +134,11 @@ def test_a_bad_line_is_rejected_with_its_line_number_and_the_load_goes_on(settin
         writer.writerows(rows[:100])
         out.write("x" * 200_000 + "\n")                # line 101: a field no CSV reader takes
         writer.writerows(rows[100:])
+    return path, written
+
+
+def test_a_bad_line_is_rejected_with_its_line_number_and_the_load_goes_on(settings, tmp_path):
+    path, written = extract_with_a_bad_line(settings, tmp_path, 200)
     database = "kintsmesh_test_batch_bad_line"
     scratch_library(settings, database)
     report = load_batch(settings, "hrss", date(2026, 11, 27), path, progress=False, chunk=50, database=database)
@@ -142,3 +147,15 @@ def test_a_bad_line_is_rejected_with_its_line_number_and_the_load_goes_on(settin
     assert report["candidates"]["merged"] == written - (report["rejected"] - 1)
     rejects = [json.loads(line) for line in Path(report["rejects_file"]).read_text().splitlines()]
     assert (101, "malformed_line") in [(r["line"], r["reason"]) for r in rejects]
+
+
+def test_a_bad_line_loaded_into_the_resource_library_reaches_the_departments_dlq_with_file_and_line(settings, tmp_path):
+    from sinks.dlq import show
+
+    path, written = extract_with_a_bad_line(settings, tmp_path, 60)
+    line = min(written, 100) + 1
+    report = load_batch(settings, "hrss", date(2026, 11, 27), path, progress=False, chunk=50)
+    found = [r for r in show(settings, "hrss", None, 1_000_000) if r["source_topic"] == f"extract:{path}"]
+    assert report["rejected"] == len(found) >= 1
+    bad = next(r for r in found if r["reason"] == "malformed_line")
+    assert bad["source_offset"] == line and bad["table"] == report["table"] and bad["detail"].startswith(f"line {line}: ")
