@@ -24,7 +24,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     if args.stage == "events":
         from kintsmesh.bench.dossier import run_events_bench
 
-        run_events_bench(settings, rate=args.rate, duration_s=args.duration, people=args.people or 1_000_000)
+        run_events_bench(settings, rate=args.rate or 1000.0, duration_s=args.duration, people=args.people or 1_000_000)
         return 0
     if args.stage == "batch":
         from kintsmesh.bench.batch import run_batch_bench
@@ -34,8 +34,14 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     if args.stage == "merge":
         from kintsmesh.bench.merge import run_merge_bench
 
-        run_merge_bench(settings, rate=args.rate, duration_s=args.duration)
+        run_merge_bench(settings, rate=args.rate or 1000.0, duration_s=args.duration)
         return 0
+    if args.stage == "chaos":
+        from kintsmesh.bench.chaos import run_chaos_bench
+
+        result = run_chaos_bench(settings, changes=args.changes, rate=args.rate or 400.0,
+                                 kills=args.kills)
+        return 0 if result["lost"] == 0 and result["duplicated"] == 0 else 1
     if args.stage == "normalize":
         from kintsmesh.bench.normalize import run_normalize_bench
 
@@ -43,13 +49,13 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     from kintsmesh.bench.capture import run_capture_bench
 
-    run_capture_bench(settings, rate=args.rate, duration_s=args.duration, burst=args.burst)
+    run_capture_bench(settings, rate=args.rate or 1000.0, duration_s=args.duration, burst=args.burst)
     return 0
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("bench", help="benchmarks (print a table, write bench/results/*.json)")
-    p.add_argument("stage", choices=["capture", "normalize", "resolve", "merge", "batch", "dossier", "events"])
+    p.add_argument("stage", choices=["capture", "normalize", "resolve", "merge", "batch", "dossier", "events", "chaos"])
     p.add_argument("--people", type=int, default=None,
                    help="resolve: city size (20,000); dossier, events: people in the scratch library (1,000,000)")
     p.add_argument("--requests", type=int, default=10000, help="dossier: requests for random children")
@@ -61,7 +67,9 @@ def register(sub: Any) -> None:
     p.add_argument("--format", choices=["csv", "parquet"], default="csv",
                    help="batch: the extract's format (batch-parquet.json for parquet)")
     p.add_argument("--events", type=int, default=60000, help="normalize: raw events per run")
-    p.add_argument("--rate", type=float, default=1000.0, help="latency run: changes per second")
+    p.add_argument("--rate", type=float, default=None, help="changes per second: latency runs (1,000), chaos (400)")
     p.add_argument("--duration", type=float, default=20.0, help="seconds per run")
+    p.add_argument("--changes", type=int, default=100_000, help="chaos: live changes written during the kills")
+    p.add_argument("--kills", type=int, default=20, help="chaos: SIGKILLs of random components")
     p.add_argument("--burst", type=int, default=60000, help="throughput run: changes written as fast as possible")
     p.set_defaults(handler=cmd_bench)

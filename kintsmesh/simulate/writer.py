@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from functools import cache
 from typing import Literal
 
@@ -25,35 +26,58 @@ Change = tuple[Row, Op]
 # tables whose rows carry an update timestamp the department's system maintains
 _TABLES_WITH_GXSJ = frozenset({"hj_hu", "rk_jbxx", "jzz", "cszm", "sb_cbry", "fw_jbxx", "zl_ba", "qy_djxx", "xs_xj"})
 _STOP = object()
+RECONNECT_FOR_S = 180.0   # how long a department's writer waits for its database to come back
 
 
 class DepartmentWriter:
     """``submit`` queues one transaction for a department; ``close`` waits for all of them."""
 
     def __init__(self, settings: Settings, backlog: int = 2000, replay: bool = False) -> None:
+        self.settings = settings
         self.replay = replay   # inserts overwrite a row of the same key: redoing a run that was killed
         self.queues: dict[str, queue.Queue[object]] = {d: queue.Queue(maxsize=backlog) for d in DEPARTMENTS}
         self.errors: list[BaseException] = []
-        connections = {d: psycopg.connect(settings.dsn(d)) for d in DEPARTMENTS}
         self.threads = [
-            threading.Thread(target=self._commit_loop, args=(connections[d], self.queues[d]), name=f"writer-{d}", daemon=True)
+            threading.Thread(target=self._commit_loop, args=(d, self.queues[d]), name=f"writer-{d}", daemon=True)
             for d in DEPARTMENTS
         ]
         for thread in self.threads:
             thread.start()
 
-    def _commit_loop(self, conn: psycopg.Connection, jobs: queue.Queue[object]) -> None:
-        with conn:
-            while (job := jobs.get()) is not _STOP:
-                if self.errors:
-                    continue  # drain: the run is failing
+    def _commit_loop(self, department: str, jobs: queue.Queue[object]) -> None:
+        conn: psycopg.Connection | None = None
+        while (job := jobs.get()) is not _STOP:
+            if self.errors:
+                continue  # drain: the run is failing
+            replay, waited = self.replay, 0.0
+            while True:
                 try:
+                    if conn is None or conn.closed or conn.broken:
+                        conn = psycopg.connect(self.settings.dsn(department), connect_timeout=5)
                     with conn.cursor() as cur:
                         for row, op in job:  # type: ignore[attr-defined]
-                            cur.execute(*statement(row, op, self.replay))
+                            cur.execute(*statement(row, op, replay))
                     conn.commit()
+                    break
+                except psycopg.OperationalError as exc:
+                    # the database went away (a restart): as a department's system would, commit again once it
+                    # is back; the first try's outcome is unknown, so inserts overwrite rows of their key
+                    if waited >= RECONNECT_FOR_S:
+                        self.errors.append(exc)
+                        break
+                    replay = True
+                    if conn is not None and not conn.broken:
+                        try:
+                            conn.rollback()
+                        except psycopg.Error:
+                            conn.close()
+                    time.sleep(1.0)
+                    waited += 1.0
                 except BaseException as exc:  # noqa: BLE001 - reported by submit()/close()
                     self.errors.append(exc)
+                    break
+        if conn is not None:
+            conn.close()
 
     def raise_first_error(self) -> None:
         if self.errors:
