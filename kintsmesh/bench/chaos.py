@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from rich.console import Console
+
 from kintsmesh import stack
 from kintsmesh.bench import write_result
 from kintsmesh.errors import KintsmeshError
@@ -130,8 +132,9 @@ def run_chaos_bench(settings: Settings, changes: int = 100_000, rate: float = 40
     left = wait_for_pipeline(settings, 3600)
     drained_s = time.monotonic() - drained_from
     verified = check(settings, grace_s=0)
+    console = Console()
     for line in verified.render():
-        print(line)
+        console.print(line)
     recoveries = [k.recovered_s for k in killer.done if k.recovered_s is not None]
     result = {
         "kills": len(killer.done),

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
 from datetime import date
+from decimal import Decimal
 from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,10 @@ class FieldRule:
     const: Any = None
     when: tuple[tuple[str, str], ...] = ()
     details: tuple[tuple[str, str], ...] = ()   # for `map:` fields: detail key -> source column
+    max_length: int = 256
+    minimum: Any = None
+    maximum: Any = None
+    reject_invisible: bool = False
 
     @cached_property
     def columns(self) -> set[str]:
@@ -126,8 +131,18 @@ def _rule(target: str, spec: FieldSpec) -> FieldRule:
         raise MappingError(f"field {target}: unknown standardizer {standardizer!r}; known: {sorted([*STANDARDIZERS, CODE])}")
     if standardizer == CODE and spec.codes not in codes():
         raise MappingError(f"field {target}: codes {spec.codes!r} is not a dictionary in codes.yaml")
+    length, low, high = DEFAULT_LIMITS.get(standardizer, (256, None, None))
     return FieldRule(target, source=spec.source, standardizer=standardizer, codes=spec.codes, required=spec.required,
-                     when=tuple((spec.when or {}).items()))
+                     when=tuple((spec.when or {}).items()), max_length=spec.max_length or length,
+                     minimum=_bound(spec.minimum, low), maximum=_bound(spec.maximum, high),
+                     reject_invisible=spec.invisible == "reject")
+
+
+def _bound(given: Any, default: Any) -> Any:
+    """A range bound as the standardized values are: dates stay dates, numbers become Decimals."""
+    if given is None:
+        return default
+    return given if isinstance(given, date) else Decimal(str(given))
 
 
 def load_mapping(path: Path) -> SourceMapping:
@@ -187,7 +202,13 @@ def _timestamp_date(raw: Any) -> std.Standardized[date]:
     """The local (China Standard Time) date of a timestamp: Debezium sends TIMESTAMPTZ in UTC,
     and a child born at 05:00 in Shenzhen was born on the previous day in UTC."""
     result = std.timestamp(raw)
-    return std.Standardized(result.value.astimezone(std.CITY_TZ).date() if result.value else None, result.findings)
+    if result.value is not None and result.value.year >= std.OPEN_ENDED_YEAR:
+        return std.Standardized(None, ("open_ended",))   # 9999-12-31: "no end" in many department systems
+    try:
+        local = result.value.astimezone(std.CITY_TZ).date() if result.value else None
+    except OverflowError:
+        raise std.Rejected("invalid_timestamp", f"{result.value} has no local date") from None
+    return std.Standardized(local, result.findings)
 
 
 def _address(raw: Any) -> std.Standardized[dict[str, Any]]:
@@ -210,15 +231,56 @@ STANDARDIZERS: dict[str, Callable[[Any], std.Standardized[Any]]] = {
     "validity_date": lambda raw: std.calendar_date(raw, latest=date(2200, 1, 1)),
     "timestamp_date": _timestamp_date,
     "address": _address,
+    "month": std.month,
+    "amount": std.decimal_number,
+    "area": std.decimal_number,
 }
 CODE = "code"  # a dictionary lookup (the rule names the dictionary), handled in _value
+
+# per standardizer: the longest raw value (characters, checked before any normalization: NFKC and the
+# parsers never see a megabyte) and the range of the standardized value; a field may narrow them
+DEFAULT_LIMITS: dict[str, tuple[int, Any, Any]] = {
+    "resident_id": (32, None, None), "uscc": (32, None, None), "person_name": (64, None, None),
+    CODE: (32, None, None), "month": (16, None, None), "text": (256, None, None), "address": (256, None, None),
+    "date": (40, None, None), "validity_date": (40, None, None),
+    "timestamp_date": (48, date(1900, 1, 1), date(2200, 1, 1)),
+    "amount": (32, Decimal(0), Decimal(100_000_000)), "area": (32, Decimal("0.01"), Decimal(100_000)),
+}
+
+
+def _checked_raw(rule: FieldRule, column: str, raw: Any, findings: list[str]) -> Any:
+    """The raw value's shape, before any standardizer sees it: a scalar, not too long, no invisible characters
+    (stripped with a finding, or refused where the field says so)."""
+    if isinstance(raw, (list, dict)):
+        raise FieldRejected("wrong_type", column, f"{rule.target} takes one value, not a {type(raw).__name__}")
+    if not isinstance(raw, str):
+        return raw
+    if len(raw) > rule.max_length:
+        raise FieldRejected("value_too_long", column, f"{len(raw):,} characters; {rule.target} takes at most"
+                                                      f" {rule.max_length}")
+    text = std.strip_invisible(raw)
+    if text is not raw:
+        if rule.reject_invisible:
+            raise FieldRejected("invisible_character", column, f"{rule.target} holds control or format characters")
+        findings.append(f"{rule.target}:invisible_stripped")
+    return text
+
+
+def _in_range(rule: FieldRule, column: str, value: Any) -> Any:
+    if value is None or (rule.minimum is None and rule.maximum is None):
+        return value
+    comparable = Decimal(value) if isinstance(value, str) else value
+    if (rule.minimum is not None and comparable < rule.minimum) or (rule.maximum is not None and comparable > rule.maximum):
+        raise FieldRejected("out_of_range", column, f"{rule.target} {value} is outside {rule.minimum}..{rule.maximum}")
+    return value
 
 
 def _value(rule: FieldRule, row: MappingABC[str, Any], findings: list[str]) -> Any:
     if rule.const is not None:
         return rule.const
     if rule.standardizer == "map":
-        return {key: std.clean_text(str(row[col])) for key, col in rule.details if not std.is_null(row.get(col))}
+        return {key: std.clean_text(str(_checked_raw(rule, col, row[col], findings))) for key, col in rule.details
+                if not std.is_null(row.get(col))}
     if any(std.clean_text(str(row.get(col, ""))) != value for col, value in rule.when):
         return None
     assert rule.source is not None
@@ -227,7 +289,7 @@ def _value(rule: FieldRule, row: MappingABC[str, Any], findings: list[str]) -> A
             raise std.Rejected("missing_required_column", f"column {rule.source} is not in the source row")
         findings.append(f"{rule.target}:column_absent")
         return None
-    raw = row[rule.source]
+    raw = _checked_raw(rule, rule.source, row[rule.source], findings)
     try:
         if rule.standardizer == CODE:
             result = std.coded(raw, codes()[rule.codes or ""], rule.codes or "code")
@@ -238,7 +300,7 @@ def _value(rule: FieldRule, row: MappingABC[str, Any], findings: list[str]) -> A
     findings.extend(f"{rule.target}:{f}" for f in result.findings if f != "missing")
     if result.value is None and rule.required:
         raise FieldRejected("missing_required_field", rule.source, f"{rule.target} has no value in {rule.source}")
-    return result.value
+    return _in_range(rule, rule.source, result.value)
 
 
 def apply(mapping: SourceMapping, row: MappingABC[str, Any], provenance: dict[str, Any], retracted: bool) -> Applied:

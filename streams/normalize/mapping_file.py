@@ -7,10 +7,12 @@ mean is ``streams.normalize.mapping``'s business; this module only says what may
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError,
+                      model_validator)
 
 Entity = Literal["person", "legal_entity", "house", "certificate", "relationship", "social_insurance"]
 
@@ -28,6 +30,11 @@ class FieldSpec(_Strict):
     when: dict[StrictStr, Any] | None = None
     const: Any = None
     map: dict[StrictStr, StrictStr] | None = None
+    # domain checks, beside the standardizer's own (defaults per standardizer: mapping.DEFAULT_LIMITS)
+    max_length: StrictInt | None = Field(None, gt=0)      # characters of the raw value, checked before anything
+    minimum: date | float | None = Field(None, alias="min")   # the standardized value's range: numbers or dates
+    maximum: date | float | None = Field(None, alias="max")
+    invisible: Literal["strip", "reject"] = "strip"       # control, format (bidi, zero-width) characters
 
     @model_validator(mode="after")
     def one_kind(self) -> FieldSpec:

@@ -12,6 +12,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any, Generic, Literal, TypeVar
 
@@ -55,6 +56,20 @@ def is_null(raw: Any) -> bool:
     return clean_text(raw).lower() in NULL_MARKERS
 
 
+# control (Cc), format (Cf: bidi controls, zero-width characters), surrogate, private-use and unassigned
+# code points carry no text a department meant to write; whitespace controls are kept for clean_text
+INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+OPEN_ENDED_YEAR = 9999   # a date in this year means "no end date" (有效期至 9999-12-31)
+
+
+def strip_invisible(raw: str) -> str:
+    """``raw`` without invisible characters; ``raw`` itself (the same object) when it has none."""
+    if raw.isprintable():   # no Cc / Cf / Cs / Co / Cn (and no separator but the ASCII space)
+        return raw
+    kept = "".join(ch for ch in raw if ch.isspace() or unicodedata.category(ch) not in INVISIBLE)
+    return raw if kept == raw else kept
+
+
 def clean_text(raw: str) -> str:
     """Full-width → half-width (NFKC), whitespace of every width trimmed and collapsed."""
     # str.split() splits on exactly the characters re's \s matches; NFKC leaves ASCII as it is
@@ -76,10 +91,11 @@ def resident_id(raw: Any) -> Standardized[str]:
         return Standardized(None, ("missing",))
     text = clean_text(str(raw)).replace(" ", "").upper()
     findings: list[str] = []
-    if len(text) == 15 and text.isdigit():
+    if len(text) == 15 and text.isascii() and text.isdigit():
         text = upgrade_legacy_ric(text)
         findings.append("legacy_15_upgraded")
-    if len(text) != 18 or not text[:17].isdigit() or text[17] not in "0123456789X":
+    # ASCII only: other scripts' digits (Arabic-Indic, Devanagari) pass isdigit() and would be another identity
+    if len(text) != 18 or not text.isascii() or not text[:17].isdigit() or text[17] not in "0123456789X":
         return Standardized(None, ("malformed",))
     # ISO 7064 MOD 11-2 on the 17-digit body (what stdnum.cn.ric.calc_check_digit computes after
     # cleaning the number again, which cost more than the check itself)
@@ -97,7 +113,7 @@ def social_credit_code(raw: Any) -> Standardized[str]:
     if is_null(raw):
         return Standardized(None, ("missing",))
     text = clean_text(str(raw)).replace(" ", "").upper()
-    if len(text) != 18:
+    if len(text) != 18 or not text.isascii():
         return Standardized(None, ("malformed",))
     return _checked_uscc(text)
 
@@ -157,6 +173,8 @@ def calendar_date(raw: Any, *, earliest: date = date(1890, 1, 1), latest: date |
         value = _from_days(raw)
     else:
         value = _parse_date_text(clean_text(str(raw)))
+    if value.year >= OPEN_ENDED_YEAR:
+        return Standardized(None, ("open_ended",))
     if value < earliest or value > (latest or date.today() + timedelta(days=366)):
         raise Rejected("date_out_of_range", f"{value.isoformat()} is outside {earliest.isoformat()}..")
     return Standardized(value)
@@ -170,12 +188,17 @@ def _from_days(days: int) -> date:
 
 
 def _parse_date_text(text: str) -> date:
+    if text.isdigit() and (len(text) != 8 or not text.isascii()):
+        # strptime reads "201211" as 2012-01-01: digits alone are a date only as YYYYMMDD
+        raise Rejected("invalid_date", f"{text[:40]!r} is not a date (digits alone must be YYYYMMDD)")
     for fmt in _DATE_FORMATS:
         try:
             return datetime.strptime(text, fmt).date()
         except ValueError:
             continue
-    digits = re.fullmatch(r"(\d{4})[-/.年]?(\d{1,2})[-/.月]?(\d{1,2})日?", text)
+    # YYYYMMDD, or year, month and day each after a separator (never "2012-11" read as 2012-01-01)
+    digits = re.fullmatch(r"([0-9]{4})([0-9]{2})([0-9]{2})", text) or \
+        re.fullmatch(r"([0-9]{4})[-/.年]([0-9]{1,2})[-/.月]([0-9]{1,2})日?", text)
     if digits:
         year, month, day = map(int, digits.groups())
         try:
@@ -204,6 +227,38 @@ def timestamp(raw: Any, *, zone: timezone = CITY_TZ) -> Standardized[datetime]:
     except ValueError:
         raise Rejected("invalid_timestamp", f"{text[:40]!r} is not an ISO timestamp") from None
     return Standardized(value if value.tzinfo else value.replace(tzinfo=zone))
+
+
+def month(raw: Any) -> Standardized[str]:
+    """A calendar month as YYYYMM (from YYYYMM, YYYY-MM, YYYY/MM or YYYY年MM月), years 1950..2100."""
+    if is_null(raw):
+        return Standardized(None, ("missing",))
+    text = clean_text(str(raw))
+    found = re.fullmatch(r"([0-9]{4})(?:[-/.年]?)([0-9]{2})月?", text)
+    if not found:
+        raise Rejected("invalid_month", f"{text[:40]!r} is not a month (YYYYMM)")
+    year, number = int(found.group(1)), int(found.group(2))
+    if not (1 <= number <= 12 and 1950 <= year <= 2100):
+        raise Rejected("invalid_month", f"{text!r}: no month {number:02d} of {year}, or outside 1950..2100")
+    return Standardized(f"{year:04d}{number:02d}")
+
+
+def decimal_number(raw: Any) -> Standardized[str]:
+    """A finite decimal (thousands separators dropped) in plain notation; its range is the field's."""
+    if is_null(raw):
+        return Standardized(None, ("missing",))
+    if isinstance(raw, bool):
+        raise Rejected("not_a_number", f"{raw!r} is not a number")
+    text = clean_text(str(raw)).replace(",", "")
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise Rejected("not_a_number", f"{text[:40]!r} is not a number") from None
+    if not value.is_finite() or not text.isascii():
+        raise Rejected("not_a_number", f"{text[:40]!r} is not a finite decimal number")
+    if value and abs(value.adjusted()) > 30:   # 1E+999999999 would be a gigabyte of digits in plain notation
+        raise Rejected("out_of_range", f"{text[:40]!r} is not a plausible quantity")
+    return Standardized(format(value, "f"))
 
 
 # --------------------------------------------------------------------------- codes
