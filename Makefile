@@ -31,8 +31,12 @@ status:
 	$(KM) status
 
 # Start everything, load a city, run live department activity and show the change events per department.
-demo: up
+# The city is in the department databases before their connectors start, as a department's history is
+# when it joins: Debezium's initial snapshot reads it (its lag is reported apart from live sync lag).
+demo: setup
+	$(KM) stack up
 	$(KM) simulate --initial $(DEMO_PEOPLE) --keep-existing
+	$(KM) connect apply --wait 180
 	$(BIN)/python -m kintsmesh.demo --rate $(DEMO_RATE) --duration $(DEMO_SECONDS)
 	$(KM) status
 	@echo "The stack is still up: Prometheus http://127.0.0.1:19090 (alerts: /alerts), Kafka 127.0.0.1:19092, Connect http://127.0.0.1:18083"

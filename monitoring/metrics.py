@@ -87,6 +87,10 @@ class MergeMetrics:
         self.sync_lag = Histogram("kintsmesh_sync_lag_golden_seconds",
                                   "Department commit to golden record committed in the resource library",
                                   ["department", "table"], registry=registry, buckets=LAG_BUCKETS)
+        self.snapshot_lag = Histogram("kintsmesh_snapshot_lag_golden_seconds",
+                                      "Debezium's initial snapshot read to golden record committed: the initial"
+                                      " load, apart from live sync lag", ["department", "table"], registry=registry,
+                                      buckets=LAG_BUCKETS)
         self.newest_commit = Gauge("kintsmesh_merge_newest_source_commit_timestamp_seconds",
                                    "Commit time of the newest source change merged, per department",
                                    ["department"], registry=registry)

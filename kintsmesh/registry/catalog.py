@@ -13,6 +13,7 @@ ids, versions and refusals the way a Confluent-compatible registry does:
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,17 +48,74 @@ def identity(schema: Any) -> str:
     return json.dumps(schema, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+MAX_SCHEMA_CHARS = 1_000_000
+MAX_DEPTH = 64           # nesting of types in one schema: deeper is refused before anything recurses over it
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def load(schema_str: str) -> Any:
     """Schema text -> JSON value, checked to be valid Avro; InvalidSchema otherwise."""
+    if len(schema_str) > MAX_SCHEMA_CHARS:
+        raise InvalidSchema(f"a schema of {len(schema_str):,} characters; at most {MAX_SCHEMA_CHARS:,}")
     try:
         schema = json.loads(schema_str)
+    except RecursionError:
+        raise InvalidSchema("not a valid Avro schema: JSON nested too deep") from None
     except ValueError:
         schema = schema_str   # a bare primitive name, as Avro allows ("string")
+    validate_names(schema)
     try:
         parse(schema)
     except Exception as exc:  # fastavro raises several types for a bad schema
         raise InvalidSchema(f"not a valid Avro schema: {exc}") from None
     return schema
+
+
+def validate_names(schema: Any, depth: int = 0) -> None:
+    """What fastavro lets through and the Avro specification does not: names and namespaces that are
+    not ``[A-Za-z_][A-Za-z0-9_]*`` per dotted part, duplicate field names or enum symbols; and nesting
+    deeper than ``MAX_DEPTH``."""
+    if depth > MAX_DEPTH:
+        raise InvalidSchema(f"not a valid Avro schema here: types nested deeper than {MAX_DEPTH}")
+    if isinstance(schema, list):
+        for branch in schema:
+            validate_names(branch, depth + 1)
+        return
+    if not isinstance(schema, dict):
+        return
+    kind = schema.get("type")
+    if kind in ("record", "error", "enum", "fixed"):
+        name, namespace = schema.get("name"), schema.get("namespace")
+        if not isinstance(name, str) or not all(_NAME.fullmatch(part) for part in name.split(".")):
+            raise InvalidSchema(f"not a valid Avro schema: invalid name {name!r}")
+        if namespace not in (None, "") and (not isinstance(namespace, str)
+                                            or not all(_NAME.fullmatch(part) for part in namespace.split("."))):
+            raise InvalidSchema(f"not a valid Avro schema: invalid namespace {namespace!r} of {name}")
+    if kind in ("record", "error"):
+        fields = schema.get("fields")
+        names = [f.get("name") for f in fields if isinstance(f, dict)] if isinstance(fields, list) else []
+        for field_name in names:
+            if not isinstance(field_name, str) or not _NAME.fullmatch(field_name):
+                raise InvalidSchema(f"not a valid Avro schema: invalid field name {field_name!r} in {schema.get('name')}")
+        if len(set(names)) != len(names):
+            twice = sorted({str(n) for n in names if names.count(n) > 1})
+            raise InvalidSchema(f"not a valid Avro schema: {schema.get('name')} has the field(s) {twice} twice")
+        for f in fields if isinstance(fields, list) else []:
+            if isinstance(f, dict):
+                validate_names(f.get("type"), depth + 1)
+    elif kind == "enum":
+        symbols = schema.get("symbols")
+        if isinstance(symbols, list):
+            if not all(isinstance(s, str) and _NAME.fullmatch(s) for s in symbols):
+                raise InvalidSchema(f"not a valid Avro schema: enum {schema.get('name')} has an invalid symbol")
+            if len(set(symbols)) != len(symbols):
+                raise InvalidSchema(f"not a valid Avro schema: enum {schema.get('name')} repeats a symbol")
+    elif kind == "array":
+        validate_names(schema.get("items"), depth + 1)
+    elif kind == "map":
+        validate_names(schema.get("values"), depth + 1)
+    elif isinstance(kind, (dict, list)):
+        validate_names(kind, depth + 1)
 
 
 @dataclass(frozen=True)
@@ -95,6 +153,8 @@ def config_record(subject: str | None, level: str | None) -> tuple[str, dict[str
 
 def problems_at(level: str, new: Any, versions: list[SchemaVersion]) -> list[str]:
     """Why ``new`` may not follow ``versions`` at ``level`` (empty: it may)."""
+    if level not in LEVELS:
+        raise InvalidSchema(f"unknown compatibility level {level!r}")
     if level == "NONE" or not versions:
         return []
     against = versions if level.endswith("_TRANSITIVE") else versions[-1:]
@@ -117,6 +177,9 @@ class SchemaCatalog:
     def apply(self, record: dict[str, Any]) -> None:
         """Replay one record of the log; the first record for a (subject, version) wins."""
         if record.get("kind") == "config":
+            if record["compatibility"] is not None and record["compatibility"] not in LEVELS:
+                # an unknown level must never read as "no checks"
+                raise InvalidSchema(f"unknown compatibility level {record['compatibility']!r}")
             if record["compatibility"] is None:
                 self.levels.pop(record.get("subject"), None)
             else:

@@ -28,6 +28,15 @@ def parse(schema: Schema) -> Schema:
     return fastavro.parse_schema(schema, _write_hint=False)
 
 
+def unqualified(name: str) -> str:
+    """The spec matches named types by their unqualified names: a namespace-only change resolves."""
+    return name.rsplit(".", 1)[-1]
+
+
+def _same_name(reader: dict[str, Any], writer: dict[str, Any]) -> bool:
+    return unqualified(writer["name"]) in {unqualified(n) for n in [reader["name"], *reader.get("aliases", [])]}
+
+
 def _collect(schema: Schema, names: dict[str, dict[str, Any]]) -> None:
     if isinstance(schema, list):
         for branch in schema:
@@ -105,12 +114,15 @@ class _Resolver:
         if r_kind == "record":
             self._record(reader, writer, path)
         elif r_kind == "enum":
-            if reader["name"] != writer["name"] and writer["name"] not in reader.get("aliases", []):
+            if not _same_name(reader, writer):
                 self.problems.append(f"{where}: enum renamed from {writer['name']} to {reader['name']}")
-            missing = [s for s in writer["symbols"] if s not in reader["symbols"]]
+            symbols = set(reader["symbols"])   # a set: 20,000 symbols checked in milliseconds, not seconds
+            missing = [s for s in writer["symbols"] if s not in symbols]
             if missing and "default" not in reader:
-                self.problems.append(f"{where}: enum symbols removed without a default: {missing}")
+                self.problems.append(f"{where}: enum symbols removed without a default: {missing[:20]}")
         elif r_kind == "fixed":
+            if not _same_name(reader, writer):   # fastavro cannot read a renamed fixed either
+                self.problems.append(f"{where}: fixed renamed from {writer['name']} to {reader['name']}")
             if reader["size"] != writer["size"]:
                 self.problems.append(f"{where}: fixed size changed from {writer['size']} to {reader['size']}")
         elif r_kind == "array":
@@ -119,7 +131,7 @@ class _Resolver:
             self.check(reader["values"], writer["values"], f"{path}{{}}")
 
     def _record(self, reader: dict[str, Any], writer: dict[str, Any], path: str) -> None:
-        if reader["name"] != writer["name"] and writer["name"] not in reader.get("aliases", []):
+        if not _same_name(reader, writer):
             self.problems.append(f"{path or '<root>'}: record renamed from {writer['name']} to {reader['name']}")
             return
         pair = (reader["name"], writer["name"])

@@ -9,6 +9,7 @@ same version the one appended first wins and the other retries. Only the server 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import uuid
@@ -24,6 +25,7 @@ from kintsmesh.settings import Settings
 from kintsmesh.topics import REGISTRY_TOPIC
 
 SCHEMAS_TOPIC = REGISTRY_TOPIC
+log = logging.getLogger("kintsmesh.registry")
 
 
 class SchemaLog:
@@ -32,6 +34,7 @@ class SchemaLog:
         self.topic = topic
         self.catalog = SchemaCatalog()
         self._offset = 0
+        self.skipped = 0   # records of the topic that are not a schema version or a level (poison): skipped
         self._lock = threading.Lock()   # one registration at a time in this process
         ensure_topics(settings, [topic], partitions=1, config={"cleanup.policy": "compact", "min.compaction.lag.ms": "0"})
         self._producer = kafka.producer(settings, enable_idempotence=True, acks="all")
@@ -53,8 +56,14 @@ class SchemaLog:
                 if message.error() or offset is None:
                     continue
                 self._offset = offset + 1
-                if value is not None:
+                if value is None:
+                    continue
+                try:
                     self.catalog.apply(json.loads(value))
+                except Exception as exc:  # noqa: BLE001 - one poison record must not keep the registry down
+                    self.skipped += 1
+                    log.error("schema topic %s: offset %d is not a schema version or a level (%s: %s); skipped",
+                              self.topic, offset, type(exc).__name__, str(exc)[:200])
 
     def _end(self, timeout_s: float) -> int:
         """The topic's end offset; a topic just created has no leader for a moment (retried)."""

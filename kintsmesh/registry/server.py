@@ -25,7 +25,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from prometheus_client import CollectorRegistry, Counter, make_asgi_app
+from starlette.concurrency import run_in_threadpool
+from prometheus_client import CollectorRegistry, Counter, Gauge, make_asgi_app
 
 from kintsmesh.errors import TerminalError
 from kintsmesh.registry.catalog import (LEVELS, IncompatibleSchema, InvalidSchema, SchemaCatalog, SchemaVersion,
@@ -34,6 +35,7 @@ from kintsmesh.registry.log import SchemaLog
 from kintsmesh.settings import Settings
 
 MEDIA_TYPE = "application/vnd.schemaregistry.v1+json"
+MAX_BODY_BYTES = 2_000_000
 
 
 class RegistryError(TerminalError):
@@ -61,12 +63,22 @@ def _full(v: SchemaVersion) -> dict[str, Any]:
     return {"subject": v.subject, "version": v.version, "id": v.id, "schema": v.text}
 
 
+async def _json_object(request: Request, code: int) -> dict[str, Any]:
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise RegistryError(422, code, f"a request body of {len(raw):,} bytes; at most {MAX_BODY_BYTES:,}")
+    try:
+        body = json.loads(raw or b"{}")
+    except (ValueError, RecursionError):
+        raise RegistryError(422, code, "the request body is not JSON (or nested too deep)") from None
+    if not isinstance(body, dict):
+        raise RegistryError(422, code, "the request body must be a JSON object")
+    return body
+
+
 async def _schema_body(request: Request) -> Any:
     """The ``{"schema": "...", "schemaType": "AVRO"}`` body of a register / look-up / test call."""
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except ValueError:
-        raise RegistryError(422, 42201, "the request body is not JSON") from None
+    body = await _json_object(request, 42201)
     if body.get("schemaType", "AVRO") != "AVRO":
         raise RegistryError(422, 42201, f"schemaType {body['schemaType']} is not supported here: Avro only")
     if body.get("references"):
@@ -74,16 +86,13 @@ async def _schema_body(request: Request) -> Any:
     if not isinstance(body.get("schema"), str):
         raise RegistryError(422, 42201, "the body needs a 'schema' string")
     try:
-        return load(body["schema"])
+        return await run_in_threadpool(load, body["schema"])   # parsing a large schema stays off the event loop
     except InvalidSchema as exc:
         raise RegistryError(422, 42201, str(exc)) from None
 
 
 async def _level_body(request: Request) -> str:
-    try:
-        level = str(json.loads(await request.body() or b"{}").get("compatibility", "")).upper()
-    except (ValueError, AttributeError):
-        level = ""
+    level = str((await _json_object(request, 42203)).get("compatibility", "")).upper()
     if level not in LEVELS:
         raise RegistryError(422, 42203, f"Invalid compatibility level; one of {', '.join(LEVELS)}")
     return level
@@ -94,12 +103,19 @@ def create_app(log: SchemaLog) -> FastAPI:
     registrations = Counter("kintsmesh_registry_registrations_total", "Register calls by outcome",
                             ["outcome"], registry=metrics)
     app = FastAPI(title="Kintsmesh schema registry (Confluent API)")
+    Gauge("kintsmesh_registry_skipped_records", "Records of the schema topic that are neither a schema version nor"
+          " a level (skipped at replay)", registry=metrics).set_function(lambda: log.skipped)
     app.mount("/metrics", make_asgi_app(metrics))
     catalog = log.catalog
 
     @app.exception_handler(RegistryError)
     async def registry_error(_: Request, exc: RegistryError) -> JSONResponse:
         return _answer({"error_code": exc.code, "message": exc.message}, exc.status)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # Confluent's code for an error of the registry itself; the body stays JSON a client can read
+        return _answer({"error_code": 50001, "message": f"{type(exc).__name__}: {str(exc)[:200]}"}, 500)
 
     @app.get("/")
     def root() -> JSONResponse:
@@ -164,7 +180,7 @@ def create_app(log: SchemaLog) -> FastAPI:
     async def register(subject: str, request: Request) -> JSONResponse:
         new = await _schema_body(request)
         try:
-            registered = log.register(subject, new)
+            registered = await run_in_threadpool(log.register, subject, new)
         except IncompatibleSchema as exc:
             registrations.labels("incompatible").inc()
             raise RegistryError(409, 409, f"Schema being registered is incompatible with an earlier schema for "
@@ -184,7 +200,7 @@ def create_app(log: SchemaLog) -> FastAPI:
 
     async def test(subject: str, request: Request, against: list[SchemaVersion]) -> JSONResponse:
         new = await _schema_body(request)
-        problems = catalog.check(subject, new, against)
+        problems = await run_in_threadpool(catalog.check, subject, new, against)
         answer: dict[str, Any] = {"is_compatible": not problems}
         if request.query_params.get("verbose", "false").lower() == "true":
             answer["messages"] = problems

@@ -97,7 +97,9 @@ class MergeWorker(MergerStage[MergeMetrics]):
             for prov in causes.values():
                 committed = prov.get("committed_at")
                 if committed and prov.get("batch_id") is None:
-                    m.sync_lag.labels(prov["department"], prov["table"]).observe(max(0.0, now - committed / 1000))
+                    # the initial snapshot's rows are the initial load, reported apart from live sync lag
+                    lag = m.snapshot_lag if prov.get("op") == "SNAPSHOT" else m.sync_lag
+                    lag.labels(prov["department"], prov["table"]).observe(max(0.0, now - committed / 1000))
                     newest[prov["department"]] = max(newest.get(prov["department"], 0.0), committed / 1000)
         for department, ts in newest.items():
             m.newest_commit.labels(department).set(ts)

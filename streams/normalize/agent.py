@@ -102,7 +102,7 @@ def create_app(settings: Settings, versions: dict[str, SchemaVersion], metrics: 
                     deliveries.append(await app.producer.send(topic, key, value, None, None, None))
                 result = routed.result
                 metrics.child(metrics.events_in, result.department).inc()
-                if result.committed_ms and message.timestamp:
+                if result.committed_ms and message.timestamp and not result.snapshot:
                     metrics.child(metrics.sync_lag_raw, result.department, result.table or "?").observe(
                         max(0.0, message.timestamp - result.committed_ms / 1000))
                 if result.skipped:

@@ -42,6 +42,11 @@ class Normalized:
     skipped: str | None = None   # e.g. "tombstone": not a change, accounted separately
     committed_ms: int | None = None  # source.ts_ms: the commit in the department database (sync lag)
 
+    @property
+    def snapshot(self) -> bool:
+        """A row Debezium read in its initial snapshot: its 'lag' is the initial load's, not live sync's."""
+        return any(c.record["provenance"].get("op") == OPS["r"] for c in self.candidates)
+
 
 def department_of(topic: str) -> str:
     parts = topic.split(".")

@@ -101,3 +101,36 @@ def test_every_gldm_subject_is_registered_and_errors_speak_confluent(settings):
     answer = requests.post(f"{settings.registry_endpoint}/subjects/x-value/versions", timeout=10,
                            json={"schema": '{"type": "record", "name": "X", "fields": [{"name": "a", "type": "nope"}]}'})
     assert answer.status_code == 422 and answer.json()["error_code"] == 42201
+
+
+def test_bad_bodies_get_confluent_codes_not_500(settings):
+    url = settings.registry_endpoint
+    for body in (b"[1, 2]", b'"a string"', b"[" * 50_000 + b"]" * 50_000, b"{not json"):
+        answer = requests.post(f"{url}/subjects/x-value/versions", data=body, timeout=10,
+                               headers={"Content-Type": "application/vnd.schemaregistry.v1+json"})
+        assert answer.status_code == 422 and answer.json()["error_code"] == 42201, (body[:20], answer.text[:200])
+    duplicate = {"type": "record", "name": "X", "fields": [{"name": "a", "type": "int"}, {"name": "a", "type": "int"}]}
+    answer = requests.post(f"{url}/subjects/x-value/versions", json={"schema": json.dumps(duplicate)}, timeout=10)
+    assert answer.status_code == 422 and "twice" in answer.json()["message"]
+    answer = requests.put(f"{url}/config", json={"compatibility": "LAX"}, timeout=10)
+    assert answer.status_code == 422 and answer.json()["error_code"] == 42203
+    answer = requests.put(f"{url}/config", data=b"[]", timeout=10)
+    assert answer.status_code == 422 and answer.json()["error_code"] == 42203
+    assert requests.get(f"{url}/config", timeout=10).json()["compatibilityLevel"] == "BACKWARD"
+
+
+def test_a_poison_record_in_the_schema_topic_is_skipped_and_counted_on_replay(settings):
+    from kintsmesh import kafka
+
+    producer = kafka.producer(settings)
+    producer.produce(SCHEMAS_TOPIC, key=f"poison/{uuid.uuid4()}".encode(), value=b"\x00not json at all")
+    producer.produce(SCHEMAS_TOPIC, key=f"config/poison-{uuid.uuid4()}".encode(),
+                     value=json.dumps({"kind": "config", "subject": "x", "compatibility": "LAX"}).encode())
+    assert producer.flush(10) == 0
+    replayed = SchemaLog(settings)   # what a registry starting now does
+    try:
+        assert replayed.skipped >= 2
+        assert "gldm.person.candidates-value" in replayed.catalog.subjects
+        assert replayed.catalog.level("x") == "BACKWARD"
+    finally:
+        replayed.close()
