@@ -1,14 +1,18 @@
 """Domain validation as data: lengths before normalization, invisible characters, wrong types, months,
 bounded amounts and areas, plausible date windows, identifiers in ASCII only."""
 
+import os
 import time
 from datetime import date
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from streams.normalize import standardize as std
-from streams.normalize.mapping import FieldRejected, MappingError, _rule, _value, load_mapping, mappings
+from streams.normalize.mapping import (DEFAULT_LIMITS, FieldRejected, MappingError, _rule, _value, load_mapping,
+                                       mappings)
 from streams.normalize.mapping_file import FieldSpec
 
 
@@ -112,3 +116,24 @@ def test_a_mapping_file_with_a_bad_bound_or_policy_names_the_key(tmp_path: Path)
         load_mapping(path)
     assert "police.bad.yaml" in str(caught.value) and "floor_area.max" in str(caught.value)
     assert "floor_area.invisible" in str(caught.value)
+
+
+EXAMPLES = int(os.environ.get("KINTSMESH_FUZZ_EXAMPLES", "300"))
+STANDARDIZERS = sorted(set(DEFAULT_LIMITS) - {"code"})
+hostile_text = st.text(st.characters(codec="utf-8"), max_size=400) | st.sampled_from(
+    ["9999-12-31", "0001-01-01", "1E+999999", "-0", "201211", "٢٠٢٤١١", "\u202e", "王" + "\u0301" * 300])
+hostile = st.none() | st.booleans() | st.integers(-(2**80), 2**80) | st.floats() | hostile_text | \
+    st.lists(st.integers(), max_size=3) | st.dictionaries(st.text(max_size=3), st.integers(), max_size=3)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.sampled_from(STANDARDIZERS), hostile, st.booleans())
+def test_every_field_value_is_standardized_or_refused_with_a_reason_nothing_else(standardizer, raw, reject_invisible):
+    spec = {"as": standardizer, "invisible": "reject" if reject_invisible else "strip"}
+    try:
+        result = value(spec, raw)
+    except FieldRejected as exc:
+        assert exc.reason and exc.column == "col"
+        return
+    if isinstance(result, str):
+        assert std.strip_invisible(result) == result and len(result) <= 400
