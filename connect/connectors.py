@@ -41,7 +41,7 @@ def render(settings: Settings, department: str) -> dict[str, str]:
         "pg_user": settings.pg_user,
         "pg_password": settings.pg_password.get_secret_value(),
         "partitions": str(settings.kafka_partitions),
-        "replication_factor": "1",
+        "replication_factor": str(settings.replication_factor),
     }
     return {key: Template(str(value)).substitute(values) for key, value in merged.items()}
 

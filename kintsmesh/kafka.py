@@ -49,7 +49,8 @@ def ensure_topics(settings: Settings, names: list[str], partitions: int, config:
     """Create the missing ones among ``names`` (existing topics are left as they are)."""
     client = admin(settings)
     existing = client.list_topics(timeout=10).topics
-    missing = [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})
+    missing = [NewTopic(name, num_partitions=partitions, replication_factor=settings.replication_factor,
+                        config=config or {})
                for name in names if name not in existing]
     if not missing:
         return

@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     kafka_port: int = 19092
     kafka_controller_port: int = 19093
     kafka_heap: str = "384m"
+    # 1: one broker (the demo's default); 3: three KRaft nodes, each broker and controller, every topic
+    # replicated 3 times with min.insync.replicas 2 (how a city runs it). Broker n listens on
+    # kafka_port + 2(n-1), its controller on kafka_controller_port + 2(n-1), its JMX exporter on
+    # kafka_jmx_port + 100(n-1).
+    kafka_brokers: Literal[1, 3] = 1
     kafka_partitions: int = 3
     bootstrap_servers: str | None = None
 
@@ -83,7 +88,21 @@ class Settings(BaseSettings):
     # -- derived endpoints -------------------------------------------------
     @property
     def kafka_bootstrap(self) -> str:
-        return self.bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+        return self.bootstrap_servers or ",".join(f"127.0.0.1:{self.broker_port(n)}"
+                                                  for n in range(1, self.kafka_brokers + 1))
+
+    def broker_port(self, node: int) -> int:
+        return self.kafka_port + 2 * (node - 1)
+
+    @property
+    def replication_factor(self) -> int:
+        """Of every topic the stack creates: 3 with three brokers, else 1."""
+        return min(3, self.kafka_brokers)
+
+    @property
+    def min_insync_replicas(self) -> int:
+        """A write is acknowledged (acks=all) once this many replicas have it: 2 of 3, or 1 of 1."""
+        return 2 if self.kafka_brokers >= 3 else 1
 
     @property
     def connect_endpoint(self) -> str:

@@ -68,7 +68,7 @@ def stage_states(settings: Settings) -> dict[str, str]:
         return {}
     states = {}
     for component in components(settings):
-        if component.name in PIPELINE:
+        if component.name.rstrip("0123456789") in PIPELINE:   # kafka2, kafka3: the other brokers
             status = component.status()
             states[component.name] = ("up" if status.healthy else "stopped" if component.held and status.pid is None
                                       else "down, restarting" if status.pid is None else "starting")

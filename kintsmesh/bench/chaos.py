@@ -3,7 +3,8 @@
 The simulator writes ``--changes`` live changes at ``--rate`` into the departments' databases (its own
 city under ``.stack/bench/chaos``, loaded on first use). Meanwhile, at random moments (``--kills`` of
 them, spread over the run), one running component picked at random — normalize, resolve, merge, the
-life-event worker (which also runs the subscription sink), Kafka Connect, the Kafka broker or PostgreSQL
+life-event worker (which also runs the subscription sink), Kafka Connect, a Kafka broker (one of three with
+``KINTSMESH_KAFKA_BROKERS=3``) or PostgreSQL
 — is killed with SIGKILL; the stack's supervisor brings it back, and the time from the kill to its
 health check answering again is its recovery time. When the run ends and the stages have drained,
 ``kintsmesh verify`` reconciles every department row with the library and the DLQs and counts anything
@@ -57,7 +58,8 @@ class Killer(threading.Thread):
     def __init__(self, settings: Settings, kills: int, duration_s: float, rng: random.Random,
                  victims: tuple[str, ...] = VICTIMS) -> None:
         super().__init__(name="chaos-killer", daemon=True)
-        self.components = [c for c in stack.components(settings) if c.name in victims]
+        # with three brokers, any one of them (kafka, kafka2, kafka3)
+        self.components = [c for c in stack.components(settings) if c.name.rstrip("0123456789") in victims]
         self.kills, self.duration_s, self.rng = kills, duration_s, rng
         self.done: list[Kill] = []
         self.stopping = threading.Event()
@@ -145,7 +147,9 @@ def run_chaos_bench(settings: Settings, changes: int = 100_000, rate: float = 40
         "recovered_s_p99": round(percentile(recoveries, 99), 2) if recoveries else None,
         "recovered_s_p50": round(percentile(recoveries, 50), 2) if recoveries else None,
         "not_recovered": len(killer.done) - len(recoveries),
-        "kills_by_component": {name: sum(k.component == name for k in killer.done) for name in VICTIMS},
+        "kills_by_component": {name: sum(k.component == name for k in killer.done)
+                               for name in sorted({k.component for k in killer.done})},
+        "kafka_brokers": settings.kafka_brokers,
         "rate_per_s": rate,
         "live_s": round(live_s, 1),
         "drained_after_s": round(drained_s, 1),

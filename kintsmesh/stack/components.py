@@ -20,7 +20,8 @@ __all__ = ["Component", "Connect", "Kafka", "Postgres", "Prometheus", "Status", 
 
 def components(settings: Settings) -> list[Component]:
     """In start order; stopped in reverse (the supervisor, started last, is stopped first)."""
-    return [Postgres(settings), Kafka(settings), worker(settings, "registry"), Connect(settings),
+    brokers = [Kafka(settings, node) for node in range(1, settings.kafka_brokers + 1)]
+    return [Postgres(settings), *brokers, worker(settings, "registry"), Connect(settings),
             *(worker(settings, name) for name in ("normalize", "resolve", "merge", "events", "api", "monitor")),
             Prometheus(settings), worker(settings, "supervisor")]
 

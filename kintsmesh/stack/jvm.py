@@ -101,9 +101,9 @@ class JvmComponent(Component):
 
 
 class Kafka(JvmComponent):
-    """A single-node Kafka in KRaft mode (broker and controller in one process)."""
+    """A Kafka node in KRaft mode, broker and controller in one process: ``kafka`` (node 1), and with
+    ``KINTSMESH_KAFKA_BROKERS=3`` also ``kafka2`` and ``kafka3``, one cluster id and quorum."""
 
-    name = "kafka"
     port_setting = "kafka_port"
     main = "kafka.Kafka"
     properties_file = "server.properties"
@@ -111,39 +111,83 @@ class Kafka(JvmComponent):
     jmx_port_setting = "kafka_jmx_port"
     jmx_rules = "kafka.yml"
 
-    def prepare(self) -> None:
-        self.prepare_jvm()
+    def __init__(self, settings: Settings, node: int = 1) -> None:
+        self.node = node
+        self.name = "kafka" if node == 1 else f"kafka{node}"
+        super().__init__(settings)
+
+    @property
+    def port(self) -> int:
+        return self.settings.broker_port(self.node)
+
+    @property
+    def controller_port(self) -> int:
+        return self.settings.kafka_controller_port + 2 * (self.node - 1)
+
+    @property
+    def jmx_port(self) -> int:
+        return self.settings.kafka_jmx_port + 100 * (self.node - 1)
+
+    def command(self) -> list[str]:
+        return _jvm_command(self.settings, self.settings.kafka_heap, self.home / "log4j2.properties", self.main,
+                            str(self.home / self.properties_file),
+                            agents=(_jmx_agent(self.settings, self.jmx_port, self.jmx_rules),))
+
+    def properties(self) -> dict[str, object]:
+        """This node's ``server.properties``."""
         s = self.settings
-        write_properties(self.home / "server.properties", {
+        voters = ",".join(f"{n}@127.0.0.1:{Kafka(s, n).controller_port}" for n in range(1, s.kafka_brokers + 1))
+        factor, min_isr = s.replication_factor, s.min_insync_replicas
+        return {
             "process.roles": "broker,controller",
-            "node.id": 1,
-            "controller.quorum.voters": f"1@127.0.0.1:{s.kafka_controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{s.kafka_port},CONTROLLER://127.0.0.1:{s.kafka_controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{s.kafka_port}",
+            "node.id": self.node,
+            "controller.quorum.voters": voters,
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             "log.dirs": self.home / "data",
             "num.partitions": s.kafka_partitions,
-            "default.replication.factor": 1,
-            "offsets.topic.replication.factor": 1,
+            "default.replication.factor": factor,
+            "min.insync.replicas": min_isr,
+            "offsets.topic.replication.factor": factor,
             "offsets.topic.num.partitions": 10,
-            "transaction.state.log.replication.factor": 1,
-            "transaction.state.log.min.isr": 1,
-            "share.coordinator.state.topic.replication.factor": 1,
-            "share.coordinator.state.topic.min.isr": 1,
+            "transaction.state.log.replication.factor": factor,
+            "transaction.state.log.min.isr": min_isr,
+            "share.coordinator.state.topic.replication.factor": factor,
+            "share.coordinator.state.topic.min.isr": min_isr,
+            "unclean.leader.election.enable": "false",
             "group.initial.rebalance.delay.ms": 0,
             "auto.create.topics.enable": "true",
             "num.network.threads": 2,
             "num.io.threads": 4,
             "log.retention.hours": 168,
             "log.segment.bytes": 268435456,
-        })
+        }
+
+    def cluster_id(self) -> str:
+        """One id for every node of the cluster: node 1's (read from its formatted storage, or drawn
+        and kept in its folder, which `stack reset` deletes with it)."""
+        first = self.settings.stack_dir / "kafka"
+        meta = first / "data" / "meta.properties"
+        if meta.is_file():
+            for line in meta.read_text().splitlines():
+                if line.startswith("cluster.id="):
+                    return line.split("=", 1)[1].strip()
+        path = first / "cluster-id"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(kraft_cluster_id() + "\n")
+        return path.read_text().strip()
+
+    def prepare(self) -> None:
+        self.prepare_jvm()
+        write_properties(self.home / "server.properties", self.properties())
         if not (self.home / "data" / "meta.properties").is_file():
-            cluster_id = kraft_cluster_id()
             cmd = _jvm_command(
-                s, "128m", self.home / "log4j2.properties", "kafka.tools.StorageTool",
-                "format", "-t", cluster_id, "-c", str(self.home / "server.properties"),
+                self.settings, "128m", self.home / "log4j2.properties", "kafka.tools.StorageTool",
+                "format", "-t", self.cluster_id(), "-c", str(self.home / "server.properties"),
             )
             result = subprocess.run(cmd, capture_output=True, text=True)
             if result.returncode != 0:
@@ -153,7 +197,7 @@ class Kafka(JvmComponent):
         from kintsmesh import kafka
 
         metadata = kafka.admin(self.settings, socket_timeout_ms=2000).list_topics(timeout=3)
-        return bool(metadata.brokers)
+        return self.node in metadata.brokers
 
 
 class Connect(JvmComponent):
@@ -190,9 +234,9 @@ class Connect(JvmComponent):
             "config.storage.topic": topics.CONNECT_CONFIGS,
             "offset.storage.topic": topics.CONNECT_OFFSETS,
             "status.storage.topic": topics.CONNECT_STATUS,
-            "config.storage.replication.factor": 1,
-            "offset.storage.replication.factor": 1,
-            "status.storage.replication.factor": 1,
+            "config.storage.replication.factor": s.replication_factor,
+            "offset.storage.replication.factor": s.replication_factor,
+            "status.storage.replication.factor": s.replication_factor,
             # commit source offsets often: a crash replays at most ~1 s of changes
             "offset.flush.interval.ms": 1000,
             "listeners": f"http://127.0.0.1:{s.connect_port}",

@@ -37,7 +37,9 @@ class Prometheus(Component):
             supervisor_target=f"127.0.0.1:{self.settings.supervisor_metrics_port}",
             registry_target=f"127.0.0.1:{self.settings.registry_port}",
             connect_jmx_target=f"127.0.0.1:{self.settings.connect_jmx_port}",
-            kafka_jmx_target=f"127.0.0.1:{self.settings.kafka_jmx_port}",
+            # every broker's exporter: "a", "b" inside the template's brackets
+            kafka_jmx_target='", "'.join(f"127.0.0.1:{self.settings.kafka_jmx_port + 100 * n}"
+                                         for n in range(self.settings.kafka_brokers)),
             rules_dir=str(REPO_ROOT / "monitoring"),
         )
         self.config_file.write_text(rendered)

@@ -68,6 +68,8 @@ def faust_app(settings: Settings, app_id: str, datadir: str) -> faust.App:
         value_serializer="raw",
         web_enabled=False,
         topic_partitions=settings.kafka_partitions,
+        topic_replication_factor=settings.replication_factor,
+        producer_acks=-1,   # every in-sync replica
         producer_linger_ms=5,
         stream_buffer_maxsize=8192,
         broker_commit_every=2000,

@@ -53,3 +53,23 @@ def test_kraft_cluster_ids_never_read_as_an_option(monkeypatch):
     assert not cluster_id.startswith("-") and cluster_id.startswith("AQ")
     assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
     assert base64.urlsafe_b64encode(b"\xf8" + bytes(15)).decode().startswith("-")   # the case it skipped
+
+
+def test_three_brokers_are_one_kraft_quorum_replicating_everything_three_times(tmp_path):
+    from kintsmesh.settings import Settings
+    from kintsmesh.stack.components import Connect, components
+
+    three = Settings(stack_dir=tmp_path, kafka_brokers=3)
+    brokers = [c for c in components(three) if c.name.startswith("kafka")]
+    assert [(b.name, b.port) for b in brokers] == [("kafka", 19092), ("kafka2", 19094), ("kafka3", 19096)]
+    second = brokers[1].properties()
+    assert second["node.id"] == 2
+    assert second["controller.quorum.voters"] == "1@127.0.0.1:19093,2@127.0.0.1:19095,3@127.0.0.1:19097"
+    assert second["listeners"] == "PLAINTEXT://127.0.0.1:19094,CONTROLLER://127.0.0.1:19095"
+    assert (second["default.replication.factor"], second["min.insync.replicas"]) == (3, 2)
+    assert second["offsets.topic.replication.factor"] == 3 and second["transaction.state.log.min.isr"] == 2
+    assert three.kafka_bootstrap == "127.0.0.1:19092,127.0.0.1:19094,127.0.0.1:19096"
+    assert Connect(three).properties()["config.storage.replication.factor"] == 3
+    one = Settings(stack_dir=tmp_path)
+    assert [c.name for c in components(one) if c.name.startswith("kafka")] == ["kafka"]
+    assert (one.replication_factor, one.min_insync_replicas, one.kafka_bootstrap) == (1, 1, "127.0.0.1:19092")
