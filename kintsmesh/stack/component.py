@@ -11,7 +11,7 @@ from pathlib import Path
 
 from kintsmesh.errors import PortBusy
 from kintsmesh.settings import Settings
-from kintsmesh.stack.process import owned_pid, port_open, spawn, terminate
+from kintsmesh.stack.process import find_process, owned_pid, port_open, spawn, terminate
 
 
 @dataclass(frozen=True)
@@ -90,12 +90,17 @@ class Component:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def start_if_down(self) -> int | None:
-        """Prepare and start it unless it runs; the new pid, or None if it was running."""
+        """Prepare and start it unless it runs; the new pid, or None if it was running (or found running
+        under a pid file that named another process: adopted)."""
         with self.start_lock():
             if self.pid() is not None:
                 return None
             self.pid_file.unlink(missing_ok=True)
             self.prepare()
+            running = find_process(self.command())
+            if running is not None:
+                self.pid_file.write_text(f"{running}\n")
+                return None
             self.start()
             return self.pid()
 

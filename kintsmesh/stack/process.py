@@ -40,6 +40,15 @@ def owned_pid(pid_file: Path, marker: str) -> int | None:
     return pid
 
 
+def find_process(cmd: Sequence[str]) -> int | None:
+    """A live process running exactly ``cmd`` (its pid file lost or overwritten), if there is one."""
+    wanted = " ".join(cmd)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and cmdline(int(entry.name)).strip() == wanted and alive(int(entry.name)):
+            return int(entry.name)
+    return None
+
+
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)

@@ -124,6 +124,9 @@ def test_start_if_down_starts_a_real_process_once_and_hold_marks_it(tmp_path):
     try:
         assert pid is not None and alive(pid)
         assert sleeper.start_if_down() is None          # running: not started twice
+        sleeper.pid_file.write_text("1\n")              # a pid file that lost track of it (another starter's)
+        assert sleeper.pid() is None
+        assert sleeper.start_if_down() is None and sleeper.pid() == pid   # found by its command line, adopted
         assert not sleeper.held
         sleeper.hold(True)
         assert sleeper.held
