@@ -48,12 +48,12 @@ def up(settings: Settings, names: Iterable[str] | None = None) -> list[Status]:
             print(f"  {component.name:<11} already up (port {component.port})", flush=True)
             _after_up(settings, component)
             continue
-        component.hold(False)
         if stale := stale_pid(component):
             print(f"  {component.name:<11} pid file names {stale}, which is gone or not ours; starting afresh", flush=True)
         if component.pid() is None:
             print(f"  {component.name:<11} preparing ...", flush=True)
             component.start_if_down()
+        component.hold(False)   # after the start: the supervisor never sees it released and not yet started
         print(f"  {component.name:<11} waiting for health check on port {component.port} ...", flush=True)
         if not wait_until(partial(_healthy, component), settings.start_timeout_s, 1.0):
             reason = "exited" if component.pid() is None else f"not healthy after {settings.start_timeout_s:.0f} s"
