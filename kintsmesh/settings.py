@@ -12,7 +12,7 @@ from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     # replicated 3 times with min.insync.replicas 2 (how a city runs it). Broker n listens on
     # kafka_port + 2(n-1), its controller on kafka_controller_port + 2(n-1), its JMX exporter on
     # kafka_jmx_port + 100(n-1).
-    kafka_brokers: Literal[1, 3] = 1
+    kafka_brokers: int = Field(default=1, ge=1, le=3)   # 1 or 3 (two would make every write wait for both)
     kafka_partitions: int = 3
     bootstrap_servers: str | None = None
 
@@ -93,6 +93,13 @@ class Settings(BaseSettings):
 
     def broker_port(self, node: int) -> int:
         return self.kafka_port + 2 * (node - 1)
+
+    @field_validator("kafka_brokers")
+    @classmethod
+    def _one_or_three(cls, brokers: int) -> int:
+        if brokers not in (1, 3):
+            raise ValueError("KINTSMESH_KAFKA_BROKERS is 1 (the default) or 3 (replicated)")
+        return brokers
 
     @property
     def replication_factor(self) -> int:

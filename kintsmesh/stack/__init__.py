@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from kintsmesh.errors import StackError
 from kintsmesh.settings import Settings
-from kintsmesh.stack.components import Component, Status, components, stale_pid
+from kintsmesh.stack.components import Component, Kafka, Status, components, stale_pid
 from kintsmesh.stack.migrate import migrate_all
 from kintsmesh.stack.process import wait_until
 
@@ -50,10 +50,12 @@ def up(settings: Settings, names: Iterable[str] | None = None) -> list[Status]:
             continue
         if stale := stale_pid(component):
             print(f"  {component.name:<11} pid file names {stale}, which is gone or not ours; starting afresh", flush=True)
-        if component.pid() is None:
-            print(f"  {component.name:<11} preparing ...", flush=True)
-            component.start_if_down()
-        component.hold(False)   # after the start: the supervisor never sees it released and not yet started
+        # the nodes of a Kafka quorum start together: one alone never has a majority to register with
+        for node in [c for c in selected if isinstance(c, Kafka)] if isinstance(component, Kafka) else [component]:
+            if node.pid() is None:
+                print(f"  {node.name:<11} preparing ...", flush=True)
+                node.start_if_down()
+            node.hold(False)   # after the start: the supervisor never sees it released and not yet started
         print(f"  {component.name:<11} waiting for health check on port {component.port} ...", flush=True)
         if not wait_until(partial(_healthy, component), settings.start_timeout_s, 1.0):
             reason = "exited" if component.pid() is None else f"not healthy after {settings.start_timeout_s:.0f} s"
