@@ -160,5 +160,5 @@ def run_chaos_bench(settings: Settings, changes: int = 100_000, rate: float = 40
     print(f"chaos: {result['kills']} kills, {result['changes']:,} changes: lost {result['lost']},"
           f" duplicated {result['duplicated']}, {result['dlq']} to DLQs, recovery p99 {result['recovered_s_p99']} s",
           flush=True)
-    write_result("chaos", result)
+    write_result("chaos" if settings.kafka_brokers == 1 else f"chaos-{settings.kafka_brokers}-brokers", result)
     return result

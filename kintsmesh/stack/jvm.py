@@ -196,8 +196,10 @@ class Kafka(JvmComponent):
     def healthy(self) -> bool:
         from kintsmesh import kafka
 
-        metadata = kafka.admin(self.settings, socket_timeout_ms=2000).list_topics(timeout=3)
-        return self.node in metadata.brokers
+        # this node itself answers, and knows itself registered (another node's metadata lists a dead
+        # peer until its session times out)
+        own = kafka.admin(self.settings, socket_timeout_ms=2000, bootstrap_servers=f"127.0.0.1:{self.port}")
+        return self.node in own.list_topics(timeout=3).brokers
 
 
 class Connect(JvmComponent):
