@@ -77,7 +77,11 @@ def down(settings: Settings, names: Iterable[str] | None = None) -> list[str]:
     """Stop only the processes this stack started (by pid file), in reverse start order (the supervisor
     first); each is held down until the next ``up``."""
     stopped = []
-    for component in reversed(_select(settings, names)):
+    chosen = _select(settings, names)
+    if not names:   # brokers of an earlier replicated run (KINTSMESH_KAFKA_BROKERS=3) that this one does not know
+        chosen += [node for node in (Kafka(settings, n) for n in range(settings.kafka_brokers + 1, 4))
+                   if node.pid() is not None]
+    for component in reversed(chosen):
         component.hold(True)   # the supervisor leaves it down until the next `stack up`
         if component.stop():
             stopped.append(component.name)
@@ -91,7 +95,8 @@ def reset(settings: Settings) -> None:
     Resolved jars and the Maven cache are kept, so the next ``up`` is quick.
     """
     down(settings)
-    for component in components(settings):
+    every = [*components(settings), *(Kafka(settings, n) for n in range(settings.kafka_brokers + 1, 4))]
+    for component in every:
         shutil.rmtree(component.home, ignore_errors=True)
         component.log_file.unlink(missing_ok=True)   # an old traceback would read as the new stack's
     # every simulated city, the benchmarks' too: their rows lived in the databases just deleted
