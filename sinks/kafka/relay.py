@@ -22,7 +22,7 @@ from kintsmesh import kafka
 from kintsmesh.registry.catalog import SchemaVersion
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 from sinks.kafka.offsets import Offsets
-from sinks.kafka.stage import LibraryStage, M, library_lost
+from sinks.kafka.stage import LibraryStage, M, library_lost, reason_of
 
 log = logging.getLogger("kintsmesh.relay")
 
@@ -69,19 +69,26 @@ class Relay(threading.Thread):
             try:
                 while self.running and self.publish() == self.limit:
                     pass   # a full page: more is waiting
+            except psycopg.OperationalError as exc:   # the library restarting: one line, not a traceback
+                log.warning("%s: the resource library is unavailable (%s); retrying in 1 s", self.name, reason_of(exc))
+                self._recover()
             except Exception:   # noqa: BLE001 - the relay must outlive a bad moment; its gauge shows it stuck
                 log.exception("%s: publishing failed; retrying in 1 s", self.name)
-                time.sleep(1)
-                try:
-                    if library_lost(self.conn):
-                        self.conn = psycopg.connect(self.dsn)
-                    else:
-                        self.conn.rollback()
-                except psycopg.OperationalError as exc:
-                    log.warning("%s: the resource library is unavailable (%s)", self.name, exc)
+                self._recover()
             self.wake.wait(1.0)
         self.producer.flush(10)
         self.conn.close()
+
+    def _recover(self) -> None:
+        """After a failed publish: a second's pause, then a fresh connection if the old one broke."""
+        time.sleep(1)
+        try:
+            if library_lost(self.conn):
+                self.conn = psycopg.connect(self.dsn)
+            else:
+                self.conn.rollback()
+        except psycopg.OperationalError as exc:
+            log.warning("%s: the resource library is unavailable (%s)", self.name, reason_of(exc))
 
     def stop(self) -> None:
         self.running = False
