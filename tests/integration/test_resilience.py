@@ -18,6 +18,7 @@ from kintsmesh import kafka, stack
 from kintsmesh.registry.client import SchemaRegistry
 from kintsmesh.settings import RESOURCE_LIBRARY_DB
 from kintsmesh.simulate.runner import run_simulation
+from kintsmesh.stack.process import wait_until
 from kintsmesh.topics import (CHANGES_SUBJECT, RESOLVED_SUBJECT, candidates_topic, changes_topic, resolved_topic,
                               value_subject)
 from monitoring.lag import merge_lag, wait_for_pipeline
@@ -55,7 +56,8 @@ def assert_nothing_lost(settings, truth_file: Path, workers: dict[str, int | Non
     # again by the supervisor: they must be up again
     now = pids(settings)
     assert {p: now[p] for p in WAITERS} == {p: workers[p] for p in WAITERS}, "a stage died instead of waiting"
-    assert all(c.status().healthy for c in stack.components(settings) if c.name in PROCESSES), now
+    processes = [c for c in stack.components(settings) if c.name in PROCESSES]
+    assert wait_until(lambda: all(c.status().healthy for c in processes), 180, 1.0), pids(settings)
     assert summary(settings, ["merge", "events"]) == dlq_before, "the outage sent candidates or changes to a DLQ"
     # every house of the city reached the library, and no history lost or repeated a version
     truth = [json.loads(line) for line in truth_file.read_text().splitlines()]
