@@ -91,10 +91,6 @@ class Killer(threading.Thread):
                 time.sleep(0.2)
 
 
-def _healthy(component: stack.Component) -> bool:
-    return component.status().healthy
-
-
 def _dlq_total(settings: Settings) -> int:
     return sum(sum(c.values()) for c in summary(settings, [*DEPARTMENTS, "merge", "events"]).values())
 
@@ -127,7 +123,7 @@ def run_chaos_bench(settings: Settings, changes: int = 100_000, rate: float = 40
     killer.stopping.set()
     live_s = time.monotonic() - started
     for component in stack.components(settings):   # whatever was killed last is back before the count
-        if not wait_until(partial(_healthy, component), RECOVERY_TIMEOUT_S, 1.0):
+        if not wait_until(partial(stack.healthy, component), RECOVERY_TIMEOUT_S, 1.0):
             raise KintsmeshError(f"bench chaos: {component.name} did not come back")
     print("chaos: run over; waiting for the stages to drain ...", flush=True)
     drained_from = time.monotonic()

@@ -29,7 +29,7 @@ def _select(settings: Settings, names: Iterable[str] | None) -> list[Component]:
     return [c for c in every if c.name in wanted]
 
 
-def _healthy(component: Component) -> bool:
+def healthy(component: Component) -> bool:
     return component.status().healthy
 
 
@@ -57,7 +57,7 @@ def up(settings: Settings, names: Iterable[str] | None = None) -> list[Status]:
                 node.start_if_down()
             node.hold(False)   # after the start: the supervisor never sees it released and not yet started
         print(f"  {component.name:<11} waiting for health check on port {component.port} ...", flush=True)
-        if not wait_until(partial(_healthy, component), settings.start_timeout_s, 1.0):
+        if not wait_until(partial(healthy, component), settings.start_timeout_s, 1.0):
             reason = "exited" if component.pid() is None else f"not healthy after {settings.start_timeout_s:.0f} s"
             raise StackError(component.name, f"{reason}; see {component.log_file} (kintsmesh stack logs {component.name})")
         component.after_start()
