@@ -19,6 +19,7 @@ from confluent_kafka import KafkaException, TopicPartition
 from connect.connectors import raw_topics
 from kintsmesh import kafka, topics
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
+from kintsmesh.watch import raw_event_total
 from streams.events.rules import change_entities
 from streams.events.subscriptions import subscriptions
 
@@ -47,19 +48,38 @@ def wait_for_group(settings: Settings, group: str, names: list[str], timeout_s: 
     return wait_for_zero(lambda: group_lag(settings, group, names), timeout_s, report, every_s=2.0)
 
 
+def raw_total(settings: Settings) -> int:
+    """Change events ever captured onto the raw topics."""
+    consumer = kafka.consumer(settings, "kintsmesh-lag-raw")
+    try:
+        return raw_event_total(consumer)
+    finally:
+        consumer.close()
+
+
 def wait_for_pipeline(settings: Settings, timeout_s: float,
                       report: Callable[[str, int], object] = lambda stage, behind: None,
-                      life_events: bool = True) -> dict[str, int]:
+                      life_events: bool = True, quiet_s: float = 3.0) -> dict[str, int]:
     """Block until normalize has read every raw event, merge has merged every candidate and the
     life-event worker (unless ``life_events`` is false) has evaluated every golden change and published
-    and delivered its events, in that order;
+    and delivered its events, in that order, and no change was captured meanwhile nor in the ``quiet_s``
+    after the pass began (Debezium takes a moment to capture a commit: a change captured after normalize
+    was found caught up would otherwise be missed by the stages checked after it);
     returns what each stage still had to do when it stopped waiting (0: caught up)."""
-    left = {"normalize": wait_for_group(settings, topics.NORMALIZE_GROUP, raw_topics(settings), timeout_s,
-                                        lambda n: report("normalize", n))}
-    left["merge"] = wait_for_zero(lambda: merge_lag(settings), timeout_s, lambda n: report("merge", n))
-    if life_events:
-        left["events"] = wait_for_zero(lambda: events_lag(settings), timeout_s, lambda n: report("events", n))
-    return left
+    deadline = time.monotonic() + timeout_s
+    while True:
+        captured, began = raw_total(settings), time.monotonic()
+        remaining = lambda: max(1.0, deadline - time.monotonic())   # noqa: E731
+        left = {"normalize": wait_for_group(settings, topics.NORMALIZE_GROUP, raw_topics(settings), remaining(),
+                                            lambda n: report("normalize", n))}
+        left["merge"] = wait_for_zero(lambda: merge_lag(settings), remaining(), lambda n: report("merge", n))
+        if life_events:
+            left["events"] = wait_for_zero(lambda: events_lag(settings), remaining(), lambda n: report("events", n))
+        if any(left.values()) or time.monotonic() >= deadline:
+            return left
+        time.sleep(max(0.0, quiet_s - (time.monotonic() - began)))
+        if raw_total(settings) == captured:
+            return left
 
 
 def wait_for_zero(measure: Callable[[], int], timeout_s: float, report: Callable[[int], object],
