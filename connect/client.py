@@ -70,10 +70,14 @@ class ConnectClient:
             raise ConnectError(method, path, response.status_code, message)
         return response
 
+    def config(self, name: str) -> dict[str, str] | None:
+        """The connector's stored config as Connect returns it (references unresolved), None if unknown."""
+        current = self._call("GET", f"/connectors/{name}/config")
+        return current.json() if current.status_code == 200 else None
+
     def apply(self, name: str, config: dict[str, str]) -> str:
         """Create or update a connector idempotently (PUT /connectors/<name>/config)."""
-        current = self._call("GET", f"/connectors/{name}/config")
-        if current.status_code == 200 and current.json() == {**config, "name": name}:
+        if self.config(name) == {**config, "name": name}:
             return "unchanged"
         response = self._call("PUT", f"/connectors/{name}/config", json=config)
         return "created" if response.status_code == 201 else "updated"

@@ -3,7 +3,8 @@
 ``_defaults.json`` holds what every department shares (pgoutput, heartbeats, the
 ``initial`` snapshot, low-latency polling, topic creation); ``<department>.json``
 holds that department's own keys (its tables) and may override any default.
-``${...}`` placeholders are filled from ``Settings``. Adding a department is one
+``${...}`` placeholders are filled from ``Settings``; ``$${file:...}`` becomes a reference that
+Connect's ``FileConfigProvider`` resolves inside the worker (secrets never travel in a config). Adding a department is one
 new JSON file (plus its database and migrations).
 """
 
@@ -38,8 +39,8 @@ def render(settings: Settings, department: str) -> dict[str, str]:
         "department": department,
         "pg_host": settings.pg_host_for_connect or settings.pg_host,
         "pg_port": str(settings.pg_port),
-        "pg_user": settings.pg_user,
-        "pg_password": settings.pg_password.get_secret_value(),
+        # the password is not in the config (a GET of it shows none): Connect's file config provider reads it
+        "secrets_dir": str(settings.secrets_dir),
         "partitions": str(settings.kafka_partitions),
         "replication_factor": str(settings.replication_factor),
     }

@@ -1,65 +1,145 @@
-"""``kintsmesh api serve``: the HTTP endpoint for the education system (FastAPI).
+"""``kintsmesh api serve``: the HTTP endpoint for the education system and for auditors (FastAPI).
 
-    GET /dossiers/school-enrolment/{ric}?purpose=...&level=primary|junior_high[&year=2027]
-        header X-Requester: who asks (an office, an officer) — required, as is the purpose
-    GET /audit/{ric}       the citizen's access history: who looked at their data, when and why
-    GET /metrics           Prometheus: requests by outcome, latency
+Every request but /healthz and /metrics carries ``Authorization: Bearer <token>`` (``kintsmesh token issue``):
+a JWT signed by the installation's key naming the client, its scopes and its registered legal purpose.
+
+    GET /dossiers/school-enrolment/{ric}?level=primary|junior_high[&year=2027]   scope dossier:school-enrolment
+        a child who reaches the level's age in the year: the dossier minimised to what the verdict needs;
+        anyone else (unknown, adult, dead): the same NO_DATA answer (200), so it tells nothing of existence
+    GET /audit/{ric}      who looked at a citizen's data: scope audit:read, or the citizen's own token
+    GET /metrics          Prometheus: requests by outcome, latency
     GET /healthz
 
-Every dossier is audit-logged before it is returned (``sinks.dossier``).
+Every request to a personal-data route is in the append-only audit, refused and failed ones included;
+each client has a rate limit (429 beyond it). No interactive docs or OpenAPI document are served.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI, Header, HTTPException, Query
+from fastapi import FastAPI, Request
 from fastapi.responses import ORJSONResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram, make_asgi_app
 from psycopg_pool import ConnectionPool
 
+from kintsmesh.errors import TerminalError
+from kintsmesh.security.tokens import Client, TokenError, Verifier
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
-from sinks.library.dossier import DossierError, audit_history, school_enrolment
+from sinks.library.dossier import DossierError, audit_history, record_access, school_enrolment
+
+DOSSIER_SCOPE = "dossier:school-enrolment"
+AUDIT_SCOPE = "audit:read"
+
+
+class Refused(TerminalError):
+    """A request answered with an HTTP error; ``client`` when the caller was authenticated."""
+
+    def __init__(self, status: int, reason: str, client: Client | None = None) -> None:
+        super().__init__(reason)
+        self.status, self.reason, self.client = status, reason, client
+
+
+class RateLimiter:
+    """A token bucket per client: ``requests_per_minute`` sustained, the same number as a burst."""
+
+    def __init__(self) -> None:
+        self.buckets: dict[str, tuple[float, float]] = {}
+        self.lock = threading.Lock()
+
+    def allow(self, client: Client, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        rate = client.requests_per_minute / 60.0
+        with self.lock:
+            tokens, last = self.buckets.get(client.client_id, (float(client.requests_per_minute), now))
+            tokens = min(float(client.requests_per_minute), tokens + (now - last) * rate)
+            allowed = tokens >= 1.0
+            self.buckets[client.client_id] = (tokens - 1.0 if allowed else tokens, now)
+        return allowed
 
 
 def create_app(settings: Settings, database: str = RESOURCE_LIBRARY_DB) -> FastAPI:
     pool = ConnectionPool(settings.dsn(database), min_size=2, max_size=8, open=True)
+    verifier, limiter = Verifier(settings.stack_dir), RateLimiter()
     registry = CollectorRegistry()
-    requests = Counter("kintsmesh_dossier_requests_total", "Dossier requests by verdict (or error)", ["outcome"],
-                       registry=registry)
+    requests = Counter("kintsmesh_dossier_requests_total", "API requests by outcome (verdict, refused, error)",
+                       ["outcome"], registry=registry)
     seconds = Histogram("kintsmesh_dossier_seconds", "Assembling, judging and audit-logging one dossier",
                         registry=registry, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
-    app = FastAPI(title="Kintsmesh dossiers", default_response_class=ORJSONResponse)
+    app = FastAPI(title="Kintsmesh", default_response_class=ORJSONResponse, docs_url=None, redoc_url=None,
+                  openapi_url=None)
     app.mount("/metrics", make_asgi_app(registry))
+
+    def authorised(request: Request, scopes: Callable[[Client], bool]) -> Client:
+        header = request.headers.get("authorization", "")
+        kind, _, token = header.partition(" ")
+        if kind.lower() != "bearer" or not token.strip():
+            raise Refused(401, "a bearer token is required")
+        try:
+            client = verifier.client(token.strip())
+        except TokenError as exc:
+            raise Refused(401, str(exc)) from exc
+        if not limiter.allow(client):
+            raise Refused(429, f"rate limit of {client.requests_per_minute} requests per minute", client)
+        if not scopes(client):
+            raise Refused(403, "the token's scopes do not allow this", client)
+        return client
+
+    def refusal(request: Request, subject: str, resource: str, refused: Refused) -> Any:
+        """Audit the refused request (who tried, for what), then answer it."""
+        client = refused.client
+        requests.labels(f"refused_{refused.status}").inc()
+        with pool.connection() as conn:
+            record_access(conn, subject=subject, requester=client.client_id if client else _anonymous(request),
+                          purpose=client.purpose if client else "-", channel="http", resource=resource, fields=[],
+                          outcome=f"refused: {refused.reason}"[:200], status=refused.status)
+        headers = {"WWW-Authenticate": 'Bearer realm="kintsmesh"'} if refused.status == 401 else None
+        return ORJSONResponse({"detail": refused.reason}, status_code=refused.status, headers=headers)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/dossiers/school-enrolment/{ric}")
-    def dossier(ric: str, purpose: str = Query(min_length=1), level: str = "primary", year: int | None = None,
-                x_requester: str = Header(min_length=1)) -> Any:
+    def dossier(request: Request, ric: str, level: str = "primary", year: int | None = None) -> Any:
         started = time.perf_counter()
         try:
+            client = authorised(request, lambda c: DOSSIER_SCOPE in c.scopes)
+        except Refused as refused:
+            return refusal(request, ric, "school_enrolment_dossier", refused)
+        try:
             with pool.connection() as conn:
-                result = school_enrolment(conn, ric, requester=x_requester, purpose=purpose, level=level, year=year,
-                                          channel="http")
+                result = school_enrolment(conn, ric, requester=client.client_id, purpose=client.purpose, level=level,
+                                          year=year, channel="http")
         except DossierError as exc:
-            requests.labels("refused").inc()
-            raise HTTPException(status_code=400, detail=str(exc)) from exc
+            return refusal(request, ric, "school_enrolment_dossier", Refused(400, str(exc), client))
         seconds.observe(time.perf_counter() - started)
         requests.labels(result["verdict"]["verdict"]).inc()
-        if result["child"] is None:
-            raise HTTPException(status_code=404, detail=result["verdict"]["reasons"][0])
         return ORJSONResponse(result)   # straight to orjson: no per-field encoding pass
 
     @app.get("/audit/{ric}")
-    def audit(ric: str, limit: int = 100) -> Any:
-        with pool.connection() as conn:
-            return {"ric": ric, "accesses": audit_history(conn, ric, limit)}
+    def audit(request: Request, ric: str, limit: int = 100) -> Any:
+        subject = ric.strip().upper()
+        try:
+            client = authorised(request, lambda c: AUDIT_SCOPE in c.scopes or (c.ric is not None and c.ric == subject))
+        except Refused as refused:
+            return refusal(request, ric, "access_audit", refused)
+        with pool.connection() as conn, conn.transaction():
+            accesses = audit_history(conn, subject, max(1, min(limit, 1000)))
+            record_access(conn, subject=subject, requester=client.client_id, purpose=client.purpose, channel="http",
+                          resource="access_audit", fields=["accesses"], outcome="read", status=200)
+        requests.labels("audit_read").inc()
+        return {"ric": subject, "accesses": accesses}
 
     return app
+
+
+def _anonymous(request: Request) -> str:
+    """How an unauthenticated caller is named in the audit: its address."""
+    return f"unauthenticated {request.client.host if request.client else 'unknown'}"
 
 
 def serve(settings: Settings, database: str = RESOURCE_LIBRARY_DB, port: int | None = None) -> None:

@@ -9,6 +9,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import requests
+
 from kintsmesh import kafka
 from kintsmesh.settings import CITY_TZ, DEPARTMENTS, Settings
 from kintsmesh.simulate.events import LiveStats
@@ -179,7 +181,7 @@ def calendar_backfill(settings: Settings, days: int = 60) -> None:
             found[event_type] = found.get(event_type, 0) + n
     print(f"daily pass back-filled {first} .. {today} (kintsmesh events daily --date {first} --until {today}): "
           + (", ".join(f"{t} {n}" for t, n in sorted(found.items())) or "nobody crossed an age")
-          + "; SCHOOL_AGE_REACHED carries the enrolment dossier")
+          + "; the education bureau fetches a SCHOOL_AGE_REACHED child's dossier from the API")
 
 
 def subscribers_summary(settings: Settings, subscriber: str = "education_bureau") -> None:
@@ -228,11 +230,21 @@ def subscribers_summary(settings: Settings, subscriber: str = "education_bureau"
     finally:
         consumer.close()
     if newest is not None:
-        dossier = json.loads(newest.get("dossier") or "null") or {}
-        verdict = dossier.get("verdict") or {}
         print(f"  {subscriber} read with the stock AvroDeserializer: SCHOOL_AGE_REACHED {newest['subject_code']}"
               f" {newest.get('attributes')}")
-        print(f"    dossier: {verdict.get('verdict')} ({'; '.join(verdict.get('reasons') or [])}),"
+        # the event carries no dossier: the bureau asks the API for it, with a token of its scope (audited)
+        from kintsmesh.security.tokens import issue
+
+        attributes = newest.get("attributes") or {}
+        answer = requests.get(f"http://127.0.0.1:{settings.api_port}/dossiers/school-enrolment/{newest['subject_code']}",
+                              params={"level": attributes.get("level") or "primary",
+                                      "year": attributes.get("enrolment_year")},
+                              headers={"Authorization": f"Bearer {issue(settings.stack_dir, 'education-bureau')}"},
+                              timeout=10)
+        dossier = answer.json() if answer.ok else {}
+        verdict = dossier.get("verdict") or {}
+        print(f"    dossier from the API (HTTP {answer.status_code}, token of education-bureau):"
+              f" {verdict.get('verdict')} ({'; '.join(verdict.get('reasons') or [])}),"
               f" {len(dossier.get('guardians') or [])} guardians")
     print(f"  read it yourself: the consumer example in README.md (Subscriptions), topic {topic}")
 

@@ -12,6 +12,7 @@ from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Literal
 
+from psycopg.conninfo import make_conninfo
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -35,6 +36,11 @@ CITY_TZ_NAME = "Asia/Shanghai"
 CITY_TZ = timezone(timedelta(hours=8), CITY_TZ_NAME)
 
 
+def role_name(component: str) -> str:
+    """The PostgreSQL login role of a component (``capture_police``, ``merge``, ``api``...)."""
+    return f"kintsmesh_{component}"
+
+
 class Settings(BaseSettings):
     """Ports, heaps and endpoints. Endpoints default to the local stack's ports."""
 
@@ -46,8 +52,13 @@ class Settings(BaseSettings):
 
     pg_host: str = "127.0.0.1"
     pg_port: int = 55432
-    pg_user: str = "kintsmesh"
-    pg_password: SecretStr = SecretStr("kintsmesh")
+    pg_user: str = "kintsmesh"   # the bootstrap superuser: the stack, migrations, operators' commands, tests
+    pg_password: SecretStr | None = None   # default: the installation's secret (secrets/postgres-admin)
+    # the component a process connects as (kintsmesh_<role>, least privilege: kintsmesh/security/postgres_roles.yaml);
+    # the stack sets it for each of its processes; unset: the bootstrap user; "none": no database access
+    pg_role: str | None = None
+    pg_sslmode: str = "verify-full"   # TLS, the server verified against the installation's CA
+    pg_sslrootcert: Path | None = None   # default: secrets/ca.pem
     # host name under which Debezium (inside Kafka Connect) reaches PostgreSQL
     pg_host_for_connect: str | None = None
 
@@ -127,12 +138,31 @@ class Settings(BaseSettings):
     def maven_repository(self) -> Path:
         return self.maven_repo or self.stack_dir / "m2"
 
-    def dsn(self, database: str) -> str:
-        """libpq connection string for one department database or the resource library."""
-        return (
-            f"host={self.pg_host} port={self.pg_port} dbname={database} "
-            f"user={self.pg_user} password={self.pg_password.get_secret_value()}"
-        )
+    @property
+    def secrets_dir(self) -> Path:
+        return self.stack_dir / "secrets"
+
+    def secret(self, name: str) -> str:
+        from kintsmesh.security.secrets import secret
+
+        return secret(self.stack_dir, name)
+
+    def role_password(self, role: str) -> str:
+        """The password of component role ``kintsmesh_<role>`` (or of the bootstrap user: ``admin``)."""
+        if role == "admin" and self.pg_password is not None:
+            return self.pg_password.get_secret_value()
+        return self.secret(f"postgres-{role}")
+
+    def dsn(self, database: str, role: str | None = None) -> str:
+        """libpq connection string for one department database or the resource library, as ``role``
+        (by default this process's ``pg_role``), over TLS verified against the installation's CA."""
+        role = role or self.pg_role
+        if role == "none":
+            raise PermissionError("this process has no database access (KINTSMESH_PG_ROLE=none)")
+        user, password = (self.pg_user, self.role_password("admin")) if role in (None, "admin") \
+            else (role_name(role), self.role_password(role))
+        return make_conninfo(host=self.pg_host, port=self.pg_port, dbname=database, user=user, password=password,
+                             sslmode=self.pg_sslmode, sslrootcert=str(self.pg_sslrootcert or self.secrets_dir / "ca.pem"))
 
     def masked(self) -> dict[str, object]:
         """Settings as printed by ``kintsmesh config``: secrets stay masked."""

@@ -30,7 +30,6 @@ from collections import Counter as Tally
 from datetime import date, datetime, timezone
 from typing import Any
 
-import orjson
 import psycopg
 from confluent_kafka import Producer
 from psycopg.types.json import Jsonb
@@ -46,7 +45,6 @@ from monitoring.metrics import EventMetrics
 from sinks.dlq import rejected_row
 from sinks.kafka.offsets import headers_after, store_offsets, stored_offsets
 from sinks.kafka.relay import Acks, acknowledged
-from sinks.library.dossier import school_enrolment
 from streams.events.rules import HOLD, calendar_birth_dates, evaluate_person, evidence_of, rules
 from streams.normalize import gldm
 
@@ -225,7 +223,6 @@ class LifeEvents:
                 events += evaluate_person(person, day, birth_evidence(provenance), detected_ms)
                 if self.metrics:
                     self.metrics.rule_seconds.labels("calendar").observe(time.perf_counter() - t0)
-            self._attach_dossiers(events, day)
             new = self.record(events)
             seconds = time.perf_counter() - started
             self.conn.execute(
@@ -239,24 +236,6 @@ class LifeEvents:
         by_type = Tally(e["event_type"] for e in events)
         return {"day": day.isoformat(), "birth_dates": [d.isoformat() for d in born], "people": len(people),
                 "events": len(events), "new": len(new), "by_type": dict(by_type), "seconds": round(seconds, 4)}
-
-    def _attach_dossiers(self, events: list[dict[str, Any]], day: date) -> None:
-        """SCHOOL_AGE_REACHED carries the enrolment dossier, assembled (and audit-logged) once: only
-        for events not detected before."""
-        school = [e for e in events if e["event_type"] == "SCHOOL_AGE_REACHED" and e["subject_code"]]
-        if not school:
-            return
-        known = {r[0] for r in self.conn.execute("SELECT event_id::text FROM life_event WHERE event_id = ANY(%s::uuid[])",
-                                                 ([e["event_id"] for e in school],))}
-        for event in school:
-            if event["event_id"] in known:
-                continue
-            attributes = event["attributes"]
-            dossier = school_enrolment(self.conn, event["subject_code"], requester="kintsmesh life events",
-                                       purpose="proactive school enrolment (SCHOOL_AGE_REACHED)",
-                                       level=attributes["level"], year=int(attributes["enrolment_year"]), today=day,
-                                       channel="life_event")
-            event["dossier"] = orjson.dumps(dossier, default=str).decode()
 
     def passed(self, day: date) -> bool:
         row = self.conn.execute("SELECT 1 FROM calendar_pass WHERE day = %s", (day,)).fetchone()

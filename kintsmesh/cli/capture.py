@@ -101,6 +101,11 @@ def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  {department:<14} {sum(reasons.values()):>8,}  {detail}")
         return 0
     if args.action == "show":
+        from kintsmesh.security.audit import cli_access
+
+        if not args.purpose:
+            raise KintsmeshError("dlq show: rejected records hold whole source rows; say why you read them (--purpose)")
+        cli_access(settings, "*", f"dlq:{','.join(departments)}", args.purpose, ["rejected_records"])
         for department in departments:
             for record in dlq.show(settings, department, args.reason, args.limit):
                 print(json.dumps(record, ensure_ascii=False, indent=2, default=str))
@@ -148,4 +153,5 @@ def register(sub: Any) -> None:
     p.add_argument("departments", nargs="*", metavar="DEPARTMENT")
     p.add_argument("--reason", help="only records with this reason code")
     p.add_argument("-n", "--limit", type=int, default=5, help="show: records per department")
+    p.add_argument("--purpose", help="show: why you read them (required; audited with your OS user)")
     p.set_defaults(handler=cmd_dlq)

@@ -52,8 +52,10 @@ def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
+    from kintsmesh.security.audit import cli_access
     from sinks.library import review
 
+    cli_access(settings, args.canonical_id, "golden_record_explained", args.purpose, ["sources", "history", "fields"])
     with connect_library(settings) as conn:
         if args.valid_at or args.recorded_at:
             result = review.as_of(conn, args.canonical_id, args.valid_at, args.recorded_at)
@@ -81,8 +83,12 @@ def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
         for result in run_daily(settings, first, args.until or first):
             print(json.dumps(result, ensure_ascii=False))
         return 0
+    from kintsmesh.security.audit import cli_access
     from sinks.events import recorded_events
 
+    if not args.purpose:
+        raise KintsmeshError("events list: say why you read life events (--purpose); it is audited with your OS user")
+    cli_access(settings, args.subject or "*", "life_events", args.purpose, ["events"])
     with connect_library(settings) as conn:
         rows, held = recorded_events(conn, args.type, args.subject, args.date, args.limit)
     for event, published in reversed(rows):
@@ -113,11 +119,12 @@ def cmd_subscriptions(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_dossier(args: argparse.Namespace, settings: Settings) -> int:
+    from kintsmesh.security.audit import operator
     from sinks.library.dossier import school_enrolment
 
     with connect_library(settings) as conn:
-        result = school_enrolment(conn, args.ric, requester=args.requester, purpose=args.purpose, level=args.level,
-                                  year=args.year, channel="cli")
+        result = school_enrolment(conn, args.ric, requester=f"{args.requester} ({operator()})", purpose=args.purpose,
+                                  level=args.level, year=args.year, channel="cli", status=0)
     if args.json:
         print(json.dumps(result, ensure_ascii=False, indent=2, default=str))
         return 0
@@ -129,18 +136,32 @@ def cmd_dossier(args: argparse.Namespace, settings: Settings) -> int:
         print(f"child      {child['name']} {child['ric']} born {child['birth_date']}  household {child['household_no'] or '-'}"
               f"  {child['address'] or ''}")
     for g in result["guardians"]:
-        filings = ", ".join(f["certificate_no"] for f in g["rental_filings"]) or "-"
-        print(f"{g['relation']:<10} {g['name']} {g['ric']}  household {g['household_no'] or '-'}  insured "
-              f"{g['insured_months']} months (latest {g['latest_insured_month'] or '-'})  rental filings {filings}")
+        print(f"{g['relation']:<10} district {g['district'] or '-'}  resides in the city: {g['resides_in_city']}"
+              f"  household registered: {g['household_registered']}  insured {g['insured_months']} months"
+              f"  rental filing until {g['rental_filing_until'] or '-'}")
     certificate = result["birth_certificate"]
-    print(f"birth certificate  {certificate['certificate_no'] + ' issued ' + str(certificate['issued_date']) if certificate else '-'}")
+    print(f"birth certificate  {'issued ' + str(certificate['issued_date']) if certificate else '-'}")
     print(f"(access logged: {args.requester}, purpose {args.purpose!r}; see kintsmesh audit {args.ric})")
     return 0 if child else 4
 
 
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+    from kintsmesh.security import audit
     from sinks.library.dossier import audit_history
 
+    if args.ric == "verify":
+        with connect_library(settings) as conn:
+            report = audit.verify(conn)
+        for finding in report.findings:
+            print(f"  row {finding['chain_seq']} (audit_id {finding['audit_id']}):"
+                  + "".join(f" {k}" for k in ("altered", "unlinked", "gap") if finding[k]))
+        print(f"access audit: {report.rows:,} rows, head {report.head_seq} {report.head_hash or '-'}: "
+              + ("chain intact" if report.intact else f"{report.broken:,} rows fail the chain (TAMPERED)"))
+        print("(record the head elsewhere: a later head must extend it)")
+        return 0 if report.intact else 3
+    if not args.purpose:
+        raise KintsmeshError("audit <RIC>: say why you read a citizen's access history (--purpose); it is audited too")
+    audit.cli_access(settings, args.ric, "access_audit", args.purpose, ["accesses"])
     with connect_library(settings) as conn:
         accesses = audit_history(conn, args.ric, args.limit)
     for a in accesses:
@@ -173,6 +194,7 @@ def register(sub: Any) -> None:
     p.add_argument("canonical_id")
     p.add_argument("--valid-at", type=datetime.fromisoformat, help="the version true at this time (source time)")
     p.add_argument("--recorded-at", type=datetime.fromisoformat, help="the version the library held at this time")
+    p.add_argument("--purpose", required=True, help="why you read it (audited with your OS user)")
     p.set_defaults(handler=cmd_explain)
 
     p = sub.add_parser("events", help="life events: the rules, the daily pass (or a back-fill), what was detected")
@@ -182,6 +204,7 @@ def register(sub: Any) -> None:
     p.add_argument("--until", type=date.fromisoformat, default=None, help="daily: back-fill every day to this one")
     p.add_argument("--type", help="list: only this event type")
     p.add_argument("--subject", help="list: only this subject (RIC or USCC)")
+    p.add_argument("--purpose", help="list: why you read them (required; audited with your OS user)")
     p.add_argument("-n", "--limit", type=int, default=20)
     p.set_defaults(handler=cmd_events)
 
@@ -199,7 +222,9 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_dossier)
 
-    p = sub.add_parser("audit", help="a citizen's access history: who looked at their data, when and why")
-    p.add_argument("ric")
+    p = sub.add_parser("audit", help="a citizen's access history (who looked at their data, when and why),"
+                       " or `audit verify`: check the audit's hash chain")
+    p.add_argument("ric", help="a citizen's RIC, or `verify`")
+    p.add_argument("--purpose", help="why you read it (required with a RIC; audited with your OS user)")
     p.add_argument("-n", "--limit", type=int, default=100)
     p.set_defaults(handler=cmd_audit)

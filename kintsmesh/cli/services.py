@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from kintsmesh.errors import KintsmeshError
 from kintsmesh.settings import Settings
 
 
@@ -56,6 +57,20 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
+    from kintsmesh.security.tokens import clients, issue
+
+    if args.action == "clients":
+        for client in clients().values():
+            print(f"{client.client_id:<20} {' '.join(sorted(client.scopes)):<28} {client.requests_per_minute:>6}/min"
+                  f"  {client.purpose}")
+        return 0
+    if bool(args.client) == bool(args.citizen):
+        raise KintsmeshError("token issue: name a registered --client, or a --citizen RIC (one of the two)")
+    print(issue(settings.stack_dir, args.client, args.citizen, args.ttl))
+    return 0
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("registry", help="the schema registry, Confluent REST API (stack up starts one)")
     p.add_argument("action", choices=["serve"])
@@ -88,3 +103,10 @@ def register(sub: Any) -> None:
     p.add_argument("--database", default="", help=argparse.SUPPRESS)  # bench dossier: its scratch library
     p.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(handler=cmd_api)
+
+    p = sub.add_parser("token", help="API bearer tokens from the installation's local issuer")
+    p.add_argument("action", choices=["issue", "clients"])
+    p.add_argument("--client", help="a client registered in kintsmesh/security/api_clients.yaml")
+    p.add_argument("--citizen", metavar="RIC", help="a citizen's token: their own access history only")
+    p.add_argument("--ttl", type=int, default=3600, help="seconds the token is valid (default 3600)")
+    p.set_defaults(handler=cmd_token)

@@ -54,10 +54,12 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from kintsmesh.security.postgres import apply_roles
     from kintsmesh.stack.migrate import migrate_all
 
     for database, applied in migrate_all(settings).items():
         print(f"  {database:<18} {'applied ' + ', '.join(applied) if applied else 'up to date'}")
+    print(f"  roles              {', '.join(apply_roles(settings))}")
     return 0
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from kintsmesh.errors import StackError
 from kintsmesh.settings import Settings
 from kintsmesh.stack.components import Component, Kafka, Status, components, stale_pid
+from kintsmesh.security.postgres import apply_roles
 from kintsmesh.stack.migrate import migrate_all
 from kintsmesh.stack.process import wait_until
 
@@ -71,6 +72,7 @@ def _after_up(settings: Settings, component: Component) -> None:
         for database, applied in migrate_all(settings).items():
             if applied:
                 print(f"  migrations  {database}: applied {', '.join(applied)}", flush=True)
+        apply_roles(settings)   # after the migrations: grants name their tables
 
 
 def down(settings: Settings, names: Iterable[str] | None = None) -> list[str]:
@@ -90,7 +92,7 @@ def down(settings: Settings, names: Iterable[str] | None = None) -> list[str]:
 
 
 def reset(settings: Settings) -> None:
-    """Stop everything and delete all data (databases, topics, connector offsets, simulator state).
+    """Stop everything and delete all data (databases, topics, connector offsets, simulator state, secrets).
 
     Resolved jars and the Maven cache are kept, so the next ``up`` is quick.
     """
@@ -102,6 +104,8 @@ def reset(settings: Settings) -> None:
     # every simulated city, the benchmarks' too: their rows lived in the databases just deleted
     for city in [settings.stack_dir / "sim", *(settings.stack_dir / "bench").glob("*/sim")]:
         shutil.rmtree(city, ignore_errors=True)
+    # a new installation: new passwords, CA and signing keys (tokens issued before are void)
+    shutil.rmtree(settings.secrets_dir, ignore_errors=True)
 
 
 def status(settings: Settings) -> list[Status]:

@@ -12,7 +12,8 @@ import requests
 
 from kintsmesh import topics
 from kintsmesh.errors import StackError
-from kintsmesh.settings import REPO_ROOT, Settings
+from kintsmesh.security.secrets import write_private
+from kintsmesh.settings import DEPARTMENTS, REPO_ROOT, Settings
 from kintsmesh.stack import prerequisites
 from kintsmesh.stack.component import Component, write_properties
 
@@ -222,6 +223,9 @@ class Connect(JvmComponent):
         self.prepare_jvm()
         prerequisites.resolve_jars(self.settings, "debezium", self.plugin_path / "debezium-connector-postgres")
         write_properties(self.home / "connect-distributed.properties", self.properties())
+        # each department connector's database password, read by the worker's file config provider
+        write_private(self.settings.secrets_dir / "connect-postgres.properties", "".join(
+            f"{d}={self.settings.role_password(f'capture_{d}')}\n" for d in DEPARTMENTS).encode())
 
     def properties(self) -> dict[str, object]:
         """The worker's ``connect-distributed.properties``."""
@@ -249,6 +253,9 @@ class Connect(JvmComponent):
             "topic.creation.enable": "true",
             "producer.linger.ms": 5,
             "producer.compression.type": "lz4",
+            # ${file:<path>:<key>} in a connector config is read from the file by the worker
+            "config.providers": "file",
+            "config.providers.file.class": "org.apache.kafka.common.config.provider.FileConfigProvider",
         }
 
     def healthy(self) -> bool:

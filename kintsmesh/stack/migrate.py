@@ -27,7 +27,7 @@ def migration_files(database: str) -> list[Path]:
 
 
 def ensure_databases(settings: Settings) -> None:
-    with psycopg.connect(settings.dsn("postgres"), autocommit=True) as conn:
+    with psycopg.connect(settings.dsn("postgres", role="admin"), autocommit=True) as conn:
         existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
         for database in DATABASES:
             if database not in existing:
@@ -42,7 +42,7 @@ def migrate(settings: Settings, database: str, schema: str | None = None) -> lis
     """Apply pending migrations of one database (those of ``migrations/<schema>``, by default its own name:
     a benchmark's scratch resource library takes resource_library's); returns the names applied."""
     applied_now: list[str] = []
-    with psycopg.connect(settings.dsn(database)) as conn:
+    with psycopg.connect(settings.dsn(database, role="admin")) as conn:
         conn.execute(
             "CREATE TABLE IF NOT EXISTS kintsmesh_schema_migrations ("
             " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"

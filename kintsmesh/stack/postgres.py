@@ -10,9 +10,21 @@ from pathlib import Path
 import psycopg
 
 from kintsmesh.errors import StackError
+from kintsmesh.security.pki import server_certificate
+from kintsmesh.security.secrets import write_private
 from kintsmesh.stack import prerequisites
 from kintsmesh.stack.component import Component
 from kintsmesh.stack.process import alive, terminate, wait_until
+
+
+INCLUDE = "include_if_exists = 'kintsmesh.conf'"
+# every client authenticates with a password (SCRAM); over TCP only with TLS: there is no `host` line
+PG_HBA = """# kintsmesh (rewritten by every `stack up`): no trust, no cleartext TCP
+local    all          all                   scram-sha-256
+local    replication  all                   scram-sha-256
+hostssl  all          all   127.0.0.1/32    scram-sha-256
+hostssl  replication  all   127.0.0.1/32    scram-sha-256
+"""
 
 
 class Postgres(Component):
@@ -49,37 +61,62 @@ class Postgres(Component):
     def prepare(self) -> None:
         bindir = prerequisites.postgres_bindir()
         self._open_path_for_owner()
-        if (self.data_dir / "PG_VERSION").is_file():
-            return
+        if not (self.data_dir / "PG_VERSION").is_file():
+            self._initdb(bindir)
+        elif self.settings.pg_password is None and not (self.settings.secrets_dir / "postgres-admin").is_file():
+            raise StackError(self.name, f"{self.data_dir} was made before this installation's secrets (or they were"
+                             " deleted): its passwords are unknown. Start afresh with `kintsmesh stack reset`")
+        self._secure()
+        self._open_path_for_owner()
+
+    def _initdb(self, bindir: Path) -> None:
         pwfile = self.home / "pwfile"
-        pwfile.write_text(self.settings.pg_password.get_secret_value() + "\n")
+        write_private(pwfile, (self.settings.role_password("admin") + "\n").encode())
         self._open_path_for_owner()
         result = subprocess.run(
             self._as_cluster_owner([
                 str(bindir / "initdb"), "-D", str(self.data_dir), "-U", self.settings.pg_user,
                 f"--pwfile={pwfile}", "-E", "UTF8", "--no-locale",
-                "--auth-local=trust", "--auth-host=scram-sha-256",
+                "--auth-local=scram-sha-256", "--auth-host=scram-sha-256",
             ]),
             capture_output=True, text=True,
         )
         pwfile.unlink()
         if result.returncode != 0:
             raise StackError(self.name, f"initdb failed: {(result.stderr or result.stdout).strip()[-300:]}")
+        with open(self.data_dir / "postgresql.conf", "a") as out:
+            out.write(f"\n{INCLUDE}\n")
+
+    def _secure(self) -> None:
+        """TLS with the installation's CA, password authentication on every line of pg_hba (no trust), the
+        socket private to the cluster owner. Written on every start, so an older cluster is tightened too."""
         conf = self.data_dir / "postgresql.conf"
-        with open(conf, "a") as out:
-            out.write(
-                "\n# --- kintsmesh local stack ---\n"
-                f"port = {self.port}\n"
-                "listen_addresses = '127.0.0.1'\n"
-                f"unix_socket_directories = '{self.home}'\n"
-                "wal_level = logical\n"
-                "max_wal_senders = 20\n"
-                "max_replication_slots = 20\n"
-                "max_connections = 200\n"
-                "shared_buffers = 256MB\n"
-                "wal_writer_delay = 10ms\n"
-                "logging_collector = off\n"
-            )
+        if INCLUDE not in conf.read_text():
+            with open(conf, "a") as out:
+                out.write(f"\n{INCLUDE}\n")
+        pair = server_certificate(self.settings.stack_dir, "postgres")
+        for source, target in ((pair.cert, "server.crt"), (pair.key, "server.key")):
+            write_private(self.data_dir / target, source.read_bytes())   # the server refuses a key others can read
+        (self.data_dir / "kintsmesh.conf").write_text(
+            "# --- kintsmesh local stack (rewritten by every `stack up`) ---\n"
+            f"port = {self.port}\n"
+            "listen_addresses = '127.0.0.1'\n"
+            f"unix_socket_directories = '{self.home}'\n"
+            "unix_socket_permissions = 0700\n"
+            "password_encryption = 'scram-sha-256'\n"
+            "ssl = on\n"
+            "ssl_cert_file = 'server.crt'\n"
+            "ssl_key_file = 'server.key'\n"
+            "ssl_min_protocol_version = 'TLSv1.2'\n"
+            "wal_level = logical\n"
+            "max_wal_senders = 20\n"
+            "max_replication_slots = 20\n"
+            "max_connections = 200\n"
+            "shared_buffers = 256MB\n"
+            "wal_writer_delay = 10ms\n"
+            "logging_collector = off\n"
+        )
+        (self.data_dir / "pg_hba.conf").write_text(PG_HBA)
 
     def command(self) -> list[str]:
         bindir = prerequisites.postgres_bindir()
@@ -88,7 +125,7 @@ class Postgres(Component):
                                        "-c", "track_commit_timestamp=on"])
 
     def healthy(self) -> bool:
-        with psycopg.connect(self.settings.dsn("postgres"), connect_timeout=2) as conn:
+        with psycopg.connect(self.settings.dsn("postgres", role="admin"), connect_timeout=2) as conn:
             conn.execute("SELECT 1")
         return True
 

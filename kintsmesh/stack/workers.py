@@ -19,6 +19,7 @@ class WorkerSpec:
     subcommand: tuple[str, ...]
     description: str
     port_setting: str = ""   # the Settings field holding its port, when not <name>_metrics_port
+    pg_role: str = "none"    # its PostgreSQL role (kintsmesh/security/postgres_roles.yaml); none: no access
 
     @property
     def setting(self) -> str:
@@ -31,14 +32,19 @@ WORKERS: tuple[WorkerSpec, ...] = (
                "registry_port"),
     WorkerSpec("normalize", ("streams", "worker"), "The Faust normalize worker (raw.* -> gldm.*.candidates / dlq.*)"),
     WorkerSpec("resolve", ("streams", "resolve"),
-               "The resolve stage (gldm.*.candidates -> identity decisions -> gldm.*.resolved, keyed by canonical id)"),
+               "The resolve stage (gldm.*.candidates -> identity decisions -> gldm.*.resolved, keyed by canonical id)",
+               pg_role="resolve"),
     WorkerSpec("merge", ("streams", "merge"),
-               "The merge stage (gldm.*.resolved -> golden records in the resource library -> gldm.*.changes)"),
-    WorkerSpec("events", ("streams", "events"), "The life-event worker (gldm.*.changes + the daily pass -> events.life.*)"),
+               "The merge stage (gldm.*.resolved -> golden records in the resource library -> gldm.*.changes)",
+               pg_role="merge"),
+    WorkerSpec("events", ("streams", "events"), "The life-event worker (gldm.*.changes + the daily pass -> events.life.*)",
+               pg_role="events"),
     WorkerSpec("api", ("api", "serve"),
-               "The dossier HTTP endpoint for the education system (FastAPI), /metrics on the same port", "api_port"),
+               "The dossier HTTP endpoint for the education system (FastAPI), /metrics on the same port", "api_port",
+               pg_role="api"),
     WorkerSpec("monitor", ("monitor", "serve"),
-               "The lag exporter (connector states, consumer lag, DLQ sizes, T+1 batches) for Prometheus"),
+               "The lag exporter (connector states, consumer lag, DLQ sizes, T+1 batches) for Prometheus",
+               pg_role="monitor"),
     WorkerSpec("supervisor", ("stack", "supervise"),
                "Starts again every component that dies, with backoff; restarts and crash loops as metrics"),
 )
@@ -57,7 +63,8 @@ class PythonWorker(Component):
         return [sys.executable, "-m", "kintsmesh.cli", *self.spec.subcommand, "--datadir", str(self.home)]
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "KINTSMESH_STACK_DIR": str(self.settings.stack_dir), "PYTHONUNBUFFERED": "1"}
+        return {**os.environ, "KINTSMESH_STACK_DIR": str(self.settings.stack_dir), "PYTHONUNBUFFERED": "1",
+                "KINTSMESH_PG_ROLE": self.spec.pg_role}
 
     def healthy(self) -> bool:
         response = requests.get(f"http://127.0.0.1:{self.port}/metrics", timeout=3)

@@ -116,5 +116,5 @@ def verdict(dossier: dict[str, Any], level: str, year: int) -> dict[str, Any]:
     if reasons:
         return {"verdict": MISSING_EVIDENCE, "reasons": reasons}
     return {"verdict": ELIGIBLE, "category": "resident_guardian",
-            "reasons": [f"{resident[0]['name']} resides in the city", f"{insured[0]['name']} insured "
+            "reasons": [f"the {resident[0]['relation']} resides in the city", f"the {insured[0]['relation']} insured "
                         f"{insured[0]['insured_months']} of the last {terms.window_months} months"]}

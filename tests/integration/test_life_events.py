@@ -3,7 +3,6 @@ SIGKILLed life-event worker, and the daily pass re-run, without a duplicate id."
 
 from __future__ import annotations
 
-import json
 import pickle
 import threading
 import time
@@ -19,6 +18,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from kintsmesh.security.tokens import issue
 from kintsmesh.settings import CITY_TZ, RESOURCE_LIBRARY_DB
 from kintsmesh.simulate.city import City
 from kintsmesh.simulate.runner import run_simulation
@@ -220,34 +220,33 @@ def test_the_daily_pass_finds_exactly_who_crosses_an_age_that_day_and_a_rerun_ad
     # the pass looks up only the birth dates that reach an age that day, not the library
     assert first["people"] < 50, first
 
-    # school age carries the enrolment dossier: the registered child is eligible, its parents are its guardians
+    # school age: no event carries a dossier; the education bureau fetches it from the API with a token of its
+    # scope: the registered child is eligible, its parents are its guardians (no RIC or name of theirs returned)
     children = sorted(ric for t, ric in expected if t == "SCHOOL_AGE_REACHED")
     assert children, "no registered child reaches school age on any day of the past year"
     with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
-        for ric in children:
-            (dossier,) = conn.execute("SELECT event->>'dossier' FROM life_event WHERE subject_code = %s"
-                                      " AND event_type = 'SCHOOL_AGE_REACHED' AND occurred_on = %s", (ric, day)).fetchone()
-            dossier = json.loads(dossier)
-            assert dossier["verdict"]["verdict"] == "ELIGIBLE", dossier
-            parents = {city.people[ric].mother, city.people[ric].father} - {None}
-            known_parents = {p for p in parents if city.people[p].hukou}
-            assert known_parents <= {g["ric"] for g in dossier["guardians"]}, dossier
+        asked = {ric: (level, year, dossier) for ric, level, year, dossier in conn.execute(
+            "SELECT subject_code, event->'attributes'->>'level', event->'attributes'->>'enrolment_year', event->>'dossier'"
+            " FROM life_event WHERE subject_code = ANY(%s) AND event_type = 'SCHOOL_AGE_REACHED' AND occurred_on = %s",
+            (children, day))}
+    assert set(asked) == set(children) and not any(d for _, _, d in asked.values())
+    bureau = {"Authorization": f"Bearer {issue(settings.stack_dir, 'education-bureau')}"}
+    for ric in children:
+        level, year, _ = asked[ric]
+        answer = requests.get(f"http://127.0.0.1:{settings.api_port}/dossiers/school-enrolment/{ric}",
+                              params={"level": level, "year": year}, headers=bureau, timeout=10)
+        assert answer.status_code == 200, answer.text
+        dossier = answer.json()
+        assert dossier["verdict"]["verdict"] == "ELIGIBLE", dossier
+        parents = {city.people[ric].mother, city.people[ric].father} - {None}
+        known_parents = {p for p in parents if city.people[p].hukou}
+        relations = [g["relation"] for g in dossier["guardians"]]
+        assert len({"mother", "father"} & set(relations)) >= len(known_parents), dossier
+        assert not any({"ric", "name", "household_no", "address"} & set(g) for g in dossier["guardians"]), dossier
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
         accesses = audit_history(conn, children[0])
-        level, year = conn.execute("SELECT event->'attributes'->>'level', event->'attributes'->>'enrolment_year'"
-                                   " FROM life_event WHERE subject_code = %s AND event_type = 'SCHOOL_AGE_REACHED'"
-                                   " AND occurred_on = %s", (children[0], day)).fetchone()
-    assert any(a["channel"] == "life_event" and "school_enrolment" in a["resource"] for a in accesses)
-
-    # the same dossier on demand over HTTP, audit-logged with who asked and why
-    url = f"http://127.0.0.1:{settings.api_port}/dossiers/school-enrolment/{children[0]}"
-    answer = requests.get(url, params={"purpose": "enrolment check", "level": level, "year": year},
-                          headers={"X-Requester": "test school office"}, timeout=10)
-    assert answer.status_code == 200, answer.text
-    assert answer.json()["verdict"]["verdict"] == "ELIGIBLE"
-    assert requests.get(url, params={"purpose": "x"}, timeout=10).status_code == 422   # who asks is required
-    history = requests.get(f"http://127.0.0.1:{settings.api_port}/audit/{children[0]}", timeout=10).json()
-    assert any(a["requester"] == "test school office" and a["purpose"] == "enrolment check"
-               and a["channel"] == "http" for a in history["accesses"])
+    assert any(a["requester"] == "education-bureau" and a["channel"] == "http" and a["outcome"] == "ELIGIBLE"
+               and a["purpose"].startswith("Compulsory Education Law") for a in accesses), accesses
 
 
 def test_a_new_subscriber_is_back_filled_once_from_its_date_and_a_restart_delivers_nothing_again(settings):

@@ -17,7 +17,10 @@ def test_rendered_config_is_complete_and_department_specific():
     assert len(slots) == len(publications) == len(DEPARTMENTS)
     for department in DEPARTMENTS:
         config = configs[f"kintsmesh-{department}"]
-        assert not any("${" in v for v in config.values()), config
+        # every placeholder filled, except the password's reference for Connect's config provider
+        assert [k for k, v in config.items() if "${" in v] == ["database.password"], config
+        assert config["database.user"] == f"kintsmesh_capture_{department}"
+        assert config["database.sslmode"] == "verify-full"
         assert config["topic.prefix"] == f"raw.{department}"
         assert config["database.dbname"] == department
         assert config["database.hostname"] == "pg.internal"
@@ -36,7 +39,9 @@ def test_captured_tables_exist_with_full_replica_identity():
             assert f"ALTER TABLE {table} REPLICA IDENTITY FULL" in ddl, (department, table)
 
 
-def test_password_comes_from_settings():
-    from pydantic import SecretStr
-
-    assert render(Settings(pg_password=SecretStr("pw-1")), "police")["database.password"] == "pw-1"
+def test_the_password_is_a_reference_the_worker_resolves_never_the_secret(tmp_path):
+    settings = Settings(stack_dir=tmp_path)
+    password = settings.role_password("capture_police")
+    config = render(settings, "police")
+    assert password not in str(config)
+    assert config["database.password"] == f"${{file:{tmp_path}/secrets/connect-postgres.properties:police}}"

@@ -1,0 +1,152 @@
+"""Every listener authenticates and every principal has least privilege, tried from outside as an attacker
+would: no credentials, wrong credentials, another component's role, another client's scope."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import psycopg
+import pytest
+import requests
+from psycopg.conninfo import make_conninfo
+
+from connect.client import ConnectClient
+from connect.connectors import connector_name
+from kintsmesh.security import audit
+from kintsmesh.security.tokens import issue
+from kintsmesh.settings import RESOURCE_LIBRARY_DB
+
+pytestmark = pytest.mark.integration
+
+
+def api(settings, path: str, token: str | None = None, **params) -> requests.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return requests.get(f"http://127.0.0.1:{settings.api_port}{path}", params=params, headers=headers, timeout=10)
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+def test_postgres_refuses_clients_without_the_password_or_without_tls(settings):
+    base = dict(host=settings.pg_host, port=settings.pg_port, dbname=RESOURCE_LIBRARY_DB, user=settings.pg_user,
+                connect_timeout=5)
+    with pytest.raises(psycopg.OperationalError):   # no password: no trust line anywhere
+        psycopg.connect(make_conninfo(**base, sslmode="require"))
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(make_conninfo(**base, password="kintsmesh", sslmode="require"))   # the old default
+    with pytest.raises(psycopg.OperationalError):   # the right password, in clear text over TCP
+        psycopg.connect(make_conninfo(**base, password=settings.role_password("admin"), sslmode="disable"))
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:   # verify-full against the local CA
+        assert conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone() == (True,)
+
+
+def test_the_socket_is_private_and_asks_for_a_password_too(settings):
+    socket_dir = settings.stack_dir / "postgres"
+    sockets = list(socket_dir.glob(".s.PGSQL.*"))
+    assert sockets and all(stat.S_IMODE(s.stat().st_mode) & 0o077 == 0 for s in sockets), sockets
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(make_conninfo(host=str(socket_dir), port=settings.pg_port, dbname="postgres",
+                                      user=settings.pg_user, connect_timeout=5))
+
+
+def test_no_component_role_is_superuser_and_each_does_only_its_part(settings):
+    with psycopg.connect(settings.dsn("postgres", role="admin")) as conn:
+        roles = dict(conn.execute("SELECT rolname, rolsuper FROM pg_roles WHERE rolname LIKE 'kintsmesh\\_%'").fetchall())
+    assert roles and not any(roles.values()), roles
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB, role="api")) as conn:
+        assert conn.execute("SELECT count(*) >= 0 FROM person").fetchone() == (True,)
+        for statement in ("UPDATE access_audit SET purpose = 'x'", "DELETE FROM access_audit",
+                          "INSERT INTO person (person_id) VALUES ('forged')", "SELECT * FROM outbox LIMIT 1"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+            conn.rollback()
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB, role="merge")) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT * FROM access_audit LIMIT 1")
+    with pytest.raises(psycopg.OperationalError):   # a department's connector reaches no other department
+        psycopg.connect(settings.dsn("health", role="capture_police"))
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB, role="capture_police"))
+
+
+def test_each_stack_process_runs_as_its_own_role(settings):
+    with psycopg.connect(settings.dsn("postgres", role="admin")) as conn:
+        users = {u for (u,) in conn.execute("SELECT DISTINCT usename FROM pg_stat_activity WHERE usename IS NOT NULL")}
+    assert {"kintsmesh_merge", "kintsmesh_resolve", "kintsmesh_events", "kintsmesh_api",
+            "kintsmesh_capture_police"} <= users, users
+
+
+# ---------------------------------------------------------------- Connect
+
+
+def test_a_connector_config_holds_no_password(settings):
+    config = ConnectClient(settings.connect_endpoint).config(connector_name("police"))
+    password = settings.role_password("capture_police")
+    assert password not in str(config) and config["database.password"].startswith("${file:")
+
+
+# ---------------------------------------------------------------- API
+
+
+def test_the_api_refuses_without_a_valid_token_and_audits_the_refusal(settings):
+    ric = "440305202011036718"
+    assert api(settings, f"/dossiers/school-enrolment/{ric}").status_code == 401
+    assert api(settings, f"/dossiers/school-enrolment/{ric}", token="not.a.token").status_code == 401
+    assert api(settings, f"/audit/{ric}").status_code == 401
+    for path in ("/docs", "/openapi.json", "/redoc"):
+        assert api(settings, path).status_code == 404, path
+    auditor = issue(settings.stack_dir, "audit-office")
+    assert api(settings, f"/dossiers/school-enrolment/{ric}", token=auditor).status_code == 403   # not its scope
+    accesses = api(settings, f"/audit/{ric}", token=auditor).json()["accesses"]
+    outcomes = [(a["requester"], a["outcome"]) for a in accesses]
+    assert ("audit-office", "refused: the token's scopes do not allow this") in outcomes, outcomes
+    assert any(r.startswith("unauthenticated") and o.startswith("refused: a bearer token") for r, o in outcomes)
+
+
+def test_an_adult_or_unknown_ric_gets_the_same_answer_as_a_child_without_data(settings):
+    bureau = issue(settings.stack_dir, "education-bureau")
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
+        (adult,) = conn.execute("SELECT ric FROM person WHERE birth_date < '1990-01-01' AND ric IS NOT NULL"
+                                " LIMIT 1").fetchone()
+    known, unknown = (api(settings, f"/dossiers/school-enrolment/{r}", token=bureau) for r in (adult, "110101190001010010"))
+    assert known.status_code == unknown.status_code == 200
+    assert known.content == unknown.content and known.json()["verdict"]["verdict"] == "NO_DATA"
+
+
+def test_a_citizen_sees_who_looked_at_their_data_and_nobody_elses(settings):
+    ric, other = "440305202011036718", "110101190001010010"
+    citizen = issue(settings.stack_dir, citizen_ric=ric)
+    assert api(settings, f"/audit/{ric}", token=citizen).status_code == 200
+    assert api(settings, f"/audit/{other}", token=citizen).status_code == 403
+
+
+# ---------------------------------------------------------------- audit
+
+
+def test_the_audit_refuses_changes_and_its_chain_reveals_tampering(settings):
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
+        assert audit.verify(conn).intact
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):   # even the superuser, through the trigger
+            conn.execute("UPDATE access_audit SET purpose = 'nothing to see' WHERE chain_seq = 1")
+        conn.rollback()
+        # a superuser who also disables the trigger: the chain shows it (rolled back: the stack's audit stays whole)
+        conn.execute("ALTER TABLE access_audit DISABLE TRIGGER access_audit_no_change")
+        conn.execute("UPDATE access_audit SET purpose = 'nothing to see' WHERE chain_seq = 1")
+        report = audit.verify(conn)
+        assert not report.intact and report.findings[0]["chain_seq"] == 1 and report.findings[0]["altered"]
+        conn.rollback()
+        conn.execute("ALTER TABLE access_audit DISABLE TRIGGER access_audit_no_change")
+        conn.execute("DELETE FROM access_audit WHERE chain_seq = 2")
+        report = audit.verify(conn)
+        assert not report.intact and report.findings[0]["unlinked"] and report.findings[0]["gap"]
+        conn.rollback()
+        assert audit.verify(conn).intact
+
+
+def test_secrets_are_private_to_their_owner(settings):
+    folder = settings.secrets_dir
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    for path in folder.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0 or path.suffix == ".pem", path
+        assert path.stat().st_uid == os.getuid()
