@@ -1,7 +1,8 @@
 """Every Kafka client Kintsmesh builds: consumers, producers, admin clients, the Faust broker.
 
 All client configuration starts here (``client_config``), so a setting every client needs
-(bootstrap servers today; TLS and SASL next) is written once. Callers add only what is theirs:
+(bootstrap servers, TLS verified against the installation's CA, SASL/SCRAM as this process's
+principal) is written once. Callers add only what is theirs:
 a group id, idempotence, batching. ``ensure_topics`` creates the topics a stage owns.
 """
 
@@ -16,11 +17,32 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from kintsmesh.errors import TransientError
 from kintsmesh.settings import Settings
 
+SCRAM = "SCRAM-SHA-512"
+
 
 def client_config(settings: Settings, log_level: int = 0, **config: Any) -> dict[str, Any]:
     """librdkafka configuration shared by every client, plus ``config`` (dotted keys as ``a_b`` -> ``a.b``)."""
-    return {"bootstrap.servers": settings.kafka_bootstrap, "log_level": log_level,
+    return {"bootstrap.servers": settings.kafka_bootstrap, "log_level": log_level, **security_config(settings),
             **{key.replace("_", "."): value for key, value in config.items()}}
+
+
+def security_config(settings: Settings, principal: str | None = None) -> dict[str, str]:
+    """TLS (the broker verified against the installation's CA) and SCRAM-SHA-512 as ``principal``."""
+    principal = principal or settings.kafka_principal
+    return {"security.protocol": "SASL_SSL", "sasl.mechanisms": SCRAM, "sasl.username": principal,
+            "sasl.password": settings.kafka_password(principal), "ssl.ca.location": str(settings.trusted_ca),
+            "ssl.endpoint.identification.algorithm": "https"}
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """The Faust app's (aiokafka's) SASL_SSL credentials: the same principal, CA and mechanism."""
+    import ssl
+
+    import faust
+
+    context = ssl.create_default_context(cafile=str(settings.trusted_ca))
+    return faust.SASLCredentials(username=settings.kafka_principal, password=settings.kafka_password(),
+                                 ssl_context=context, mechanism=SCRAM)
 
 
 def consumer(settings: Settings, group: str, *, log_level: int = 0, **config: Any) -> Consumer:

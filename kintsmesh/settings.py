@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     kafka_brokers: int = Field(default=1, ge=1, le=3)   # 1 or 3 (two would make every write wait for both)
     kafka_partitions: int = 3
     bootstrap_servers: str | None = None
+    # who a process is to Kafka (SCRAM-SHA-512 over TLS; its ACLs: kintsmesh/security/kafka_acls.yaml); the stack
+    # sets it for each of its processes; unset: admin (the stack itself, operators' commands, tests)
+    kafka_principal: str = "admin"
+    ca_file: Path | None = None   # what clients trust (TLS to Kafka and PostgreSQL); default: secrets/ca.pem
 
     connect_port: int = 18083
     connect_heap: str = "512m"
@@ -162,7 +166,15 @@ class Settings(BaseSettings):
         user, password = (self.pg_user, self.role_password("admin")) if role in (None, "admin") \
             else (role_name(role), self.role_password(role))
         return make_conninfo(host=self.pg_host, port=self.pg_port, dbname=database, user=user, password=password,
-                             sslmode=self.pg_sslmode, sslrootcert=str(self.pg_sslrootcert or self.secrets_dir / "ca.pem"))
+                             sslmode=self.pg_sslmode, sslrootcert=str(self.pg_sslrootcert or self.trusted_ca))
+
+    @property
+    def trusted_ca(self) -> Path:
+        return self.ca_file or self.secrets_dir / "ca.pem"
+
+    def kafka_password(self, principal: str | None = None) -> str:
+        """The SCRAM password of a Kafka principal (this process's by default)."""
+        return self.secret(f"kafka-{principal or self.kafka_principal}")
 
     def masked(self) -> dict[str, object]:
         """Settings as printed by ``kintsmesh config``: secrets stay masked."""

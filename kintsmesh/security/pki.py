@@ -33,8 +33,8 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Kintsmesh installation"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Kintsmesh installation")])
 
 
 def certificate_authority(stack_dir: Path) -> KeyPair:
@@ -59,8 +59,10 @@ def certificate_authority(stack_dir: Path) -> KeyPair:
     return pair
 
 
-def server_certificate(stack_dir: Path, name: str, hosts: tuple[str, ...] = LOCAL_HOSTS) -> KeyPair:
-    """``<name>.pem`` / ``<name>.key``: a server certificate for ``hosts`` signed by the local CA (created once)."""
+def server_certificate(stack_dir: Path, name: str, hosts: tuple[str, ...] = LOCAL_HOSTS,
+                       client_auth: bool = False) -> KeyPair:
+    """``<name>.pem`` / ``<name>.key``: a server certificate for ``hosts`` signed by the local CA (created once),
+    its common name ``name``; with ``client_auth`` it also authenticates its holder as a client (mTLS)."""
     folder = secrets_dir(stack_dir)
     pair = KeyPair(folder / f"{name}.pem", folder / f"{name}.key")
     if pair.cert.exists() and pair.key.exists():
@@ -77,12 +79,13 @@ def server_certificate(stack_dir: Path, name: str, hosts: tuple[str, ...] = LOCA
         except ValueError:
             alt.append(x509.DNSName(host))
     now = datetime.now(timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(_name(f"kintsmesh {name}")).issuer_name(ca_cert.subject)
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH, *([ExtendedKeyUsageOID.CLIENT_AUTH] if client_auth else [])]
+    cert = (x509.CertificateBuilder().subject_name(_name(name)).issuer_name(ca_cert.subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=SERVER_DAYS))
             .add_extension(x509.SubjectAlternativeName(alt), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
             .sign(ca_key, hashes.SHA256()))
     create_once(pair.key, _pem_key(key))
     create_once(pair.cert, cert.public_bytes(serialization.Encoding.PEM))

@@ -14,8 +14,10 @@ from collections.abc import Iterable
 from kintsmesh.errors import StackError
 from kintsmesh.settings import Settings
 from kintsmesh.stack.components import Component, Kafka, Status, components, stale_pid
+from kintsmesh.security import kafka as kafka_acls
 from kintsmesh.security.postgres import apply_roles
 from kintsmesh.stack.migrate import migrate_all
+from kintsmesh.stack.topology import ensure_pipeline_topics
 from kintsmesh.stack.process import wait_until
 
 
@@ -73,6 +75,10 @@ def _after_up(settings: Settings, component: Component) -> None:
             if applied:
                 print(f"  migrations  {database}: applied {', '.join(applied)}", flush=True)
         apply_roles(settings)   # after the migrations: grants name their tables
+    if isinstance(component, Kafka) and component.node == 1:   # principals and ACLs: once for the cluster
+        principals = kafka_acls.apply(settings)
+        ensure_pipeline_topics(settings)
+        print(f"  kafka       {len(principals)} principals, {sum(principals.values())} ACLs", flush=True)
 
 
 def down(settings: Settings, names: Iterable[str] | None = None) -> list[str]:

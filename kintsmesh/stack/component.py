@@ -131,5 +131,8 @@ class Component:
 
 
 def write_properties(path: Path, values: dict[str, object]) -> None:
+    """A Java properties file, readable by its owner only (some hold credentials)."""
+    from kintsmesh.security.secrets import write_private
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
+    write_private(path, "".join(f"{key}={value}\n" for key, value in values.items()).encode())

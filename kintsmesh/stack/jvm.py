@@ -12,6 +12,9 @@ import requests
 
 from kintsmesh import topics
 from kintsmesh.errors import StackError
+from kintsmesh.kafka import SCRAM
+from kintsmesh.security.kafka import SUPER_USERS
+from kintsmesh.security.pki import server_certificate
 from kintsmesh.security.secrets import write_private
 from kintsmesh.settings import DEPARTMENTS, REPO_ROOT, Settings
 from kintsmesh.stack import prerequisites
@@ -74,6 +77,25 @@ def kraft_cluster_id() -> str:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         if not cluster_id.startswith("-"):
             return cluster_id
+
+
+def scram_jaas(username: str, password: str) -> str:
+    return f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{username}" password="{password}";'
+
+
+def tls_stores(settings: Settings, keystore: Path | None = None) -> dict[str, object]:
+    """Java TLS settings in PEM: trust the installation's CA; present ``keystore`` (key and chain) if given."""
+    stores: dict[str, object] = {"ssl.truststore.type": "PEM", "ssl.truststore.location": settings.trusted_ca,
+                                 "ssl.endpoint.identification.algorithm": "https"}
+    if keystore is not None:
+        stores.update({"ssl.keystore.type": "PEM", "ssl.keystore.location": keystore})
+    return stores
+
+
+def client_security(settings: Settings, principal: str, password: str) -> dict[str, object]:
+    """A Java client's SASL_SSL settings as ``principal`` (Connect's worker and its clients)."""
+    return {"security.protocol": "SASL_SSL", "sasl.mechanism": SCRAM, "sasl.jaas.config": scram_jaas(principal, password),
+            **tls_stores(settings)}
 
 
 class JvmComponent(Component):
@@ -143,11 +165,21 @@ class Kafka(JvmComponent):
             "process.roles": "broker,controller",
             "node.id": self.node,
             "controller.quorum.voters": voters,
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            # clients and the other brokers: SASL/SCRAM over TLS; the controllers: mutual TLS (the nodes' certificate)
+            "listeners": f"BROKER://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"BROKER://127.0.0.1:{self.port}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name": "BROKER",
+            "listener.security.protocol.map": "BROKER:SASL_SSL,CONTROLLER:SSL",
+            "sasl.enabled.mechanisms": SCRAM,
+            "sasl.mechanism.inter.broker.protocol": SCRAM,
+            "listener.name.broker.scram-sha-512.sasl.jaas.config": scram_jaas("admin", s.kafka_password("admin")),
+            "listener.name.controller.ssl.client.auth": "required",
+            **tls_stores(s, self.keystore),
+            "ssl.principal.mapping.rules": "RULE:^.*CN=([a-zA-Z0-9._-]+).*$/$1/,DEFAULT",   # User:kafka-broker
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "allow.everyone.if.no.acl.found": "false",
+            "super.users": ";".join(f"User:{u}" for u in SUPER_USERS),
             "log.dirs": self.home / "data",
             "num.partitions": s.kafka_partitions,
             "default.replication.factor": factor,
@@ -160,7 +192,7 @@ class Kafka(JvmComponent):
             "share.coordinator.state.topic.min.isr": min_isr,
             "unclean.leader.election.enable": "false",
             "group.initial.rebalance.delay.ms": 0,
-            "auto.create.topics.enable": "true",
+            "auto.create.topics.enable": "false",   # a topic exists because its owner created it
             "num.network.threads": 2,
             "num.io.threads": 4,
             "log.retention.hours": 168,
@@ -182,13 +214,21 @@ class Kafka(JvmComponent):
             path.write_text(kraft_cluster_id() + "\n")
         return path.read_text().strip()
 
+    @property
+    def keystore(self) -> Path:
+        return self.home / "keystore.pem"
+
     def prepare(self) -> None:
         self.prepare_jvm()
+        pair = server_certificate(self.settings.stack_dir, "kafka-broker", client_auth=True)
+        write_private(self.keystore, pair.key.read_bytes() + pair.cert.read_bytes())
         write_properties(self.home / "server.properties", self.properties())
         if not (self.home / "data" / "meta.properties").is_file():
+            # the first super user's credential is in the cluster's first metadata: nobody ever connects unauthenticated
+            admin = f"{SCRAM}=[name=admin,password={self.settings.kafka_password('admin')}]"
             cmd = _jvm_command(
                 self.settings, "128m", self.home / "log4j2.properties", "kafka.tools.StorageTool",
-                "format", "-t", self.cluster_id(), "-c", str(self.home / "server.properties"),
+                "format", "-t", self.cluster_id(), "-c", str(self.home / "server.properties"), "--add-scram", admin,
             )
             result = subprocess.run(cmd, capture_output=True, text=True)
             if result.returncode != 0:
@@ -223,9 +263,11 @@ class Connect(JvmComponent):
         self.prepare_jvm()
         prerequisites.resolve_jars(self.settings, "debezium", self.plugin_path / "debezium-connector-postgres")
         write_properties(self.home / "connect-distributed.properties", self.properties())
-        # each department connector's database password, read by the worker's file config provider
+        # each department connector's passwords (database, Kafka), read by the worker's file config provider
         write_private(self.settings.secrets_dir / "connect-postgres.properties", "".join(
             f"{d}={self.settings.role_password(f'capture_{d}')}\n" for d in DEPARTMENTS).encode())
+        write_private(self.settings.secrets_dir / "connect-kafka.properties", "".join(
+            f"{d}={self.settings.kafka_password(f'capture-{d}')}\n" for d in DEPARTMENTS).encode())
 
     def properties(self) -> dict[str, object]:
         """The worker's ``connect-distributed.properties``."""
@@ -256,6 +298,11 @@ class Connect(JvmComponent):
             # ${file:<path>:<key>} in a connector config is read from the file by the worker
             "config.providers": "file",
             "config.providers.file.class": "org.apache.kafka.common.config.provider.FileConfigProvider",
+            # the worker is principal `connect`; each connector's clients are its department's principal
+            # (producer.override / admin.override in its config), which only this policy lets it set
+            **{f"{prefix}{key}": value for prefix in ("", "producer.", "consumer.", "admin.")
+               for key, value in client_security(s, "connect", s.kafka_password("connect")).items()},
+            "connector.client.config.override.policy": "Principal",
         }
 
     def healthy(self) -> bool:

@@ -20,10 +20,15 @@ class WorkerSpec:
     description: str
     port_setting: str = ""   # the Settings field holding its port, when not <name>_metrics_port
     pg_role: str = "none"    # its PostgreSQL role (kintsmesh/security/postgres_roles.yaml); none: no access
+    kafka_principal: str = ""   # its Kafka principal (kintsmesh/security/kafka_acls.yaml); default: its name
 
     @property
     def setting(self) -> str:
         return self.port_setting or f"{self.name}_metrics_port"
+
+    @property
+    def principal(self) -> str:
+        return self.kafka_principal or self.name
 
 
 WORKERS: tuple[WorkerSpec, ...] = (
@@ -41,12 +46,13 @@ WORKERS: tuple[WorkerSpec, ...] = (
                pg_role="events"),
     WorkerSpec("api", ("api", "serve"),
                "The dossier HTTP endpoint for the education system (FastAPI), /metrics on the same port", "api_port",
-               pg_role="api"),
+               pg_role="api", kafka_principal="none"),
     WorkerSpec("monitor", ("monitor", "serve"),
                "The lag exporter (connector states, consumer lag, DLQ sizes, T+1 batches) for Prometheus",
                pg_role="monitor"),
     WorkerSpec("supervisor", ("stack", "supervise"),
-               "Starts again every component that dies, with backoff; restarts and crash loops as metrics"),
+               "Starts again every component that dies, with backoff; restarts and crash loops as metrics",
+               pg_role="admin", kafka_principal="admin"),   # it checks every component's health: the stack's own
 )
 
 
@@ -64,7 +70,7 @@ class PythonWorker(Component):
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "KINTSMESH_STACK_DIR": str(self.settings.stack_dir), "PYTHONUNBUFFERED": "1",
-                "KINTSMESH_PG_ROLE": self.spec.pg_role}
+                "KINTSMESH_PG_ROLE": self.spec.pg_role, "KINTSMESH_KAFKA_PRINCIPAL": self.spec.principal}
 
     def healthy(self) -> bool:
         response = requests.get(f"http://127.0.0.1:{self.port}/metrics", timeout=3)

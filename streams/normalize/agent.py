@@ -24,18 +24,14 @@ from streams.normalize.route import route
 
 BATCH = 500            # events per take_events() batch
 BATCH_WITHIN_S = 0.05  # ... or whatever arrived within this long (20 ms made batches of ~6 at 300/s: more CPU, more lag)
-# the same as topic.creation.default.* in connect/connectors/_defaults.json
-RAW_TOPIC_CONFIG = {"cleanup.policy": "delete", "retention.ms": "604800000",
-                    "message.timestamp.type": "LogAppendTime", "compression.type": "lz4"}
 
 
 def prepare(settings: Settings) -> dict[str, SchemaVersion]:
     """Create the output topics and register every GLDM schema under its topic's subject.
 
-    Returns entity -> schema version, plus 'rejected' for the DLQ record. The raw topics are
-    created too (with the settings Debezium's topic.creation would give them): an agent
-    subscribed to a topic that does not exist yet ignores it for good."""
-    kafka.ensure_topics(settings, raw_topics(settings), settings.kafka_partitions, RAW_TOPIC_CONFIG)
+    Returns entity -> schema version, plus 'rejected' for the DLQ record. The raw topics exist
+    already (``stack up`` creates every pipeline topic: an agent subscribed to a topic that does
+    not exist yet ignores it for good)."""
     kafka.ensure_topics(settings, topics.candidate_topics(), settings.kafka_partitions)
     kafka.ensure_topics(settings, [topics.dlq_topic(d) for d in available_departments()], 1)
     store = SchemaRegistry(settings)
@@ -63,6 +59,7 @@ def faust_app(settings: Settings, app_id: str, datadir: str) -> faust.App:
     return faust.App(
         app_id,
         broker=kafka.faust_broker(settings),
+        broker_credentials=kafka.faust_credentials(settings),
         store="memory://",
         key_serializer="raw",
         value_serializer="raw",

@@ -19,6 +19,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from connect.client import ConnectClient
 from connect.connectors import connector_name
+from kintsmesh import kafka
 from kintsmesh import stack
 from kintsmesh.settings import DEMO_SEED, DEPARTMENTS, Settings
 from kintsmesh.simulate.city import ID_SPACE, ric_class
@@ -106,7 +107,7 @@ class TopicTail:
 
     def __init__(self, settings: Settings, topic: str) -> None:
         self.consumer = Consumer({
-            "bootstrap.servers": settings.kafka_bootstrap,
+            **kafka.client_config(settings),
             "group.id": f"test-{uuid.uuid4()}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",

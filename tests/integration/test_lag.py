@@ -11,6 +11,7 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
+from kintsmesh import kafka
 from kintsmesh.kafka import ensure_topics
 from kintsmesh.settings import RESOURCE_LIBRARY_DB
 from monitoring.lag import library_lag
@@ -23,7 +24,7 @@ def test_work_moving_from_a_topic_into_pending_rows_is_counted_at_every_moment(s
     name = uuid.uuid4().hex[:12]
     topic, group, table = f"test.lag.{name}", f"test-lag-{name}", f"test_lag_{name}"
     ensure_topics(settings, [topic], 1)
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 0})
+    producer = Producer({**kafka.client_config(settings), "log_level": 0})
     producer.produce(topic, b"one piece of work")
     assert producer.flush(10) == 0
     dsn = settings.dsn(RESOURCE_LIBRARY_DB)
@@ -54,6 +55,6 @@ def test_work_moving_from_a_topic_into_pending_rows_is_counted_at_every_moment(s
         with psycopg.connect(dsn) as conn:
             conn.execute(f"DROP TABLE {table}")
             conn.execute("DELETE FROM consumer_offset WHERE group_id = %s", (group,))
-        AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 0}).delete_topics([topic])
+        AdminClient({**kafka.client_config(settings), "log_level": 0}).delete_topics([topic])
     assert moves[0] > len(readings), "the work did not move often enough to test anything"
     assert set(readings) == {1}, f"the one piece of work was counted {sorted(set(readings))} times"

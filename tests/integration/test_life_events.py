@@ -18,6 +18,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from kintsmesh import kafka
 from kintsmesh.security.tokens import issue
 from kintsmesh.settings import CITY_TZ, RESOURCE_LIBRARY_DB
 from kintsmesh.simulate.city import City
@@ -48,7 +49,7 @@ def topic_ends(consumer: Consumer, topics: list[str] | None = None) -> dict[tupl
 def published_since(settings, start: dict[tuple[str, int], int], topics: list[str] | None = None) -> list[dict[str, Any]]:
     """Every record on the events.life.* topics (or ``topics``) after ``start``, decoded by Confluent's stock
     AvroDeserializer with nothing but the registry's URL: what a downstream subscriber runs."""
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"t-events-{time.time()}",
+    consumer = Consumer({**kafka.client_config(settings), "group.id": f"t-events-{time.time()}",
                          "enable.auto.commit": False, "log_level": 0})
     deserialize = AvroDeserializer(SchemaRegistryClient({"url": settings.registry_endpoint}))
     try:
@@ -115,7 +116,7 @@ def subject(event: dict[str, Any]) -> str:
 
 def test_a_simulated_day_publishes_the_truths_events_once_even_across_a_sigkill(settings, tmp_path, fresh_seed, kill):
     today = datetime.now(CITY_TZ).date()
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "t-ends", "log_level": 0})
+    consumer = Consumer({**kafka.client_config(settings), "group.id": "t-ends", "log_level": 0})
     start = topic_ends(consumer)
     consumer.close()
     # after the ends: an event published before it is on the topics before ``start`` (a subscriber's backlog)

@@ -18,6 +18,7 @@ import requests
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
+from kintsmesh import kafka
 from kintsmesh import stack
 from kintsmesh.bench.resolve import pairwise, person_links, scratch_library, truth_of
 from kintsmesh.registry.client import SchemaRegistry
@@ -54,7 +55,7 @@ def wait_until_merged(settings) -> None:
 
 def replay_into(settings, dsn: str) -> int:
     """Every candidate on the topics, merged by a Merger that never crashed, into a scratch library."""
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"replay-{os.getpid()}-{time.time()}",
+    consumer = Consumer({**kafka.client_config(settings), "group.id": f"replay-{os.getpid()}-{time.time()}",
                          "enable.auto.commit": False, "log_level": 0})
     metadata = consumer.list_topics(timeout=10).topics
     ends = {(t, p): consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
@@ -82,7 +83,7 @@ def replay_into(settings, dsn: str) -> int:
 
 def keyed_messages(settings, topic: str, key: str) -> list[tuple[int, dict]]:
     """(partition, decoded value) of every message keyed ``key`` on ``topic``, in partition order."""
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"keyed-{time.time()}",
+    consumer = Consumer({**kafka.client_config(settings), "group.id": f"keyed-{time.time()}",
                          "enable.auto.commit": False, "log_level": 0})
     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}

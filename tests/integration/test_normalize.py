@@ -15,6 +15,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from connect.connectors import raw_topics
+from kintsmesh import kafka
 from kintsmesh.settings import DEPARTMENTS
 from kintsmesh.simulate.runner import run_simulation
 from kintsmesh.topics import candidate_topics, dlq_topic
@@ -46,7 +47,7 @@ def read_from(consumer: Consumer, start: dict[tuple[str, int], int], quiet_s: fl
 
 
 def test_every_raw_event_of_a_dirty_simulated_run_is_accounted_for(settings, tmp_path, fresh_seed):
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"t-{os.getpid()}-{time.time()}",
+    consumer = Consumer({**kafka.client_config(settings), "group.id": f"t-{os.getpid()}-{time.time()}",
                          "enable.auto.commit": False, "log_level": 0})
     raw = raw_topics(settings)
     outputs = candidate_topics() + [dlq_topic(d) for d in DEPARTMENTS]

@@ -13,6 +13,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from kintsmesh import kafka
 from kintsmesh.registry.catalog import IncompatibleSchema
 from kintsmesh.registry.client import SchemaRegistry
 from kintsmesh.registry.codec import decode, encode
@@ -86,7 +87,7 @@ def test_versions_survive_in_the_compacted_topic(settings):
         assert replayed.catalog.latest(subject).id == schema_id
     finally:
         replayed.close()
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(kafka.client_config(settings))
     resource = ConfigResource(ConfigResource.Type.TOPIC, SCHEMAS_TOPIC)
     config = admin.describe_configs([resource])[resource].result(timeout=10)
     assert config["cleanup.policy"].value == "compact"
