@@ -103,6 +103,8 @@ def cmd_subscriptions(args: argparse.Namespace, settings: Settings) -> int:
     from sinks.subscriptions import progress
     from streams.events.subscriptions import subscriptions
 
+    if args.action == "add":
+        return add_subscriber(settings, args.name)
     with connect_library(settings) as conn:
         cursors, newest = progress(conn)
     for name, sub in subscriptions().items():
@@ -115,6 +117,29 @@ def cmd_subscriptions(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{'':<24} fields  {', '.join(fields)}")
         if sub.filters or sub.backfill_from:
             print(f"{'':<24} filters {sub.filters or '-'}  back-fill from {sub.backfill_from or '-'}")
+    return 0
+
+
+def add_subscriber(settings: Settings, name: str | None) -> int:
+    """The Kafka principal of a subscriber of subscriptions.yaml, its ACLs, and the client configuration
+    to hand to its operators (over a channel fit for a password)."""
+    from kintsmesh import kafka
+    from kintsmesh.security import kafka as acls
+    from streams.events.subscriptions import subscriptions
+
+    known = subscriptions()
+    if name not in known:
+        raise KintsmeshError(f"subscriptions add: {name!r} is not in streams/events/subscriptions.yaml (add its"
+                             f" allowance there first); known: {', '.join(known)}")
+    principal = f"sub-{name}"
+    counts = acls.apply(settings)   # every principal of the files, this one included
+    config = {"bootstrap.servers": settings.kafka_bootstrap, **kafka.security_config(settings, principal),
+              "group.id": f"sub.{name}.<your-consumer>"}
+    print(f"# subscriber {name}: principal {principal}, {counts[principal]} ACLs: read {known[name].topic},"
+          f" groups sub.{name}.*; nothing else")
+    print(f"# the CA certificate to trust: {settings.trusted_ca}")
+    for key, value in config.items():
+        print(f"{key}={value}")
     return 0
 
 
@@ -209,7 +234,10 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_events)
 
     p = sub.add_parser("subscriptions", help="subscribers of life events: their topics, allowances and progress")
-    p.add_argument("action", choices=["list"])
+    p.add_argument("action", choices=["list", "add"],
+                   help="add: create the Kafka principal and ACLs of a subscriber of subscriptions.yaml and print"
+                        " its client configuration")
+    p.add_argument("name", nargs="?", help="add: the subscriber")
     p.set_defaults(handler=cmd_subscriptions)
 
     p = sub.add_parser("dossier", help="the proactive school-enrolment dossier of a child, with the rule's verdict")

@@ -150,3 +150,81 @@ def test_secrets_are_private_to_their_owner(settings):
     for path in folder.iterdir():
         assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0 or path.suffix == ".pem", path
         assert path.stat().st_uid == os.getuid()
+
+
+# ---------------------------------------------------------------- Kafka
+
+
+def kafka_error(settings, principal: str | None, *, read: str | None = None, write: str | None = None,
+                group: str = "kintsmesh-test-reader", **override) -> str | None:
+    """The error code a client of ``principal`` meets reading or writing a topic (None: it worked)."""
+    from confluent_kafka import Consumer, KafkaException, Producer
+
+    from kintsmesh import kafka
+
+    config = {**kafka.client_config(settings), **(kafka.security_config(settings, principal) if principal else {}),
+              **override}
+    if read:
+        consumer = Consumer({**config, "group.id": group, "enable.auto.commit": False})
+        try:
+            metadata = consumer.list_topics(read, timeout=10).topics[read]
+            if metadata.error is not None:
+                return metadata.error.name()
+            consumer.subscribe([read])   # joins the group: the group's ACL is checked too
+            for _ in range(10):
+                message = consumer.poll(1.0)
+                if message is not None and message.error():
+                    return message.error().name()
+                if message is not None:
+                    return None
+            return None
+        except KafkaException as exc:
+            return exc.args[0].name()
+        finally:
+            consumer.close()
+    errors: list[str] = []
+    producer = Producer({**config, "message.timeout.ms": 8000})
+    producer.produce(write, b'{"forged": true}', on_delivery=lambda err, _: err and errors.append(err.name()))
+    producer.flush(15)
+    return errors[0] if errors else None
+
+
+def test_kafka_refuses_clients_without_tls_or_with_a_wrong_password(settings):
+    from confluent_kafka.admin import AdminClient
+
+    from kintsmesh import kafka
+
+    plain = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "security.protocol": "PLAINTEXT",
+                         "socket.timeout.ms": 3000, "log_level": 0})
+    with pytest.raises(Exception):
+        plain.list_topics(timeout=5)
+    wrong = AdminClient({**kafka.client_config(settings), "sasl.password": "guess", "log_level": 0})
+    with pytest.raises(Exception):
+        wrong.list_topics(timeout=5)
+
+
+def test_a_subscriber_reads_only_its_own_topic(settings):
+    from streams.events.subscriptions import subscriptions
+
+    names = list(subscriptions())
+    me, other = names[0], names[1]
+    principal = f"sub-{me}"
+    group = f"sub.{me}.reader"   # its own group prefix
+    assert kafka_error(settings, principal, read=f"sub.{me}.life", group=group) is None
+    assert kafka_error(settings, principal, read=f"sub.{me}.life", group=f"sub.{other}.reader") \
+        == "GROUP_AUTHORIZATION_FAILED"
+    for topic in (f"sub.{other}.life", "raw.police.public.rk_jbxx", "gldm.person.changes", "gldm.person.candidates",
+                  "dlq.police", "dlq.merge", "events.life.death_registered", "_kintsmesh_connect_configs"):
+        assert kafka_error(settings, principal, read=topic, group=group) == "TOPIC_AUTHORIZATION_FAILED", topic
+
+
+def test_no_component_can_forge_another_ones_topic(settings):
+    # a department's connector writes only its own raw topics; a stage only its outputs
+    assert kafka_error(settings, "capture-police", write="raw.health.public.cs_yxzm") == "TOPIC_AUTHORIZATION_FAILED"
+    assert kafka_error(settings, "normalize", write="gldm.person.changes") == "TOPIC_AUTHORIZATION_FAILED"
+    assert kafka_error(settings, "events", write="raw.police.public.rk_jbxx") == "TOPIC_AUTHORIZATION_FAILED"
+    assert kafka_error(settings, "monitor", write="dlq.police") == "TOPIC_AUTHORIZATION_FAILED"
+
+
+def test_topics_are_not_created_by_writing_to_them(settings):
+    assert kafka_error(settings, None, write=f"made.up.{os.getpid()}") in ("UNKNOWN_TOPIC_OR_PART", "_MSG_TIMED_OUT")

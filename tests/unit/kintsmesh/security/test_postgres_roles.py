@@ -27,5 +27,7 @@ def test_the_api_reads_golden_records_and_writes_nothing_else():
 def test_every_stack_process_that_reaches_postgres_has_a_declared_role():
     declared = {r.name for r in roles()}
     for spec in WORKERS:
-        assert spec.pg_role == "none" or spec.pg_role in declared, spec
+        assert spec.pg_role in ("none", "admin") or spec.pg_role in declared, spec
+    # only the supervisor, which checks every component's health, is the stack's own administrator
+    assert [s.name for s in WORKERS if s.pg_role == "admin"] == ["supervisor"]
     assert next(s for s in WORKERS if s.name == "normalize").pg_role == "none"
