@@ -13,6 +13,7 @@ from typing import Literal
 import requests
 
 from kintsmesh.errors import KintsmeshError, TerminalError, TransientError
+from kintsmesh.settings import Settings
 
 ConnectorState = Literal["RUNNING", "FAILED", "PAUSED", "UNASSIGNED", "RESTARTING", "STOPPED", "MISSING"]
 
@@ -46,10 +47,16 @@ class ConnectorStatus:
 
 
 class ConnectClient:
-    def __init__(self, base_url: str, timeout_s: float = 10.0) -> None:
+    def __init__(self, base_url: str, timeout_s: float = 10.0, auth: tuple[str, str] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self.session = requests.Session()
+        self.session.auth = auth
+
+    @classmethod
+    def of(cls, settings: Settings, timeout_s: float = 10.0) -> ConnectClient:
+        """The stack's Connect, as this process's REST user (HTTP basic authentication)."""
+        return cls(settings.connect_endpoint, timeout_s, settings.connect_credentials)
 
     def _call(self, method: str, path: str, **kwargs: object) -> requests.Response:
         # 409 (rebalance in progress) and 500/503 right after a worker (re)joins its group are
@@ -67,6 +74,8 @@ class ConnectClient:
                 message = response.json().get("message", response.text)
             except ValueError:
                 message = response.text
+            if response.status_code == 401:
+                message = f"{message} (Connect's REST API authenticates every caller: KINTSMESH_CONNECT_USER)"
             raise ConnectError(method, path, response.status_code, message)
         return response
 

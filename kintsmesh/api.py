@@ -1,6 +1,6 @@
 """``kintsmesh api serve``: the HTTP endpoint for the education system and for auditors (FastAPI).
 
-Every request but /healthz and /metrics carries ``Authorization: Bearer <token>`` (``kintsmesh token issue``):
+Served over TLS (a certificate of the installation's CA). Every request but /healthz and /metrics carries ``Authorization: Bearer <token>`` (``kintsmesh token issue``):
 a JWT signed by the installation's key naming the client, its scopes and its registered legal purpose.
 
     GET /dossiers/school-enrolment/{ric}?level=primary|junior_high[&year=2027]   scope dossier:school-enrolment
@@ -143,7 +143,11 @@ def _anonymous(request: Request) -> str:
 
 
 def serve(settings: Settings, database: str = RESOURCE_LIBRARY_DB, port: int | None = None) -> None:
+    """Over TLS only: the bearer tokens and the dossiers never cross the network in clear."""
     import uvicorn
 
+    from kintsmesh.security.pki import server_certificate
+
+    pair = server_certificate(settings.stack_dir, "api")
     uvicorn.run(create_app(settings, database), host=settings.metrics_host, port=port or settings.api_port,
-                log_level="warning", access_log=False)
+                log_level="warning", access_log=False, ssl_certfile=str(pair.cert), ssl_keyfile=str(pair.key))

@@ -209,7 +209,7 @@ def subscribers_summary(settings: Settings, subscriber: str = "education_bureau"
     for name, subscription in subscriptions().items():
         print(f"  {name:<24} {delivered.get(name, 0):>7,} delivered   {', '.join(subscription.events)}")
     topic = subscriptions()[subscriber].topic
-    deserialize = AvroDeserializer(SchemaRegistryClient({"url": settings.registry_endpoint}))
+    deserialize = AvroDeserializer(SchemaRegistryClient(settings.registry_client_config()))
     consumer = kafka.consumer(settings, "kintsmesh-demo-reader", enable_auto_commit=False)
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics[topic]
@@ -236,7 +236,8 @@ def subscribers_summary(settings: Settings, subscriber: str = "education_bureau"
         from kintsmesh.security.tokens import issue
 
         attributes = newest.get("attributes") or {}
-        answer = requests.get(f"http://127.0.0.1:{settings.api_port}/dossiers/school-enrolment/{newest['subject_code']}",
+        answer = requests.get(f"{settings.api_endpoint}/dossiers/school-enrolment/{newest['subject_code']}",
+                              verify=str(settings.trusted_ca),
                               params={"level": attributes.get("level") or "primary",
                                       "year": attributes.get("enrolment_year")},
                               headers={"Authorization": f"Bearer {issue(settings.stack_dir, 'education-bureau')}"},

@@ -80,6 +80,7 @@ class Settings(BaseSettings):
     connect_port: int = 18083
     connect_heap: str = "512m"
     connect_url: str | None = None
+    connect_user: str = "admin"   # who a process is to Connect's REST API (basic authentication)
 
     prometheus_port: int = 19090
     registry_port: int = 18081          # the schema registry (Confluent REST API)
@@ -132,7 +133,16 @@ class Settings(BaseSettings):
 
     @property
     def registry_endpoint(self) -> str:
-        return (self.registry_url or f"http://127.0.0.1:{self.registry_port}").rstrip("/")
+        return (self.registry_url or f"https://127.0.0.1:{self.registry_port}").rstrip("/")
+
+    def registry_client_config(self) -> dict[str, str]:
+        """Confluent's SchemaRegistryClient configuration: this process's principal, the CA to verify with."""
+        return {"url": self.registry_endpoint, "basic.auth.user.info": f"{self.kafka_principal}:{self.kafka_password()}",
+                "ssl.ca.location": str(self.trusted_ca)}
+
+    @property
+    def api_endpoint(self) -> str:
+        return f"https://127.0.0.1:{self.api_port}"
 
     @property
     def prometheus_endpoint(self) -> str:
@@ -171,6 +181,10 @@ class Settings(BaseSettings):
     @property
     def trusted_ca(self) -> Path:
         return self.ca_file or self.secrets_dir / "ca.pem"
+
+    @property
+    def connect_credentials(self) -> tuple[str, str]:
+        return self.connect_user, self.secret(f"connect-rest-{self.connect_user}")
 
     def kafka_password(self, principal: str | None = None) -> str:
         """The SCRAM password of a Kafka principal (this process's by default)."""

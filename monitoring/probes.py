@@ -33,7 +33,7 @@ TIMEOUT_S = 5.0
 
 def connector_states(settings: Settings, departments: Iterable[str]) -> dict[str, ConnectorStatus]:
     """department -> its Debezium connector's state (``MISSING`` when it is not configured)."""
-    client = ConnectClient(settings.connect_endpoint, timeout_s=TIMEOUT_S)
+    client = ConnectClient.of(settings, timeout_s=TIMEOUT_S)
     return {d: client.status(connector_name(d)) for d in departments}
 
 

@@ -116,10 +116,11 @@ def run_dossier_bench(settings: Settings, people: int, count: int) -> dict[str, 
     port = settings.api_port + PORT_OFFSET
     server = subprocess.Popen([sys.executable, "-m", "kintsmesh.cli", "api", "serve", "--database", LIBRARY,
                                "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
+    base = f"https://127.0.0.1:{port}"
     try:
-        _wait_healthy(base, server)
-        session = requests.Session()   # as the education bureau calls it: a bearer token of its scope
+        _wait_healthy(settings, base, server)
+        session = requests.Session()   # as the education bureau calls it: TLS, a bearer token of its scope
+        session.verify, session.trust_env = str(settings.trusted_ca), False   # (REQUESTS_CA_BUNDLE would win)
         session.headers["Authorization"] = f"Bearer {issue(settings.stack_dir, 'education-bureau')}"
         rng = random.Random(7)
         picks = [rng.choice(children) for _ in range(count)]
@@ -148,13 +149,13 @@ def run_dossier_bench(settings: Settings, people: int, count: int) -> dict[str, 
     return result
 
 
-def _wait_healthy(base: str, server: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
+def _wait_healthy(settings: Settings, base: str, server: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise KintsmeshError(f"bench: the dossier endpoint exited: {(server.stderr.read() if server.stderr else b'').decode()[-500:]}")
         try:
-            if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+            if requests.get(f"{base}/healthz", timeout=1, verify=str(settings.trusted_ca)).status_code == 200:
                 return
         except requests.ConnectionError:
             time.sleep(0.2)

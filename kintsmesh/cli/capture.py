@@ -15,7 +15,7 @@ def cmd_connect(args: argparse.Namespace, settings: Settings) -> int:
     from connect.client import ConnectClient
     from connect.connectors import connector_configs
 
-    client = ConnectClient(settings.connect_endpoint)
+    client = ConnectClient.of(settings)
     departments = args.departments or list(DEPARTMENTS)
     unknown = set(departments) - set(DEPARTMENTS)
     if unknown:

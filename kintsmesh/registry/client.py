@@ -27,7 +27,7 @@ RETRY_S = 30.0
 class SchemaRegistry:
     def __init__(self, settings: Settings) -> None:
         self.url = settings.registry_endpoint
-        self.client = SchemaRegistryClient({"url": self.url, "timeout": 10})
+        self.client = SchemaRegistryClient({**settings.registry_client_config(), "timeout": 10})
         self._by_id: dict[int, SchemaVersion] = {}
 
     def _call(self, what: str, call: Any, *args: Any) -> Any:

@@ -13,6 +13,11 @@ the stack runs one, and docker-compose runs Confluent's own image instead.
     POST /subjects/{s}            (look up)         GET  /mode
     GET  /metrics  GET /healthz
 
+Served over TLS (the installation's CA). Every call but /metrics and /healthz authenticates with HTTP
+basic: the Kafka principals and their passwords (``kintsmesh/security/kafka_acls.yaml``); any may read,
+only the ``registry_writers`` may register a schema or change a compatibility level (401 / 403 otherwise,
+Confluent's codes 40101 / 40301).
+
 Errors carry Confluent's codes: 40401 subject, 40402 version, 40403 schema not found, 409 an
 incompatible schema (with the reasons), 42201 an invalid schema, 42202 an invalid version,
 42203 an invalid compatibility level. Versions are never deleted (405).
@@ -20,7 +25,11 @@ incompatible schema (with the reasons), 42201 an invalid schema, 42202 an invali
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
 import json
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -98,7 +107,37 @@ async def _level_body(request: Request) -> str:
     return level
 
 
-def create_app(log: SchemaLog) -> FastAPI:
+# calls that change nothing although they are POSTs: a lookup, a compatibility test
+READ_POSTS = ("/compatibility/",)
+OPEN_PATHS = ("/metrics", "/healthz")
+
+
+def basic_credentials(header: str) -> tuple[str, str] | None:
+    kind, _, encoded = header.partition(" ")
+    if kind.lower() != "basic":
+        return None
+    try:
+        user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return user, password
+
+
+def principal_check(settings: Settings) -> Callable[[str, str], bool]:
+    """Whether a user name and password are a Kafka principal's (the installation's secrets)."""
+    from kintsmesh.security.kafka import principals
+
+    known = {*principals(), "admin"}
+
+    def check(user: str, password: str) -> bool:
+        return user in known and hmac.compare_digest(password.encode(), settings.kafka_password(user).encode())
+    return check
+
+
+def create_app(log: SchemaLog, authenticate: Callable[[str, str], bool] | None = None,
+               writers: frozenset[str] = frozenset()) -> FastAPI:
+    """The registry's API; with ``authenticate`` (the stack's), every call but /metrics and /healthz needs a
+    principal's credentials, and a change needs one of ``writers``."""
     metrics = CollectorRegistry()
     registrations = Counter("kintsmesh_registry_registrations_total", "Register calls by outcome",
                             ["outcome"], registry=metrics)
@@ -107,6 +146,23 @@ def create_app(log: SchemaLog) -> FastAPI:
           " a level (skipped at replay)", registry=metrics).set_function(lambda: log.skipped)
     app.mount("/metrics", make_asgi_app(metrics))
     catalog = log.catalog
+
+    @app.middleware("http")
+    async def authorised(request: Request, call_next: Any) -> Any:
+        path = request.url.path
+        if authenticate is None or path.startswith(OPEN_PATHS):
+            return await call_next(request)
+        credentials = basic_credentials(request.headers.get("authorization", ""))
+        if credentials is None or not authenticate(*credentials):
+            answer = _answer({"error_code": 40101, "message": "Unauthorized: a principal's credentials are required"},
+                             401)
+            answer.headers["WWW-Authenticate"] = 'Basic realm="kintsmesh-registry"'
+            return answer
+        changes = request.method in ("PUT", "DELETE") or (
+            request.method == "POST" and path.startswith("/subjects/") and path.endswith("/versions"))
+        if changes and credentials[0] not in writers and not path.startswith(READ_POSTS):
+            return _answer({"error_code": 40301, "message": f"Forbidden: {credentials[0]} may only read"}, 403)
+        return await call_next(request)
 
     @app.exception_handler(RegistryError)
     async def registry_error(_: Request, exc: RegistryError) -> JSONResponse:
@@ -255,9 +311,14 @@ def create_app(log: SchemaLog) -> FastAPI:
 def serve(settings: Settings, port: int | None = None) -> None:
     import uvicorn
 
+    from kintsmesh.security.kafka import registry_writers
+    from kintsmesh.security.pki import server_certificate
+
     log = SchemaLog(settings)
+    pair = server_certificate(settings.stack_dir, "registry")
     try:
-        uvicorn.run(create_app(log), host=settings.metrics_host, port=port or settings.registry_port,
-                    log_level="warning", access_log=False)
+        uvicorn.run(create_app(log, principal_check(settings), registry_writers()), host=settings.metrics_host,
+                    port=port or settings.registry_port, log_level="warning", access_log=False,
+                    ssl_certfile=str(pair.cert), ssl_keyfile=str(pair.key))
     finally:
         log.close()

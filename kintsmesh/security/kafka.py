@@ -76,6 +76,10 @@ def principals(subscribers: list[str] | None = None) -> dict[str, list[Grant]]:
     return found
 
 
+def registry_writers() -> frozenset[str]:
+    return frozenset(yaml.safe_load(ACLS_FILE.read_text()).get("registry_writers", []))
+
+
 def apply(settings: Settings, subscribers: list[str] | None = None) -> dict[str, int]:
     """Create every principal's SCRAM credential (its password: the installation's secret) and set the ACLs
     to the file's; returns the number of ACLs per principal."""

@@ -21,10 +21,11 @@ from kintsmesh.stack import prerequisites
 from kintsmesh.stack.component import Component, write_properties
 
 DEBEZIUM_POSTGRES_CLASS = "io.debezium.connector.postgresql.PostgresConnector"
+CONNECT_REST_USERS = ("admin", "monitor")
 
 
 def _jvm_command(settings: Settings, heap: str, log_config: Path, main: str, *args: str,
-                 agents: tuple[str, ...] = ()) -> list[str]:
+                 agents: tuple[str, ...] = (), options: tuple[str, ...] = ()) -> list[str]:
     java = prerequisites.java()
     classpath = str(settings.stack_dir / "lib" / "kafka" / "*")
     return [
@@ -37,6 +38,7 @@ def _jvm_command(settings: Settings, heap: str, log_config: Path, main: str, *ar
         # marks the process as this stack's, see process.owned_pid
         f"-Dkintsmesh.stack={settings.stack_dir}",
         *(f"-javaagent:{agent}" for agent in agents),
+        *options,
         "-cp", classpath,
         main, *args,
     ]
@@ -115,11 +117,18 @@ class JvmComponent(Component):
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "log4j2.properties").write_text(LOG4J2)
 
+    @property
+    def jmx_port(self) -> int:
+        return int(getattr(self.settings, self.jmx_port_setting))
+
+    def jvm_options(self) -> tuple[str, ...]:
+        return ()
+
     def command(self) -> list[str]:
         return _jvm_command(
             self.settings, getattr(self.settings, self.heap_setting), self.home / "log4j2.properties",
             self.main, str(self.home / self.properties_file),
-            agents=(_jmx_agent(self.settings, getattr(self.settings, self.jmx_port_setting), self.jmx_rules),),
+            agents=(_jmx_agent(self.settings, self.jmx_port, self.jmx_rules),), options=self.jvm_options(),
         )
 
 
@@ -150,11 +159,6 @@ class Kafka(JvmComponent):
     @property
     def jmx_port(self) -> int:
         return self.settings.kafka_jmx_port + 100 * (self.node - 1)
-
-    def command(self) -> list[str]:
-        return _jvm_command(self.settings, self.settings.kafka_heap, self.home / "log4j2.properties", self.main,
-                            str(self.home / self.properties_file),
-                            agents=(_jmx_agent(self.settings, self.jmx_port, self.jmx_rules),))
 
     def properties(self) -> dict[str, object]:
         """This node's ``server.properties``."""
@@ -268,6 +272,11 @@ class Connect(JvmComponent):
             f"{d}={self.settings.role_password(f'capture_{d}')}\n" for d in DEPARTMENTS).encode())
         write_private(self.settings.secrets_dir / "connect-kafka.properties", "".join(
             f"{d}={self.settings.kafka_password(f'capture-{d}')}\n" for d in DEPARTMENTS).encode())
+        # the REST API's users (basic authentication; the extension has no roles: each may do everything)
+        users = self.home / "rest-users.properties"
+        write_private(users, "".join(f"{u}={self.settings.secret(f'connect-rest-{u}')}\n" for u in CONNECT_REST_USERS).encode())
+        write_private(self.rest_jaas, ("KafkaConnect {\n  org.apache.kafka.connect.rest.basic.auth.extension."
+                                       f'PropertyFileLoginModule required file="{users}";\n}};\n').encode())
 
     def properties(self) -> dict[str, object]:
         """The worker's ``connect-distributed.properties``."""
@@ -303,9 +312,18 @@ class Connect(JvmComponent):
             **{f"{prefix}{key}": value for prefix in ("", "producer.", "consumer.", "admin.")
                for key, value in client_security(s, "connect", s.kafka_password("connect")).items()},
             "connector.client.config.override.policy": "Principal",
+            "rest.extension.classes": "org.apache.kafka.connect.rest.basic.auth.extension.BasicAuthSecurityRestExtension",
         }
 
+    @property
+    def rest_jaas(self) -> Path:
+        return self.home / "rest-jaas.conf"
+
+    def jvm_options(self) -> tuple[str, ...]:
+        return (f"-Djava.security.auth.login.config={self.rest_jaas}",)   # the REST API's users
+
     def healthy(self) -> bool:
-        response = requests.get(f"{self.settings.connect_endpoint}/connector-plugins", timeout=3)
+        response = requests.get(f"{self.settings.connect_endpoint}/connector-plugins", timeout=3,
+                                auth=self.settings.connect_credentials)
         response.raise_for_status()
         return any(plugin.get("class") == DEBEZIUM_POSTGRES_CLASS for plugin in response.json())

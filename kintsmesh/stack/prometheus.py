@@ -41,6 +41,7 @@ class Prometheus(Component):
             kafka_jmx_target='", "'.join(f"127.0.0.1:{self.settings.kafka_jmx_port + 100 * n}"
                                          for n in range(self.settings.kafka_brokers)),
             rules_dir=str(REPO_ROOT / "monitoring"),
+            ca_file=str(self.settings.trusted_ca),
         )
         self.config_file.write_text(rendered)
 
@@ -51,8 +52,7 @@ class Prometheus(Component):
             f"--config.file={self.config_file}",
             f"--storage.tsdb.path={self.home / 'data'}",
             f"--web.listen-address=127.0.0.1:{self.port}",
-            "--storage.tsdb.retention.time=7d",
-            "--web.enable-lifecycle",
+            "--storage.tsdb.retention.time=7d",   # no --web.enable-lifecycle: nobody may stop or reload it over HTTP
         ]
 
     def healthy(self) -> bool:

@@ -21,6 +21,8 @@ class WorkerSpec:
     port_setting: str = ""   # the Settings field holding its port, when not <name>_metrics_port
     pg_role: str = "none"    # its PostgreSQL role (kintsmesh/security/postgres_roles.yaml); none: no access
     kafka_principal: str = ""   # its Kafka principal (kintsmesh/security/kafka_acls.yaml); default: its name
+    connect_user: str = "none"   # its user of Connect's REST API, if it needs one
+    tls: bool = False        # serves HTTPS (a certificate of the installation's CA), not HTTP
 
     @property
     def setting(self) -> str:
@@ -34,7 +36,7 @@ class WorkerSpec:
 WORKERS: tuple[WorkerSpec, ...] = (
     WorkerSpec("registry", ("registry", "serve"),
                "The schema registry (Confluent REST API over a compacted topic), /metrics on the same port",
-               "registry_port"),
+               "registry_port", tls=True),
     WorkerSpec("normalize", ("streams", "worker"), "The Faust normalize worker (raw.* -> gldm.*.candidates / dlq.*)"),
     WorkerSpec("resolve", ("streams", "resolve"),
                "The resolve stage (gldm.*.candidates -> identity decisions -> gldm.*.resolved, keyed by canonical id)",
@@ -46,13 +48,13 @@ WORKERS: tuple[WorkerSpec, ...] = (
                pg_role="events"),
     WorkerSpec("api", ("api", "serve"),
                "The dossier HTTP endpoint for the education system (FastAPI), /metrics on the same port", "api_port",
-               pg_role="api", kafka_principal="none"),
+               pg_role="api", kafka_principal="none", tls=True),
     WorkerSpec("monitor", ("monitor", "serve"),
                "The lag exporter (connector states, consumer lag, DLQ sizes, T+1 batches) for Prometheus",
-               pg_role="monitor"),
+               pg_role="monitor", connect_user="monitor"),
     WorkerSpec("supervisor", ("stack", "supervise"),
                "Starts again every component that dies, with backoff; restarts and crash loops as metrics",
-               pg_role="admin", kafka_principal="admin"),   # it checks every component's health: the stack's own
+               pg_role="admin", kafka_principal="admin", connect_user="admin"),   # it checks every component's health: the stack's own
 )
 
 
@@ -70,10 +72,12 @@ class PythonWorker(Component):
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "KINTSMESH_STACK_DIR": str(self.settings.stack_dir), "PYTHONUNBUFFERED": "1",
-                "KINTSMESH_PG_ROLE": self.spec.pg_role, "KINTSMESH_KAFKA_PRINCIPAL": self.spec.principal}
+                "KINTSMESH_PG_ROLE": self.spec.pg_role, "KINTSMESH_KAFKA_PRINCIPAL": self.spec.principal,
+                "KINTSMESH_CONNECT_USER": self.spec.connect_user}
 
     def healthy(self) -> bool:
-        response = requests.get(f"http://127.0.0.1:{self.port}/metrics", timeout=3)
+        scheme = "https" if self.spec.tls else "http"
+        response = requests.get(f"{scheme}://127.0.0.1:{self.port}/metrics", timeout=3, verify=str(self.settings.trusted_ca))
         return response.status_code == 200
 
 

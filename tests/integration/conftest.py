@@ -41,7 +41,7 @@ def settings() -> Settings:
     down = [s.name for s in stack.status(settings) if not s.healthy]
     if down:
         pytest.fail(f"stack components not healthy: {down}; run `kintsmesh stack up` (make test does)")
-    client = ConnectClient(settings.connect_endpoint)
+    client = ConnectClient.of(settings)
     try:
         client.wait_running([connector_name(d) for d in DEPARTMENTS], timeout_s=120)
     except Exception as exc:  # noqa: BLE001

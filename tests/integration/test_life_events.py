@@ -51,7 +51,7 @@ def published_since(settings, start: dict[tuple[str, int], int], topics: list[st
     AvroDeserializer with nothing but the registry's URL: what a downstream subscriber runs."""
     consumer = Consumer({**kafka.client_config(settings), "group.id": f"t-events-{time.time()}",
                          "enable.auto.commit": False, "log_level": 0})
-    deserialize = AvroDeserializer(SchemaRegistryClient({"url": settings.registry_endpoint}))
+    deserialize = AvroDeserializer(SchemaRegistryClient(settings.registry_client_config()))
     try:
         ends = topic_ends(consumer, topics)
         consumer.assign([TopicPartition(t, p, start.get((t, p), 0)) for (t, p) in ends])
@@ -234,7 +234,7 @@ def test_the_daily_pass_finds_exactly_who_crosses_an_age_that_day_and_a_rerun_ad
     bureau = {"Authorization": f"Bearer {issue(settings.stack_dir, 'education-bureau')}"}
     for ric in children:
         level, year, _ = asked[ric]
-        answer = requests.get(f"http://127.0.0.1:{settings.api_port}/dossiers/school-enrolment/{ric}",
+        answer = requests.get(f"{settings.api_endpoint}/dossiers/school-enrolment/{ric}", verify=str(settings.trusted_ca),
                               params={"level": level, "year": year}, headers=bureau, timeout=10)
         assert answer.status_code == 200, answer.text
         dossier = answer.json()

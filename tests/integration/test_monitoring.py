@@ -91,7 +91,7 @@ def wait_for(condition, timeout_s: float, what: str):
 
 def test_a_stopped_connector_shows_in_the_lag_gauge_metric_and_alert_while_others_stay_in_sync(
         settings, tmp_path, fresh_seed):
-    client = ConnectClient(settings.connect_endpoint)
+    client = ConnectClient.of(settings)
     sim = settings.model_copy(update={"stack_dir": tmp_path})
     seed = fresh_seed
     run_simulation(sim, seed=seed, initial=300, rate=None, duration_s=0, dirty_rate=0.0, truth_path=None)

@@ -71,7 +71,7 @@ def test_every_raw_event_of_a_dirty_simulated_run_is_accounted_for(settings, tmp
     consumer.close()
 
     # read as any downstream consumer would: Confluent's stock deserializer, the registry's URL, no project code
-    deserialize = AvroDeserializer(SchemaRegistryClient({"url": settings.registry_endpoint}))
+    deserialize = AvroDeserializer(SchemaRegistryClient(settings.registry_client_config()))
     normalized: set[tuple] = set()
     dlq: set[tuple] = set()
     reasons: Counter[str] = Counter()

@@ -32,10 +32,10 @@ BIRTH_NO_DEFAULT = {"name": "birth", "type": "string"}
 
 
 def test_stock_client_registers_evolves_and_is_refused_by_the_registry(settings):
-    client = SchemaRegistryClient({"url": settings.registry_endpoint})
+    client = SchemaRegistryClient(settings.registry_client_config())
     subject = f"test-{uuid.uuid4().hex[:8]}-value"
     v1 = client.register_schema(subject, Schema(person(), "AVRO"))
-    assert SchemaRegistryClient({"url": settings.registry_endpoint}).register_schema(
+    assert SchemaRegistryClient(settings.registry_client_config()).register_schema(
         subject, Schema(person(), "AVRO")) == v1                                 # idempotent, no cache
     v2 = client.register_schema(subject, Schema(person(GENDER), "AVRO"))
     assert v2 != v1 and client.get_versions(subject) == [1, 2]
@@ -66,7 +66,7 @@ def test_our_messages_and_the_stock_serializers_read_each_other(settings):
     version = ours.register(subject, json.loads(person(GENDER)))
     record = {"ric": "440303199001011234", "name": "王芳", "gender": "2"}
 
-    client = SchemaRegistryClient({"url": settings.registry_endpoint})
+    client = SchemaRegistryClient(settings.registry_client_config())
     context = SerializationContext(topic, MessageField.VALUE)
     assert AvroDeserializer(client)(encode(version, record), context) == record
     stock = AvroSerializer(client, person(GENDER), conf={"auto.register.schemas": False, "use.latest.version": True})
@@ -79,7 +79,7 @@ def test_our_messages_and_the_stock_serializers_read_each_other(settings):
 
 
 def test_versions_survive_in_the_compacted_topic(settings):
-    client = SchemaRegistryClient({"url": settings.registry_endpoint})
+    client = SchemaRegistryClient(settings.registry_client_config())
     subject = f"test-{uuid.uuid4().hex[:8]}-value"
     schema_id = client.register_schema(subject, Schema(person(), "AVRO"))
     replayed = SchemaLog(settings)   # what a restarted registry rebuilds from the topic
@@ -93,31 +93,40 @@ def test_versions_survive_in_the_compacted_topic(settings):
     assert config["cleanup.policy"].value == "compact"
 
 
+def as_admin(settings) -> requests.Session:
+    """The registry's REST API over TLS as the stack's administrator."""
+    session = requests.Session()
+    session.auth, session.verify = ("admin", settings.kafka_password("admin")), str(settings.trusted_ca)
+    session.trust_env = False   # else REQUESTS_CA_BUNDLE in the environment replaces `verify`
+    return session
+
+
 def test_every_gldm_subject_is_registered_and_errors_speak_confluent(settings):
-    subjects = requests.get(f"{settings.registry_endpoint}/subjects", timeout=10).json()
+    registry = as_admin(settings)
+    subjects = registry.get(f"{settings.registry_endpoint}/subjects", timeout=10).json()
     assert {"gldm.person.candidates-value", "dlq-value", "gldm.changes-value", "events.life-value",
             "sub.education_bureau.life-value"} <= set(subjects)
-    answer = requests.get(f"{settings.registry_endpoint}/subjects/no-such-subject/versions", timeout=10)
+    answer = registry.get(f"{settings.registry_endpoint}/subjects/no-such-subject/versions", timeout=10)
     assert answer.status_code == 404 and answer.json()["error_code"] == 40401
-    answer = requests.post(f"{settings.registry_endpoint}/subjects/x-value/versions", timeout=10,
+    answer = registry.post(f"{settings.registry_endpoint}/subjects/x-value/versions", timeout=10,
                            json={"schema": '{"type": "record", "name": "X", "fields": [{"name": "a", "type": "nope"}]}'})
     assert answer.status_code == 422 and answer.json()["error_code"] == 42201
 
 
 def test_bad_bodies_get_confluent_codes_not_500(settings):
-    url = settings.registry_endpoint
+    url, registry = settings.registry_endpoint, as_admin(settings)
     for body in (b"[1, 2]", b'"a string"', b"[" * 50_000 + b"]" * 50_000, b"{not json"):
-        answer = requests.post(f"{url}/subjects/x-value/versions", data=body, timeout=10,
+        answer = registry.post(f"{url}/subjects/x-value/versions", data=body, timeout=10,
                                headers={"Content-Type": "application/vnd.schemaregistry.v1+json"})
         assert answer.status_code == 422 and answer.json()["error_code"] == 42201, (body[:20], answer.text[:200])
     duplicate = {"type": "record", "name": "X", "fields": [{"name": "a", "type": "int"}, {"name": "a", "type": "int"}]}
-    answer = requests.post(f"{url}/subjects/x-value/versions", json={"schema": json.dumps(duplicate)}, timeout=10)
+    answer = registry.post(f"{url}/subjects/x-value/versions", json={"schema": json.dumps(duplicate)}, timeout=10)
     assert answer.status_code == 422 and "twice" in answer.json()["message"]
-    answer = requests.put(f"{url}/config", json={"compatibility": "LAX"}, timeout=10)
+    answer = registry.put(f"{url}/config", json={"compatibility": "LAX"}, timeout=10)
     assert answer.status_code == 422 and answer.json()["error_code"] == 42203
-    answer = requests.put(f"{url}/config", data=b"[]", timeout=10)
+    answer = registry.put(f"{url}/config", data=b"[]", timeout=10)
     assert answer.status_code == 422 and answer.json()["error_code"] == 42203
-    assert requests.get(f"{url}/config", timeout=10).json()["compatibilityLevel"] == "BACKWARD"
+    assert registry.get(f"{url}/config", timeout=10).json()["compatibilityLevel"] == "BACKWARD"
 
 
 def test_a_poison_record_in_the_schema_topic_is_skipped_and_counted_on_replay(settings):

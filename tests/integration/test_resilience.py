@@ -90,7 +90,7 @@ def test_a_kafka_restart_mid_run_loses_nothing(settings, tmp_path, fresh_seed):
     assert all(workers.values()), workers
     truth_file = load_city_and_bounce(settings, tmp_path, fresh_seed, "kafka")
     assert_nothing_lost(settings, truth_file, workers, dlq_before)
-    client = ConnectClient(settings.connect_endpoint)
+    client = ConnectClient.of(settings)
     states = {d: client.status(connector_name(d)) for d in available_departments()}
     assert all(s.running for s in states.values()), states
 

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.integration
 
 def api(settings, path: str, token: str | None = None, **params) -> requests.Response:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return requests.get(f"http://127.0.0.1:{settings.api_port}{path}", params=params, headers=headers, timeout=10)
+    return requests.get(f"{settings.api_endpoint}{path}", params=params, headers=headers, timeout=10,
+                        verify=str(settings.trusted_ca))
 
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -80,8 +81,17 @@ def test_each_stack_process_runs_as_its_own_role(settings):
 # ---------------------------------------------------------------- Connect
 
 
+def test_connect_rest_refuses_callers_without_credentials(settings):
+    for auth in (None, ("admin", "guess"), ("anyone", settings.connect_credentials[1])):
+        response = requests.get(f"{settings.connect_endpoint}/connectors/{connector_name('police')}/config",
+                                auth=auth, timeout=10)
+        assert response.status_code == 401, (auth and auth[0], response.status_code)
+    assert requests.put(f"{settings.connect_endpoint}/connectors/kintsmesh-forged/config", json={}, timeout=10
+                        ).status_code == 401
+
+
 def test_a_connector_config_holds_no_password(settings):
-    config = ConnectClient(settings.connect_endpoint).config(connector_name("police"))
+    config = ConnectClient.of(settings).config(connector_name("police"))
     password = settings.role_password("capture_police")
     assert password not in str(config) and config["database.password"].startswith("${file:")
 
@@ -228,3 +238,23 @@ def test_no_component_can_forge_another_ones_topic(settings):
 
 def test_topics_are_not_created_by_writing_to_them(settings):
     assert kafka_error(settings, None, write=f"made.up.{os.getpid()}") in ("UNKNOWN_TOPIC_OR_PART", "_MSG_TIMED_OUT")
+
+
+# ---------------------------------------------------------------- schema registry
+
+
+def test_the_registry_needs_a_principal_and_only_producers_change_it(settings):
+    url, ca = settings.registry_endpoint, str(settings.trusted_ca)
+    assert url.startswith("https://")
+    assert requests.get(f"{url}/subjects", timeout=10, verify=ca).status_code == 401
+    assert requests.get(f"{url}/subjects", timeout=10, verify=ca, auth=("admin", "guess")).status_code == 401
+    subscriber = ("sub-education_bureau", settings.kafka_password("sub-education_bureau"))
+    assert requests.get(f"{url}/subjects", timeout=10, verify=ca, auth=subscriber).status_code == 200   # reads
+    forbidden = [requests.put(f"{url}/config", json={"compatibility": "NONE"}, timeout=10, verify=ca, auth=subscriber),
+                 requests.post(f"{url}/subjects/gldm.person.changes-value/versions", timeout=10, verify=ca,
+                               auth=subscriber, json={"schema": '"string"'}),
+                 requests.delete(f"{url}/config/dlq-value", timeout=10, verify=ca, auth=subscriber)]
+    assert [r.status_code for r in forbidden] == [403, 403, 403]
+    assert all(r.json()["error_code"] == 40301 for r in forbidden)
+    level = requests.get(f"{url}/config", timeout=10, verify=ca, auth=subscriber).json()["compatibilityLevel"]
+    assert level == "BACKWARD"
