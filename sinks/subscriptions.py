@@ -2,8 +2,10 @@
 
 It reads ``life_event`` (the record of every event, in detection order) from a
 cursor per subscriber, keeps the events the subscriber wants (types, filters,
-back-fill), projects them to its allowance (``streams.events.subscriptions``)
-and produces them to its topic, with the event's ``seq`` in a header. The
+back-fill), projects them to its allowance (``streams.events.subscriptions``: the
+subscriber's own event ids and subject pseudonyms, keyed by its secret) and produces
+them to its topic, keyed by the pseudonym, with the event's ``seq`` sealed in a header
+(Fernet, the sink's own key: the subscriber learns neither the seq nor the event volume). The
 cursor and the topic's end offsets move in one transaction after the broker
 acknowledged; on start, ``recover`` reads the topic after the stored ends and
 moves the cursor past what a crash delivered but did not record, so no event
@@ -15,12 +17,15 @@ receives every earlier event that occurred on or after that day.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 from datetime import date
 from typing import Any
 
 import psycopg
 from confluent_kafka import Producer
+from cryptography.fernet import Fernet
 
 from kintsmesh.errors import TransientError
 from kintsmesh.kafka import ensure_topics
@@ -43,6 +48,16 @@ def group(subscription: Subscription) -> str:
     return subscription_mark(subscription.name)
 
 
+def subscriber_key(settings: Settings, name: str) -> bytes:
+    """The secret a subscriber's pseudonyms and event ids are keyed with (never given to it)."""
+    return settings.secret(f"subscriber-{name}").encode()
+
+
+def header_sealer(settings: Settings) -> Fernet:
+    key = base64.urlsafe_b64encode(hashlib.sha256(settings.secret("subscription-headers").encode()).digest())
+    return Fernet(key)
+
+
 class DeliveryError(TransientError):
     """The broker did not acknowledge a delivery; the cursor stays and it is retried."""
 
@@ -57,6 +72,8 @@ class SubscriptionSink:
         self.subscriptions = subscribed if subscribed is not None else subscriptions()
         self.schemas: dict[str, SchemaVersion] = {}
         self.rejected_schema: SchemaVersion | None = None
+        self.keys = {name: subscriber_key(settings, name) for name in self.subscriptions}
+        self.sealer = header_sealer(settings)
 
     def prepare(self) -> None:
         """Topics, schemas, a cursor for each new subscriber; then recover what a crash left unrecorded."""
@@ -86,8 +103,9 @@ class SubscriptionSink:
     def recover(self, subscription: Subscription) -> int:
         stored = stored_offsets(self.conn, group(subscription))
         self.conn.commit()
-        seqs, ends = headers_after(self.settings, [subscription.topic], stored, SEQ_HEADER)
-        newest = max((int(s) for s in seqs), default=0)
+        sealed, ends = headers_after(self.settings, [subscription.topic], stored, SEQ_HEADER)
+        seqs = [int(self.sealer.decrypt(s)) for s in sealed]
+        newest = max(seqs, default=0)
         with self.conn.transaction():
             moved = self.conn.execute(
                 "UPDATE subscription SET last_seq = %s, delivered = delivered + %s, updated_at = now()"
@@ -122,13 +140,14 @@ class SubscriptionSink:
                     try:
                         if not (subscription.wants(event) and (seq > start_seq or _since(event, backfill_from))):
                             continue
-                        record = subscription.project({**event, "occurred_on": date.fromisoformat(event["occurred_on"])})
-                        key, value = str(event["subject_id"]).encode(), encode(schema, record)
+                        record = subscription.project({**event, "occurred_on": date.fromisoformat(event["occurred_on"])},
+                                                      self.keys[subscription.name])
+                        key, value = record["subject_ref"].encode(), encode(schema, record)
                     except Exception as exc:  # noqa: BLE001 - one event the subscriber cannot get must not stop the others
                         self._undeliverable(subscription, seq, event, exc, acks)
                         continue
                     self.producer.produce(subscription.topic, key=key, value=value, on_delivery=acks,
-                                          headers=[(SEQ_HEADER, str(seq).encode())])
+                                          headers=[(SEQ_HEADER, self.sealer.encrypt(str(seq).encode()))])
                     sent += 1
                 if not acknowledged(self.producer, acks):
                     raise DeliveryError(f"{subscription.name}: {sent} events not acknowledged"

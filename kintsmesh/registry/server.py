@@ -34,8 +34,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 from prometheus_client import CollectorRegistry, Counter, Gauge, make_asgi_app
+from starlette.concurrency import run_in_threadpool
 
 from kintsmesh.errors import TerminalError
 from kintsmesh.registry.catalog import (LEVELS, IncompatibleSchema, InvalidSchema, SchemaCatalog, SchemaVersion,

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import shutil
 import time
-from functools import partial
 from collections.abc import Iterable
+from functools import partial
 
 from kintsmesh.errors import StackError
-from kintsmesh.settings import Settings
-from kintsmesh.stack.components import Component, Kafka, Status, components, stale_pid
 from kintsmesh.security import kafka as kafka_acls
 from kintsmesh.security.postgres import apply_roles
+from kintsmesh.settings import Settings
+from kintsmesh.stack.components import Component, Kafka, Status, components, stale_pid
 from kintsmesh.stack.migrate import migrate_all
-from kintsmesh.stack.topology import ensure_pipeline_topics
 from kintsmesh.stack.process import wait_until
+from kintsmesh.stack.topology import ensure_pipeline_topics
 
 
 def _select(settings: Settings, names: Iterable[str] | None) -> list[Component]:

@@ -16,7 +16,6 @@ from kintsmesh.stack import prerequisites
 from kintsmesh.stack.component import Component
 from kintsmesh.stack.process import alive, terminate, wait_until
 
-
 INCLUDE = "include_if_exists = 'kintsmesh.conf'"
 # every client authenticates with a password (SCRAM); over TCP only with TLS: there is no `host` line
 PG_HBA = """# kintsmesh (rewritten by every `stack up`): no trust, no cleartext TCP

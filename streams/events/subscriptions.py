@@ -8,6 +8,9 @@ the full event: a field that is not allowed cannot be there.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import uuid
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cache
@@ -22,6 +25,20 @@ from streams.events.rules import rules
 
 SUBSCRIPTIONS_FILE = Path(__file__).resolve().parent / "subscriptions.yaml"
 ALWAYS = ("event_id", "event_type", "occurred_on")   # what every subscriber needs to use and deduplicate an event
+# every subscriber's record also names its subject by a pseudonym of its own: the same person always has the same
+# ref for one subscriber, two subscribers' refs cannot be linked, and neither reveals the RIC or canonical id
+SUBJECT_REF = {"name": "subject_ref", "type": "string", "default": "",
+               "doc": "the subject, pseudonymised for this subscriber (HMAC-SHA256 under its own key)"}
+
+
+def pseudonym(key: bytes, subject: str) -> str:
+    return hmac.new(key, b"subject:" + subject.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def subscriber_event_id(key: bytes, event_id: str) -> str:
+    """The event's id for one subscriber: stable (it deduplicates), and not reversible to the library's id,
+    which is derived from the subject's RIC."""
+    return str(uuid.UUID(bytes=hmac.new(key, b"event:" + event_id.encode(), hashlib.sha256).digest()[:16]))
 
 
 class SubscriptionError(TerminalError):
@@ -48,9 +65,12 @@ class Subscription:
         attributes = event.get("attributes") or {}
         return all(attributes.get(key) in allowed for key, allowed in self.filters.items())
 
-    def project(self, event: dict[str, Any]) -> dict[str, Any]:
-        """The subscriber's record: built from the allowance, field by field."""
+    def project(self, event: dict[str, Any], key: bytes) -> dict[str, Any]:
+        """The subscriber's record: built from the allowance, field by field, its ids this subscriber's own
+        (``key``: its secret)."""
         record = {name: event.get(name) for name in self.fields if name != "attributes"}
+        record["event_id"] = subscriber_event_id(key, str(event["event_id"]))
+        record["subject_ref"] = pseudonym(key, str(event["subject_id"]))
         if "attributes" in self.fields:
             given = event.get("attributes") or {}
             record["attributes"] = {key: given[key] for key in self.attributes if given.get(key) is not None}
@@ -99,7 +119,8 @@ def subscriptions(path: Path = SUBSCRIPTIONS_FILE) -> dict[str, Subscription]:
 
 
 def subscriber_schema(subscription: Subscription, life_event_schema: dict[str, Any]) -> dict[str, Any]:
-    """The LifeEvent schema cut down to what the subscriber may see, in its own namespace."""
+    """The LifeEvent schema cut down to what the subscriber may see, in its own namespace, with its subject ref."""
     fields = [f for f in life_event_schema["fields"] if f["name"] in subscription.fields]
+    fields.insert(1, SUBJECT_REF)
     return {"type": "record", "name": "LifeEvent", "namespace": f"gov.gldm.sub.{subscription.name}",
             "doc": f"Life events for {subscription.name}: only the fields it may see.", "fields": fields}

@@ -19,8 +19,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from connect.client import ConnectClient
 from connect.connectors import connector_name
-from kintsmesh import kafka
-from kintsmesh import stack
+from kintsmesh import kafka, stack
 from kintsmesh.settings import DEMO_SEED, DEPARTMENTS, Settings
 from kintsmesh.simulate.city import ID_SPACE, ric_class
 

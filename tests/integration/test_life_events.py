@@ -26,10 +26,10 @@ from kintsmesh.simulate.runner import run_simulation
 from monitoring.lag import wait_for_pipeline
 from sinks.events import LifeEvents
 from sinks.library.dossier import audit_history
-from sinks.subscriptions import SubscriptionSink
+from sinks.subscriptions import SubscriptionSink, subscriber_key
 from streams.events.predicates import anniversary
 from streams.events.rules import rules
-from streams.events.subscriptions import Subscription, subscriptions
+from streams.events.subscriptions import Subscription, subscriber_event_id, subscriptions
 
 pytestmark = pytest.mark.integration
 
@@ -169,13 +169,18 @@ def test_a_simulated_day_publishes_the_truths_events_once_even_across_a_sigkill(
     assert births == holders, {no: (births[no], holders.get(no)) for no in births if births[no] != holders.get(no)}
 
     # every subscriber received exactly the events it wants, each once, and no field outside its allowance
+    # (each under its own ids and subject pseudonyms: mapped back here with the subscriber's key)
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
+        every_id = [str(i) for (i,) in conn.execute("SELECT event_id FROM life_event")]
     for subscription in subscriptions().values():
+        key = subscriber_key(settings, subscription.name)
+        library_id = {subscriber_event_id(key, i): i for i in every_id}
         delivered = published_since(settings, start, [subscription.topic])
         wanted = {e["event_id"] for e in events if subscription.wants(e)}
-        got_ids = Counter(d["event_id"] for d in delivered)
+        got_ids = Counter(library_id.get(d["event_id"], d["event_id"]) for d in delivered)
         assert wanted <= set(got_ids) and (not got_ids or max(got_ids.values()) == 1), subscription.name
         assert published_before(settings, set(got_ids) - wanted, began), subscription.name   # earlier tests' events
-        allowed = set(subscription.fields)
+        allowed = set(subscription.fields) | {"subject_ref"}
         for record in delivered:
             assert set(record) <= allowed, (subscription.name, set(record) - allowed)
             assert set(record.get("attributes") or {}) <= set(subscription.attributes), subscription.name
@@ -273,5 +278,6 @@ def test_a_new_subscriber_is_back_filled_once_from_its_date_and_a_restart_delive
         conn.execute("DELETE FROM subscription WHERE subscriber = %s", (name,))
         conn.commit()
     delivered = published_since(settings, {}, [newcomer.topic])
-    assert sorted(d["event_id"] for d in delivered) == sorted(expected)
-    assert all(set(d) <= {"event_id", "event_type", "occurred_on", "attributes"} for d in delivered)
+    key = subscriber_key(settings, name)
+    assert sorted(d["event_id"] for d in delivered) == sorted(subscriber_event_id(key, i) for i in expected)
+    assert all(set(d) <= {"event_id", "subject_ref", "event_type", "occurred_on", "attributes"} for d in delivered)

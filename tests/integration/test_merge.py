@@ -18,8 +18,7 @@ import requests
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from kintsmesh import kafka
-from kintsmesh import stack
+from kintsmesh import kafka, stack
 from kintsmesh.bench.resolve import pairwise, person_links, scratch_library, truth_of
 from kintsmesh.registry.client import SchemaRegistry
 from kintsmesh.registry.codec import decode

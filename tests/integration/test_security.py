@@ -4,6 +4,7 @@ would: no credentials, wrong credentials, another component's role, another clie
 from __future__ import annotations
 
 import os
+from datetime import datetime
 import stat
 
 import psycopg
@@ -258,3 +259,53 @@ def test_the_registry_needs_a_principal_and_only_producers_change_it(settings):
     assert all(r.json()["error_code"] == 40301 for r in forbidden)
     level = requests.get(f"{url}/config", timeout=10, verify=ca, auth=subscriber).json()["compatibilityLevel"]
     assert level == "BACKWARD"
+
+
+# ---------------------------------------------------------------- subscribers' allowance
+
+
+def test_a_subscriber_gets_only_its_allowance_in_key_headers_and_value(settings):
+    import re
+    import time
+    from datetime import timedelta
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    from kintsmesh import kafka
+    from kintsmesh.settings import CITY_TZ
+    from sinks.events import LifeEvents
+    from sinks.subscriptions import SubscriptionSink
+    from streams.events.subscriptions import Subscription
+
+    name = f"test_minimal_{int(time.time())}"
+    narrow = Subscription(name=name, description="test", events=("BIRTH_REGISTERED", "DEATH_REGISTERED",
+                                                                   "RESIDENCE_CHANGED", "SENIOR_AGE_REACHED"),
+                          fields=("event_id", "event_type", "occurred_on", "attributes"), attributes=("district",),
+                          backfill_from=datetime.now(CITY_TZ).date() - timedelta(days=60))
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
+        rics = {r for (r,) in conn.execute("SELECT ric FROM person WHERE ric IS NOT NULL")}
+        events = LifeEvents(settings, conn)
+        sink = SubscriptionSink(settings, conn, events.producer, events.registry, {name: narrow})
+        sink.prepare()
+        sent = sink.deliver()[name]
+        events.close()
+        conn.execute("DELETE FROM subscription WHERE subscriber = %s", (name,))
+        conn.commit()
+    assert sent > 0, "no event to deliver: the life-event tests before this one publish some"
+    consumer = Consumer({**kafka.client_config(settings), "group.id": "t-minimal", "enable.auto.commit": False})
+    messages = []
+    try:
+        consumer.assign([TopicPartition(narrow.topic, p, 0) for p in range(settings.kafka_partitions)])
+        deadline = time.monotonic() + 60
+        while len(messages) < sent and time.monotonic() < deadline:
+            messages += [m for m in consumer.consume(500, timeout=1.0) if not m.error()]
+    finally:
+        consumer.close()
+    assert len(messages) == sent
+    digits = re.compile(rb"\d{17}[\dX]")
+    for message in messages:
+        raw = (message.key() or b"") + (message.value() or b"") + b"".join(v for _, v in message.headers() or [])
+        assert not ({m.decode() for m in digits.findall(raw)} & rics), "a RIC reached a subscriber not allowed it"
+        assert [k for k, _ in message.headers() or []] == ["seq"]
+        assert not message.headers()[0][1].isdigit()   # sealed: no event counts to read
+        assert re.fullmatch(rb"[0-9a-f]{32}", message.key())   # the subscriber's pseudonym, not a RIC

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import io
+import uuid
 from datetime import date
 
 import fastavro
 import pytest
 
 from streams.events.rules import evaluate_change, evaluate_person, rules
-from streams.events.subscriptions import (ALWAYS, SubscriptionError, parse_subscriptions, subscriber_schema,
-                                          subscriptions)
+from streams.events.subscriptions import (ALWAYS, SubscriptionError, parse_subscriptions, pseudonym,
+                                          subscriber_event_id, subscriber_schema, subscriptions)
 from streams.normalize import gldm
 from tests.unit.streams.events.test_life_events import CALENDAR_CASES, CHANGE_CASES, NOW
 
@@ -29,6 +30,7 @@ def one_event_of_every_type() -> dict[str, dict]:
     return events
 
 
+KEY = b"a subscriber's secret"
 NARROW = parse_subscriptions({"narrow": {"events": sorted(rules()), "fields": ["attributes.district"]}}, FULL)["narrow"]
 
 
@@ -36,10 +38,10 @@ NARROW = parse_subscriptions({"narrow": {"events": sorted(rules()), "fields": ["
 def test_no_field_outside_the_allowance_on_any_event_type(subscription):
     schema = subscriber_schema(subscription, FULL)
     parsed = fastavro.parse_schema(schema)
-    allowed_top = set(subscription.fields)
+    allowed_top = set(subscription.fields) | {"subject_ref"}
     assert {f["name"] for f in schema["fields"]} == allowed_top
     for event_type, event in one_event_of_every_type().items():
-        record = subscription.project(event)
+        record = subscription.project(event, KEY)
         assert set(record) <= allowed_top, event_type
         assert set(ALWAYS) <= set(record)
         assert set(record.get("attributes", {})) <= set(subscription.attributes), event_type
@@ -49,12 +51,24 @@ def test_no_field_outside_the_allowance_on_any_event_type(subscription):
         assert set(back) <= allowed_top
         for name in {"subject_id", "subject_code", "evidence", "attributes", "source_committed_at"} - allowed_top:
             assert name not in back, (event_type, name)
+        if not {"subject_code", "occurrence", "evidence"} & allowed_top and len(event.get("subject_code") or "") >= 15:
+            assert event["subject_code"].encode() not in out.getvalue(), event_type   # no RIC in the bytes
+
+
+def test_ids_are_the_subscribers_own_stable_and_unlinkable():
+    death = one_event_of_every_type()["DEATH_REGISTERED"]
+    mine, again, theirs = NARROW.project(death, KEY), NARROW.project(death, KEY), NARROW.project(death, b"other key")
+    assert mine == again                                              # stable: it deduplicates
+    assert mine["event_id"] != death["event_id"] and mine["event_id"] != theirs["event_id"]
+    assert mine["subject_ref"] != theirs["subject_ref"] and death["subject_id"] not in mine["subject_ref"]
+    assert uuid.UUID(mine["event_id"])                                # still a UUID for clients that parse one
 
 
 def test_the_narrowest_subscriber_sees_only_ids_type_day_and_district():
     marriage = one_event_of_every_type()["MARRIAGE_REGISTERED"]
-    assert NARROW.project(marriage) == {"event_id": marriage["event_id"], "event_type": "MARRIAGE_REGISTERED",
-                                        "occurred_on": date(2026, 11, 27), "attributes": {}}   # no district known
+    assert NARROW.project(marriage, KEY) == {
+        "event_id": subscriber_event_id(KEY, marriage["event_id"]), "subject_ref": pseudonym(KEY, marriage["subject_id"]),
+        "event_type": "MARRIAGE_REGISTERED", "occurred_on": date(2026, 11, 27), "attributes": {}}   # no district known
 
 
 def test_types_and_filters_decide_who_receives_an_event():
