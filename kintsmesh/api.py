@@ -63,7 +63,7 @@ class RateLimiter:
 
 def create_app(settings: Settings, database: str = RESOURCE_LIBRARY_DB) -> FastAPI:
     pool = ConnectionPool(settings.dsn(database), min_size=2, max_size=8, open=True)
-    verifier, limiter = Verifier(settings.stack_dir), RateLimiter()
+    verifier, limiter = Verifier(settings.secrets_dir), RateLimiter()
     registry = CollectorRegistry()
     requests = Counter("kintsmesh_dossier_requests_total", "API requests by outcome (verdict, refused, error)",
                        ["outcome"], registry=registry)
@@ -148,6 +148,6 @@ def serve(settings: Settings, database: str = RESOURCE_LIBRARY_DB, port: int | N
 
     from kintsmesh.security.pki import server_certificate
 
-    pair = server_certificate(settings.stack_dir, "api")
+    pair = server_certificate(settings.secrets_dir, "api")
     uvicorn.run(create_app(settings, database), host=settings.metrics_host, port=port or settings.api_port,
                 log_level="warning", access_log=False, ssl_certfile=str(pair.cert), ssl_keyfile=str(pair.key))

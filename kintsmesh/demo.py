@@ -240,7 +240,7 @@ def subscribers_summary(settings: Settings, subscriber: str = "education_bureau"
                               verify=str(settings.trusted_ca),
                               params={"level": attributes.get("level") or "primary",
                                       "year": attributes.get("enrolment_year")},
-                              headers={"Authorization": f"Bearer {issue(settings.stack_dir, 'education-bureau')}"},
+                              headers={"Authorization": f"Bearer {issue(settings.secrets_dir, 'education-bureau')}"},
                               timeout=10)
         dossier = answer.json() if answer.ok else {}
         verdict = dossier.get("verdict") or {}

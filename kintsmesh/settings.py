@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from psycopg.conninfo import make_conninfo
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KINTSMESH_", extra="ignore")
 
     stack_dir: Path = REPO_ROOT / ".stack"
+    # the installation's secrets (default <stack_dir>/secrets, fixed when the settings are made: a copy of the
+    # settings with another stack_dir, such as a simulated city's folder, keeps the installation's secrets)
+    secrets_dir: Path = Field(default=Path(), validate_default=True)
     # maven's local repository: jars are cached here, inside the ignored stack folder
     maven_repo: Path | None = None
 
@@ -110,6 +113,11 @@ class Settings(BaseSettings):
     def broker_port(self, node: int) -> int:
         return self.kafka_port + 2 * (node - 1)
 
+    @field_validator("secrets_dir", mode="after")
+    @classmethod
+    def _secrets_beside_the_stack(cls, folder: Path, info: ValidationInfo) -> Path:
+        return folder if folder != Path() else Path(info.data["stack_dir"]) / "secrets"
+
     @field_validator("kafka_brokers")
     @classmethod
     def _one_or_three(cls, brokers: int) -> int:
@@ -152,14 +160,10 @@ class Settings(BaseSettings):
     def maven_repository(self) -> Path:
         return self.maven_repo or self.stack_dir / "m2"
 
-    @property
-    def secrets_dir(self) -> Path:
-        return self.stack_dir / "secrets"
-
     def secret(self, name: str) -> str:
         from kintsmesh.security.secrets import secret
 
-        return secret(self.stack_dir, name)
+        return secret(self.secrets_dir, name)
 
     def role_password(self, role: str) -> str:
         """The password of component role ``kintsmesh_<role>`` (or of the bootstrap user: ``admin``)."""

@@ -121,7 +121,7 @@ def run_dossier_bench(settings: Settings, people: int, count: int) -> dict[str, 
         _wait_healthy(settings, base, server)
         session = requests.Session()   # as the education bureau calls it: TLS, a bearer token of its scope
         session.verify, session.trust_env = str(settings.trusted_ca), False   # (REQUESTS_CA_BUNDLE would win)
-        session.headers["Authorization"] = f"Bearer {issue(settings.stack_dir, 'education-bureau')}"
+        session.headers["Authorization"] = f"Bearer {issue(settings.secrets_dir, 'education-bureau')}"
         rng = random.Random(7)
         picks = [rng.choice(children) for _ in range(count)]
         for ric in picks[:200]:   # warm the pool and the caches, as a running endpoint is

@@ -67,7 +67,7 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if bool(args.client) == bool(args.citizen):
         raise KintsmeshError("token issue: name a registered --client, or a --citizen RIC (one of the two)")
-    print(issue(settings.stack_dir, args.client, args.citizen, args.ttl))
+    print(issue(settings.secrets_dir, args.client, args.citizen, args.ttl))
     return 0
 
 

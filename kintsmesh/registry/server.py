@@ -315,7 +315,7 @@ def serve(settings: Settings, port: int | None = None) -> None:
     from kintsmesh.security.pki import server_certificate
 
     log = SchemaLog(settings)
-    pair = server_certificate(settings.stack_dir, "registry")
+    pair = server_certificate(settings.secrets_dir, "registry")
     try:
         uvicorn.run(create_app(log, principal_check(settings), registry_writers()), host=settings.metrics_host,
                     port=port or settings.registry_port, log_level="warning", access_log=False,

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from kintsmesh.security.secrets import create_once, secrets_dir
+from kintsmesh.security.secrets import create_once, private_folder
 
 CA_DAYS = 3650
 SERVER_DAYS = 825
@@ -37,9 +37,9 @@ def _name(common_name: str) -> x509.Name:
                       x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Kintsmesh installation")])
 
 
-def certificate_authority(stack_dir: Path) -> KeyPair:
+def certificate_authority(secrets: Path) -> KeyPair:
     """The local CA (created once): ``ca.pem`` is what every client trusts."""
-    folder = secrets_dir(stack_dir)
+    folder = private_folder(secrets)
     pair = KeyPair(folder / "ca.pem", folder / "ca.key")
     if pair.cert.exists() and pair.key.exists():
         return pair
@@ -59,15 +59,15 @@ def certificate_authority(stack_dir: Path) -> KeyPair:
     return pair
 
 
-def server_certificate(stack_dir: Path, name: str, hosts: tuple[str, ...] = LOCAL_HOSTS,
+def server_certificate(secrets: Path, name: str, hosts: tuple[str, ...] = LOCAL_HOSTS,
                        client_auth: bool = False) -> KeyPair:
     """``<name>.pem`` / ``<name>.key``: a server certificate for ``hosts`` signed by the local CA (created once),
     its common name ``name``; with ``client_auth`` it also authenticates its holder as a client (mTLS)."""
-    folder = secrets_dir(stack_dir)
+    folder = private_folder(secrets)
     pair = KeyPair(folder / f"{name}.pem", folder / f"{name}.key")
     if pair.cert.exists() and pair.key.exists():
         return pair
-    authority = certificate_authority(stack_dir)
+    authority = certificate_authority(secrets)
     ca_key = serialization.load_pem_private_key(authority.key.read_bytes(), None)
     ca_cert = x509.load_pem_x509_certificate(authority.cert.read_bytes())
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)

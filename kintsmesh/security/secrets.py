@@ -1,5 +1,5 @@
-"""Per-installation secrets: random values created on first use in ``<stack>/secrets`` (mode 0700, files
-0600), read back afterwards. A deployment may put its own files there (docker / Kubernetes secrets)."""
+"""Per-installation secrets: random values created on first use in the secrets folder (``.stack/secrets``,
+mode 0700, files 0600), read back afterwards. A deployment may put its own files there (docker / Kubernetes secrets)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 from kintsmesh.errors import StackError
 
 
-def secrets_dir(stack_dir: Path) -> Path:
-    folder = stack_dir / "secrets"
+def private_folder(folder: Path) -> Path:
+    """``folder`` (the installation's secrets), created if need be, readable by its owner only."""
     if not folder.is_dir():
         folder.mkdir(parents=True, exist_ok=True)
     if folder.stat().st_mode & 0o077:
@@ -41,9 +41,9 @@ def create_once(path: Path, data: bytes) -> None:
         partial.unlink()
 
 
-def secret(stack_dir: Path, name: str, nbytes: int = 24) -> str:
-    """The secret ``name`` of this installation, generated the first time it is asked for."""
-    path = secrets_dir(stack_dir) / name
+def secret(folder: Path, name: str, nbytes: int = 24) -> str:
+    """The secret ``name`` of this installation (kept in ``folder``), generated the first time it is asked for."""
+    path = private_folder(folder) / name
     if not path.exists():
         create_once(path, random.token_urlsafe(nbytes).encode())
     value = path.read_text().strip()

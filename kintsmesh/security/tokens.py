@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from kintsmesh.errors import TerminalError
-from kintsmesh.security.secrets import create_once, secrets_dir
+from kintsmesh.security.secrets import create_once, private_folder
 
 CLIENTS_FILE = Path(__file__).with_name("api_clients.yaml")
 ISSUER = "kintsmesh-local-issuer"
@@ -47,8 +47,8 @@ def clients(path: Path = CLIENTS_FILE) -> dict[str, Client]:
             for name, body in spec.items()}
 
 
-def signing_key(stack_dir: Path) -> ed25519.Ed25519PrivateKey:
-    path = secrets_dir(stack_dir) / "api-signing.key"
+def signing_key(secrets: Path) -> ed25519.Ed25519PrivateKey:
+    path = private_folder(secrets) / "api-signing.key"
     if not path.exists():
         create_once(path, ed25519.Ed25519PrivateKey.generate().private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
@@ -58,7 +58,7 @@ def signing_key(stack_dir: Path) -> ed25519.Ed25519PrivateKey:
     return key
 
 
-def issue(stack_dir: Path, client_id: str | None = None, citizen_ric: str | None = None,
+def issue(secrets: Path, client_id: str | None = None, citizen_ric: str | None = None,
           ttl_s: int = 3600, now: float | None = None) -> str:
     """A token for a registered client, or for a citizen (their own audit trail only)."""
     now = time.time() if now is None else now
@@ -72,14 +72,14 @@ def issue(stack_dir: Path, client_id: str | None = None, citizen_ric: str | None
             raise TokenError(f"unknown client {client_id!r}: register it in {CLIENTS_FILE}")
         claims = {"sub": client.client_id, "scope": " ".join(sorted(client.scopes)), "purpose": client.purpose}
     claims.update(iss=ISSUER, aud=AUDIENCE, iat=int(now), exp=int(now + ttl_s), jti=str(uuid.uuid4()))
-    return jwt.encode(claims, signing_key(stack_dir), algorithm="EdDSA")
+    return jwt.encode(claims, signing_key(secrets), algorithm="EdDSA")
 
 
 class Verifier:
     """Checks tokens against the installation's public key and today's client registry."""
 
-    def __init__(self, stack_dir: Path) -> None:
-        self.public_key = signing_key(stack_dir).public_key()
+    def __init__(self, secrets: Path) -> None:
+        self.public_key = signing_key(secrets).public_key()
 
     def client(self, token: str) -> Client:
         try:

@@ -224,7 +224,7 @@ class Kafka(JvmComponent):
 
     def prepare(self) -> None:
         self.prepare_jvm()
-        pair = server_certificate(self.settings.stack_dir, "kafka-broker", client_auth=True)
+        pair = server_certificate(self.settings.secrets_dir, "kafka-broker", client_auth=True)
         write_private(self.keystore, pair.key.read_bytes() + pair.cert.read_bytes())
         write_properties(self.home / "server.properties", self.properties())
         if not (self.home / "data" / "meta.properties").is_file():

@@ -93,7 +93,7 @@ class Postgres(Component):
         if INCLUDE not in conf.read_text():
             with open(conf, "a") as out:
                 out.write(f"\n{INCLUDE}\n")
-        pair = server_certificate(self.settings.stack_dir, "postgres")
+        pair = server_certificate(self.settings.secrets_dir, "postgres")
         for source, target in ((pair.cert, "server.crt"), (pair.key, "server.key")):
             write_private(self.data_dir / target, source.read_bytes())   # the server refuses a key others can read
         (self.data_dir / "kintsmesh.conf").write_text(

@@ -236,7 +236,7 @@ def test_the_daily_pass_finds_exactly_who_crosses_an_age_that_day_and_a_rerun_ad
             " FROM life_event WHERE subject_code = ANY(%s) AND event_type = 'SCHOOL_AGE_REACHED' AND occurred_on = %s",
             (children, day))}
     assert set(asked) == set(children) and not any(d for _, _, d in asked.values())
-    bureau = {"Authorization": f"Bearer {issue(settings.stack_dir, 'education-bureau')}"}
+    bureau = {"Authorization": f"Bearer {issue(settings.secrets_dir, 'education-bureau')}"}
     for ric in children:
         level, year, _ = asked[ric]
         answer = requests.get(f"{settings.api_endpoint}/dossiers/school-enrolment/{ric}", verify=str(settings.trusted_ca),

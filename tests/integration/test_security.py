@@ -107,7 +107,7 @@ def test_the_api_refuses_without_a_valid_token_and_audits_the_refusal(settings):
     assert api(settings, f"/audit/{ric}").status_code == 401
     for path in ("/docs", "/openapi.json", "/redoc"):
         assert api(settings, path).status_code == 404, path
-    auditor = issue(settings.stack_dir, "audit-office")
+    auditor = issue(settings.secrets_dir, "audit-office")
     assert api(settings, f"/dossiers/school-enrolment/{ric}", token=auditor).status_code == 403   # not its scope
     accesses = api(settings, f"/audit/{ric}", token=auditor).json()["accesses"]
     outcomes = [(a["requester"], a["outcome"]) for a in accesses]
@@ -116,7 +116,7 @@ def test_the_api_refuses_without_a_valid_token_and_audits_the_refusal(settings):
 
 
 def test_an_adult_or_unknown_ric_gets_the_same_answer_as_a_child_without_data(settings):
-    bureau = issue(settings.stack_dir, "education-bureau")
+    bureau = issue(settings.secrets_dir, "education-bureau")
     with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
         (adult,) = conn.execute("SELECT ric FROM person WHERE birth_date < '1990-01-01' AND ric IS NOT NULL"
                                 " LIMIT 1").fetchone()
@@ -127,7 +127,7 @@ def test_an_adult_or_unknown_ric_gets_the_same_answer_as_a_child_without_data(se
 
 def test_a_citizen_sees_who_looked_at_their_data_and_nobody_elses(settings):
     ric, other = "440305202011036718", "110101190001010010"
-    citizen = issue(settings.stack_dir, citizen_ric=ric)
+    citizen = issue(settings.secrets_dir, citizen_ric=ric)
     assert api(settings, f"/audit/{ric}", token=citizen).status_code == 200
     assert api(settings, f"/audit/{other}", token=citizen).status_code == 403
 

@@ -18,7 +18,9 @@ def test_rendered_config_is_complete_and_department_specific():
     for department in DEPARTMENTS:
         config = configs[f"kintsmesh-{department}"]
         # every placeholder filled, except the password's reference for Connect's config provider
-        assert [k for k, v in config.items() if "${" in v] == ["database.password"], config
+        assert sorted(k for k, v in config.items() if "${" in v) == [
+            "admin.override.sasl.jaas.config", "database.password", "producer.override.sasl.jaas.config"], config
+        assert f'username="capture-{department}"' in config["producer.override.sasl.jaas.config"]
         assert config["database.user"] == f"kintsmesh_capture_{department}"
         assert config["database.sslmode"] == "verify-full"
         assert config["topic.prefix"] == f"raw.{department}"

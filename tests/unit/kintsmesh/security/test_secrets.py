@@ -10,11 +10,12 @@ from kintsmesh.settings import Settings
 
 
 def test_secrets_are_generated_once_per_installation_private_to_their_owner(tmp_path):
-    first = secret(tmp_path, "postgres-api")
-    assert secret(tmp_path, "postgres-api") == first and len(first) >= 32
+    folder = tmp_path / "secrets"
+    first = secret(folder, "postgres-api")
+    assert secret(folder, "postgres-api") == first and len(first) >= 32
     assert secret(tmp_path / "other", "postgres-api") != first
-    assert stat.S_IMODE((tmp_path / "secrets").stat().st_mode) == 0o700
-    assert stat.S_IMODE((tmp_path / "secrets" / "postgres-api").stat().st_mode) == 0o600
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE((folder / "postgres-api").stat().st_mode) == 0o600
 
 
 def test_processes_asking_at_once_agree_on_one_value(tmp_path):
@@ -25,6 +26,12 @@ def test_processes_asking_at_once_agree_on_one_value(tmp_path):
     for t in threads:
         t.join()
     assert len(set(seen)) == 1
+
+
+def test_a_simulated_citys_folder_keeps_the_installations_secrets(tmp_path):
+    settings = Settings(stack_dir=tmp_path / "stack")
+    city = settings.model_copy(update={"stack_dir": tmp_path / "city"})
+    assert city.secrets_dir == settings.secrets_dir == tmp_path / "stack" / "secrets"
 
 
 def test_no_default_password_anywhere_each_role_its_own(tmp_path):

@@ -65,7 +65,7 @@ def test_three_brokers_are_one_kraft_quorum_replicating_everything_three_times(t
     second = brokers[1].properties()
     assert second["node.id"] == 2
     assert second["controller.quorum.voters"] == "1@127.0.0.1:19093,2@127.0.0.1:19095,3@127.0.0.1:19097"
-    assert second["listeners"] == "PLAINTEXT://127.0.0.1:19094,CONTROLLER://127.0.0.1:19095"
+    assert second["listeners"] == "BROKER://127.0.0.1:19094,CONTROLLER://127.0.0.1:19095"
     assert (second["default.replication.factor"], second["min.insync.replicas"]) == (3, 2)
     assert second["offsets.topic.replication.factor"] == 3 and second["transaction.state.log.min.isr"] == 2
     assert three.kafka_bootstrap == "127.0.0.1:19092,127.0.0.1:19094,127.0.0.1:19096"
