@@ -8,12 +8,14 @@ DEMO_PEOPLE ?= 5000
 DEMO_RATE   ?= 200
 DEMO_SECONDS ?= 60
 
-.PHONY: setup demo test unit integration typecheck up down status bench-capture reset clean
+.PHONY: setup demo test unit integration typecheck up down status bench-capture reset clean audit lock
 
-$(STAMP): pyproject.toml
+# Every Python package from the lock, each checked against its hash; then this project itself, without
+# fetching anything more (its build backend is in the lock too).
+$(STAMP): pyproject.toml requirements.lock
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q --require-hashes -r requirements.lock
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -52,10 +54,22 @@ typecheck: setup
 integration: up
 	$(BIN)/pytest tests/integration -q
 
+# Known vulnerabilities in the locked packages (pip-audit); says so when no advisory database answers.
+audit: setup
+	$(BIN)/python -m kintsmesh.security.lock_audit
+
+# Re-resolve requirements.lock from pyproject.toml (pip-tools in a throwaway venv), with hashes.
+lock:
+	$(PY) -m venv .lock-venv && .lock-venv/bin/pip install -q pip-tools
+	.lock-venv/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-emit-find-links \
+		--no-emit-index-url --extra test -o requirements.lock pyproject.toml
+	rm -rf .lock-venv
+
 # Set up everything, start the stack, run every test, stop the stack (also when a test fails).
 test: setup
 	$(BIN)/pytest tests/unit -q
 	$(BIN)/mypy
+	$(BIN)/python -m kintsmesh.security.lock_audit
 	$(MAKE) up && $(BIN)/pytest tests/integration -q; status=$$?; $(KM) stack down; exit $$status
 
 bench-capture: up

@@ -62,9 +62,10 @@ def roles() -> tuple[Role, ...]:
 
 
 def apply_roles(settings: Settings) -> list[str]:
-    """Create or update every role and set its grants to the file's; returns the login role names."""
+    """Create or update every role and set its grants to the file's; returns the login role names. Each
+    database's revokes and grants are one transaction: a running component never sees its grants missing."""
     databases = (*DEPARTMENTS, RESOURCE_LIBRARY_DB)
-    with psycopg.connect(settings.dsn("postgres", role="admin"), autocommit=True) as conn:
+    with psycopg.connect(settings.dsn("postgres", role="admin")) as conn:
         for role in roles():
             exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role.login,)).fetchone()
             verb = sql.SQL("ALTER" if exists else "CREATE")
@@ -80,7 +81,7 @@ def apply_roles(settings: Settings) -> list[str]:
                     conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
                         sql.Identifier(database), sql.Identifier(role.login)))
     for database in databases:
-        with psycopg.connect(settings.dsn(database, role="admin"), autocommit=True) as conn:
+        with psycopg.connect(settings.dsn(database, role="admin")) as conn:   # committed on leaving
             conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
             for role in roles():
                 login = sql.Identifier(role.login)

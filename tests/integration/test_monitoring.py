@@ -27,9 +27,9 @@ STOPPED = "housing"  # rentals: about a sixth of the simulated activity
 AGE = "department:kintsmesh_newest_change_age_seconds:min"
 
 
-def scraped_names(url: str) -> set[str]:
-    """Every metric name an endpoint exports, also families that have no sample yet."""
-    text = requests.get(url, timeout=10).text
+def scraped_names(url: str, ca: str) -> set[str]:
+    """Every metric name an endpoint exports, also families that have no sample yet (HTTPS: verified with ``ca``)."""
+    text = requests.get(url, timeout=10, verify=ca).text
     names = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
     for name, kind in re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M):
         names.add(name)
@@ -50,7 +50,7 @@ def test_every_rule_and_dashboard_expression_reads_a_metric_the_stack_exports(se
         targets = requests.get(f"{settings.prometheus_endpoint}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
         jobs = {t["labels"]["job"]: t for t in targets}
     assert all(t["health"] == "up" for t in jobs.values()), {j: t["lastError"] for j, t in jobs.items()}
-    exported = {"up"}.union(*(scraped_names(t["scrapeUrl"]) for t in jobs.values()))
+    exported = {"up"}.union(*(scraped_names(t["scrapeUrl"], str(settings.trusted_ca)) for t in jobs.values()))
     rules = yaml.safe_load((REPO_ROOT / "monitoring/alerts.yml").read_text())
     dashboard = json.loads((REPO_ROOT / "monitoring/grafana/dashboards/kintsmesh.json").read_text())
     known = exported | recorded_names(rules)
