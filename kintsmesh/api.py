@@ -62,7 +62,9 @@ class RateLimiter:
 
 
 def create_app(settings: Settings, database: str = RESOURCE_LIBRARY_DB) -> FastAPI:
-    pool = ConnectionPool(settings.dsn(database), min_size=2, max_size=8, open=True)
+    # each connection checked when taken: one PostgreSQL closed (a restart) is replaced, not answered with a 500
+    pool = ConnectionPool(settings.dsn(database), min_size=2, max_size=8, open=True,
+                          check=ConnectionPool.check_connection)
     verifier, limiter = Verifier(settings.secrets_dir), RateLimiter()
     registry = CollectorRegistry()
     requests = Counter("kintsmesh_dossier_requests_total", "API requests by outcome (verdict, refused, error)",

@@ -71,6 +71,14 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_secrets(args: argparse.Namespace, settings: Settings) -> int:
+    from kintsmesh.security.install import initialise
+
+    names = initialise(settings, tuple(h for h in args.hosts.split(",") if h))
+    print(f"{settings.secrets_dir} (mode 0700): {len(names)} files; nothing existing was replaced")
+    return 0
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("registry", help="the schema registry, Confluent REST API (stack up starts one)")
     p.add_argument("action", choices=["serve"])
@@ -110,3 +118,9 @@ def register(sub: Any) -> None:
     p.add_argument("--citizen", metavar="RIC", help="a citizen's token: their own access history only")
     p.add_argument("--ttl", type=int, default=3600, help="seconds the token is valid (default 3600)")
     p.set_defaults(handler=cmd_token)
+
+    p = sub.add_parser("secrets", help="the installation's secrets and CA (stack up makes them on first use)")
+    p.add_argument("action", choices=["init"])
+    p.add_argument("--hosts", default="", help="more names the server certificates must carry, comma-separated"
+                   " (docker-compose: postgres,kafka,registry,api)")
+    p.set_defaults(handler=cmd_secrets)

@@ -73,6 +73,8 @@ def test_no_component_role_is_superuser_and_each_does_only_its_part(settings):
 
 
 def test_each_stack_process_runs_as_its_own_role(settings):
+    bureau = issue(settings.secrets_dir, "education-bureau")
+    assert api(settings, "/dossiers/school-enrolment/110101190001010010", token=bureau).status_code == 200
     with psycopg.connect(settings.dsn("postgres", role="admin")) as conn:
         users = {u for (u,) in conn.execute("SELECT DISTINCT usename FROM pg_stat_activity WHERE usename IS NOT NULL")}
     assert {"kintsmesh_merge", "kintsmesh_resolve", "kintsmesh_events", "kintsmesh_api",

@@ -13,7 +13,7 @@ SERVICES = COMPOSE["services"]
 
 
 def host_ports(service: str) -> set[int]:
-    return {int(str(p).split(":")[0]) for p in SERVICES[service].get("ports", [])}
+    return {int(str(p).split(":")[-2]) for p in SERVICES[service].get("ports", [])}
 
 
 def test_every_local_component_has_a_service_on_the_same_host_port():
@@ -41,12 +41,23 @@ def test_images_match_the_versions_the_local_stack_resolves():
     assert f"<debezium.version>{debezium_version}</debezium.version>" in debezium_pom
 
 
-def test_postgres_has_logical_decoding_and_the_stack_credentials():
+def test_postgres_has_logical_decoding_and_its_password_from_the_installations_secrets():
     pg = SERVICES["postgres"]
     assert "wal_level=logical" in pg["command"]
-    settings = Settings()
-    assert pg["environment"]["POSTGRES_USER"] == settings.pg_user
-    assert pg["environment"]["POSTGRES_PASSWORD"] == settings.pg_password.get_secret_value()
+    assert pg["environment"]["POSTGRES_USER"] == Settings().pg_user
+    assert "POSTGRES_PASSWORD" not in pg["environment"]
+    assert pg["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres-admin"
+    assert "./.stack/secrets/postgres-admin:/run/secrets/postgres-admin:ro" in pg["volumes"]
+    assert "scram-sha-256" in pg["environment"]["POSTGRES_INITDB_ARGS"]
+
+
+def test_no_port_is_published_beyond_this_host_and_nothing_is_open_by_default():
+    for name, service in SERVICES.items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), (name, port)
+    assert "--web.enable-lifecycle" not in SERVICES["prometheus"]["command"]
+    grafana = SERVICES["grafana"]["environment"]
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false" and "GF_SECURITY_ADMIN_PASSWORD__FILE" in grafana
 
 
 def test_connect_uses_the_same_internal_topics_and_converters_as_the_local_worker(tmp_path: Path):
