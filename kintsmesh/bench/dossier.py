@@ -139,7 +139,11 @@ def run_dossier_bench(settings: Settings, people: int, count: int) -> dict[str, 
             verdicts[verdict] = verdicts.get(verdict, 0) + 1
     finally:
         server.terminate()
-        server.wait(10)
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:   # (what failed above is the error to see, not this)
+            server.kill()
+            server.wait(10)
     result = {"p50_ms": round(percentile(latencies, 50), 2), "p99_ms": round(percentile(latencies, 99), 2),
               "max_ms": round(max(latencies), 2), "people": people, "requests": count, "verdicts": verdicts,
               "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}

@@ -311,3 +311,21 @@ def test_a_subscriber_gets_only_its_allowance_in_key_headers_and_value(settings)
         assert [k for k, _ in message.headers() or []] == ["seq"]
         assert not message.headers()[0][1].isdigit()   # sealed: no event counts to read
         assert re.fullmatch(rb"[0-9a-f]{32}", message.key())   # the subscriber's pseudonym, not a RIC
+
+
+def test_an_operators_read_of_personal_data_is_audited_with_the_os_user_and_purpose(settings, capsys):
+    import getpass
+
+    from kintsmesh.cli import main
+
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
+        (person,) = conn.execute("SELECT person_id FROM person LIMIT 1").fetchone()
+    with pytest.raises(SystemExit):
+        main(["explain", person])   # no purpose, no read
+    purpose = f"test: a resident's request {os.getpid()}"
+    assert main(["explain", person, "--purpose", purpose]) == 0
+    assert main(["dlq", "show", "police", "-n", "1"]) == 2   # whole rejected rows: refused without a purpose
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
+        rows = conn.execute("SELECT requester, channel, resource FROM access_audit WHERE subject_ric = %s"
+                            " AND purpose = %s", (person.upper(), purpose)).fetchall()
+    assert rows == [(f"os:{getpass.getuser()}", "cli", "golden_record_explained")]
