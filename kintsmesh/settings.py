@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     # host name under which Debezium (inside Kafka Connect) reaches PostgreSQL
     pg_host_for_connect: str | None = None
 
+    # where Kafka and Connect listen, and the name they advertise: 127.0.0.1 for the local stack; in containers
+    # (docker-compose) they listen on every interface and are known by their service names
+    listen_host: str = "127.0.0.1"
+    kafka_host: str = "127.0.0.1"
+    connect_host: str = "127.0.0.1"
     kafka_port: int = 19092
     kafka_controller_port: int = 19093
     kafka_heap: str = "384m"
@@ -84,6 +89,7 @@ class Settings(BaseSettings):
     connect_heap: str = "512m"
     connect_url: str | None = None
     connect_user: str = "admin"   # who a process is to Connect's REST API (basic authentication)
+    connect_plugin_path: Path | None = None   # default <stack_dir>/plugins (the Debezium image: /kafka/connect)
 
     prometheus_port: int = 19090
     registry_port: int = 18081          # the schema registry (Confluent REST API)

@@ -72,10 +72,34 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_secrets(args: argparse.Namespace, settings: Settings) -> int:
+    if args.compose:
+        from kintsmesh.stack.compose import render
+
+        written = render(settings)
+        print(f"{settings.stack_dir}: {len(written)} files for docker-compose (secrets never replaced)")
+        return 0
     from kintsmesh.security.install import initialise
 
     names = initialise(settings, tuple(h for h in args.hosts.split(",") if h))
     print(f"{settings.secrets_dir} (mode 0700): {len(names)} files; nothing existing was replaced")
+    return 0
+
+
+def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
+    """What ``stack up`` does once PostgreSQL and Kafka answer, for a stack it did not start (docker-compose,
+    an external cluster): migrations, PostgreSQL roles, Kafka principals and ACLs, the pipeline's topics."""
+    from kintsmesh.security import kafka as acls
+    from kintsmesh.security.postgres import apply_roles
+    from kintsmesh.stack.migrate import migrate_all
+    from kintsmesh.stack.topology import ensure_pipeline_topics
+
+    for database, applied in migrate_all(settings).items():
+        print(f"  {database:<18} {'applied ' + ', '.join(applied) if applied else 'up to date'}")
+    print(f"  roles              {', '.join(apply_roles(settings))}")
+    principals = acls.apply(settings)
+    print(f"  kafka              {len(principals)} principals, {sum(principals.values())} ACLs")
+    ensure_pipeline_topics(settings)
+    print("  topics             every pipeline topic exists")
     return 0
 
 
@@ -121,6 +145,11 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("secrets", help="the installation's secrets and CA (stack up makes them on first use)")
     p.add_argument("action", choices=["init"])
-    p.add_argument("--hosts", default="", help="more names the server certificates must carry, comma-separated"
-                   " (docker-compose: postgres,kafka,registry,api)")
+    p.add_argument("--hosts", default="", help="more names the server certificates must carry, comma-separated")
+    p.add_argument("--compose", action="store_true", help="also the configuration files docker-compose's"
+                   " containers read (its init service runs this)")
     p.set_defaults(handler=cmd_secrets)
+
+    p = sub.add_parser("setup", help="migrations, PostgreSQL roles, Kafka principals and ACLs, pipeline topics"
+                       " (stack up does it; for docker-compose or an external cluster)")
+    p.set_defaults(handler=cmd_setup)

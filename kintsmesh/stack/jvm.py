@@ -163,15 +163,15 @@ class Kafka(JvmComponent):
     def properties(self) -> dict[str, object]:
         """This node's ``server.properties``."""
         s = self.settings
-        voters = ",".join(f"{n}@127.0.0.1:{Kafka(s, n).controller_port}" for n in range(1, s.kafka_brokers + 1))
+        voters = ",".join(f"{n}@{s.kafka_host}:{Kafka(s, n).controller_port}" for n in range(1, s.kafka_brokers + 1))
         factor, min_isr = s.replication_factor, s.min_insync_replicas
         return {
             "process.roles": "broker,controller",
             "node.id": self.node,
             "controller.quorum.voters": voters,
             # clients and the other brokers: SASL/SCRAM over TLS; the controllers: mutual TLS (the nodes' certificate)
-            "listeners": f"BROKER://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"BROKER://127.0.0.1:{self.port}",
+            "listeners": f"BROKER://{s.listen_host}:{self.port},CONTROLLER://{s.listen_host}:{self.controller_port}",
+            "advertised.listeners": f"BROKER://{s.kafka_host}:{self.port}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "BROKER",
             "listener.security.protocol.map": "BROKER:SASL_SSL,CONTROLLER:SSL",
@@ -222,11 +222,17 @@ class Kafka(JvmComponent):
     def keystore(self) -> Path:
         return self.home / "keystore.pem"
 
-    def prepare(self) -> None:
-        self.prepare_jvm()
+    def write_config(self) -> None:
+        """``server.properties`` and the node's key store (docker-compose's Kafka reads the same files)."""
+        self.home.mkdir(parents=True, exist_ok=True)
         pair = server_certificate(self.settings.secrets_dir, "kafka-broker", client_auth=True)
         write_private(self.keystore, pair.key.read_bytes() + pair.cert.read_bytes())
         write_properties(self.home / "server.properties", self.properties())
+        self.cluster_id()
+
+    def prepare(self) -> None:
+        self.prepare_jvm()
+        self.write_config()
         if not (self.home / "data" / "meta.properties").is_file():
             # the first super user's credential is in the cluster's first metadata: nobody ever connects unauthenticated
             admin = f"{SCRAM}=[name=admin,password={self.settings.kafka_password('admin')}]"
@@ -261,11 +267,17 @@ class Connect(JvmComponent):
 
     @property
     def plugin_path(self) -> Path:
-        return self.settings.stack_dir / "plugins"
+        return self.settings.connect_plugin_path or self.settings.stack_dir / "plugins"
 
     def prepare(self) -> None:
         self.prepare_jvm()
         prerequisites.resolve_jars(self.settings, "debezium", self.plugin_path / "debezium-connector-postgres")
+        self.write_config()
+
+    def write_config(self) -> None:
+        """The worker's properties, its REST users and JAAS file, the connectors' password files (docker-compose's
+        Connect reads the same files)."""
+        self.home.mkdir(parents=True, exist_ok=True)
         write_properties(self.home / "connect-distributed.properties", self.properties())
         # each department connector's passwords (database, Kafka), read by the worker's file config provider
         write_private(self.settings.secrets_dir / "connect-postgres.properties", "".join(
@@ -296,8 +308,8 @@ class Connect(JvmComponent):
             "status.storage.replication.factor": s.replication_factor,
             # commit source offsets often: a crash replays at most ~1 s of changes
             "offset.flush.interval.ms": 1000,
-            "listeners": f"http://127.0.0.1:{s.connect_port}",
-            "rest.advertised.host.name": "127.0.0.1",
+            "listeners": f"http://{s.listen_host}:{s.connect_port}",
+            "rest.advertised.host.name": s.connect_host,
             "rest.advertised.port": s.connect_port,
             "plugin.path": self.plugin_path,
             "plugin.discovery": "hybrid_warn",

@@ -1,5 +1,6 @@
 """docker-compose.yml cannot run here (no Docker engine): check it statically against the local stack."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ def test_every_local_component_has_a_service_on_the_same_host_port():
 
 def test_every_long_running_service_is_restarted_when_it_dies_as_the_local_supervisor_does():
     for name, service in SERVICES.items():
-        if name == "jmx-agent":   # copies a jar and exits
+        if name in ("jmx-agent", "init", "setup"):   # one-shot: copy a jar, make files, apply grants, and exit
             continue
         assert service.get("restart") == "unless-stopped", name
 
@@ -41,13 +42,14 @@ def test_images_match_the_versions_the_local_stack_resolves():
     assert f"<debezium.version>{debezium_version}</debezium.version>" in debezium_pom
 
 
-def test_postgres_has_logical_decoding_and_its_password_from_the_installations_secrets():
+def test_postgres_has_logical_decoding_tls_and_its_password_from_the_installations_secrets():
     pg = SERVICES["postgres"]
-    assert "wal_level=logical" in pg["command"]
+    command = " ".join(pg["command"])
+    for option in ("wal_level=logical", "ssl=on", "password_encryption=scram-sha-256", "hba_file=/stack/postgres/pg_hba.conf"):
+        assert option in command, option
     assert pg["environment"]["POSTGRES_USER"] == Settings().pg_user
     assert "POSTGRES_PASSWORD" not in pg["environment"]
-    assert pg["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres-admin"
-    assert "./.stack/secrets/postgres-admin:/run/secrets/postgres-admin:ro" in pg["volumes"]
+    assert pg["environment"]["POSTGRES_PASSWORD_FILE"] == "/stack/secrets/postgres-admin"
     assert "scram-sha-256" in pg["environment"]["POSTGRES_INITDB_ARGS"]
 
 
@@ -60,17 +62,55 @@ def test_no_port_is_published_beyond_this_host_and_nothing_is_open_by_default():
     assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false" and "GF_SECURITY_ADMIN_PASSWORD__FILE" in grafana
 
 
-def test_connect_uses_the_same_internal_topics_and_converters_as_the_local_worker(tmp_path: Path):
-    from kintsmesh.stack.components import Connect
+def test_kafka_and_connect_run_the_local_stacks_configuration_rendered_for_the_containers(tmp_path: Path):
+    from kintsmesh.stack.compose import compose_settings, render
+    from kintsmesh.stack.jvm import Connect, Kafka
 
-    local = Connect(Settings(stack_dir=tmp_path))
-    env = SERVICES["connect"]["environment"]
-    properties = local.properties()
-    for key, name in (("CONFIG_STORAGE_TOPIC", "config.storage.topic"), ("OFFSET_STORAGE_TOPIC", "offset.storage.topic"),
-                      ("STATUS_STORAGE_TOPIC", "status.storage.topic"), ("GROUP_ID", "group.id"),
-                      ("KEY_CONVERTER", "key.converter"), ("VALUE_CONVERTER", "value.converter")):
-        assert env[key] == properties[name], key
-    assert local.port == 18083
+    settings = Settings(stack_dir=tmp_path)
+    render(settings)
+    containers = compose_settings(settings)
+    broker, worker = Kafka(containers).properties(), Connect(containers).properties()
+    local_worker = Connect(Settings(stack_dir=tmp_path / "local")).properties()
+    assert broker["advertised.listeners"] == "BROKER://kafka:9092"
+    assert broker["listener.security.protocol.map"] == "BROKER:SASL_SSL,CONTROLLER:SSL"
+    assert broker["allow.everyone.if.no.acl.found"] == "false" and broker["auto.create.topics.enable"] == "false"
+    assert worker["bootstrap.servers"] == "kafka:9092" and worker["plugin.path"] == Path("/kafka/connect")
+    for key in ("group.id", "config.storage.topic", "offset.storage.topic", "status.storage.topic", "key.converter",
+                "value.converter", "rest.extension.classes", "connector.client.config.override.policy",
+                "config.providers", "security.protocol", "sasl.mechanism"):
+        assert worker[key] == local_worker[key], key
+    assert "/stack/kafka/server.properties" in " ".join(SERVICES["kafka"]["command"])
+    assert SERVICES["connect"]["command"] == ["/kafka/bin/connect-distributed.sh",
+                                              "/stack/connect/connect-distributed.properties"]
+    assert "--add-scram" in " ".join(SERVICES["kafka"]["command"])
+
+
+def test_every_file_a_service_reads_from_the_stack_folder_is_one_init_writes(tmp_path: Path):
+    from kintsmesh.stack.compose import render
+
+    render(Settings(stack_dir=tmp_path))
+    text = (REPO_ROOT / "docker-compose.yml").read_text()
+    written = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
+    read = set(re.findall(r"/stack/((?:secrets|kafka|connect|postgres)/[\w.-]+)", text)) - {"normalize"}
+    assert read and read <= written, sorted(read - written)
+
+
+def test_python_services_run_with_the_local_stacks_principal_role_and_connect_user():
+    from kintsmesh.stack.workers import WORKERS
+
+    for spec in WORKERS:
+        if spec.name == "supervisor":   # Docker's restart policy is compose's supervisor
+            continue
+        env = SERVICES[spec.name]["environment"]
+        assert (env["KINTSMESH_KAFKA_PRINCIPAL"], env["KINTSMESH_PG_ROLE"], env["KINTSMESH_CONNECT_USER"]) == \
+            (spec.principal, spec.pg_role, spec.connect_user), spec.name
+        assert SERVICES[spec.name]["image"] == "kintsmesh:local" and "pip" not in " ".join(SERVICES[spec.name]["command"])
+
+
+def test_the_image_installs_the_lock_with_hashes_once_at_build_time():
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    assert "pip install --no-cache-dir --require-hashes -r requirements.lock" in dockerfile
+    assert "--no-deps --no-build-isolation" in dockerfile
 
 
 def test_prometheus_config_files_define_the_same_jobs():
@@ -93,7 +133,8 @@ def _mounts(service: str) -> dict[str, str]:
     ("kafka", "kafka_jmx_port", "kafka.yml"), ("connect", "connect_jmx_port", "connect.yml")])
 def test_kafka_and_connect_load_the_jmx_exporter_agent_with_the_local_stacks_rules_and_port(service, port_setting, rules):
     port_expected = getattr(Settings(), port_setting)
-    jar, options = SERVICES[service]["environment"]["KAFKA_OPTS"].removeprefix("-javaagent:").split("=")
+    agent = SERVICES[service]["environment"]["KAFKA_OPTS"].split()[0]
+    jar, options = agent.removeprefix("-javaagent:").split("=")
     port, config = options.split(":")
     assert int(port) == port_expected and port_expected in host_ports(service)
     mounts = _mounts(service)
@@ -116,16 +157,8 @@ def test_prometheus_loads_the_alert_rules_and_grafana_the_dashboard():
     assert (REPO_ROOT / grafana["/var/lib/grafana/dashboards"] / "kintsmesh.json").is_file()
 
 
-def test_python_services_install_the_project_editable_so_its_schemas_and_migrations_resolve():
-    python = {name: s for name, s in SERVICES.items() if str(s.get("image", "")).startswith("python:")}
-    assert {"registry", "normalize", "resolve", "merge", "events", "api", "monitor"} <= set(python)
-    for name, service in python.items():
-        assert "pip install -q -e /app" in " ".join(service["command"]), name
-
-
-def test_workers_reach_the_compose_registry_not_localhost():
-    registry = f"http://registry:{Settings().registry_port}"
+def test_workers_reach_the_compose_registry_over_tls_not_localhost():
+    registry = f"https://registry:{Settings().registry_port}"
     assert host_ports("registry") == {Settings().registry_port}
     for name in ("normalize", "resolve", "merge", "events"):   # the services that register schemas or decode messages
         assert SERVICES[name]["environment"]["KINTSMESH_REGISTRY_URL"] == registry, name
-        assert "registry" in SERVICES[name]["depends_on"], name
