@@ -88,17 +88,12 @@ def cmd_secrets(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
     """What ``stack up`` does once PostgreSQL and Kafka answer, for a stack it did not start (docker-compose,
     an external cluster): migrations, PostgreSQL roles, Kafka principals and ACLs, the pipeline's topics."""
-    from kintsmesh.security import kafka as acls
-    from kintsmesh.security.postgres import apply_roles
-    from kintsmesh.stack.migrate import migrate_all
-    from kintsmesh.stack.topology import ensure_pipeline_topics
+    from kintsmesh.cli.stack import cmd_migrate
+    from kintsmesh.stack import configure_kafka
 
-    for database, applied in migrate_all(settings).items():
-        print(f"  {database:<18} {'applied ' + ', '.join(applied) if applied else 'up to date'}")
-    print(f"  roles              {', '.join(apply_roles(settings))}")
-    principals = acls.apply(settings)
+    cmd_migrate(args, settings)
+    principals = configure_kafka(settings)
     print(f"  kafka              {len(principals)} principals, {sum(principals.values())} ACLs")
-    ensure_pipeline_topics(settings)
     print("  topics             every pipeline topic exists")
     return 0
 

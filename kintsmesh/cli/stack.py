@@ -54,12 +54,12 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from kintsmesh.security.postgres import apply_roles
-    from kintsmesh.stack.migrate import migrate_all
+    from kintsmesh.stack import configure_postgres
 
-    for database, applied in migrate_all(settings).items():
-        print(f"  {database:<18} {'applied ' + ', '.join(applied) if applied else 'up to date'}")
-    print(f"  roles              {', '.join(apply_roles(settings))}")
+    applied, roles = configure_postgres(settings)
+    for database, names in applied.items():
+        print(f"  {database:<18} {'applied ' + ', '.join(names) if names else 'up to date'}")
+    print(f"  roles              {', '.join(roles)}")
     return 0
 
 

@@ -69,15 +69,26 @@ def up(settings: Settings, names: Iterable[str] | None = None) -> list[Status]:
     return status(settings)
 
 
+def configure_postgres(settings: Settings) -> tuple[dict[str, list[str]], list[str]]:
+    """Migrations, then every component's role and grants (grants name the tables); returns what was applied."""
+    applied = migrate_all(settings)
+    return applied, apply_roles(settings)
+
+
+def configure_kafka(settings: Settings) -> dict[str, int]:
+    """Every principal and its ACLs, then every pipeline topic (created as admin); returns ACLs per principal."""
+    principals = kafka_acls.apply(settings)
+    ensure_pipeline_topics(settings)
+    return principals
+
+
 def _after_up(settings: Settings, component: Component) -> None:
     if component.name == "postgres":   # migrations before the workers that need the resource library
-        for database, applied in migrate_all(settings).items():
+        for database, applied in configure_postgres(settings)[0].items():
             if applied:
                 print(f"  migrations  {database}: applied {', '.join(applied)}", flush=True)
-        apply_roles(settings)   # after the migrations: grants name their tables
-    if isinstance(component, Kafka) and component.node == 1:   # principals and ACLs: once for the cluster
-        principals = kafka_acls.apply(settings)
-        ensure_pipeline_topics(settings)
+    if isinstance(component, Kafka) and component.node == 1:   # once for the cluster
+        principals = configure_kafka(settings)
         print(f"  kafka       {len(principals)} principals, {sum(principals.values())} ACLs", flush=True)
 
 
