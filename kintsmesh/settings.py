@@ -151,8 +151,11 @@ class Settings(BaseSettings):
 
     def registry_client_config(self) -> dict[str, str]:
         """Confluent's SchemaRegistryClient configuration: this process's principal, the CA to verify with."""
-        return {"url": self.registry_endpoint, "basic.auth.user.info": f"{self.kafka_principal}:{self.kafka_password()}",
-                "ssl.ca.location": str(self.trusted_ca)}
+        config = {"url": self.registry_endpoint,
+                  "basic.auth.user.info": f"{self.kafka_principal}:{self.kafka_password()}"}
+        if self.registry_endpoint.startswith("https:"):
+            config["ssl.ca.location"] = str(self.trusted_ca)
+        return config
 
     @property
     def api_endpoint(self) -> str:

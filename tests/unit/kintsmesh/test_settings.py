@@ -3,8 +3,8 @@ from pathlib import Path
 from kintsmesh.settings import Settings
 
 
-def test_defaults_point_at_the_local_stack():
-    s = Settings()
+def test_defaults_point_at_the_local_stack(tmp_path: Path):
+    s = Settings(stack_dir=tmp_path)   # (a dsn needs the installation's password: made in tmp_path, not .stack)
     assert s.kafka_bootstrap == f"127.0.0.1:{s.kafka_port}"
     assert s.connect_endpoint == f"http://127.0.0.1:{s.connect_port}"
     assert "dbname=police" in s.dsn("police")

@@ -112,12 +112,12 @@ class FlakyRegistry:
         return type("Schema", (), {"schema_str": self.schema_str})()
 
 
-def test_a_worker_waits_out_a_registry_restart_and_names_an_unknown_id(monkeypatch):
+def test_a_worker_waits_out_a_registry_restart_and_names_an_unknown_id(monkeypatch, tmp_path):
     from kintsmesh.registry import client as client_module
     from kintsmesh.settings import Settings
 
     monkeypatch.setattr(client_module.time, "sleep", lambda s: None)
-    registry = client_module.SchemaRegistry(Settings())
+    registry = client_module.SchemaRegistry(Settings(stack_dir=tmp_path, registry_url="http://registry.invalid"))
     registry.client = FlakyRegistry(json.dumps(V1))
     data = encode(describe(SUBJECT, 1, 1, V1), {"hh": "h1", "members": 2})
     assert decode(data, registry) == {"hh": "h1", "members": 2} and registry.client.calls == 3

@@ -38,10 +38,11 @@ def test_no_stage_may_write_its_own_input_nor_anything_upstream():
         [f"capture-{d}" for d in DEPARTMENTS]
 
 
-def test_the_shared_life_event_topics_are_read_only_by_the_life_event_stage():
+def test_the_shared_life_event_topics_are_read_only_by_the_life_event_stage_and_auditors():
     every = principals(SUBSCRIBERS)
     readers = {p for p, g in every.items() if "events.life.*" in topics(g, AclOperation.READ)}
-    assert readers == {"events"}
+    assert readers == {"events", "auditor"}
+    assert topics(every["auditor"], AclOperation.READ) == {"events.life.*"}
 
 
 def test_every_stack_process_has_a_principal_with_grants_or_none():
