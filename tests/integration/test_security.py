@@ -329,3 +329,12 @@ def test_an_operators_read_of_personal_data_is_audited_with_the_os_user_and_purp
         rows = conn.execute("SELECT requester, channel, resource FROM access_audit WHERE subject_ric = %s"
                             " AND purpose = %s", (person.upper(), purpose)).fetchall()
     assert rows == [(f"os:{getpass.getuser()}", "cli", "golden_record_explained")]
+
+
+def test_setup_reapplies_roles_acls_and_topics_idempotently(settings):
+    from kintsmesh.cli import main
+
+    assert main(["setup"]) == 0   # what docker-compose's setup service runs: on a running stack it changes nothing
+    assert kafka_error(settings, "capture-police", write="raw.health.public.cs_yxzm") == "TOPIC_AUTHORIZATION_FAILED"
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB, role="api")) as conn:
+        assert conn.execute("SELECT count(*) >= 0 FROM person").fetchone() == (True,)
