@@ -4,9 +4,12 @@ One SQL statement gathers the child, its guardians (parents named on its record,
 and parent / guardian relationships), each guardian's rental filings and months
 of social insurance in the window, and the child's birth certificate — every
 part an index lookup, so a dossier costs the same in a library of any size.
-Every assembly is written to ``access_audit`` (who asked, for which stated
-purpose, when, which fields were returned) in the same transaction: a dossier
-that cannot be audited is not returned.
+What is returned is minimised to what the verdict weighs (no adult's RIC, name,
+address or certificate number), and only for a living child of the level's age:
+anyone else gets the same NO_DATA answer as an unknown RIC. Every assembly is
+written to ``access_audit`` (who asked, for which purpose, when, which fields
+were returned) in the same transaction: a dossier that cannot be audited is not
+returned.
 """
 
 from __future__ import annotations
