@@ -1,7 +1,8 @@
 """``kintsmesh api serve``: the HTTP endpoint for the education system and for auditors (FastAPI).
 
-Served over TLS (a certificate of the installation's CA). Every request but /healthz and /metrics carries ``Authorization: Bearer <token>`` (``kintsmesh token issue``):
-a JWT signed by the installation's key naming the client, its scopes and its registered legal purpose.
+Served over TLS (a certificate of the installation's CA). Every request but /healthz and /metrics carries
+``Authorization: Bearer <token>`` (``kintsmesh token issue``): a JWT signed by the installation's key naming
+the client, its scopes and its registered legal purpose.
 
     GET /dossiers/school-enrolment/{ric}?level=primary|junior_high[&year=2027]   scope dossier:school-enrolment
         a child who reaches the level's age in the year: the dossier minimised to what the verdict needs;
