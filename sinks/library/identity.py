@@ -60,7 +60,9 @@ class PostgresIdentityStore:
 
     def blocks(self, wanted: list[BlockParams]) -> list[dict[str, matching.Mention]]:
         """The golden persons in the blocks of each of ``wanted``, in one statement: per mention, one index
-        look-up per block (an OR of them would not use the indexes well), at most ``BLOCK_LIMIT`` each."""
+        look-up per block (an OR of them would not use the indexes well), at most ``BLOCK_LIMIT`` each, the
+        first by canonical id (as the memory store cuts its blocks): a common name's block is the same set
+        whatever order the rows lie in, so a decision does not depend on the table's storage order."""
         limit = BLOCK_LIMIT
         rows = self.conn.execute(
             "SELECT m.i, p.person_id, p.ric, p.name, p.gender, p.birth_date, p.address->>'full',"
@@ -68,14 +70,14 @@ class PostgresIdentityStore:
             " FROM unnest(%s::int[], %s::date[], %s::text[], %s::text[], %s::text[]) AS m(i, birth, key, body, area)"
             " CROSS JOIN LATERAL ("
             "  (SELECT person_id FROM person WHERE m.birth IS NOT NULL AND m.key IS NOT NULL"
-            f"    AND birth_date = m.birth AND name_key = m.key LIMIT {limit})"
+            f"    AND birth_date = m.birth AND name_key = m.key ORDER BY person_id LIMIT {limit})"
             "  UNION (SELECT person_id FROM person WHERE m.birth IS NOT NULL AND m.key IS NULL"
-            f"    AND birth_date = m.birth LIMIT {limit})"
-            f"  UNION (SELECT person_id FROM person WHERE m.key IS NOT NULL AND m.birth IS NULL AND name_key = m.key LIMIT {limit})"
+            f"    AND birth_date = m.birth ORDER BY person_id LIMIT {limit})"
+            f"  UNION (SELECT person_id FROM person WHERE m.key IS NOT NULL AND m.birth IS NULL AND name_key = m.key ORDER BY person_id LIMIT {limit})"
             # a typo in a flagged RIC's date: its area and the name still block
             "  UNION (SELECT person_id FROM person WHERE m.key IS NOT NULL AND m.area IS NOT NULL"
-            f"    AND name_key = m.key AND left(ric, 6) = m.area LIMIT {limit})"
-            f"  UNION (SELECT person_id FROM person WHERE m.body IS NOT NULL AND left(ric, 17) = m.body LIMIT {limit})) c"
+            f"    AND name_key = m.key AND left(ric, 6) = m.area ORDER BY person_id LIMIT {limit})"
+            f"  UNION (SELECT person_id FROM person WHERE m.body IS NOT NULL AND left(ric, 17) = m.body ORDER BY person_id LIMIT {limit})) c"
             " JOIN person p USING (person_id)"
             " LEFT JOIN person mo ON mo.ric = p.mother_ric LEFT JOIN person fa ON fa.ric = p.father_ric",
             (list(range(len(wanted))), *(list(column) for column in zip(*wanted)))).fetchall()
