@@ -86,8 +86,6 @@ def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
     from kintsmesh.security.audit import cli_access
     from sinks.events import recorded_events
 
-    if not args.purpose:
-        raise KintsmeshError("events list: say why you read life events (--purpose); it is audited with your OS user")
     cli_access(settings, args.subject or "*", "life_events", args.purpose, ["events"])
     with connect_library(settings) as conn:
         rows, held = recorded_events(conn, args.type, args.subject, args.date, args.limit)
@@ -184,8 +182,6 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
               + ("chain intact" if report.intact else f"{report.broken:,} rows fail the chain (TAMPERED)"))
         print("(record the head elsewhere: a later head must extend it)")
         return 0 if report.intact else 3
-    if not args.purpose:
-        raise KintsmeshError("audit <RIC>: say why you read a citizen's access history (--purpose); it is audited too")
     audit.cli_access(settings, args.ric, "access_audit", args.purpose, ["accesses"])
     with connect_library(settings) as conn:
         accesses = audit_history(conn, args.ric, args.limit)

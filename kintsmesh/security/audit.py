@@ -15,11 +15,12 @@ from typing import Any
 
 import psycopg
 
+from kintsmesh.errors import KintsmeshError
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 from sinks.library.dossier import record_access
 
 VERIFY_SQL = """
-SELECT chain_seq, audit_id,
+SELECT chain_seq, audit_id, encode(row_hash, 'hex'),
        row_hash IS DISTINCT FROM sha256(prev_hash || access_audit_content(a)) AS altered,
        prev_hash IS DISTINCT FROM coalesce(lag(row_hash) OVER (ORDER BY chain_seq), '\\x'::bytea) AS unlinked,
        chain_seq IS DISTINCT FROM row_number() OVER (ORDER BY chain_seq) AS gap
@@ -43,21 +44,17 @@ class ChainReport:
 def verify(conn: psycopg.Connection[Any], show: int = 20) -> ChainReport:
     rows = broken = 0
     findings: list[dict[str, Any]] = []
-    head: tuple[int, str] | None = None
+    head_seq, head_hash = None, None
     with conn.cursor(name="audit_verify") as cur:   # a server-side cursor: the audit can be large
         cur.execute(VERIFY_SQL)
-        for seq, audit_id, altered, unlinked, gap in cur:
-            rows += 1
+        for seq, audit_id, head_hash, altered, unlinked, gap in cur:   # in chain order: the last row is the head
+            rows, head_seq = rows + 1, seq
             if altered or unlinked or gap:
                 broken += 1
                 if len(findings) < show:
                     findings.append({"chain_seq": seq, "audit_id": audit_id, "altered": altered,
                                      "unlinked": unlinked, "gap": gap})
-    last = conn.execute("SELECT chain_seq, encode(row_hash, 'hex') FROM access_audit"
-                        " ORDER BY chain_seq DESC LIMIT 1").fetchone()
-    if last:
-        head = (int(last[0]), str(last[1]))
-    return ChainReport(rows, head[0] if head else None, head[1] if head else None, broken, findings)
+    return ChainReport(rows, head_seq, head_hash, broken, findings)
 
 
 def operator() -> str:
@@ -68,8 +65,11 @@ def operator() -> str:
         return "os:unknown"
 
 
-def cli_access(settings: Settings, subject: str, resource: str, purpose: str, fields: list[str]) -> None:
-    """Audit an operator's command that reads personal data, before it shows anything."""
+def cli_access(settings: Settings, subject: str, resource: str, purpose: str | None, fields: list[str]) -> None:
+    """Audit an operator's command that reads personal data, before it shows anything; without a purpose
+    the command is refused."""
+    if purpose is None or not purpose.strip():
+        raise KintsmeshError(f"{resource}: say why you read it (--purpose); it is audited with your OS user")
     with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
         record_access(conn, subject=subject, requester=operator(), purpose=purpose, channel="cli", resource=resource,
                       fields=fields, outcome="read")

@@ -83,8 +83,6 @@ class Postgres(Component):
         pwfile.unlink()
         if result.returncode != 0:
             raise StackError(self.name, f"initdb failed: {(result.stderr or result.stdout).strip()[-300:]}")
-        with open(self.data_dir / "postgresql.conf", "a") as out:
-            out.write(f"\n{INCLUDE}\n")
 
     def _secure(self) -> None:
         """TLS with the installation's CA, password authentication on every line of pg_hba (no trust), the
