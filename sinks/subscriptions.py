@@ -25,7 +25,7 @@ from typing import Any
 
 import psycopg
 from confluent_kafka import Producer
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, InvalidToken
 
 from kintsmesh.errors import TransientError
 from kintsmesh.kafka import ensure_topics
@@ -56,6 +56,16 @@ def subscriber_key(settings: Settings, name: str) -> bytes:
 def header_sealer(settings: Settings) -> Fernet:
     key = base64.urlsafe_b64encode(hashlib.sha256(settings.secret("subscription-headers").encode()).digest())
     return Fernet(key)
+
+
+def unseal(sealer: Fernet, header: str) -> int | None:
+    """A delivery's seq from its header: sealed, or written in clear before headers were sealed; None if neither."""
+    if header.isdigit():
+        return int(header)
+    try:
+        return int(sealer.decrypt(header))
+    except (InvalidToken, ValueError):
+        return None
 
 
 class DeliveryError(TransientError):
@@ -104,7 +114,10 @@ class SubscriptionSink:
         stored = stored_offsets(self.conn, group(subscription))
         self.conn.commit()
         sealed, ends = headers_after(self.settings, [subscription.topic], stored, SEQ_HEADER)
-        seqs = [int(self.sealer.decrypt(s)) for s in sealed]
+        seqs = [seq for seq in (unseal(self.sealer, s) for s in sealed) if seq is not None]
+        if len(seqs) < len(sealed):   # never a crash loop over a header: at worst an event is delivered again
+            log.error("%s: %d seq headers after the last mark cannot be read; their events may be delivered again",
+                      subscription.name, len(sealed) - len(seqs))
         newest = max(seqs, default=0)
         with self.conn.transaction():
             moved = self.conn.execute(
