@@ -105,6 +105,14 @@ def usable_id(item: Incoming) -> bool:
     return bool(item.record.get("ric")) and not item.flagged("ric")
 
 
+def simulated_person_records(people: int, seed: int, today: date, dirty_rate: float = 0.05) -> list[dict[str, Any]]:
+    """The person records a simulated city's department rows give through the normalize stage."""
+    city = build_city(seed, people, today)
+    rows = initial_rows(city, DepartmentViews(city, random.Random(seed + 1), dirty_rate))
+    items, _ = incoming(rows, int(time.time() * 1000))
+    return [i.record for i in items if i.entity == "person"]
+
+
 def run(settings: Settings, people: int, seed: int, dirty_rate: float, today: date) -> dict[str, Any]:
     city = build_city(seed, people, today)
     rows = initial_rows(city, DepartmentViews(city, random.Random(seed + 1), dirty_rate))

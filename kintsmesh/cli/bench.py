@@ -10,6 +10,12 @@ from kintsmesh.settings import Settings
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    if args.stage == "resolve" and args.hard:
+        from kintsmesh.bench import resolve_hard
+
+        resolve_hard.main(args.people or resolve_hard.DEFAULT_PEOPLE, args.seed if args.seed != 2026 else
+                          resolve_hard.DEFAULT_SEED, args.today or date(2026, 12, 1), None, with_splink=not args.no_splink)
+        return 0
     if args.stage == "resolve":
         from kintsmesh.bench.resolve import DEFAULT_PEOPLE
         from kintsmesh.bench.resolve import main as run_resolve_bench
@@ -59,7 +65,10 @@ def register(sub: Any) -> None:
     p.add_argument("--people", type=int, default=None,
                    help="resolve: city size (20,000); dossier, events: people in the scratch library (1,000,000)")
     p.add_argument("--requests", type=int, default=10000, help="dossier: requests for random children")
-    p.add_argument("--seed", type=int, default=2026, help="resolve: city seed")
+    p.add_argument("--seed", type=int, default=2026, help="resolve: city seed (--hard: 7)")
+    p.add_argument("--hard", action="store_true", help="resolve: the hard set (kintsmesh.bench.hardset, 50,000"
+                   " people), in memory, ours against Splink on the same records (resolve-hard.json)")
+    p.add_argument("--no-splink", action="store_true", help="resolve --hard: ours only")
     p.add_argument("--dirty-rate", type=float, default=0.05, help="resolve: share of dirty values (about 10%% of person"
                    " mentions then lack a usable ID)")
     p.add_argument("--today", type=date.fromisoformat, default=None, help="resolve: the city's 'today'")

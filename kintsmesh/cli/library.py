@@ -1,4 +1,5 @@
-"""The resource library and what is served from it: ``kintsmesh batch | review | explain | events | subscriptions | dossier | audit``."""
+"""The resource library and what is served from it: ``kintsmesh batch | resolve | review | explain | events | subscriptions |
+dossier | audit``."""
 
 from __future__ import annotations
 
@@ -192,7 +193,51 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_resolve(args: argparse.Namespace, settings: Settings) -> int:
+    """Identity resolution's data: its Fellegi–Sunter weights (estimated without labels) and its keys."""
+    from sinks.library.identity import reindex
+    from streams.resolve.estimate import estimate
+    from streams.resolve.matching import WEIGHTS_FILE
+
+    if args.action == "reindex":
+        with connect_library(settings) as conn:
+            print(f"{reindex(conn):,} blocking keys written")
+        return 0
+    if args.source == "simulator":
+        from kintsmesh.bench.resolve import simulated_person_records
+
+        records = simulated_person_records(args.people, args.seed, date.today())
+        source = f"simulator: {args.people:,} people, seed {args.seed}"
+    else:
+        with connect_library(settings) as conn:
+            records = [r for (r,) in conn.execute(
+                "SELECT record FROM contribution WHERE entity = 'person' AND NOT retracted ORDER BY random() LIMIT %s",
+                (args.limit,))]
+        source = f"resource library: {len(records):,} person source rows"
+    weights, report = estimate(records, random_pairs=args.pairs, source=source,
+                               progress=lambda line: print(f"  {line}", file=sys.stderr))
+    out = Path(args.out) if args.out else WEIGHTS_FILE
+    out.write_text(json.dumps(weights.as_json(), ensure_ascii=False, indent=1) + "\n")
+    for comparison, levels in weights.m.items():
+        print(f"  {comparison:<11}" + "  ".join(f"{level} {weights.bits(comparison, level):+.1f}" for level in levels))
+    print(f"  prior {weights.prior_bits:+.1f} bits; untrained (kept as they were): {report['untrained'] or 'none'}")
+    print(f"weights from {source} written to {out}")
+    return 0
+
+
 def register(sub: Any) -> None:
+    p = sub.add_parser("resolve", help="identity resolution: estimate its weights from the data, index the keys")
+    p.add_argument("action", choices=["estimate", "reindex"])
+    p.add_argument("--from", dest="source", choices=["library", "simulator"], default="library",
+                   help="estimate: the resource library's person source rows, or a simulated city's")
+    p.add_argument("--limit", type=int, default=500_000, help="estimate: person source rows sampled from the library")
+    p.add_argument("--people", type=int, default=20_000, help="estimate --from simulator: the city's size")
+    p.add_argument("--seed", type=int, default=2026, help="estimate --from simulator: the city's seed")
+    p.add_argument("--pairs", type=int, default=1_000_000, help="estimate: random pairs for the u probabilities")
+    p.add_argument("--out", help="estimate: where to write the weights (default: streams/resolve/weights.json,"
+                   " which the resolve stage reads when it starts)")
+    p.set_defaults(handler=cmd_resolve)
+
     p = sub.add_parser("batch", help="T+1: load a department's nightly extract (or write one from its database)")
     p.add_argument("action", choices=["load", "extract"])
     p.add_argument("file", help="load: the extract (CSV, or Parquet when it ends in .parquet); extract: where to"

@@ -4,7 +4,7 @@ write identity resolution makes, in SQL over one connection (the caller owns the
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import psycopg
@@ -12,11 +12,13 @@ from psycopg.types.json import Jsonb
 
 from sinks.library.sql import bulk_upsert, ms_to_dt, numeric_array, text_array
 from sinks.library.tables import CONTRIBUTION_COLUMNS, CONTRIBUTION_KEY
+from streams.resolve.identity import Incoming, Kind, Linked, SourceRef, State, dated, mention_of, own_household
 from streams.resolve import matching
-from streams.resolve.identity import BlockParams, Incoming, Kind, Linked, SourceRef, State
+from streams.resolve.matching import BLOCK_LIMIT, COMMON_NAME_KEY, is_name_key
 
-# at most this many golden persons per block (a common name on a common day is a large block)
-BLOCK_LIMIT = 50
+# the rule of identity.flagged(): a RIC with a finding is not valid (an upgraded 15-digit one is)
+UNFLAGGED_RIC = ("NOT EXISTS (SELECT 1 FROM jsonb_array_elements_text(record->'findings') f"
+                 " WHERE f LIKE 'ric:%%' AND f <> 'ric:legacy_15_upgraded')")
 
 
 class PostgresIdentityStore:
@@ -36,19 +38,25 @@ class PostgresIdentityStore:
         return {SourceRef(d, t, p, r): (tuple(int(x) for x in pos), cid, method, ms)
                 for d, t, p, r, pos, cid, method, ms in rows}
 
-    def queued_persons(self) -> set[str]:
-        return {cid for (cid,) in self.conn.execute(
-            "SELECT DISTINCT canonical_id FROM settle_queue WHERE entity = 'person'")}
-
     def person_records(self, ids: set[str]) -> Iterable[tuple[str, dict[str, Any]]]:
         return self.conn.execute(   # type: ignore[return-value]
             "SELECT canonical_id, record FROM contribution WHERE entity = 'person' AND NOT retracted"
-            " AND canonical_id = ANY(%s::text[])", (text_array(ids),)).fetchall()
+            " AND canonical_id = ANY(%s::text[]) ORDER BY canonical_id, department, source_table, primary_key, role",
+            (text_array(ids),)).fetchall()
 
     def persons_by_ric(self, rics: set[str]) -> dict[str, str]:
         if not rics:
             return {}
-        return dict(self.conn.execute("SELECT ric, person_id FROM person WHERE ric = ANY(%s)", (list(rics),)).fetchall())
+        return dict(self.conn.execute(
+            "SELECT record->>'ric', min(canonical_id) FROM contribution WHERE entity = 'person' AND NOT retracted"
+            f" AND record->>'ric' = ANY(%s::text[]) AND canonical_id IS NOT NULL AND {UNFLAGGED_RIC} GROUP BY 1",
+            (text_array(rics),)).fetchall())
+
+    def households(self, rics: set[str]) -> dict[str, str]:
+        return dict(self.conn.execute(
+            "SELECT record->>'ric', min(record->>'household_no') FROM contribution WHERE entity = 'person'"
+            " AND NOT retracted AND record->>'ric' = ANY(%s::text[]) AND record->>'household_no' IS NOT NULL"
+            f" AND {UNFLAGGED_RIC} GROUP BY 1", (text_array(rics),)).fetchall())
 
     def legal_entity_by_uscc(self, uscc: str) -> str | None:
         row = self.conn.execute(   # the golden one, else one queued and not merged yet
@@ -58,39 +66,34 @@ class PostgresIdentityStore:
             {"uscc": uscc}).fetchone()
         return row[0] if row else None
 
-    def blocks(self, wanted: list[BlockParams]) -> list[dict[str, matching.Mention]]:
-        """The golden persons in the blocks of each of ``wanted``, in one statement: per mention, one index
-        look-up per block (an OR of them would not use the indexes well), at most ``BLOCK_LIMIT`` each, the
-        first by canonical id (as the memory store cuts its blocks): a common name's block is the same set
-        whatever order the rows lie in, so a decision does not depend on the table's storage order."""
-        limit = BLOCK_LIMIT
-        rows = self.conn.execute(
-            "SELECT m.i, p.person_id, p.ric, p.name, p.gender, p.birth_date, p.address->>'full',"
-            " array_remove(ARRAY[p.household_no, mo.household_no, fa.household_no], NULL), p.mother_ric, p.father_ric"
-            " FROM unnest(%s::int[], %s::date[], %s::text[], %s::text[], %s::text[]) AS m(i, birth, key, body, area)"
-            " CROSS JOIN LATERAL ("
-            "  (SELECT person_id FROM person WHERE m.birth IS NOT NULL AND m.key IS NOT NULL"
-            f"    AND birth_date = m.birth AND name_key = m.key ORDER BY person_id LIMIT {limit})"
-            "  UNION (SELECT person_id FROM person WHERE m.birth IS NOT NULL AND m.key IS NULL"
-            f"    AND birth_date = m.birth ORDER BY person_id LIMIT {limit})"
-            f"  UNION (SELECT person_id FROM person WHERE m.key IS NOT NULL AND m.birth IS NULL AND name_key = m.key ORDER BY person_id LIMIT {limit})"
-            # a typo in a flagged RIC's date: its area and the name still block
-            "  UNION (SELECT person_id FROM person WHERE m.key IS NOT NULL AND m.area IS NOT NULL"
-            f"    AND name_key = m.key AND left(ric, 6) = m.area ORDER BY person_id LIMIT {limit})"
-            f"  UNION (SELECT person_id FROM person WHERE m.body IS NOT NULL AND left(ric, 17) = m.body ORDER BY person_id LIMIT {limit})) c"
-            " JOIN person p USING (person_id)"
-            " LEFT JOIN person mo ON mo.ric = p.mother_ric LEFT JOIN person fa ON fa.ric = p.father_ric",
-            (list(range(len(wanted))), *(list(column) for column in zip(*wanted)))).fetchall()
-        found: list[dict[str, matching.Mention]] = [{} for _ in wanted]
-        for i, pid, ric, name, gender, birth, addr, households, mother, father in rows:
-            found[i][pid] = matching.Mention(ric, bool(ric), name, gender, birth, frozenset(households), addr,
-                                             mother, father)
+    def candidate_ids(self, wanted: list[frozenset[str]]) -> list[list[str]]:
+        """Per key set, one index look-up per key, ranked in SQL; a bare-name key shared by too many persons
+        is dropped (counted with a LIMIT: a common name costs ``COMMON_NAME_KEY`` index entries)."""
+        names = sorted({k for keys in wanted for k in keys if is_name_key(k)})
+        common = {key for key, n in self.conn.execute(
+            "SELECT k, (SELECT count(*) FROM (SELECT 1 FROM person_key WHERE key = k LIMIT %s) c)"
+            " FROM unnest(%s::text[]) AS k", (COMMON_NAME_KEY + 1, names)) if n > COMMON_NAME_KEY} if names else set()
+        indexes, flat = [], []
+        for i, keys in enumerate(wanted):
+            for key in sorted(keys - common):
+                indexes.append(i)
+                flat.append(key)
+        found: list[list[str]] = [[] for _ in wanted]
+        for i, pid in self.conn.execute(
+                "SELECT i, person_id FROM (SELECT w.i, k.person_id, row_number() OVER (PARTITION BY w.i"
+                "  ORDER BY count(*) DESC, k.person_id) AS rank"
+                "  FROM unnest(%s::int[], %s::text[]) AS w(i, key) JOIN person_key k ON k.key = w.key"
+                "  GROUP BY w.i, k.person_id) ranked WHERE rank <= %s ORDER BY i, rank", (indexes, flat, BLOCK_LIMIT)):
+            found[i].append(pid)
         return found
 
-    def households(self, rics: set[str]) -> dict[str, str]:
-        return dict(self.conn.execute(
-            "SELECT ric, household_no FROM person WHERE ric = ANY(%s::text[]) AND household_no IS NOT NULL",
-            (text_array(rics),)).fetchall())
+    def name_counts(self, names: set[str]) -> tuple[dict[str, int], int]:
+        counts = dict(self.conn.execute(
+            "SELECT n, (SELECT count(*) FROM person_key WHERE key = 'n:' || replace(n, '·', ''))"
+            " FROM unnest(%s::text[]) AS n", (text_array(names),)).fetchall())
+        row = self.conn.execute(   # the planner's estimate of the persons: a count(*) of a city costs more
+            "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE relname = 'person'").fetchone()
+        return counts, int(row[0]) if row else 0
 
     def holds_other_row(self, canonical_id: str, kind: Kind, primary_key: str) -> bool:
         return self.conn.execute(
@@ -101,25 +104,14 @@ class PostgresIdentityStore:
     def holds_other_ric(self, canonical_id: str, ric: str | None) -> bool:
         return self.conn.execute(
             "SELECT 1 FROM contribution WHERE entity = 'person' AND canonical_id = %s AND NOT retracted"
-            " AND record->>'ric' <> %s AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements_text(record->'findings') f"
-            "  WHERE f LIKE 'ric:%%' AND f <> 'ric:legacy_15_upgraded') LIMIT 1",   # the rule of identity.flagged()
-            (canonical_id, ric)).fetchone() is not None
+            f" AND record->>'ric' <> %s AND {UNFLAGGED_RIC} LIMIT 1", (canonical_id, ric)).fetchone() is not None
 
-    def orphans(self, name_key: str | None, birth: date | None, ric_body: str | None) -> set[str]:
-        return {cid for (cid,) in self.conn.execute(
-            "SELECT person_id FROM person WHERE person_id LIKE 'P~%%' AND name_key = %(key)s"
-            " AND (birth_date = %(birth)s OR birth_date IS NULL)"
-            " UNION SELECT canonical_id FROM contribution WHERE entity = 'person' AND canonical_id LIKE 'P~%%'"
-            " AND left(record->>'ric', 17) = %(body)s",
-            {"key": name_key, "birth": birth, "body": ric_body})}
-
-    def open_reviews_born_on(self, births: set[date]) -> list[tuple[int, SourceRef, dict[str, Any]]]:
+    def open_reviews(self, keys: set[str]) -> list[tuple[int, SourceRef, dict[str, Any]]]:
         return [(review_id, SourceRef(d, t, pk, role), record) for review_id, d, t, pk, role, record in self.conn.execute(
             "SELECT r.review_id, c.department, c.source_table, c.primary_key, c.role, c.record"
             " FROM review_queue r JOIN contribution c USING (department, source_table, primary_key, role)"
-            " WHERE r.status = 'open' AND r.entity = 'person' AND c.canonical_id IS NULL AND NOT c.retracted"
-            " AND c.record->>'birth_date' = ANY(%s::text[])", (text_array(b.isoformat() for b in births),)
-        ).fetchall()]
+            " WHERE r.status = 'open' AND r.keys && %s::text[] AND r.entity = 'person' AND c.canonical_id IS NULL"
+            " AND NOT c.retracted ORDER BY r.review_id", (text_array(keys),)).fetchall()]
 
     # ------------------------------------------------------------------ writes
 
@@ -134,17 +126,29 @@ class PostgresIdentityStore:
                          Jsonb(linked.evidence) if linked.evidence else None))
         bulk_upsert(self.conn, "contribution", CONTRIBUTION_COLUMNS, rows, CONTRIBUTION_KEY)
 
-    def queue_review(self, ref: SourceRef, entity: str, candidates: list[dict[str, Any]]) -> None:
+    def index(self, entries: Iterable[tuple[str, str]]) -> None:
+        keys, persons = [], []
+        for key, pid in entries:
+            keys.append(key)
+            persons.append(pid)
+        if keys:
+            self.conn.execute("INSERT INTO person_key (key, person_id) SELECT * FROM unnest(%s::text[], %s::text[])"
+                              " ON CONFLICT DO NOTHING", (keys, persons))
+
+    def queue_review(self, ref: SourceRef, entity: str, candidates: list[dict[str, Any]], keys: set[str]) -> None:
         self.conn.execute(
-            "INSERT INTO review_queue (department, source_table, primary_key, role, entity, candidates)"
-            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (department, source_table, primary_key, role)"
-            " DO UPDATE SET candidates = EXCLUDED.candidates, status = 'open', decided_id = NULL, decided_at = NULL",
-            (*ref, entity, Jsonb(candidates)))
+            "INSERT INTO review_queue (department, source_table, primary_key, role, entity, candidates, keys)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (department, source_table, primary_key, role)"
+            " DO UPDATE SET candidates = EXCLUDED.candidates, keys = EXCLUDED.keys, status = 'open', decided_id = NULL,"
+            " decided_at = NULL", (*ref, entity, Jsonb(candidates), sorted(keys)))
 
     def move_person(self, orphan: str, person: str, score: float | None, evidence: dict[str, Any]) -> None:
         self.conn.execute(
             "UPDATE contribution SET canonical_id = %s, method = 'late_match', score = %s, evidence = %s"
             " WHERE entity = 'person' AND canonical_id = %s", (person, score, Jsonb(evidence), orphan))
+        self.conn.execute(
+            "WITH moved AS (DELETE FROM person_key WHERE person_id = %s RETURNING key)"
+            " INSERT INTO person_key (key, person_id) SELECT key, %s FROM moved ON CONFLICT DO NOTHING", (orphan, person))
 
     def link_reviewed(self, review_id: int, ref: SourceRef, canonical_id: str, score: float | None,
                       evidence: dict[str, Any]) -> None:
@@ -154,3 +158,25 @@ class PostgresIdentityStore:
             " AND role = %s", (canonical_id, score, Jsonb(evidence), *ref))
         self.conn.execute("UPDATE review_queue SET status = 'resolved', decided_id = %s, decided_at = now()"
                           " WHERE review_id = %s", (canonical_id, review_id))
+
+
+def reindex(conn: psycopg.Connection[Any], persons: set[str] | None = None, chunk: int = 5000) -> int:
+    """Index persons (all, or ``persons``) and open person review items under the blocking keys of their
+    live source rows (``matching.keys``), as the resolve stage does when it links them: after a review
+    decision, or once for a library resolved before the keys existed. Returns the keys written."""
+    store, written = PostgresIdentityStore(conn), 0
+    ids = sorted(persons) if persons is not None else [cid for (cid,) in conn.execute(
+        "SELECT DISTINCT canonical_id FROM contribution WHERE entity = 'person' AND canonical_id IS NOT NULL")]
+    for start in range(0, len(ids), chunk):
+        entries = {(key, cid) for cid, record in store.person_records(set(ids[start:start + chunk]))
+                   for key in matching.keys(dated(mention_of(record, own_household(record))))}
+        store.index(sorted(entries))
+        written += len(entries)
+    if persons is None:
+        for review_id, record in conn.execute(
+                "SELECT r.review_id, c.record FROM review_queue r JOIN contribution c"
+                " USING (department, source_table, primary_key, role) WHERE r.status = 'open' AND r.entity = 'person'"
+                ).fetchall():
+            conn.execute("UPDATE review_queue SET keys = %s WHERE review_id = %s",
+                         (sorted(matching.keys(dated(mention_of(record, own_household(record))))), review_id))
+    return written

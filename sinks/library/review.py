@@ -9,6 +9,7 @@ import psycopg
 
 from kintsmesh.errors import KintsmeshError, TerminalError
 from sinks.library import TABLES, Merger, SourceRef, lock_library
+from sinks.library.identity import reindex
 from streams.resolve.identity import new_person_id
 
 
@@ -46,6 +47,8 @@ def decide(conn: psycopg.Connection[Any], review_id: int, accept: bool, to: str 
         else:
             target = new_person_id(ref)
         Merger(conn).relink(ref, entity, target, "accepted" if accept else "rejected")
+        if entity == "person":
+            reindex(conn, {target})   # findable by the way this row writes the person too
         conn.execute("UPDATE review_queue SET status = %s, decided_id = %s, decided_at = now() WHERE review_id = %s",
                      ("accepted" if accept else "rejected", target, review_id))
     return target

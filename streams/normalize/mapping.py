@@ -64,6 +64,15 @@ class Output:
     # a person output whose source row key is this identifier, as other records name the person by it
     # (an insured person's row key is the insured number each contribution carries)
     identifies: str | None = None
+    identifiers: tuple[Identifier, ...] = ()   # declared person identifiers (``mapping_file.IdentifierSpec``)
+
+
+@dataclass(frozen=True)
+class Identifier:
+    source: str
+    type: str
+    issuer: str
+    unique: bool
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,7 @@ class SourceMapping:
                 used.add(output.when)
             for rule in output.fields:
                 used |= rule.columns
+            used.update(i.source for i in output.identifiers)
         return frozenset(used)
 
     def primary_key(self, row: MappingABC[str, Any]) -> str:
@@ -160,10 +170,13 @@ def load_mapping(path: Path) -> SourceMapping:
             raise MappingError(f"{path.name}: {exc}") from None
         if out.key and out.key not in {r.target for r in rules}:
             raise MappingError(f"{path.name}: key {out.key!r} is not one of the output's fields")
-        if (out.one_per_person or out.identifies) and out.entity != "person":
-            raise MappingError(f"{path.name}: one_per_person / identifies apply to person outputs only")
+        if (out.one_per_person or out.identifies or out.identifiers) and out.entity != "person":
+            raise MappingError(f"{path.name}: one_per_person / identifies / identifiers apply to person outputs only")
+        if len({(i.type, i.issuer) for i in out.identifiers}) != len(out.identifiers):
+            raise MappingError(f"{path.name}: an identifier type and issuer declared twice")
         outputs.append(Output(out.entity, rules, out.key, out.when, out.role or out.entity, out.one_per_person,
-                              out.identifies))
+                              out.identifies, tuple(Identifier(i.source, i.type, i.issuer, i.unique)
+                                                    for i in out.identifiers)))
     roles = [(o.entity, o.role) for o in outputs]
     if len(set(roles)) != len(roles):
         raise MappingError(f"{path.name}: two outputs of one entity need distinct roles (role: husband / wife ...)")
@@ -248,6 +261,9 @@ DEFAULT_LIMITS: dict[str, tuple[int, Any, Any]] = {
 }
 
 
+IDENTIFIER_RULE = FieldRule("identifiers", max_length=64)   # the raw checks of a declared identifier's value
+
+
 def _checked_raw(rule: FieldRule, column: str, raw: Any, findings: list[str]) -> Any:
     """The raw value's shape, before any standardizer sees it: a scalar, not too long, no invisible characters
     (stripped with a finding, or refused where the field says so)."""
@@ -303,6 +319,17 @@ def _value(rule: FieldRule, row: MappingABC[str, Any], findings: list[str]) -> A
     return _in_range(rule, rule.source, result.value)
 
 
+def _identifiers(declared: tuple[Identifier, ...], row: MappingABC[str, Any], findings: list[str]) -> list[dict[str, Any]]:
+    """The declared identifiers the row holds, cleaned as text (full-width folded, spaces and case kept out)."""
+    found = []
+    for ident in declared:
+        value = _checked_raw(IDENTIFIER_RULE, ident.source, row.get(ident.source), findings)
+        text = std.clean_text(str(value)).replace(" ", "").upper() if not std.is_null(value) else ""
+        if text:
+            found.append({"type": ident.type, "issuer": ident.issuer, "value": text, "unique": ident.unique})
+    return found
+
+
 def apply(mapping: SourceMapping, row: MappingABC[str, Any], provenance: dict[str, Any], retracted: bool) -> Applied:
     """The GLDM candidates one source row yields, or FieldRejected/Rejected for the DLQ."""
     pk = mapping.primary_key(row)
@@ -312,6 +339,8 @@ def apply(mapping: SourceMapping, row: MappingABC[str, Any], provenance: dict[st
             continue
         findings: list[str] = []
         record: dict[str, Any] = {rule.target: _value(rule, row, findings) for rule in output.fields}
+        if output.identifiers:
+            record["identifiers"] = _identifiers(output.identifiers, row, findings)
         record.update(findings=findings, retracted=retracted, provenance={**provenance, "role": output.role})
         natural = record.get(output.key) if output.key else None
         key = natural if natural and f"{output.key}:bad_check_character" not in findings \

@@ -51,6 +51,16 @@ class SourceSpec(_Strict):
     key: list[StrictStr] = Field(min_length=1)
 
 
+class IdentifierSpec(_Strict):
+    """A person identifier other than the RIC that a source declares (an insured number, a passport, the
+    department's own person number): the column it is in, its type and issuer (the pair says which values
+    are comparable), and whether one value names one person (a phone number a family shares does not)."""
+    source: StrictStr = Field(alias="from")
+    type: StrictStr = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    issuer: StrictStr = Field(min_length=1)
+    unique: StrictBool
+
+
 class OutputSpec(_Strict):
     entity: Entity
     fields: dict[StrictStr, FieldSpec] = Field(min_length=1)
@@ -59,6 +69,7 @@ class OutputSpec(_Strict):
     when: StrictStr | None = None
     one_per_person: StrictBool = False
     identifies: StrictStr | None = None
+    identifiers: list[IdentifierSpec] = []
 
 
 class MappingFile(_Strict):

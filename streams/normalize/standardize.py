@@ -16,6 +16,7 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any, Generic, Literal, TypeVar
 
+import opencc
 from stdnum.cn import uscc as uscc_std
 from stdnum.iso7064 import mod_11_2
 
@@ -134,12 +135,19 @@ def _checked_uscc(text: str) -> Standardized[str]:
 # --------------------------------------------------------------------------- names
 
 
+_T2S = opencc.OpenCC("t2s")
+
+
 def person_name(raw: Any) -> Standardized[str]:
-    """Trimmed, half-width, inner spaces removed, minority-name middle dots unified to U+00B7."""
+    """Trimmed, half-width, inner spaces removed, minority-name middle dots unified to U+00B7, traditional
+    characters as simplified (陳麗華 -> 陈丽华: the resident registry writes names in simplified)."""
     if is_null(raw):
         return Standardized(None, ("missing",))
     text = clean_text(str(raw))
     findings: list[str] = []
+    if not text.isascii() and (simplified := _T2S.convert(text)) != text:
+        text = simplified
+        findings.append("traditional_simplified")
     unified = "".join("·" if ch in MIDDLE_DOTS else ch for ch in text)
     if unified != text:
         findings.append("middle_dot_unified")

@@ -232,13 +232,19 @@ def as_date(value: Any) -> date | None:
 def mention_of(record: dict[str, Any], households: frozenset[str] = frozenset()) -> matching.Mention:
     """What a GLDM person record says, as matching sees it (a flagged RIC is kept, not trusted)."""
     address = record.get("address")
-    ric = record.get("ric")
+    ric, name, gender, birth = record.get("ric"), record.get("name"), record.get("gender"), as_date(record.get("birth_date"))
+    valid = ric if ric and not flagged(record, "ric") else None
     return matching.Mention(
-        ric=ric, ric_valid=bool(ric) and not flagged(record, "ric"), name=record.get("name"), gender=record.get("gender"),
-        birth_date=as_date(record.get("birth_date")), households=households,
-        address=address.get("full") if isinstance(address, dict) else None,
-        mother_ric=record.get("mother_ric"), father_ric=record.get("father_ric"),
-    )
+        rics=frozenset([ric] if ric else ()), valid_ric=valid, names=frozenset([name] if name else ()),
+        genders=frozenset([gender] if gender in ("1", "2") else ()), births=frozenset([birth] if birth else ()),
+        households=households,
+        addresses=frozenset([matching.Address(address.get("district"), address.get("street"), address.get("community"),
+                                              address["full"])] if isinstance(address, dict) and address.get("full")
+                            else ()),
+        mothers=frozenset([record["mother_ric"]] if record.get("mother_ric") else ()),
+        fathers=frozenset([record["father_ric"]] if record.get("father_ric") else ()),
+        identifiers=frozenset(matching.Identifier(i["type"], i["issuer"], i["value"], bool(i["unique"]))
+                              for i in record.get("identifiers") or ()))
 
 
 def own_household(record: dict[str, Any]) -> frozenset[str]:
@@ -250,51 +256,18 @@ def candidates_of(decision: matching.Decision) -> list[dict[str, Any]]:
     return [{"canonical_id": c.canonical_id, "score": c.score, "evidence": c.evidence} for c in decision.candidates]
 
 
-BlockParams = tuple[date | None, str | None, str | None, str | None]   # birth date, name key, RIC body, RIC area
-
-
-def block_params(mention: matching.Mention) -> BlockParams:
-    # a flagged RIC's birth digits still block (a bad check character rarely sits in the date)
-    return (mention.birth_date or matching.birth_from_ric(mention.ric), matching.name_key(mention.name),
-            matching.ric_body(mention.ric), (mention.ric or "")[:6] or None)
-
-
 def sticky(previous: State) -> bool:
     """A source row keeps the person an earlier match or review decision linked it to."""
     return bool(previous[1]) and previous[2] not in ("ric", "review")
 
 
-def block_keys(name_key: str | None, birth: date | None, body: str | None) -> list[Any]:
-    """The blocks a person is in (the same ones the library's block query reads)."""
-    keys: list[Any] = []
-    if birth is not None:
-        keys.append(("birth", birth, name_key))   # (birth, name) and (birth, no name) for nameless mentions
-        keys.append(("birth", birth, None))
-    if name_key is not None:
-        keys.append(("name", name_key))
-    if body:
-        keys.append(("ric", body))
-    return keys
-
-
-def mention_keys(mention: matching.Mention) -> list[Any]:
-    return block_keys(matching.name_key(mention.name), mention.birth_date, matching.ric_body(mention.ric))
-
-
 def dated(mention: matching.Mention) -> matching.Mention:
     """A mention without a birth date dated by its valid RIC."""
-    if mention.birth_date is None and mention.ric_valid:
-        return replace(mention, birth_date=matching.birth_from_ric(mention.ric))
+    if not mention.births and mention.valid_ric and (birth := matching.birth_from_ric(mention.valid_ric)):
+        return replace(mention, births=frozenset([birth]))
     return mention
 
 
 def combine(known: matching.Mention, other: matching.Mention | None) -> matching.Mention:
-    """What two descriptions of one person say together: the known one first, gaps filled from the other."""
-    if other is None:
-        return known
-    valid = known.ric if known.ric_valid else (other.ric if other.ric_valid else None)
-    return matching.Mention(
-        ric=valid or known.ric or other.ric, ric_valid=valid is not None, name=known.name or other.name,
-        gender=known.gender or other.gender, birth_date=known.birth_date or other.birth_date,
-        households=known.households | other.households, address=known.address or other.address,
-        mother_ric=known.mother_ric or other.mother_ric, father_ric=known.father_ric or other.father_ric)
+    """What two descriptions of one person say together."""
+    return known if other is None else known | other

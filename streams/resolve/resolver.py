@@ -6,11 +6,12 @@ For a batch:
 1. each candidate's source row (department, table, key, role) is looked up; a position the same as or
    older than the merged one is a no-op (replays and redeliveries change nothing);
 2. the candidate is resolved to a canonical id: deterministic on a valid RIC / USCC / house code /
-   certificate number, else the sticky earlier link, else a fuzzy match (``streams.resolve.matching``)
-   over the mention's blocks (golden persons, and persons resolved but not merged yet); an ambiguous
-   one waits for review;
-3. persons made earlier without a usable ID that a new RIC person explains are matched late, and open
-   review items it explains are decided again: new evidence, not arrival order, decides identity.
+   certificate number, else the sticky earlier link, else a Fellegi–Sunter match
+   (``streams.resolve.matching``) against the persons sharing a blocking key with the mention, as their
+   source rows describe them; an ambiguous one waits for review;
+3. every person that gained evidence in the batch is a reason to look again: persons without a valid
+   RIC near it are decided again as a whole and moved into the person they now match (a late match),
+   and open review items near it are decided again: evidence, not arrival order, decides identity.
 
 ``resolve`` returns the batch's report and its ``Settlement``: the golden records touched, which the
 merge stage recomputes.
@@ -25,37 +26,35 @@ from typing import Any
 from kintsmesh.errors import RejectedRecord
 from streams.merge.survivorship import is_stale
 from streams.resolve import matching
-from streams.resolve.identity import (BatchReport, BlockParams, Incoming, Kind, Linked, Settlement, SourceRef, State,
-                                      block_keys, block_params, candidates_of, coded_id, combine, dated, mention_keys,
-                                      mention_of, new_person_id, own_household, short_hash, sticky)
+from streams.resolve.identity import (BatchReport, Incoming, Kind, Linked, Settlement, SourceRef, State, candidates_of,
+                                      coded_id, combine, dated, mention_of, new_person_id, own_household, short_hash,
+                                      sticky)
 from streams.resolve.store import IdentityStore
 
 CODED_ENTITIES = frozenset({"house", "certificate", "relationship", "social_insurance"})
-Described = tuple[matching.Mention, list[Any], dict[str, str]]   # mention, block keys, RIC -> household
 
 
 class Resolver:
-    """Resolves batches against one store; keeps, between batches, what it has read about queued persons."""
+    """Resolves batches against one store."""
 
-    def __init__(self, store: IdentityStore, one_per_person: frozenset[Kind] = frozenset()) -> None:
+    def __init__(self, store: IdentityStore, one_per_person: frozenset[Kind] = frozenset(),
+                 weights: matching.Weights | None = None) -> None:
         self.store = store
         self.one_per_person = one_per_person
-        # queued persons as matching sees them: id -> (mention, block keys, RIC -> household)
-        self.unsettled: dict[str, Described] = {}
+        self.weights = weights or matching.weights()
         self._start_batch()
 
     def resolve(self, items: list[Incoming]) -> tuple[BatchReport, Settlement]:
-        """Stale check, identity, contributions, late matches, review queue. Writes only contributions and
-        review items (through the store); the golden records it touched are left to the merge stage."""
+        """Stale check, identity, contributions, re-examination, review queue. Writes only contributions,
+        blocking keys and review items (through the store); the golden records it touched are left to the
+        merge stage."""
         report, settlement = BatchReport(read=len(items)), Settlement()
         if not items:
             return report, settlement
         self._start_batch()
-        unsettled = self._remember_unsettled()
         state = self.store.contributions({i.source for i in items})
-        by_ric = {**unsettled, **self.store.persons_by_ric(
-            {i.record["ric"] for i in items
-             if i.entity == "person" and i.record.get("ric") and not i.flagged("ric")})}
+        by_ric = self.store.persons_by_ric(
+            {i.record["ric"] for i in items if i.entity == "person" and i.record.get("ric") and not i.flagged("ric")})
         self._batch_households.update({i.record["ric"]: i.record["household_no"] for i in items
                                        if i.entity == "person" and i.record.get("ric") and i.record.get("household_no")})
         self._prefetch_people(items, state, by_ric)
@@ -83,6 +82,7 @@ class Resolver:
             state[ref] = (pos, linked.canonical_id, linked.method, item.provenance.get("committed_at"))
             writes[ref] = (item, linked)
         self.store.write_contributions(writes.values())
+        self.store.index(sorted(self._new_keys))
         if rescored := self._rescore_reviews(settlement):
             report.links["review_rescored"] += rescored
         for orphan, person in self._late_links().items():
@@ -91,57 +91,25 @@ class Resolver:
             if ("person", person) not in settlement.causes:
                 settlement.touch_without_change("person", person, {})
             report.links["late_match"] += 1
-        for entity, cid in (*settlement.causes, *settlement.fallback):
-            if entity == "person":
-                self.unsettled.pop(cid, None)   # described again from its contributions if it stays queued
         return report, settlement
 
     # ------------------------------------------------------------------ batch state
 
     def _start_batch(self) -> None:
-        # reads of the golden persons, valid until the batch's recompute changes them
-        self._golden_blocks: dict[BlockParams, dict[str, matching.Mention]] = {}
+        # persons as their stored source rows describe them, valid until the batch's own writes change them
+        self._described: dict[str, matching.Mention] = {}
+        self._kinds: dict[str, set[Kind]] = {}          # person -> kinds of source rows it holds
+        self._candidates: dict[frozenset[str], list[str]] = {}
+        self._name_counts: dict[str, int] = {}
+        self._persons = 0
         self._household_of: dict[str, str | None] = {}
-        self._batch_households: dict[str, str] = {}   # RIC -> household number, said by the batch or unsettled
-        # persons linked or created in the batch, or queued and not merged yet, with what the batch (or their
-        # contributions) say about them (not in the golden table), and their block keys
+        self._batch_households: dict[str, str] = {}   # RIC -> household number, said by the batch
+        # persons linked or created in the batch, with what the batch says about them, and their keys
         self._batch_persons: dict[str, matching.Mention] = {}
-        self._batch_blocks: dict[Any, set[str]] = defaultdict(set)
-        self._created_by_ric: list[str] = []    # persons created in this batch from a valid RIC
+        self._batch_keys: dict[str, set[str]] = defaultdict(set)
+        self._new_keys: set[tuple[str, str]] = set()   # (key, person) to index after the batch
         # (person, one-per-person kind) -> the source row's key linked in this batch
         self._batch_rows: dict[tuple[str, Kind], str] = {}
-
-    def _remember_unsettled(self) -> dict[str, str]:
-        """Persons resolved earlier whose merge is still queued are not golden yet: matching sees them
-        through their contributions, as it sees the batch's own. Returns their valid RICs (RIC -> id).
-
-        What their contributions say is kept between batches (``unsettled``) while they stay queued, and
-        read again only for persons this resolver has not described yet or has touched since (``resolve``
-        drops those): a batch then costs one look at the queue's person ids, not a read of every queued
-        person, which matters when the merge stage falls behind or stops."""
-        queued = self.store.queued_persons()
-        for cid in set(self.unsettled) - queued:
-            del self.unsettled[cid]
-        if missing := queued - set(self.unsettled):
-            described: dict[str, tuple[matching.Mention, dict[str, str]]] = {}
-            for cid, record in self.store.person_records(missing):
-                mention = mention_of(record, own_household(record))
-                known, households = described.get(cid, (None, {}))
-                if mention.ric_valid and mention.ric and record.get("household_no"):
-                    households = {**households, mention.ric: record["household_no"]}
-                described[cid] = (combine(known, mention) if known else mention, households)
-            for cid, (mention, households) in described.items():
-                mention = dated(mention)
-                self.unsettled[cid] = (mention, mention_keys(mention), households)
-        rics: dict[str, str] = {}
-        for cid, (mention, keys, households) in self.unsettled.items():
-            self._batch_persons[cid] = mention
-            for k in keys:
-                self._batch_blocks[k].add(cid)
-            self._batch_households.update(households)
-            if mention.ric_valid and mention.ric:
-                rics[mention.ric] = cid
-        return rics
 
     # ------------------------------------------------------------------ one candidate
 
@@ -166,7 +134,7 @@ class Resolver:
         return Linked(f"E~{uscc or short_hash(str(item.source))}", "new")
 
     def _resolve_person(self, item: Incoming, previous: State | None, by_ric: dict[str, str]) -> Linked:
-        mention = mention_of(item.record, own_household(item.record))
+        mention = dated(mention_of(item.record, own_household(item.record)))
         linked = self._resolve_person_id(item, mention, previous, by_ric)
         if linked.canonical_id:
             self._remember(linked.canonical_id, mention)
@@ -177,31 +145,47 @@ class Resolver:
 
     def _resolve_person_id(self, item: Incoming, mention: matching.Mention, previous: State | None,
                            by_ric: dict[str, str]) -> Linked:
-        if mention.ric_valid and mention.ric in by_ric:
-            return Linked(by_ric[mention.ric], "ric")
+        if mention.valid_ric and mention.valid_ric in by_ric:
+            return Linked(by_ric[mention.valid_ric], "ric")
         if previous is not None and sticky(previous):
             return Linked(previous[1], previous[2])   # sticky: keep an earlier match or review decision
         mention = self._with_parents_households(mention, item.record)
-        decision = matching.decide(mention, self._blocks(mention))
+        decision = self._decide(mention)
         candidates = candidates_of(decision)
         evidence = {"decision": decision.outcome, "evidence": decision.evidence, "candidates": candidates}
-        if decision.outcome == "link" and mention.ric_valid and self._holds_other_ric(decision.canonical_id, mention.ric):
+        if decision.outcome == "link" and mention.valid_ric and self._holds_other_ric(decision.canonical_id,
+                                                                                        mention.valid_ric):
             decision = matching.Decision("new", candidates=decision.candidates)   # one person, one valid RIC
         if decision.outcome == "link" and self._holds_other_row(decision.canonical_id, item.source):
             decision = matching.Decision("new", candidates=decision.candidates)   # one person, one birth
         if decision.outcome == "link":
             assert decision.canonical_id is not None
-            if mention.ric_valid:
-                by_ric[mention.ric or ""] = decision.canonical_id
+            if mention.valid_ric:
+                by_ric[mention.valid_ric] = decision.canonical_id
             return Linked(decision.canonical_id, "match", decision.score, evidence)
-        if decision.outcome == "review" and not mention.ric_valid:
-            self.store.queue_review(item.source, item.entity, candidates)
+        if decision.outcome == "review" and not mention.valid_ric:
+            self.store.queue_review(item.source, item.entity, candidates, matching.keys(mention))
             return Linked(None, "review", decision.score, evidence)
-        new_id = mention.ric if mention.ric_valid and mention.ric else new_person_id(item.source)
-        if mention.ric_valid:
-            by_ric[mention.ric or ""] = new_id
-            self._created_by_ric.append(new_id)
-        return Linked(new_id, "ric" if mention.ric_valid else "new", decision.score, evidence)
+        new_id = mention.valid_ric or new_person_id(item.source)
+        if mention.valid_ric:
+            by_ric[mention.valid_ric] = new_id
+        return Linked(new_id, "ric" if mention.valid_ric else "new", decision.score, evidence)
+
+    def _decide(self, mention: matching.Mention, leave_out: str | None = None) -> matching.Decision:
+        candidates = [(c, m) for c, m in self._blocks(mention) if c != leave_out]
+        return matching.decide(mention, candidates, self.weights, self._name_share(mention))
+
+    def _name_share(self, mention: matching.Mention) -> float | None:
+        """The share of persons known by the mention's (rarest) name; with few persons known, the share the
+        weights assume for an average name weighs in (a library of ten persons says little about names)."""
+        if not mention.names:
+            return None
+        missing = {n for n in mention.names if n not in self._name_counts}
+        if missing:
+            counts, self._persons = self.store.name_counts(missing)
+            self._name_counts.update({n: counts.get(n, 0) for n in missing})
+        known = min(self._name_counts[n] for n in mention.names)
+        return (known + 1) / (self._persons + 1 / self.weights.u["name"]["exact"])
 
     def _holds_other_row(self, canonical_id: str | None, source: SourceRef) -> bool:
         """Whether the person already holds another source row of a kind a person has one of."""
@@ -216,59 +200,84 @@ class Resolver:
         """Whether the person already has a source row with another valid RIC (a different person, then:
         two babies of one name born on one day look alike until the police register them)."""
         known = self._batch_persons.get(canonical_id or "")
-        if known is not None and known.ric_valid and known.ric != ric:
+        if known is not None and known.valid_ric and known.valid_ric != ric:
             return True
         return canonical_id is not None and self.store.holds_other_ric(canonical_id, ric)
 
     # ------------------------------------------------------------------ after the batch's candidates
 
     def _late_links(self) -> dict[str, str]:
-        """Persons made earlier from mentions without a usable ID (P~...) that this batch's new RIC
-        persons explain: arrival order must not decide identity. Moves their contributions over;
-        returns orphan id -> person id."""
+        """Persons without a valid RIC (P~...) that a person who gained evidence in this batch now explains,
+        or that gained evidence and now match another: arrival order must not decide identity. Each such
+        person is decided again as a whole (all its source rows together) against its blocks; one that
+        links is moved into the person it links to. Returns orphan id -> person id."""
+        touched = set(self._batch_persons)
+        if not touched:
+            return {}
+        self._forget(touched)   # described again with the batch's rows written
+        neighbours = self._neighbours(touched)
+        orphans = sorted(c for c in ({*touched, *neighbours}) if c.startswith("P~"))
+        self._describe(set(orphans))
         moved: dict[str, str] = {}
-        for pid in self._created_by_ric:
-            person = self._batch_persons[pid]
-            key = matching.name_key(person.name)
-            orphans = self.store.orphans(key, person.birth_date, matching.ric_body(person.ric))
-            orphans |= {c for c in self._batch_blocks.get(("name", key), set()) if c.startswith("P~") and c != pid}
-            orphans -= set(moved)
-            if not orphans:
+        for orphan in orphans:
+            profile = self._described.get(orphan)
+            if profile is None or orphan in moved or orphan in moved.values():
                 continue
-            described: dict[str, matching.Mention] = {}
-            for cid, record in self.store.person_records(orphans):
-                m = mention_of(record)
-                described[cid] = combine(described[cid], m) if cid in described else m
-            rivals = [(c, m) for c, m in self._blocks(person) if m.ric_valid and c != pid]
-            for cid, orphan in described.items():
-                decision = matching.decide(orphan, [(pid, person), *rivals])
-                if decision.outcome == "link" and decision.canonical_id == pid and not orphan.ric_valid:
-                    self.store.move_person(cid, pid, decision.score,
-                                           {"decision": "late_match", "evidence": decision.evidence, "was": cid})
-                    moved[cid] = pid
+            decision = self._decide(profile, leave_out=orphan)
+            target = decision.canonical_id
+            if decision.outcome != "link" or target is None or target in moved:
+                continue
+            if orphan not in touched and target not in touched:
+                continue   # nothing about either changed in this batch
+            other = self._described.get(target)
+            if other is None or (profile.valid_ric and other.valid_ric and profile.valid_ric != other.valid_ric):
+                continue
+            if self._kinds.get(orphan, set()) & self._kinds.get(target, set()) & self.one_per_person:
+                continue   # two birth certificates: two people
+            self.store.move_person(orphan, target, decision.score,
+                                   {"decision": "late_match", "evidence": decision.evidence, "was": orphan})
+            moved[orphan] = target
+            self._described[target] = combine(other, profile)
+            self._kinds[target] = self._kinds.get(target, set()) | self._kinds.pop(orphan, set())
+            self._described.pop(orphan, None)
         return moved
 
+    def _neighbours(self, persons: set[str]) -> set[str]:
+        """The persons sharing a blocking key with any of ``persons``."""
+        self._describe(persons)
+        wanted = [frozenset(matching.keys(self._described[p])) for p in sorted(persons) if p in self._described]
+        self._read_candidates(wanted)
+        return {c for keys in wanted for c in self._candidates[keys]} - persons
+
     def _rescore_reviews(self, settlement: Settlement) -> int:
-        """Open review items that a person this batch made from a valid RIC may explain, decided again by
-        the rules a new mention meets: one that now links to that person is linked (method
-        ``review_rescored``) and its item closed as ``resolved``. Returns how many."""
-        births = {b for pid in self._created_by_ric if (b := self._batch_persons[pid].birth_date)}
-        if not births:
+        """Open review items near a person that gained evidence in this batch, decided again by the rules a
+        new mention meets: one that now links is linked (method ``review_rescored``) and its item closed as
+        ``resolved``. Returns how many."""
+        keys = set().union(*(self._batch_keys_of(p) for p in self._batch_persons)) if self._batch_persons else set()
+        if not keys:
             return 0
+        self._forget(set(self._batch_persons))
         rescored = 0
-        for review_id, ref, record in self.store.open_reviews_born_on(births):
-            mention = self._with_parents_households(mention_of(record, own_household(record)), record)
-            decision = matching.decide(mention, self._blocks(mention))
-            if decision.outcome != "link" or decision.canonical_id not in self._created_by_ric:
+        for review_id, ref, record in self.store.open_reviews(keys):
+            mention = self._with_parents_households(dated(mention_of(record, own_household(record))), record)
+            decision = self._decide(mention)
+            if decision.outcome != "link" or decision.canonical_id is None:
                 continue
-            assert decision.canonical_id is not None
+            if self._holds_other_row(decision.canonical_id, ref) or (
+                    mention.valid_ric and self._holds_other_ric(decision.canonical_id, mention.valid_ric)):
+                continue
             self.store.link_reviewed(review_id, ref, decision.canonical_id, decision.score, {
                 "decision": "review_rescored", "evidence": decision.evidence, "review_id": review_id,
                 "candidates": candidates_of(decision)})
+            self.store.index((k, decision.canonical_id) for k in sorted(matching.keys(mention)))
             settlement.person_rows[decision.canonical_id].add(ref.row)
             settlement.touch_without_change("person", decision.canonical_id, record["provenance"])
+            self._forget({decision.canonical_id})
             rescored += 1
         return rescored
+
+    def _batch_keys_of(self, pid: str) -> set[str]:
+        return matching.keys(self._batch_persons[pid])
 
     # ------------------------------------------------------------------ what matching sees
 
@@ -289,43 +298,76 @@ class Resolver:
         self._household_of.update(self.store.households(rics))
 
     def _blocks(self, mention: matching.Mention) -> list[tuple[str, matching.Mention]]:
-        """Golden persons sharing a block with the mention, plus persons created earlier in this batch."""
-        params = block_params(mention)
-        if params not in self._golden_blocks:
-            self._read_blocks([params])
-        found = dict(self._golden_blocks[params])
-        birth, key, body, _ = params
-        in_batch = set().union(*(self._batch_blocks.get(k, set()) for k in block_keys(key, birth, body)))
-        for pid in in_batch | (set(found) & set(self._batch_persons)):
+        """The persons sharing a blocking key with the mention: stored ones (as their source rows describe
+        them, with what the batch adds) and those the batch made."""
+        keys = frozenset(matching.keys(mention))
+        if keys not in self._candidates:
+            self._read_candidates([keys])
+        stored = self._candidates[keys]
+        self._describe(set(stored))
+        found = {pid: self._described[pid] for pid in stored if pid in self._described}
+        for pid in set().union(*(self._batch_keys.get(k, set()) for k in keys)) | (set(found) & set(self._batch_persons)):
             found[pid] = combine(self._batch_persons[pid], found.get(pid))
-        return list(found.items())
+        return sorted(found.items())
 
-    def _read_blocks(self, wanted: list[BlockParams]) -> None:
-        for params, persons in zip(wanted, self.store.blocks(wanted)):
-            self._golden_blocks[params] = persons
+    def _read_candidates(self, wanted: list[frozenset[str]]) -> None:
+        wanted = [w for w in dict.fromkeys(wanted) if w not in self._candidates]
+        if wanted:
+            for keys, ids in zip(wanted, self.store.candidate_ids(wanted)):
+                self._candidates[keys] = ids
+
+    def _describe(self, ids: set[str]) -> None:
+        """Read what the stored source rows of these persons say (one read for all)."""
+        missing = ids - set(self._described)
+        if not missing:
+            return
+        records = list(self.store.person_records(missing))
+        parents = {r for _, record in records for r in (record.get("mother_ric"), record.get("father_ric")) if r}
+        if parents - set(self._household_of):
+            self._read_households(parents - set(self._household_of))
+        for cid, record in records:
+            mention = self._with_parents_households(mention_of(record, own_household(record)), record)
+            known = self._described.get(cid)
+            self._described[cid] = combine(known, mention) if known else mention
+            p = record["provenance"]
+            self._kinds.setdefault(cid, set()).add((p["department"], p["table"], p.get("role") or "person"))
+        for cid in missing & set(self._described):
+            self._described[cid] = dated(self._described[cid])
+
+    def _forget(self, ids: set[str]) -> None:
+        for cid in ids:
+            self._described.pop(cid, None)
+            self._kinds.pop(cid, None)
+        self._candidates.clear()
 
     def _prefetch_people(self, items: list[Incoming], state: dict[SourceRef, State], by_ric: dict[str, str]) -> None:
-        """What resolving the batch's persons reads from the library, in two reads rather than two per
-        person: the blocks of every mention that may need matching, and the households of the parents
-        named. The golden persons do not change before the batch is merged, so the reads serve it all."""
-        wanted: dict[BlockParams, None] = {}
+        """What resolving the batch's persons reads from the library, in a few reads rather than a few per
+        person: the candidates of every mention that may need matching, their source rows, the households
+        of the parents named, the frequencies of the names."""
+        wanted: dict[frozenset[str], None] = {}
         parents: set[str] = set()
+        names: set[str] = set()
         for item in items:
             if item.entity != "person" or item.record.get("retracted"):
                 continue
-            mention, previous = mention_of(item.record), state.get(item.source)
-            if (mention.ric_valid and mention.ric in by_ric) or (previous is not None and sticky(previous)):
+            mention, previous = dated(mention_of(item.record)), state.get(item.source)
+            if (mention.valid_ric and mention.valid_ric in by_ric) or (previous is not None and sticky(previous)):
                 continue
-            wanted[block_params(mention)] = None
+            wanted[frozenset(matching.keys(mention))] = None
+            names |= mention.names
             parents.update(r for r in (item.record.get("mother_ric"), item.record.get("father_ric")) if r)
         if wanted:
-            self._read_blocks(list(wanted))
-        if parents:
-            self._read_households(parents)
+            self._read_candidates(list(wanted))
+            self._describe({c for keys in wanted for c in self._candidates[keys]})
+        if parents - set(self._household_of):
+            self._read_households(parents - set(self._household_of))
+        if names:
+            counts, self._persons = self.store.name_counts(names)
+            self._name_counts.update({n: counts.get(n, 0) for n in names})
 
     def _remember(self, cid: str, mention: matching.Mention) -> None:
-        mention = dated(mention)
         combined = combine(self._batch_persons[cid], mention) if cid in self._batch_persons else mention
         self._batch_persons[cid] = combined
-        for k in mention_keys(combined):
-            self._batch_blocks[k].add(cid)
+        for k in matching.keys(mention):
+            self._batch_keys[k].add(cid)
+            self._new_keys.add((k, cid))
