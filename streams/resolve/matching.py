@@ -16,7 +16,8 @@ pairs of one person and among pairs of two people. The m and u probabilities are
 weaker evidence). ``decide`` turns the scored candidates into a link, a review item or a new person.
 
 Family evidence never identifies a person on its own: household, address and parents are shared by
-siblings, so they count only when the names agree (or one side has none), and one birth certificate per
+siblings, so they count only when the names agree (or one side has none) and no unique identifier
+differs (two birth certificate numbers: two children), and one birth certificate per
 person, one valid RIC per person (``streams.resolve.resolver``) keep twins apart.
 """
 
@@ -143,17 +144,21 @@ STROKES = frozenset("一丨丿丶乛乙乚㇆亅")
 
 @lru_cache(maxsize=100_000)
 def similar_shape(a: str, b: str) -> bool:
-    """Two characters a clerk could mistake for one another: four-corner codes (四角号码) that agree in three
-    corners, or a component in common that is more than a stroke (辉/晖, 娟/绢, 晴/睛)."""
+    """Two characters a clerk could mistake for one another: the same four-corner code (四角号码: 未/末,
+    己/已, 凤/风), the same phonetic part under another radical (晴/睛, 娟/绢, 辉/晖), or two simple
+    characters three of whose four corners agree (王/玉, 千/干, 天/夭). A shared radical alone (伟/佳)
+    is not a likeness."""
     corners, parts = _shapes()
     ca, cb = corners.get(a), corners.get(b)
-    if ca and cb and sum(x == y for x, y in zip(ca[:4], cb[:4])) >= 3:
+    if ca and cb and ca[:4] == cb[:4]:
         return True
-    pa, pb = parts.get(a), parts.get(b)
-    if pa and pb:
-        shared = (set(pa[0]) & set(pb[0])) - STROKES
-        return bool(shared)
-    return False
+    pa, pb = (parts[ch][0] if parts.get(ch) else None for ch in (a, b))
+    if pa and pb and len(pa) >= 2 and len(pb) >= 2 and pa[-1] == pb[-1] and pa[-1] not in STROKES and pa[0] != pb[0]:
+        return True
+
+    def simple(d: list[str] | None) -> bool:
+        return d is None or sum(x not in STROKES for x in d) <= 1
+    return bool(ca and cb and sum(x == y for x, y in zip(ca[:4], cb[:4])) >= 3 and simple(pa) and simple(pb))
 
 
 def _transposed(a: str, b: str) -> bool:
@@ -258,7 +263,7 @@ def compare(m: Mention, g: Mention) -> dict[str, str]:
     if parents:
         levels["parent"] = "same" if any(same_ric(a, b) for mine, theirs in parents for a in mine for b in theirs) \
             else "different"
-    if levels.get("name") in ("substitution", "different"):
+    if levels.get("name") in ("substitution", "different") or levels.get("identifier") == "unique_different":
         for family in FAMILY:   # a sibling's record: what the family shares says nothing about which child
             if levels.get(family) not in (None, "different"):
                 del levels[family]
@@ -274,9 +279,9 @@ class Weights:
     m: dict[str, dict[str, float]]
     u: dict[str, dict[str, float]]
     prior: float                    # probability that a mention and a candidate person are one person
-    link_probability: float = 0.999
-    review_probability: float = 0.9
-    margin_bits: float = 6.0        # the best candidate ahead of the runner-up by at least this much
+    link_probability: float = 0.95
+    review_probability: float = 0.8
+    margin_bits: float = 5.0        # the best candidate ahead of any rival by at least this much
     source: str = ""
 
     def bits(self, comparison: str, level: str) -> float:
@@ -299,8 +304,8 @@ class Weights:
                 if missing:
                     raise ValueError(f"weights: {part}[{comparison}] has no {sorted(missing)}")
         return cls({c: dict(v) for c, v in data["m"].items()}, {c: dict(v) for c, v in data["u"].items()},
-                   float(data["prior"]), float(data.get("link_probability", 0.999)),
-                   float(data.get("review_probability", 0.9)), float(data.get("margin_bits", 6.0)),
+                   float(data["prior"]), float(data.get("link_probability", 0.95)),
+                   float(data.get("review_probability", 0.8)), float(data.get("margin_bits", 5.0)),
                    str(data.get("source", "")))
 
 
@@ -337,10 +342,23 @@ def decide(mention: Mention, candidates: list[tuple[str, Mention]], w: Weights |
     if not scored or scored[0].score < review_bits:
         return Decision("new", candidates=top)
     best = scored[0]
-    runner_up = scored[1].score if len(scored) > 1 else float("-inf")
-    if best.score >= link_bits and best.score - runner_up >= w.margin_bits:
+    described = dict(candidates)
+    rivals = [s for s in scored[1:] if best.score - s.score < w.margin_bits
+              and not (s.score < best.score and _one_person(described[best.canonical_id], described[s.canonical_id]))]
+    if best.score >= link_bits and not rivals:
         return Decision("link", best.canonical_id, best.score, best.evidence, top)
     return Decision("review", None, best.score, best.evidence, top)
+
+
+def _one_person(a: Mention, b: Mention) -> bool:
+    """Whether two candidates may well be one person the library has not joined yet (a row without a RIC
+    written at a new address, and the registry's row): nothing of theirs conflicts. A mention close to
+    both then links to the better, and the late match joins the two; two who cannot be one (two valid
+    RICs, two birth certificates, two names, two birth dates, two genders) stay a choice for review."""
+    levels = compare(a, b)
+    return not (levels.get("ric") == "different" or levels.get("identifier") == "unique_different"
+                or levels.get("name") in ("substitution", "different")
+                or levels.get("birth") == "different" or levels.get("gender") == "different")
 
 
 # --------------------------------------------------------------------------- blocking keys

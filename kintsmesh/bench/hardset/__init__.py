@@ -151,6 +151,8 @@ class Generator:
                "csrq": self.date_text(p.birth), "hh": household or p.household, "dz": address or p.address}
         if parents and p.mother is not None:
             row["mqsfzh"] = p.mother.ric
+        if "certificate" in p.extra and self.rng.random() < 0.7:
+            row["cszmbh"] = p.extra["certificate"]   # a newborn's registration names its birth certificate
         self.emit("registry", p, row)
 
     def permit(self, p: Person, *, ric: str | None = None, name: str | None = None, address: str | None = None) -> None:
@@ -173,7 +175,8 @@ class Generator:
 
     def birth_certificate(self, child: Person, *, name: str | None = None, early: bool = False) -> None:
         assert child.mother is not None and child.father is not None
-        self.emit("birth", child, {"child_name": name, "child_sex": child.gender, "born": child.birth.isoformat(),
+        child.extra["certificate"] = f"O{self.rng.randrange(10**8, 10**9)}"
+        self.emit("birth", child, {"cert_no": child.extra["certificate"], "child_name": name, "child_sex": child.gender, "born": child.birth.isoformat(),
                                    "mother_id": child.mother.ric, "father_id": child.father.ric,
                                    "home": child.mother.address}, early=early)
 
