@@ -124,8 +124,10 @@ def splink_table(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return table
 
 
-def splink(records: list[dict[str, Any]], threshold: float = 0.95) -> tuple[list[str], dict[str, Any]]:
-    """Splink 4/5 as its documentation sets up a person dedupe, on our columns."""
+def splink(records: list[dict[str, Any]], threshold: float = 0.999) -> tuple[list[str], dict[str, Any]]:
+    """Splink 4/5 as its documentation sets up a person dedupe, on our columns. The clustering threshold
+    is the one that gave Splink its best F1 on a 10,000-person hard set (0.9 / 0.95 / 0.99 / 0.999 tried:
+    F1 0.90 / 0.91 / 0.92 / 0.93)."""
     import splink.comparison_library as cl
     from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
@@ -156,7 +158,7 @@ def splink(records: list[dict[str, Any]], threshold: float = 0.95) -> tuple[list
     linker = Linker(db.register(splink_table(records)), settings)
     linker.training.estimate_probability_two_random_records_match([block_on("ric")], recall=0.7)
     linker.training.estimate_u_using_random_sampling(max_pairs=2e6, seed=1)
-    for rule in (block_on("name_key", "birth_date"), block_on("ric"), block_on("household_no")):
+    for rule in (block_on("name_key", "birth_date"), block_on("ric"), block_on("address")):
         linker.training.estimate_parameters_using_expectation_maximisation(rule)
     predictions = linker.inference.predict(threshold_match_probability=0.5)
     clustered = linker.clustering.cluster_pairwise_predictions_at_threshold(predictions, threshold)

@@ -39,6 +39,7 @@ from rapidfuzz.distance import Levenshtein
 WEIGHTS_FILE = Path(__file__).resolve().parent / "weights.json"
 BLOCK_LIMIT = 50      # candidates per mention
 COMMON_NAME_KEY = 200  # a bare-name key shared by more persons than this is not used to block (counted only)
+ROW_IDENTIFIER = "row:"  # an identifier type for a source row a person holds one of (resolver: one_per_person)
 
 
 class Address(NamedTuple):
@@ -170,7 +171,10 @@ def _transposed(a: str, b: str) -> bool:
 
 def same_ric(a: str, b: str) -> bool:
     """One RIC, allowing a typo: equal, one character off, two neighbours swapped, or the same first 17."""
-    return a == b or Levenshtein.distance(a, b) <= 1 or _transposed(a, b) or ric_body(a) == ric_body(b)
+    if a == b or (len(a) == 18 and a[:17] == b[:17]):
+        return True
+    distance = Levenshtein.distance(a, b, score_cutoff=2)
+    return distance <= 1 or (distance == 2 and _transposed(a, b))
 
 
 # --------------------------------------------------------------------------- comparisons, graded
@@ -288,6 +292,14 @@ class Weights:
         return math.log2(self.m[comparison][level] / self.u[comparison][level])
 
     @property
+    def link_bits(self) -> float:
+        return math.log2(self.link_probability / (1 - self.link_probability))
+
+    @property
+    def review_bits(self) -> float:
+        return math.log2(self.review_probability / (1 - self.review_probability))
+
+    @property
     def prior_bits(self) -> float:
         return math.log2(self.prior / (1 - self.prior))
 
@@ -334,18 +346,19 @@ def decide(mention: Mention, candidates: list[tuple[str, Mention]], w: Weights |
            name_share: float | None = None) -> Decision:
     """Link, review or new, from the persons of the mention's blocks."""
     w = w or weights()
+    # two valid RICs are two people, whatever else they share (the resolver keeps one valid RIC per person)
+    candidates = [(cid, g) for cid, g in candidates
+                  if not (mention.valid_ric and g.valid_ric and mention.valid_ric != g.valid_ric)]
     scored = sorted((score(mention, golden, cid, w, name_share) for cid, golden in candidates),
                     key=lambda s: (-s.score, s.canonical_id))
-    review_bits = math.log2(w.review_probability / (1 - w.review_probability))
-    link_bits = math.log2(w.link_probability / (1 - w.link_probability))
-    top = tuple(s for s in scored[:3] if s.score >= review_bits)
-    if not scored or scored[0].score < review_bits:
+    top = tuple(s for s in scored[:3] if s.score >= w.review_bits)
+    if not scored or scored[0].score < w.review_bits:
         return Decision("new", candidates=top)
     best = scored[0]
     described = dict(candidates)
     rivals = [s for s in scored[1:] if best.score - s.score < w.margin_bits
               and not (s.score < best.score and _one_person(described[best.canonical_id], described[s.canonical_id]))]
-    if best.score >= link_bits and not rivals:
+    if best.score >= w.link_bits and not rivals:
         return Decision("link", best.canonical_id, best.score, best.evidence, top)
     return Decision("review", None, best.score, best.evidence, top)
 
@@ -374,7 +387,8 @@ def keys(m: Mention) -> set[str]:
             found.add(f"r:{ric[:17]}")
             found.add(f"rb:{ric[:14]}")          # area and birth date: a typo in the sequence digits
     for ident in m.identifiers:
-        found.add(f"i:{ident.type}:{ident.issuer}:{ident.value}")
+        if not ident.type.startswith(ROW_IDENTIFIER):
+            found.add(f"i:{ident.type}:{ident.issuer}:{ident.value}")
     genders = m.genders or {None}
     for birth in births:
         for gender in genders:

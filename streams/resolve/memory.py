@@ -60,6 +60,7 @@ class InMemoryIdentityStore:
         self._review_of: dict[SourceRef, int] = {}
         self._review_keys: dict[str, set[int]] = defaultdict(set)
         self._by_person: dict[str, set[SourceRef]] = defaultdict(set)   # person rows by canonical id
+        self._persons = 0                                               # persons holding a row
         self._by_ric: dict[str, set[SourceRef]] = defaultdict(set)      # person rows by valid RIC
         self._keys: dict[str, set[str]] = defaultdict(set)              # blocking key -> persons
         self._keys_of: dict[str, set[str]] = defaultdict(set)           # person -> blocking keys
@@ -111,8 +112,7 @@ class InMemoryIdentityStore:
         return found
 
     def name_counts(self, names: set[str]) -> tuple[dict[str, int], int]:
-        return ({n: len(self._keys.get(f"n:{n.replace('·', '')}", ())) for n in names},
-                sum(1 for refs in self._by_person.values() if refs))
+        return {n: len(self._keys.get(f"n:{n.replace('·', '')}", ())) for n in names}, self._persons
 
     def holds_other_row(self, canonical_id: str, kind: Kind, primary_key: str) -> bool:
         return any(r.item.source.kind == kind and r.item.source.primary_key != primary_key
@@ -147,7 +147,9 @@ class InMemoryIdentityStore:
         if row.item.entity != "person":
             return
         if row.linked.canonical_id:
-            self._by_person[row.linked.canonical_id].add(row.item.source)
+            held = self._by_person[row.linked.canonical_id]
+            self._persons += not held
+            held.add(row.item.source)
         if row.valid_ric:
             self._by_ric[row.valid_ric].add(row.item.source)
 
@@ -155,7 +157,9 @@ class InMemoryIdentityStore:
         if row.item.entity != "person":
             return
         if row.linked.canonical_id:
-            self._by_person[row.linked.canonical_id].discard(row.item.source)
+            held = self._by_person[row.linked.canonical_id]
+            held.discard(row.item.source)
+            self._persons -= not held
         if row.valid_ric:
             self._by_ric[row.valid_ric].discard(row.item.source)
 

@@ -108,6 +108,7 @@ class Resolver:
         self._batch_persons: dict[str, matching.Mention] = {}
         self._batch_keys: dict[str, set[str]] = defaultdict(set)
         self._new_keys: set[tuple[str, str]] = set()   # (key, person) to index after the batch
+        self._gained: set[str] = set()                   # persons a source row joined in this batch
         # (person, one-per-person kind) -> the source row's key linked in this batch
         self._batch_rows: dict[tuple[str, Kind], str] = {}
 
@@ -134,10 +135,12 @@ class Resolver:
         return Linked(f"E~{uscc or short_hash(str(item.source))}", "new")
 
     def _resolve_person(self, item: Incoming, previous: State | None, by_ric: dict[str, str]) -> Linked:
-        mention = dated(mention_of(item.record, own_household(item.record)))
+        mention = self._mention(item.record)
         linked = self._resolve_person_id(item, mention, previous, by_ric)
         if linked.canonical_id:
             self._remember(linked.canonical_id, mention)
+            if previous is None or previous[1] != linked.canonical_id:
+                self._gained.add(linked.canonical_id)   # a source row new to the person: evidence to look again
             src = item.source
             if src.kind in self.one_per_person:
                 self._batch_rows.setdefault((linked.canonical_id, src.kind), src.primary_key)
@@ -211,17 +214,22 @@ class Resolver:
         or that gained evidence and now match another: arrival order must not decide identity. Each such
         person is decided again as a whole (all its source rows together) against its blocks; one that
         links is moved into the person it links to. Returns orphan id -> person id."""
-        touched = set(self._batch_persons)
+        touched = set(self._gained)
         if not touched:
             return {}
         self._forget(touched)   # described again with the batch's rows written
-        neighbours = self._neighbours(touched)
-        orphans = sorted(c for c in ({*touched, *neighbours}) if c.startswith("P~"))
-        self._describe(set(orphans))
+        near = self._neighbours(touched)
+        orphans = sorted(c for c in ({*touched, *near}) if c.startswith("P~"))
+        self._describe(set(orphans) | touched)
+        link_bits = self.weights.link_bits
         moved: dict[str, str] = {}
         for orphan in orphans:
             profile = self._described.get(orphan)
             if profile is None or orphan in moved or orphan in moved.values():
+                continue
+            if orphan not in touched and not any(   # only what changed can make it link: a touched neighbour
+                    matching.score(profile, self._described[t], t, self.weights).score >= link_bits
+                    for t in near[orphan] if t in self._described):
                 continue
             decision = self._decide(profile, leave_out=orphan)
             target = decision.canonical_id
@@ -234,6 +242,8 @@ class Resolver:
                 continue
             if self._kinds.get(orphan, set()) & self._kinds.get(target, set()) & self.one_per_person:
                 continue   # two birth certificates: two people
+            if self._decide(other, leave_out=target).canonical_id != orphan:
+                continue   # each must be the other's match: a twin's nameless certificate is not its sibling's
             self.store.move_person(orphan, target, decision.score,
                                    {"decision": "late_match", "evidence": decision.evidence, "was": orphan})
             moved[orphan] = target
@@ -242,24 +252,30 @@ class Resolver:
             self._described.pop(orphan, None)
         return moved
 
-    def _neighbours(self, persons: set[str]) -> set[str]:
-        """The persons sharing a blocking key with any of ``persons``."""
-        self._describe(persons)
-        wanted = [frozenset(matching.keys(self._described[p])) for p in sorted(persons) if p in self._described]
-        self._read_candidates(wanted)
-        return {c for keys in wanted for c in self._candidates[keys]} - persons
+    def _neighbours(self, persons: set[str]) -> dict[str, set[str]]:
+        """The persons sharing a blocking key with what the batch said about any of ``persons`` (the new
+        evidence: what they were known by before found their neighbours then), each with those of
+        ``persons`` it is near."""
+        near: dict[str, set[str]] = defaultdict(set)
+        wanted = {p: frozenset(k for k in self._batch_keys_of(p) if not matching.is_name_key(k)) for p in sorted(persons)}
+        self._read_candidates(list(wanted.values()))
+        for person, keys in wanted.items():
+            for c in self._candidates[keys]:
+                if c != person:
+                    near[c].add(person)
+        return near
 
     def _rescore_reviews(self, settlement: Settlement) -> int:
         """Open review items near a person that gained evidence in this batch, decided again by the rules a
         new mention meets: one that now links is linked (method ``review_rescored``) and its item closed as
         ``resolved``. Returns how many."""
-        keys = set().union(*(self._batch_keys_of(p) for p in self._batch_persons)) if self._batch_persons else set()
+        keys = set().union(*(self._batch_keys_of(p) for p in self._gained)) if self._gained else set()
         if not keys:
             return 0
-        self._forget(set(self._batch_persons))
+        self._forget(set(self._gained))
         rescored = 0
         for review_id, ref, record in self.store.open_reviews(keys):
-            mention = self._with_parents_households(dated(mention_of(record, own_household(record))), record)
+            mention = self._with_parents_households(self._mention(record), record)
             decision = self._decide(mention)
             if decision.outcome != "link" or decision.canonical_id is None:
                 continue
@@ -280,6 +296,18 @@ class Resolver:
         return matching.keys(self._batch_persons[pid])
 
     # ------------------------------------------------------------------ what matching sees
+
+    def _mention(self, record: dict[str, Any], dating: bool = True) -> matching.Mention:
+        """A person record as matching sees it. A row of a kind a person holds one of (a birth certificate)
+        is also a unique identifier of its own: two such rows are two people, and what their family shares
+        says nothing about which child is which."""
+        mention = mention_of(record, own_household(record))
+        p = record["provenance"]
+        kind = (p["department"], p["table"], p.get("role") or "person")
+        if kind in self.one_per_person:
+            mention = replace(mention, identifiers=mention.identifiers | {matching.Identifier(
+                f"{matching.ROW_IDENTIFIER}{'/'.join(kind)}", p["department"], str(p["primary_key"]), True)})
+        return dated(mention) if dating else mention
 
     def _with_parents_households(self, mention: matching.Mention, record: dict[str, Any]) -> matching.Mention:
         """The mention with its parents' households too (a newborn's is its mother's)."""
@@ -326,7 +354,7 @@ class Resolver:
         if parents - set(self._household_of):
             self._read_households(parents - set(self._household_of))
         for cid, record in records:
-            mention = self._with_parents_households(mention_of(record, own_household(record)), record)
+            mention = self._with_parents_households(self._mention(record, dating=False), record)
             known = self._described.get(cid)
             self._described[cid] = combine(known, mention) if known else mention
             p = record["provenance"]
@@ -350,7 +378,7 @@ class Resolver:
         for item in items:
             if item.entity != "person" or item.record.get("retracted"):
                 continue
-            mention, previous = dated(mention_of(item.record)), state.get(item.source)
+            mention, previous = self._mention(item.record), state.get(item.source)
             if (mention.valid_ric and mention.valid_ric in by_ric) or (previous is not None and sticky(previous)):
                 continue
             wanted[frozenset(matching.keys(mention))] = None

@@ -265,8 +265,8 @@ class Generator:
         if b.name == a.name:
             b.name = a.name[0] + "二" + a.name[-1]
         nameless = self.rng.random() < 0.4
-        for kid in (a, b):
-            self.birth_certificate(kid, name=None if nameless else kid.name, early=self.rng.random() < 0.5)
+        for kid in (a, b):   # the hospital reports both births together, before the registrations
+            self.birth_certificate(kid, name=None if nameless else kid.name, early=True)
             self.registry(kid, parents=True)
             if self.rng.random() < 0.5:
                 self.survey(kid)
