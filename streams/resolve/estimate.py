@@ -48,7 +48,7 @@ SESSIONS: dict[str, tuple[Rule, frozenset[str]]] = {
 }
 # no level of one person is rarer than this: records of kinds the sample did not hold (a move, a slip the
 # departments here never make) are evidence, not proof, against a match
-M_FLOOR = 0.005
+M_FLOOR = 0.02
 
 
 def blocked_pairs(mentions: list[matching.Mention], rule: Rule, largest_block: int = 40, limit: int = 1_000_000,
