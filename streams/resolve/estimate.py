@@ -7,8 +7,8 @@
   out the comparisons the rule decides: each pair's match probability from the current m, then m as the
   probability-weighted level frequencies, until the share of matches settles; a comparison trained in
   several sessions gets their mean, and no level's m falls below ``M_FLOOR``;
-* the **prior** (two records being one person): the pairs one valid RIC links, among all pairs, corrected
-  for the records that carry none.
+* the **prior** (a mention being one given candidate person): one over the number of persons, estimated
+  as the records over the records per person where a valid RIC tells.
 
 The records are GLDM person records as the normalize stage produces them (from the library's
 contributions, or from any department data run through the mappings). ``kintsmesh resolve estimate``
@@ -29,12 +29,19 @@ from streams.resolve.identity import dated, mention_of, own_household
 PSEUDO_COUNT = 1.0   # per level, so no level is impossible on either side
 
 
-def _frequencies(counts: dict[str, Counter[str]], pseudo: float = PSEUDO_COUNT) -> dict[str, dict[str, float]]:
+Counts = dict[str, defaultdict[str, float]]   # comparison -> level -> (weighted) count
+
+
+def _counts() -> Counts:
+    return defaultdict(lambda: defaultdict(float))
+
+
+def _frequencies(counts: Counts, pseudo: float = PSEUDO_COUNT) -> dict[str, dict[str, float]]:
     out = {}
     for comparison, levels in matching.LEVELS.items():
-        seen = counts.get(comparison, Counter())
+        seen: dict[str, float] = counts.get(comparison, {})
         total = sum(seen.values()) + pseudo * len(levels)
-        out[comparison] = {level: (seen[level] + pseudo) / total for level in levels}
+        out[comparison] = {level: (seen.get(level, 0.0) + pseudo) / total for level in levels}
     return out
 
 
@@ -68,12 +75,12 @@ def blocked_pairs(mentions: list[matching.Mention], rule: Rule, largest_block: i
 
 
 def _em(patterns: Counter[tuple[tuple[str, str], ...]], m: dict[str, dict[str, float]],
-        u: dict[str, dict[str, float]], iterations: int) -> tuple[dict[str, Counter[str]], float]:
+        u: dict[str, dict[str, float]], iterations: int) -> tuple[Counts, float]:
     """Expectation maximisation of m (u fixed) over comparison patterns; the m counts and the match share."""
-    share, total = 0.5, sum(patterns.values())
-    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    share, total = 0.5, float(sum(patterns.values()))
+    counts = _counts()
     for _ in range(iterations):
-        counts = defaultdict(Counter)
+        counts = _counts()
         matched = 0.0
         for pattern, count in patterns.items():
             log_odds = math.log(share / (1 - share)) + sum(math.log(m[c][level] / u[c][level]) for c, level in pattern)
@@ -105,7 +112,7 @@ def estimate(records: Iterable[dict[str, Any]], random_pairs: int = 1_000_000, i
     if n < 100:
         raise ValueError(f"{n} person records: too few to estimate weights from (100 at least)")
     rng = random.Random(seed)
-    u_counts: dict[str, Counter[str]] = defaultdict(Counter)
+    u_counts = _counts()
     for _ in range(random_pairs):
         i, j = rng.randrange(n), rng.randrange(n)
         if i != j:
@@ -131,11 +138,11 @@ def estimate(records: Iterable[dict[str, Any]], random_pairs: int = 1_000_000, i
     u = {c: u[c] if u_counts.get(c) else dict(base.u[c]) for c in matching.LEVELS}   # never seen: as it was
     m = {c: _floored({level: sum(f[level] for f in trained[c]) / len(trained[c]) for level in levels}
                      if trained.get(c) else dict(base.m[c])) for c, levels in matching.LEVELS.items()}
-    # the prior: pairs of records one valid RIC links, among all pairs, over the share of records with one
+    # the prior, for a mention and one candidate person: one over the persons the records describe,
+    # counted as the records over the records per person (measured where a valid RIC tells)
     by_ric = Counter(m_.valid_ric for m_ in mentions if m_.valid_ric)
-    with_ric = sum(by_ric.values()) / n
-    ric_pairs = sum(k * (k - 1) / 2 for k in by_ric.values())
-    prior = min(max(ric_pairs / (n * (n - 1) / 2) / max(with_ric ** 2, 0.01), 1e-12), 0.5)
+    per_person = sum(by_ric.values()) / len(by_ric) if by_ric else 1.0
+    prior = min(max(per_person / n, 1e-12), 0.5)
     report.update(prior=prior, untrained=sorted(set(matching.LEVELS) - set(trained)))
     return matching.Weights(m, u, prior, base.link_probability, base.review_probability, base.margin_bits,
                             source), report

@@ -16,8 +16,9 @@ pairs of one person and among pairs of two people. The m and u probabilities are
 weaker evidence). ``decide`` turns the scored candidates into a link, a review item or a new person.
 
 Family evidence never identifies a person on its own: household, address and parents are shared by
-siblings, so they count only when the names agree (or one side has none) and no unique identifier
-differs (two birth certificate numbers: two children), and one birth certificate per
+relatives, so they count only when the names agree (or one side has none), the birth dates do not
+differ outright (a son named after his father) and no unique identifier differs (two birth certificate
+numbers: two children), and one birth certificate per
 person, one valid RIC per person (``streams.resolve.resolver``) keep twins apart.
 """
 
@@ -267,11 +268,15 @@ def compare(m: Mention, g: Mention) -> dict[str, str]:
     if parents:
         levels["parent"] = "same" if any(same_ric(a, b) for mine, theirs in parents for a in mine for b in theirs) \
             else "different"
-    if levels.get("name") in ("substitution", "different") or levels.get("identifier") == "unique_different":
-        for family in FAMILY:   # a sibling's record: what the family shares says nothing about which child
-            if levels.get(family) not in (None, "different"):
-                del levels[family]
     return levels
+
+
+def relatives(levels: dict[str, str]) -> bool:
+    """Whether the two may be relatives rather than one person: their names differ by another character
+    or more, their birth dates differ outright, or a unique identifier differs. Then what a family shares
+    (``FAMILY``) says nothing about which member is which, and is not weighed."""
+    return (levels.get("name") in ("substitution", "different") or levels.get("birth") == "different"
+            or levels.get("identifier") == "unique_different")
 
 
 # --------------------------------------------------------------------------- weights
@@ -332,8 +337,10 @@ def score(mention: Mention, golden: Mention, canonical_id: str, w: Weights | Non
     persons holding the mention's name, when known (term frequency: a common name's exact match counts less)."""
     w = w or weights()
     evidence = {}
-    for comparison, level in compare(mention, golden).items():
-        if (comparison, level) in NO_EVIDENCE:
+    levels = compare(mention, golden)
+    family_silent = relatives(levels)
+    for comparison, level in levels.items():
+        if (comparison, level) in NO_EVIDENCE or (family_silent and comparison in FAMILY and level != "different"):
             continue
         bits = w.bits(comparison, level)
         if comparison == "name" and level == "exact" and name_share is not None:
@@ -381,7 +388,7 @@ def keys(m: Mention) -> set[str]:
     """The blocking keys of a mention (a person is indexed under the keys of all its source rows)."""
     found: set[str] = set()
     births = set(m.births) | {b for r in m.rics if (b := birth_from_ric(r))}
-    districts = {a.district for a in m.addresses if a.district} or {None}
+    districts: set[str | None] = {a.district for a in m.addresses if a.district} or {None}
     for ric in m.rics:
         if len(ric) == 18:
             found.add(f"r:{ric[:17]}")
@@ -389,7 +396,7 @@ def keys(m: Mention) -> set[str]:
     for ident in m.identifiers:
         if not ident.type.startswith(ROW_IDENTIFIER):
             found.add(f"i:{ident.type}:{ident.issuer}:{ident.value}")
-    genders = m.genders or {None}
+    genders: set[str | None] = set(m.genders) or {None}
     for birth in births:
         for gender in genders:
             for district in districts:

@@ -15,6 +15,7 @@ raw rows in arrival order, each with the true person it describes.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -224,7 +225,8 @@ class Generator:
     def _plain(self) -> None:
         p = self.person("plain")
         self.registry(p)
-        for writer in self.rng.sample((self.permit, self.insurance, self.survey), self.rng.choice((1, 2))):
+        writers: list[Callable[[Person], None]] = [self.permit, self.insurance, self.survey]
+        for writer in self.rng.sample(writers, self.rng.choice((1, 2))):
             writer(p)
 
     def _no_ric_few_fields(self) -> None:

@@ -14,8 +14,8 @@ from kintsmesh.bench.resolve import pairwise
 from streams.merge.survivorship import derive_from_ric
 from streams.resolve.identity import combine, mention_of
 from streams.resolve.matching import (WEIGHTS_FILE, Mention, Weights, address_level, birth_from_ric, birth_level,
-                                      compare, decide, keys, name_key, name_level, ric_body, score, similar_shape,
-                                      weights)
+                                      compare, decide, keys, name_key, name_level, relatives, ric_body, score,
+                                      similar_shape, weights)
 
 RIC = "11010519491231002X"
 ADDRESS = {"district": "南山区", "street": "粤海街道", "community": "科技园社区", "full": "南山区粤海街道科技园社区科苑路1号"}
@@ -121,8 +121,8 @@ def test_a_sibling_is_not_linked_on_what_the_family_shares():
     born, home = "2026-11-22", {**ADDRESS, "full": "南山区粤海街道科技园社区科苑路8号"}
     ours = person(name="林子轩", gender="1", birth_date=born, household_no="H9", address=home, mother_ric=mother)
     sibling = person(name="林子涵", gender="1", birth_date=born, household_no="H9", address=home, mother_ric=mother)
-    levels = compare(ours, sibling)
-    assert levels["name"] == "substitution" and not {"household", "address", "parent"} & set(levels)
+    assert relatives(compare(ours, sibling)) and compare(ours, sibling)["name"] == "substitution"
+    assert not {"household", "address", "parent"} & {e.split(":")[0] for e in score(ours, sibling, "P2").evidence}
     assert decide(ours, [("P2", sibling)]).outcome == "new"
 
 
