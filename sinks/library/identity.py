@@ -3,7 +3,7 @@ write identity resolution makes, in SQL over one connection (the caller owns the
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 from datetime import datetime, timezone
 from typing import Any
 
@@ -135,7 +135,7 @@ class PostgresIdentityStore:
             self.conn.execute("INSERT INTO person_key (key, person_id) SELECT * FROM unnest(%s::text[], %s::text[])"
                               " ON CONFLICT DO NOTHING", (keys, persons))
 
-    def queue_review(self, ref: SourceRef, entity: str, candidates: list[dict[str, Any]], keys: set[str]) -> None:
+    def queue_review(self, ref: SourceRef, entity: str, candidates: list[dict[str, Any]], keys: Set[str]) -> None:
         self.conn.execute(
             "INSERT INTO review_queue (department, source_table, primary_key, role, entity, candidates, keys)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (department, source_table, primary_key, role)"

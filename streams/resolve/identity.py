@@ -24,7 +24,11 @@ Kind = tuple[str, str, str]
 
 def flagged(record: dict[str, Any], name: str) -> bool:
     """Whether standardizing found something wrong with the field (an upgraded 15-digit RIC is fine)."""
-    return any(f.startswith(f"{name}:") and f != f"{name}:legacy_15_upgraded" for f in record.get("findings") or ())
+    findings = record.get("findings")
+    if not findings:
+        return False
+    prefix, fine = f"{name}:", f"{name}:legacy_15_upgraded"
+    return any(f.startswith(prefix) and f != fine for f in findings)
 
 
 def jsonable(value: Any) -> Any:

@@ -384,7 +384,8 @@ def _one_person(a: Mention, b: Mention) -> bool:
 # --------------------------------------------------------------------------- blocking keys
 
 
-def keys(m: Mention) -> set[str]:
+@lru_cache(maxsize=100_000)
+def keys(m: Mention) -> frozenset[str]:
     """The blocking keys of a mention (a person is indexed under the keys of all its source rows)."""
     found: set[str] = set()
     births = set(m.births) | {b for r in m.rics if (b := birth_from_ric(r))}
@@ -414,7 +415,7 @@ def keys(m: Mention) -> set[str]:
             for i in range(1, len(plain)):             # one character of the given name masked: a slip of shape
                 found.add(f"mk:{plain[:i]}?{plain[i + 1:]}:{birth.year}")
         found.add(f"n:{plain}")
-    return found
+    return frozenset(found)
 
 
 def is_name_key(key: str) -> bool:

@@ -13,7 +13,7 @@ evidence decides them: nobody decides them by hand here.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,7 +168,7 @@ class InMemoryIdentityStore:
             self._keys[key].add(pid)
             self._keys_of[pid].add(key)
 
-    def queue_review(self, ref: SourceRef, entity: str, candidates: list[dict[str, Any]], keys: set[str]) -> None:
+    def queue_review(self, ref: SourceRef, entity: str, candidates: list[dict[str, Any]], keys: Set[str]) -> None:
         review_id = self._review_of.get(ref)
         if review_id is None:
             review_id = self._review_of[ref] = len(self.reviews) + 1

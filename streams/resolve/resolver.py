@@ -32,6 +32,7 @@ from streams.resolve.identity import (BatchReport, Incoming, Kind, Linked, Settl
 from streams.resolve.store import IdentityStore
 
 CODED_ENTITIES = frozenset({"house", "certificate", "relationship", "social_insurance"})
+INDEXED_PERSONS = 200_000   # persons whose indexed keys a resolver remembers
 
 
 class Resolver:
@@ -42,6 +43,9 @@ class Resolver:
         self.store = store
         self.one_per_person = one_per_person
         self.weights = weights or matching.weights()
+        # blocking keys this resolver indexed, per person: a person's next row mostly repeats them (its name,
+        # its birth date), and a key indexed once need not be written again (forgotten past INDEXED_PERSONS)
+        self._indexed: dict[str, set[str]] = {}
         self._start_batch()
 
     def resolve(self, items: list[Incoming]) -> tuple[BatchReport, Settlement]:
@@ -82,7 +86,7 @@ class Resolver:
             state[ref] = (pos, linked.canonical_id, linked.method, item.provenance.get("committed_at"))
             writes[ref] = (item, linked)
         self.store.write_contributions(writes.values())
-        self.store.index(sorted(self._new_keys))
+        self._index(self._new_keys)
         if rescored := self._rescore_reviews(settlement):
             report.links["review_rescored"] += rescored
         for orphan, person in self._late_links().items():
@@ -92,6 +96,14 @@ class Resolver:
                 settlement.touch_without_change("person", person, {})
             report.links["late_match"] += 1
         return report, settlement
+
+    def _index(self, entries: set[tuple[str, str]]) -> None:
+        fresh = sorted((key, pid) for key, pid in entries if key not in self._indexed.get(pid, ()))
+        if len(self._indexed) > INDEXED_PERSONS:
+            self._indexed.clear()
+        for key, pid in fresh:
+            self._indexed.setdefault(pid, set()).add(key)
+        self.store.index(fresh)
 
     # ------------------------------------------------------------------ batch state
 
@@ -220,7 +232,9 @@ class Resolver:
         self._forget(touched)   # described again with the batch's rows written
         near = self._neighbours(touched)
         orphans = sorted(c for c in ({*touched, *near}) if c.startswith("P~"))
-        self._describe(set(orphans) | touched)
+        if not orphans:
+            return {}
+        self._describe(set(orphans) | {t for o in orphans for t in near.get(o, ())})
         link_bits = self.weights.link_bits
         moved: dict[str, str] = {}
         for orphan in orphans:
@@ -246,6 +260,8 @@ class Resolver:
                 continue   # each must be the other's match: a twin's nameless certificate is not its sibling's
             self.store.move_person(orphan, target, decision.score,
                                    {"decision": "late_match", "evidence": decision.evidence, "was": orphan})
+            self._indexed.pop(orphan, None)
+            self._indexed.pop(target, None)
             moved[orphan] = target
             self._described[target] = combine(other, profile)
             self._kinds[target] = self._kinds.get(target, set()) | self._kinds.pop(orphan, set())
@@ -285,14 +301,14 @@ class Resolver:
             self.store.link_reviewed(review_id, ref, decision.canonical_id, decision.score, {
                 "decision": "review_rescored", "evidence": decision.evidence, "review_id": review_id,
                 "candidates": candidates_of(decision)})
-            self.store.index((k, decision.canonical_id) for k in sorted(matching.keys(mention)))
+            self._index({(k, decision.canonical_id) for k in matching.keys(mention)})
             settlement.person_rows[decision.canonical_id].add(ref.row)
             settlement.touch_without_change("person", decision.canonical_id, record["provenance"])
             self._forget({decision.canonical_id})
             rescored += 1
         return rescored
 
-    def _batch_keys_of(self, pid: str) -> set[str]:
+    def _batch_keys_of(self, pid: str) -> frozenset[str]:
         return matching.keys(self._batch_persons[pid])
 
     # ------------------------------------------------------------------ what matching sees
@@ -328,10 +344,10 @@ class Resolver:
     def _blocks(self, mention: matching.Mention) -> list[tuple[str, matching.Mention]]:
         """The persons sharing a blocking key with the mention: stored ones (as their source rows describe
         them, with what the batch adds) and those the batch made."""
-        keys = frozenset(matching.keys(mention))
+        keys = matching.keys(mention)
         if keys not in self._candidates:
             self._read_candidates([keys])
-        stored = self._candidates[keys]
+        stored = [c for c in self._candidates[keys] if _may_hold(mention, c)]
         self._describe(set(stored))
         found = {pid: self._described[pid] for pid in stored if pid in self._described}
         for pid in set().union(*(self._batch_keys.get(k, set()) for k in keys)) | (set(found) & set(self._batch_persons)):
@@ -372,7 +388,7 @@ class Resolver:
         """What resolving the batch's persons reads from the library, in a few reads rather than a few per
         person: the candidates of every mention that may need matching, their source rows, the households
         of the parents named, the frequencies of the names."""
-        wanted: dict[frozenset[str], None] = {}
+        wanted: dict[frozenset[str], matching.Mention] = {}
         parents: set[str] = set()
         names: set[str] = set()
         for item in items:
@@ -381,12 +397,12 @@ class Resolver:
             mention, previous = self._mention(item.record), state.get(item.source)
             if (mention.valid_ric and mention.valid_ric in by_ric) or (previous is not None and sticky(previous)):
                 continue
-            wanted[frozenset(matching.keys(mention))] = None
+            wanted[matching.keys(mention)] = mention
             names |= mention.names
             parents.update(r for r in (item.record.get("mother_ric"), item.record.get("father_ric")) if r)
         if wanted:
             self._read_candidates(list(wanted))
-            self._describe({c for keys in wanted for c in self._candidates[keys]})
+            self._describe({c for keys, mention in wanted.items() for c in self._candidates[keys] if _may_hold(mention, c)})
         if parents - set(self._household_of):
             self._read_households(parents - set(self._household_of))
         if names:
@@ -399,3 +415,9 @@ class Resolver:
         for k in matching.keys(mention):
             self._batch_keys[k].add(cid)
             self._new_keys.add((k, cid))
+
+
+def _may_hold(mention: matching.Mention, candidate: str) -> bool:
+    """Whether the candidate could be the mention's person at all: a person made from a valid RIC (its id)
+    is not the person of another valid RIC (``matching.decide`` would leave it out; it is not read)."""
+    return not mention.valid_ric or candidate.startswith("P~") or candidate == mention.valid_ric

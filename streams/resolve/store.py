@@ -13,7 +13,7 @@ review item's.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 from typing import Any, Protocol
 
 from streams.resolve.identity import Incoming, Kind, Linked, SourceRef, State
@@ -62,7 +62,7 @@ class IdentityStore(Protocol):
     def index(self, entries: Iterable[tuple[str, str]]) -> None:
         """Index persons under blocking keys: (key, person id) pairs."""
 
-    def queue_review(self, ref: SourceRef, entity: str, candidates: list[dict[str, Any]], keys: set[str]) -> None:
+    def queue_review(self, ref: SourceRef, entity: str, candidates: list[dict[str, Any]], keys: Set[str]) -> None:
         """Open (or reopen) a review item for the source row, findable by its keys."""
 
     def move_person(self, orphan: str, person: str, score: float | None, evidence: dict[str, Any]) -> None:
