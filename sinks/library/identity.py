@@ -14,7 +14,7 @@ from sinks.library.sql import bulk_upsert, ms_to_dt, numeric_array, text_array
 from sinks.library.tables import CONTRIBUTION_COLUMNS, CONTRIBUTION_KEY
 from streams.resolve.identity import Incoming, Kind, Linked, SourceRef, State, dated, mention_of, own_household
 from streams.resolve import matching
-from streams.resolve.matching import BLOCK_LIMIT, COMMON_NAME_KEY, is_name_key
+from streams.resolve.matching import BLOCK_LIMIT, COMMON_NAME_KEY, is_name_key, rank
 
 # the rule of identity.flagged(): a RIC with a finding is not valid (an upgraded 15-digit one is)
 UNFLAGGED_RIC = ("NOT EXISTS (SELECT 1 FROM jsonb_array_elements_text(record->'findings') f"
@@ -67,8 +67,9 @@ class PostgresIdentityStore:
         return row[0] if row else None
 
     def candidate_ids(self, wanted: list[frozenset[str]]) -> list[list[str]]:
-        """Per key set, one index look-up per key, ranked in SQL; a bare-name key shared by too many persons
-        is dropped (counted with a LIMIT: a common name costs ``COMMON_NAME_KEY`` index entries)."""
+        """Per key set, one index look-up per key, ranked by keys shared (``matching.rank`` among equals); a
+        name key shared by too many persons is dropped (counted with a LIMIT: a common name costs
+        ``COMMON_NAME_KEY`` index entries)."""
         names = sorted({k for keys in wanted for k in keys if is_name_key(k)})
         common = {key for key, n in self.conn.execute(
             "SELECT k, (SELECT count(*) FROM (SELECT 1 FROM person_key WHERE key = k LIMIT %s) c)"
@@ -78,14 +79,12 @@ class PostgresIdentityStore:
             for key in sorted(keys - common):
                 indexes.append(i)
                 flat.append(key)
-        found: list[list[str]] = [[] for _ in wanted]
-        for i, pid in self.conn.execute(
-                "SELECT i, person_id FROM (SELECT w.i, k.person_id, row_number() OVER (PARTITION BY w.i"
-                "  ORDER BY count(*) DESC, k.person_id) AS rank"
-                "  FROM unnest(%s::int[], %s::text[]) AS w(i, key) JOIN person_key k ON k.key = w.key"
-                "  GROUP BY w.i, k.person_id) ranked WHERE rank <= %s ORDER BY i, rank", (indexes, flat, BLOCK_LIMIT)):
-            found[i].append(pid)
-        return found
+        shared: list[dict[str, int]] = [{} for _ in wanted]
+        for i, pid, n in self.conn.execute(
+                "SELECT w.i, k.person_id, count(*) FROM unnest(%s::int[], %s::text[]) AS w(i, key)"
+                " JOIN person_key k ON k.key = w.key GROUP BY w.i, k.person_id", (indexes, flat)):
+            shared[i][pid] = n
+        return [sorted(ids, key=lambda p: (-ids[p], rank(p)))[:BLOCK_LIMIT] for ids in shared]
 
     def name_counts(self, names: set[str]) -> tuple[dict[str, int], int]:
         counts = dict(self.conn.execute(

@@ -24,6 +24,7 @@ person, one valid RIC per person (``streams.resolve.resolver``) keep twins apart
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from rapidfuzz.distance import Levenshtein
 
 WEIGHTS_FILE = Path(__file__).resolve().parent / "weights.json"
 BLOCK_LIMIT = 50      # candidates per mention
-COMMON_NAME_KEY = 200  # a bare-name key shared by more persons than this is not used to block (counted only)
+COMMON_NAME_KEY = 200  # a name key shared by more persons than this is not used to block (``is_name_key``)
 ROW_IDENTIFIER = "row:"  # an identifier type for a source row a person holds one of (resolver: one_per_person)
 
 
@@ -412,12 +413,19 @@ def keys(m: Mention) -> frozenset[str]:
             found.add(f"py:{key}:{birth.year}")
             found.add(f"sb:{plain[0]}:{birth}")        # surname and birth date: a given name written otherwise
             found.add(f"tb:{plain[-1]}:{birth}")       # last character and birth date: a surname put in front
-            for i in range(1, len(plain)):             # one character of the given name masked: a slip of shape
-                found.add(f"mk:{plain[:i]}?{plain[i + 1:]}:{birth.year}")
+            for i in range(1, len(plain) if len(plain) > 2 else 0):   # a given-name character masked: a slip
+                found.add(f"mk:{plain[:i]}?{plain[i + 1:]}:{birth.year}")      # (not 王? : every 王 of the year)
         found.add(f"n:{plain}")
     return frozenset(found)
 
 
 def is_name_key(key: str) -> bool:
-    """A bare-name key: counted (a name's frequency) and used to block only while it is rare."""
-    return key.startswith("n:")
+    """A key of a name alone, or of a name and a district: counted (a name's frequency) and used to block
+    only while rare (``COMMON_NAME_KEY``: 王伟 in a city district is a crowd, not a block)."""
+    return key.startswith(("n:", "nd:"))
+
+
+def rank(person_id: str) -> str:
+    """The order among candidates sharing as many keys: fixed, and not by id (ids of persons made without a
+    RIC, P~..., would always come last and fall off a cut list)."""
+    return hashlib.blake2b(person_id.encode(), digest_size=8).hexdigest()

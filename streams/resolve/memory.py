@@ -108,7 +108,7 @@ class InMemoryIdentityStore:
                 if matching.is_name_key(key) and len(persons) > matching.COMMON_NAME_KEY:
                     continue
                 shared.update(persons)
-            found.append(sorted(shared, key=lambda p: (-shared[p], p))[:matching.BLOCK_LIMIT])
+            found.append(sorted(shared, key=lambda p: (-shared[p], matching.rank(p)))[:matching.BLOCK_LIMIT])
         return found
 
     def name_counts(self, names: set[str]) -> tuple[dict[str, int], int]:

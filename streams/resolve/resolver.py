@@ -273,7 +273,7 @@ class Resolver:
         evidence: what they were known by before found their neighbours then), each with those of
         ``persons`` it is near."""
         near: dict[str, set[str]] = defaultdict(set)
-        wanted = {p: frozenset(k for k in self._batch_keys_of(p) if not matching.is_name_key(k)) for p in sorted(persons)}
+        wanted = {p: frozenset(k for k in self._batch_keys_of(p) if not k.startswith("n:")) for p in sorted(persons)}
         self._read_candidates(list(wanted.values()))
         for person, keys in wanted.items():
             for c in self._candidates[keys]:

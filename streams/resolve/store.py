@@ -39,8 +39,8 @@ class IdentityStore(Protocol):
 
     def candidate_ids(self, wanted: list[frozenset[str]]) -> list[list[str]]:
         """For each set of blocking keys, the persons indexed under them: at most ``matching.BLOCK_LIMIT``,
-        those sharing the most keys first, then by id (deterministic); a bare-name key is left out when
-        more than ``matching.COMMON_NAME_KEY`` persons share it."""
+        those sharing the most keys first, then in ``matching.rank`` order (deterministic); a name key
+        (``matching.is_name_key``) is left out when more than ``matching.COMMON_NAME_KEY`` persons share it."""
 
     def name_counts(self, names: set[str]) -> tuple[dict[str, int], int]:
         """How many persons are known by each of these names, and how many persons there are."""
