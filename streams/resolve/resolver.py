@@ -32,7 +32,6 @@ from streams.resolve.identity import (BatchReport, Incoming, Kind, Linked, Settl
 from streams.resolve.store import IdentityStore
 
 CODED_ENTITIES = frozenset({"house", "certificate", "relationship", "social_insurance"})
-INDEXED_PERSONS = 200_000   # persons whose indexed keys a resolver remembers
 
 
 class Resolver:
@@ -43,9 +42,6 @@ class Resolver:
         self.store = store
         self.one_per_person = one_per_person
         self.weights = weights or matching.weights()
-        # blocking keys this resolver indexed, per person: a person's next row mostly repeats them (its name,
-        # its birth date), and a key indexed once need not be written again (forgotten past INDEXED_PERSONS)
-        self._indexed: dict[str, set[str]] = {}
         self._start_batch()
 
     def resolve(self, items: list[Incoming]) -> tuple[BatchReport, Settlement]:
@@ -86,7 +82,7 @@ class Resolver:
             state[ref] = (pos, linked.canonical_id, linked.method, item.provenance.get("committed_at"))
             writes[ref] = (item, linked)
         self.store.write_contributions(writes.values())
-        self._index(self._new_keys)
+        self.store.index(sorted(self._new_keys))
         if rescored := self._rescore_reviews(settlement):
             report.links["review_rescored"] += rescored
         for orphan, person in self._late_links().items():
@@ -96,14 +92,6 @@ class Resolver:
                 settlement.touch_without_change("person", person, {})
             report.links["late_match"] += 1
         return report, settlement
-
-    def _index(self, entries: set[tuple[str, str]]) -> None:
-        fresh = sorted((key, pid) for key, pid in entries if key not in self._indexed.get(pid, ()))
-        if len(self._indexed) > INDEXED_PERSONS:
-            self._indexed.clear()
-        for key, pid in fresh:
-            self._indexed.setdefault(pid, set()).add(key)
-        self.store.index(fresh)
 
     # ------------------------------------------------------------------ batch state
 
@@ -260,8 +248,6 @@ class Resolver:
                 continue   # each must be the other's match: a twin's nameless certificate is not its sibling's
             self.store.move_person(orphan, target, decision.score,
                                    {"decision": "late_match", "evidence": decision.evidence, "was": orphan})
-            self._indexed.pop(orphan, None)
-            self._indexed.pop(target, None)
             moved[orphan] = target
             self._described[target] = combine(other, profile)
             self._kinds[target] = self._kinds.get(target, set()) | self._kinds.pop(orphan, set())
@@ -301,7 +287,7 @@ class Resolver:
             self.store.link_reviewed(review_id, ref, decision.canonical_id, decision.score, {
                 "decision": "review_rescored", "evidence": decision.evidence, "review_id": review_id,
                 "candidates": candidates_of(decision)})
-            self._index({(k, decision.canonical_id) for k in matching.keys(mention)})
+            self.store.index(sorted((k, decision.canonical_id) for k in matching.keys(mention)))
             settlement.person_rows[decision.canonical_id].add(ref.row)
             settlement.touch_without_change("person", decision.canonical_id, record["provenance"])
             self._forget({decision.canonical_id})
