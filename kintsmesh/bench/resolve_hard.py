@@ -182,8 +182,9 @@ def run(people: int, seed: int, today: date, with_splink: bool = True) -> dict[s
                               **scores(clusters, truth), **run_info, "estimate_seconds": round(estimate_s, 2),
                               "weights": "estimated without labels on these records in this run, as Splink's are",
                               "seed": seed}
-    shipped, _ = ours(records)
-    result["shipped_weights"] = {k: v for k, v in scores(shipped, truth).items() if k != "categories"}
+    shipped, shipped_info = ours(records)
+    result["shipped_weights"] = {**{k: v for k, v in scores(shipped, truth).items() if k != "categories"},
+                                 "review_rate": shipped_info["review_rate"]}
     if with_splink:
         theirs, info = splink(records)
         result["splink"] = {**scores(theirs, truth), **info}
