@@ -87,9 +87,11 @@ class PostgresIdentityStore:
         return [sorted(ids, key=lambda p: (-ids[p], rank(p)))[:BLOCK_LIMIT] for ids in shared]
 
     def name_counts(self, names: set[str]) -> tuple[dict[str, int], int]:
-        counts = dict(self.conn.execute(
-            "SELECT n, (SELECT count(*) FROM person_key WHERE key = 'n:' || replace(n, '·', ''))"
-            " FROM unnest(%s::text[]) AS n", (text_array(names),)).fetchall())
+        wanted = {name: matching.name_only_key(name) for name in names}
+        counted = dict(self.conn.execute(
+            "SELECT k, (SELECT count(*) FROM person_key WHERE key = k) FROM unnest(%s::text[]) AS k",
+            (sorted(set(wanted.values())),)).fetchall())
+        counts = {name: counted.get(key, 0) for name, key in wanted.items()}
         row = self.conn.execute(   # the planner's estimate of the persons: a count(*) of a city costs more
             "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE relname = 'person'").fetchone()
         return counts, int(row[0]) if row else 0

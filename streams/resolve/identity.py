@@ -66,6 +66,12 @@ class SourceRef(NamedTuple):   # a tuple: hashed and compared in C (a batch hash
     def __str__(self) -> str:
         return f"{self.department}/{self.table}/{self.primary_key}/{self.role}"
 
+    @classmethod
+    def of(cls, provenance: dict[str, Any], entity: str) -> SourceRef:
+        """The source row a record's provenance names (its role defaults to the entity)."""
+        p = provenance
+        return cls(p["department"], p["table"], p["primary_key"], p.get("role") or entity)
+
 
 @dataclass
 class Incoming:
@@ -83,8 +89,7 @@ class Incoming:
 
     @cached_property
     def source(self) -> SourceRef:
-        p = self.provenance
-        return SourceRef(p["department"], p["table"], p["primary_key"], p.get("role") or self.entity)
+        return SourceRef.of(self.provenance, self.entity)
 
     @property
     def position(self) -> Position:

@@ -73,10 +73,6 @@ class Mention:
     identifiers: frozenset[Identifier] = frozenset()
 
     @property
-    def ric_valid(self) -> bool:
-        return self.valid_ric is not None
-
-    @property
     def name(self) -> str | None:
         return min(self.names) if self.names else None
 
@@ -97,10 +93,6 @@ class Scored:
     canonical_id: str
     score: float                      # match weight in bits (log2 of the odds, prior included)
     evidence: dict[str, float] = field(default_factory=dict)   # comparison:level -> bits
-
-    @property
-    def probability(self) -> float:
-        return 1 / (1 + 2 ** -max(min(self.score, 60), -60))
 
 
 @dataclass(frozen=True)
@@ -415,8 +407,18 @@ def keys(m: Mention) -> frozenset[str]:
             found.add(f"tb:{plain[-1]}:{birth}")       # last character and birth date: a surname put in front
             for i in range(1, len(plain) if len(plain) > 2 else 0):   # a given-name character masked: a slip
                 found.add(f"mk:{plain[:i]}?{plain[i + 1:]}:{birth.year}")      # (not 王? : every 王 of the year)
-        found.add(f"n:{plain}")
+        found.add(name_only_key(name))
     return frozenset(found)
+
+
+def name_only_key(name: str) -> str:
+    """The key of a name alone: how the stores count the persons known by a name."""
+    return f"n:{name.replace('·', '')}"
+
+
+def rows_held(m: Mention) -> set[str]:
+    """The kinds of source row a person holds one of (a birth certificate), as its row identifiers say."""
+    return {i.type for i in m.identifiers if i.type.startswith(ROW_IDENTIFIER)}
 
 
 def is_name_key(key: str) -> bool:

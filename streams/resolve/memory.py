@@ -112,7 +112,7 @@ class InMemoryIdentityStore:
         return found
 
     def name_counts(self, names: set[str]) -> tuple[dict[str, int], int]:
-        return {n: len(self._keys.get(f"n:{n.replace('·', '')}", ())) for n in names}, self._persons
+        return {n: len(self._keys.get(matching.name_only_key(n), ())) for n in names}, self._persons
 
     def holds_other_row(self, canonical_id: str, kind: Kind, primary_key: str) -> bool:
         return any(r.item.source.kind == kind and r.item.source.primary_key != primary_key

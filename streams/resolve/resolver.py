@@ -83,6 +83,7 @@ class Resolver:
             writes[ref] = (item, linked)
         self.store.write_contributions(writes.values())
         self.store.index(sorted(self._new_keys))
+        self._forget(set(self._gained))   # described again with the batch's rows written
         if rescored := self._rescore_reviews(settlement):
             report.links["review_rescored"] += rescored
         for orphan, person in self._late_links().items():
@@ -98,7 +99,6 @@ class Resolver:
     def _start_batch(self) -> None:
         # persons as their stored source rows describe them, valid until the batch's own writes change them
         self._described: dict[str, matching.Mention] = {}
-        self._kinds: dict[str, set[Kind]] = {}          # person -> kinds of source rows it holds
         self._candidates: dict[frozenset[str], list[str]] = {}
         self._name_counts: dict[str, int] = {}
         self._persons = 0
@@ -183,12 +183,14 @@ class Resolver:
         weights assume for an average name weighs in (a library of ten persons says little about names)."""
         if not mention.names:
             return None
-        missing = {n for n in mention.names if n not in self._name_counts}
-        if missing:
-            counts, self._persons = self.store.name_counts(missing)
-            self._name_counts.update({n: counts.get(n, 0) for n in missing})
+        self._count_names(set(mention.names))
         known = min(self._name_counts[n] for n in mention.names)
         return (known + 1) / (self._persons + 1 / self.weights.u["name"]["exact"])
+
+    def _count_names(self, names: set[str]) -> None:
+        if missing := names - self._name_counts.keys():
+            counts, self._persons = self.store.name_counts(missing)
+            self._name_counts.update({n: counts.get(n, 0) for n in missing})
 
     def _holds_other_row(self, canonical_id: str | None, source: SourceRef) -> bool:
         """Whether the person already holds another source row of a kind a person has one of."""
@@ -217,7 +219,6 @@ class Resolver:
         touched = set(self._gained)
         if not touched:
             return {}
-        self._forget(touched)   # described again with the batch's rows written
         near = self._neighbours(touched)
         orphans = sorted(c for c in ({*touched, *near}) if c.startswith("P~"))
         if not orphans:
@@ -242,7 +243,7 @@ class Resolver:
             other = self._described.get(target)
             if other is None or (profile.valid_ric and other.valid_ric and profile.valid_ric != other.valid_ric):
                 continue
-            if self._kinds.get(orphan, set()) & self._kinds.get(target, set()) & self.one_per_person:
+            if matching.rows_held(profile) & matching.rows_held(other):
                 continue   # two birth certificates: two people
             if self._decide(other, leave_out=target).canonical_id != orphan:
                 continue   # each must be the other's match: a twin's nameless certificate is not its sibling's
@@ -250,7 +251,6 @@ class Resolver:
                                    {"decision": "late_match", "evidence": decision.evidence, "was": orphan})
             moved[orphan] = target
             self._described[target] = combine(other, profile)
-            self._kinds[target] = self._kinds.get(target, set()) | self._kinds.pop(orphan, set())
             self._described.pop(orphan, None)
         return moved
 
@@ -274,7 +274,6 @@ class Resolver:
         keys = set().union(*(self._batch_keys_of(p) for p in self._gained)) if self._gained else set()
         if not keys:
             return 0
-        self._forget(set(self._gained))
         rescored = 0
         for review_id, ref, record in self.store.open_reviews(keys):
             mention = self._with_parents_households(self._mention(record), record)
@@ -304,11 +303,10 @@ class Resolver:
         is also a unique identifier of its own: two such rows are two people, and what their family shares
         says nothing about which child is which."""
         mention = mention_of(record, own_household(record))
-        p = record["provenance"]
-        kind = (p["department"], p["table"], p.get("role") or "person")
-        if kind in self.one_per_person:
+        ref = SourceRef.of(record["provenance"], "person")
+        if ref.kind in self.one_per_person:
             mention = replace(mention, identifiers=mention.identifiers | {matching.Identifier(
-                f"{matching.ROW_IDENTIFIER}{'/'.join(kind)}", p["department"], str(p["primary_key"]), True)})
+                f"{matching.ROW_IDENTIFIER}{'/'.join(ref.kind)}", ref.department, str(ref.primary_key), True)})
         return dated(mention) if dating else mention
 
     def _with_parents_households(self, mention: matching.Mention, record: dict[str, Any]) -> matching.Mention:
@@ -318,14 +316,15 @@ class Resolver:
 
     def _households(self, *rics: str | None) -> set[str]:
         wanted = [r for r in rics if r]
-        if missing := {r for r in wanted if r not in self._household_of}:
-            self._read_households(missing)
+        self._read_households(set(wanted))
         return ({self._batch_households[r] for r in wanted if r in self._batch_households}
                 | {hh for r in wanted if (hh := self._household_of[r])})
 
     def _read_households(self, rics: set[str]) -> None:
-        self._household_of.update(dict.fromkeys(rics))
-        self._household_of.update(self.store.households(rics))
+        """The households of these RICs, read once per batch."""
+        if missing := rics - self._household_of.keys():
+            self._household_of.update(dict.fromkeys(missing))
+            self._household_of.update(self.store.households(missing))
 
     def _blocks(self, mention: matching.Mention) -> list[tuple[str, matching.Mention]]:
         """The persons sharing a blocking key with the mention: stored ones (as their source rows describe
@@ -353,21 +352,17 @@ class Resolver:
             return
         records = list(self.store.person_records(missing))
         parents = {r for _, record in records for r in (record.get("mother_ric"), record.get("father_ric")) if r}
-        if parents - set(self._household_of):
-            self._read_households(parents - set(self._household_of))
+        self._read_households(parents)
         for cid, record in records:
             mention = self._with_parents_households(self._mention(record, dating=False), record)
             known = self._described.get(cid)
             self._described[cid] = combine(known, mention) if known else mention
-            p = record["provenance"]
-            self._kinds.setdefault(cid, set()).add((p["department"], p["table"], p.get("role") or "person"))
         for cid in missing & set(self._described):
             self._described[cid] = dated(self._described[cid])
 
     def _forget(self, ids: set[str]) -> None:
         for cid in ids:
             self._described.pop(cid, None)
-            self._kinds.pop(cid, None)
         self._candidates.clear()
 
     def _prefetch_people(self, items: list[Incoming], state: dict[SourceRef, State], by_ric: dict[str, str]) -> None:
@@ -389,11 +384,8 @@ class Resolver:
         if wanted:
             self._read_candidates(list(wanted))
             self._describe({c for keys, mention in wanted.items() for c in self._candidates[keys] if _may_hold(mention, c)})
-        if parents - set(self._household_of):
-            self._read_households(parents - set(self._household_of))
-        if names:
-            counts, self._persons = self.store.name_counts(names)
-            self._name_counts.update({n: counts.get(n, 0) for n in names})
+        self._read_households(parents)
+        self._count_names(names)
 
     def _remember(self, cid: str, mention: matching.Mention) -> None:
         combined = combine(self._batch_persons[cid], mention) if cid in self._batch_persons else mention
