@@ -12,9 +12,11 @@ from psycopg.types.json import Jsonb
 
 from sinks.library.sql import bulk_upsert, ms_to_dt, numeric_array, text_array
 from sinks.library.tables import CONTRIBUTION_COLUMNS, CONTRIBUTION_KEY
-from streams.resolve.identity import Incoming, Kind, Linked, SourceRef, State, dated, mention_of, own_household
 from streams.resolve import matching
+from streams.resolve.identity import (NO_RIC_PREFIX, Incoming, Kind, Linked, SourceRef, State, dated, mention_of,
+                                      own_household)
 from streams.resolve.matching import BLOCK_LIMIT, COMMON_NAME_KEY, is_name_key, rank
+from streams.resolve.store import Block
 
 # the rule of identity.flagged(): a RIC with a finding is not valid (an upgraded 15-digit one is)
 UNFLAGGED_RIC = ("NOT EXISTS (SELECT 1 FROM jsonb_array_elements_text(record->'findings') f"
@@ -66,23 +68,28 @@ class PostgresIdentityStore:
             {"uscc": uscc}).fetchone()
         return row[0] if row else None
 
-    def candidate_ids(self, wanted: list[frozenset[str]]) -> list[list[str]]:
-        """Per key set, one index look-up per key, ranked by keys shared (``matching.rank`` among equals); a
+    def candidate_ids(self, wanted: list[Block]) -> list[list[str]]:
+        """Per block, one index look-up per key, ranked by keys shared (``matching.rank`` among equals); a
         name key shared by too many persons is dropped (counted with a LIMIT: a common name costs
-        ``COMMON_NAME_KEY`` index entries)."""
-        names = sorted({k for keys in wanted for k in keys if is_name_key(k)})
+        ``COMMON_NAME_KEY`` index entries); a block with a valid RIC skips the other RICs' persons
+        (``may_be``) before they are counted and sent."""
+        names = sorted({k for keys, _ in wanted for k in keys if is_name_key(k)})
         common = {key for key, n in self.conn.execute(
             "SELECT k, (SELECT count(*) FROM (SELECT 1 FROM person_key WHERE key = k LIMIT %s) c)"
-            " FROM unnest(%s::text[]) AS k", (COMMON_NAME_KEY + 1, names)) if n > COMMON_NAME_KEY} if names else set()
-        indexes, flat = [], []
-        for i, keys in enumerate(wanted):
+            " FROM unnest(%s::text[]) AS k", (COMMON_NAME_KEY + 1, text_array(names)))
+            if n > COMMON_NAME_KEY} if names else set()
+        indexes, flat, rics = [], [], []
+        for i, (keys, ric) in enumerate(wanted):
             for key in sorted(keys - common):
                 indexes.append(i)
                 flat.append(key)
+                rics.append(ric)
         shared: list[dict[str, int]] = [{} for _ in wanted]
         for i, pid, n in self.conn.execute(
-                "SELECT w.i, k.person_id, count(*) FROM unnest(%s::int[], %s::text[]) AS w(i, key)"
-                " JOIN person_key k ON k.key = w.key GROUP BY w.i, k.person_id", (indexes, flat)):
+                "SELECT w.i, k.person_id, count(*) FROM unnest(%s::int[], %s::text[], %s::text[]) AS w(i, key, ric)"
+                f" JOIN person_key k ON k.key = w.key WHERE w.ric IS NULL OR k.person_id LIKE '{NO_RIC_PREFIX}%%'"
+                " OR k.person_id = w.ric GROUP BY w.i, k.person_id",
+                (numeric_array(indexes), text_array(flat), text_array(rics))):
             shared[i][pid] = n
         return [sorted(ids, key=lambda p: (-ids[p], rank(p)))[:BLOCK_LIMIT] for ids in shared]
 
@@ -90,7 +97,7 @@ class PostgresIdentityStore:
         wanted = {name: matching.name_only_key(name) for name in names}
         counted = dict(self.conn.execute(
             "SELECT k, (SELECT count(*) FROM person_key WHERE key = k) FROM unnest(%s::text[]) AS k",
-            (sorted(set(wanted.values())),)).fetchall())
+            (text_array(sorted(set(wanted.values()))),)).fetchall())
         counts = {name: counted.get(key, 0) for name, key in wanted.items()}
         row = self.conn.execute(   # the planner's estimate of the persons: a count(*) of a city costs more
             "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE relname = 'person'").fetchone()
@@ -134,7 +141,7 @@ class PostgresIdentityStore:
             persons.append(pid)
         if keys:
             self.conn.execute("INSERT INTO person_key (key, person_id) SELECT * FROM unnest(%s::text[], %s::text[])"
-                              " ON CONFLICT DO NOTHING", (keys, persons))
+                              " ON CONFLICT DO NOTHING", (text_array(keys), text_array(persons)))
 
     def queue_review(self, ref: SourceRef, entity: str, candidates: list[dict[str, Any]], keys: Set[str]) -> None:
         self.conn.execute(

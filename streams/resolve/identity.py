@@ -20,6 +20,7 @@ from streams.resolve import matching
 # A kind of source row: (department, table, role). The kinds a person holds at most one of (a birth
 # certificate's newborn) are declared by the mappings (``one_per_person``, streams/normalize/mapping.py).
 Kind = tuple[str, str, str]
+NO_RIC_PREFIX = "P~"   # the ids of persons first seen without a usable RIC (``new_person_id``)
 
 
 def flagged(record: dict[str, Any], name: str) -> bool:
@@ -207,7 +208,7 @@ def short_hash(text: str) -> str:
 
 def new_person_id(ref: SourceRef) -> str:
     """The id of a person first seen in ``ref`` without a usable RIC."""
-    return f"P~{short_hash(str(ref))}"
+    return f"{NO_RIC_PREFIX}{short_hash(str(ref))}"
 
 
 def coded_id(item: Incoming) -> str:

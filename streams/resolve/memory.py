@@ -21,6 +21,7 @@ from streams.normalize.mapping import one_per_person_kinds
 from streams.resolve import matching
 from streams.resolve.identity import Incoming, Kind, Linked, SourceRef, State, flagged
 from streams.resolve.resolver import Resolver
+from streams.resolve.store import Block, may_be
 
 
 @dataclass
@@ -99,15 +100,15 @@ class InMemoryIdentityStore:
                      if r.item.entity == "legal_entity" and r.item.record.get("uscc") == uscc
                      and not r.item.record.get("retracted") and r.linked.canonical_id), None)
 
-    def candidate_ids(self, wanted: list[frozenset[str]]) -> list[list[str]]:
+    def candidate_ids(self, wanted: list[Block]) -> list[list[str]]:
         found = []
-        for keys in wanted:
+        for keys, ric in wanted:
             shared: Counter[str] = Counter()
             for key in keys:
                 persons = self._keys.get(key, ())
                 if matching.is_name_key(key) and len(persons) > matching.COMMON_NAME_KEY:
                     continue
-                shared.update(persons)
+                shared.update(p for p in persons if may_be(ric, p))
             found.append(sorted(shared, key=lambda p: (-shared[p], matching.rank(p)))[:matching.BLOCK_LIMIT])
         return found
 

@@ -26,10 +26,10 @@ from typing import Any
 from kintsmesh.errors import RejectedRecord
 from streams.merge.survivorship import is_stale
 from streams.resolve import matching
-from streams.resolve.identity import (BatchReport, Incoming, Kind, Linked, Settlement, SourceRef, State, candidates_of,
-                                      coded_id, combine, dated, mention_of, new_person_id, own_household, short_hash,
-                                      sticky)
-from streams.resolve.store import IdentityStore
+from streams.resolve.identity import (NO_RIC_PREFIX, BatchReport, Incoming, Kind, Linked, Settlement, SourceRef, State,
+                                      candidates_of, coded_id, combine, dated, mention_of, new_person_id, own_household,
+                                      short_hash, sticky)
+from streams.resolve.store import Block, IdentityStore, block_of
 
 CODED_ENTITIES = frozenset({"house", "certificate", "relationship", "social_insurance"})
 
@@ -99,11 +99,13 @@ class Resolver:
     def _start_batch(self) -> None:
         # persons as their stored source rows describe them, valid until the batch's own writes change them
         self._described: dict[str, matching.Mention] = {}
-        self._candidates: dict[frozenset[str], list[str]] = {}
+        self._read: set[str] = set()   # the persons whose stored rows were read (those without any too)
+        self._candidates: dict[Block, list[str]] = {}
         self._name_counts: dict[str, int] = {}
         self._persons = 0
         self._household_of: dict[str, str | None] = {}
         self._batch_households: dict[str, str] = {}   # RIC -> household number, said by the batch
+        self._item_mentions: dict[int, matching.Mention] = {}   # id(item) -> its mention, made once
         # persons linked or created in the batch, with what the batch says about them, and their keys
         self._batch_persons: dict[str, matching.Mention] = {}
         self._batch_keys: dict[str, set[str]] = defaultdict(set)
@@ -135,7 +137,7 @@ class Resolver:
         return Linked(f"E~{uscc or short_hash(str(item.source))}", "new")
 
     def _resolve_person(self, item: Incoming, previous: State | None, by_ric: dict[str, str]) -> Linked:
-        mention = self._mention(item.record)
+        mention = self._item_mentions.pop(id(item), None) or self._mention(item.record)
         linked = self._resolve_person_id(item, mention, previous, by_ric)
         if linked.canonical_id:
             self._remember(linked.canonical_id, mention)
@@ -199,6 +201,11 @@ class Resolver:
         held = self._batch_rows.get((canonical_id, source.kind))
         if held is not None:
             return held != source.primary_key
+        if canonical_id in self._read:   # its stored rows, read already (none: not described)
+            row_type = f"{matching.ROW_IDENTIFIER}{'/'.join(source.kind)}"
+            described = self._described.get(canonical_id)
+            return described is not None and any(i.type == row_type and i.value != source.primary_key
+                                                 for i in described.identifiers)
         return self.store.holds_other_row(canonical_id, source.kind, source.primary_key)
 
     def _holds_other_ric(self, canonical_id: str | None, ric: str | None) -> bool:
@@ -220,20 +227,24 @@ class Resolver:
         if not touched:
             return {}
         near = self._neighbours(touched)
-        orphans = sorted(c for c in ({*touched, *near}) if c.startswith("P~"))
+        orphans = sorted(c for c in ({*touched, *near}) if c.startswith(NO_RIC_PREFIX))
         if not orphans:
             return {}
         self._describe(set(orphans) | {t for o in orphans for t in near.get(o, ())})
-        link_bits = self.weights.link_bits
+
+        def may_link(orphan: str) -> bool:   # only what changed can make it link: a touched neighbour
+            profile = self._described.get(orphan)
+            return profile is not None and (orphan in touched or any(
+                matching.score(profile, self._described[t], t, self.weights).score >= self.weights.link_bits
+                for t in near[orphan] if t in self._described))
+
+        orphans = [o for o in orphans if may_link(o)]
+        self._read_candidates([block_of(self._described[o]) for o in orphans])   # one read for all
         moved: dict[str, str] = {}
         for orphan in orphans:
-            profile = self._described.get(orphan)
-            if profile is None or orphan in moved or orphan in moved.values():
+            if orphan in moved or orphan in moved.values() or not may_link(orphan):
                 continue
-            if orphan not in touched and not any(   # only what changed can make it link: a touched neighbour
-                    matching.score(profile, self._described[t], t, self.weights).score >= link_bits
-                    for t in near[orphan] if t in self._described):
-                continue
+            profile = self._described[orphan]
             decision = self._decide(profile, leave_out=orphan)
             target = decision.canonical_id
             if decision.outcome != "link" or target is None or target in moved:
@@ -255,14 +266,15 @@ class Resolver:
         return moved
 
     def _neighbours(self, persons: set[str]) -> dict[str, set[str]]:
-        """The persons sharing a blocking key with what the batch said about any of ``persons`` (the new
-        evidence: what they were known by before found their neighbours then), each with those of
-        ``persons`` it is near."""
+        """The persons without a valid RIC sharing a blocking key with what the batch said about any of
+        ``persons`` (the new evidence: what they were known by before found their neighbours then), each
+        with those of ``persons`` it is near."""
         near: dict[str, set[str]] = defaultdict(set)
-        wanted = {p: frozenset(k for k in self._batch_keys_of(p) if not k.startswith("n:")) for p in sorted(persons)}
+        wanted: dict[str, Block] = {   # orphans only (``may_be`` a person's id: P~ ones, and itself)
+            p: (frozenset(k for k in self._batch_keys_of(p) if not k.startswith("n:")), p) for p in sorted(persons)}
         self._read_candidates(list(wanted.values()))
-        for person, keys in wanted.items():
-            for c in self._candidates[keys]:
+        for person, block in wanted.items():
+            for c in self._candidates[block]:
                 if c != person:
                     near[c].add(person)
         return near
@@ -329,27 +341,29 @@ class Resolver:
     def _blocks(self, mention: matching.Mention) -> list[tuple[str, matching.Mention]]:
         """The persons sharing a blocking key with the mention: stored ones (as their source rows describe
         them, with what the batch adds) and those the batch made."""
-        keys = matching.keys(mention)
-        if keys not in self._candidates:
-            self._read_candidates([keys])
-        stored = [c for c in self._candidates[keys] if _may_hold(mention, c)]
+        block = block_of(mention)
+        if block not in self._candidates:
+            self._read_candidates([block])
+        stored = self._candidates[block]
+        keys = block[0]
         self._describe(set(stored))
         found = {pid: self._described[pid] for pid in stored if pid in self._described}
         for pid in set().union(*(self._batch_keys.get(k, set()) for k in keys)) | (set(found) & set(self._batch_persons)):
             found[pid] = combine(self._batch_persons[pid], found.get(pid))
         return sorted(found.items())
 
-    def _read_candidates(self, wanted: list[frozenset[str]]) -> None:
+    def _read_candidates(self, wanted: list[Block]) -> None:
         wanted = [w for w in dict.fromkeys(wanted) if w not in self._candidates]
         if wanted:
-            for keys, ids in zip(wanted, self.store.candidate_ids(wanted)):
-                self._candidates[keys] = ids
+            for block, ids in zip(wanted, self.store.candidate_ids(wanted)):
+                self._candidates[block] = ids
 
     def _describe(self, ids: set[str]) -> None:
         """Read what the stored source rows of these persons say (one read for all)."""
-        missing = ids - set(self._described)
+        missing = ids - self._read
         if not missing:
             return
+        self._read |= missing
         records = list(self.store.person_records(missing))
         parents = {r for _, record in records for r in (record.get("mother_ric"), record.get("father_ric")) if r}
         self._read_households(parents)
@@ -363,27 +377,32 @@ class Resolver:
     def _forget(self, ids: set[str]) -> None:
         for cid in ids:
             self._described.pop(cid, None)
+        self._read -= ids
         self._candidates.clear()
 
     def _prefetch_people(self, items: list[Incoming], state: dict[SourceRef, State], by_ric: dict[str, str]) -> None:
         """What resolving the batch's persons reads from the library, in a few reads rather than a few per
         person: the candidates of every mention that may need matching, their source rows, the households
         of the parents named, the frequencies of the names."""
-        wanted: dict[frozenset[str], matching.Mention] = {}
+        wanted: set[Block] = set()
+        fresh: set[str] = set()   # persons a valid RIC new to the library will make (their ids)
         parents: set[str] = set()
         names: set[str] = set()
         for item in items:
             if item.entity != "person" or item.record.get("retracted"):
                 continue
             mention, previous = self._mention(item.record), state.get(item.source)
+            self._item_mentions[id(item)] = mention
             if (mention.valid_ric and mention.valid_ric in by_ric) or (previous is not None and sticky(previous)):
                 continue
-            wanted[matching.keys(mention)] = mention
+            if mention.valid_ric:
+                fresh.add(mention.valid_ric)
+            wanted.add(block_of(mention))
             names |= mention.names
             parents.update(r for r in (item.record.get("mother_ric"), item.record.get("father_ric")) if r)
         if wanted:
-            self._read_candidates(list(wanted))
-            self._describe({c for keys, mention in wanted.items() for c in self._candidates[keys] if _may_hold(mention, c)})
+            self._read_candidates(sorted(wanted, key=lambda b: (sorted(b[0]), b[1] or "")))
+        self._describe(fresh | {c for block in wanted for c in self._candidates[block]})
         self._read_households(parents)
         self._count_names(names)
 
@@ -394,8 +413,3 @@ class Resolver:
             self._batch_keys[k].add(cid)
             self._new_keys.add((k, cid))
 
-
-def _may_hold(mention: matching.Mention, candidate: str) -> bool:
-    """Whether the candidate could be the mention's person at all: a person made from a valid RIC (its id)
-    is not the person of another valid RIC (``matching.decide`` would leave it out; it is not read)."""
-    return not mention.valid_ric or candidate.startswith("P~") or candidate == mention.valid_ric

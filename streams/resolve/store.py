@@ -16,7 +16,22 @@ from __future__ import annotations
 from collections.abc import Iterable, Set
 from typing import Any, Protocol
 
-from streams.resolve.identity import Incoming, Kind, Linked, SourceRef, State
+from streams.resolve import matching
+from streams.resolve.identity import NO_RIC_PREFIX, Incoming, Kind, Linked, SourceRef, State
+
+Block = tuple[frozenset[str], "str | None"]
+"""What the resolver asks the store for: blocking keys, and the valid RIC or person id the block is for
+(None: a mention without a valid RIC, which any person may be)."""
+
+
+def block_of(mention: matching.Mention) -> Block:
+    return matching.keys(mention), mention.valid_ric
+
+
+def may_be(ric: str | None, person_id: str) -> bool:
+    """Whether a stored person may be the person of this valid RIC or id (None: of a mention without a
+    valid RIC): a person made from another valid RIC (its id is that RIC) is not, and is no candidate."""
+    return ric is None or person_id.startswith(NO_RIC_PREFIX) or person_id == ric
 
 
 class IdentityStore(Protocol):
@@ -37,10 +52,11 @@ class IdentityStore(Protocol):
     def legal_entity_by_uscc(self, uscc: str) -> str | None:
         """The legal entity, golden or resolved and not merged yet, that holds this USCC."""
 
-    def candidate_ids(self, wanted: list[frozenset[str]]) -> list[list[str]]:
-        """For each set of blocking keys, the persons indexed under them: at most ``matching.BLOCK_LIMIT``,
-        those sharing the most keys first, then in ``matching.rank`` order (deterministic); a name key
-        (``matching.is_name_key``) is left out when more than ``matching.COMMON_NAME_KEY`` persons share it."""
+    def candidate_ids(self, wanted: list[Block]) -> list[list[str]]:
+        """For each block, the persons indexed under its keys that ``may_be`` its RIC's: at most
+        ``matching.BLOCK_LIMIT``, those sharing the most keys first, then in ``matching.rank`` order
+        (deterministic); a name key (``matching.is_name_key``) is left out when more than
+        ``matching.COMMON_NAME_KEY`` persons share it."""
 
     def name_counts(self, names: set[str]) -> tuple[dict[str, int], int]:
         """How many persons are known by each of these names, and how many persons there are."""

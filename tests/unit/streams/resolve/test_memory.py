@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from stdnum.cn import ric as ric_std
 
+from streams.resolve import matching
+from streams.resolve.identity import NO_RIC_PREFIX, mention_of
 from streams.resolve.memory import InMemoryIdentityStore, resolve_records
+from streams.resolve.store import Block, IdentityStore, block_of
 
 
 def valid_ric(body17: str) -> str:
@@ -58,6 +61,31 @@ def test_different_people_with_one_name_stay_apart():
     results = resolve_records([person(ric=WANG, name="王伟", birth_date="1985-03-12"),
                                person(ric=other, name="王伟", birth_date="1985-03-12")], batch_size=1)
     assert results[0].canonical_id != results[1].canonical_id
+
+
+def crowded_block(store: IdentityStore) -> tuple[Block, str]:
+    """Sixty registered 王伟 of a newcomer's district born on its birth day, indexed in ``store``, share more
+    blocking keys with it (the RIC's area and birth date, name and district) than an orphan 王伟 without a
+    RIC does. Returns the newcomer's block and the orphan's id."""
+    home = {"district": "南山区", "street": "粤海街道", "community": "科技园社区", "full": "南山区粤海街道科技园社区1号"}
+    for n in range(60):
+        namesake = person(ric=valid_ric(f"44030519850312{n:03d}"), name="王伟", birth_date="1985-03-12", address=home)
+        store.index(sorted((key, namesake["ric"]) for key in matching.keys(mention_of(namesake))))
+    orphan_id = f"{NO_RIC_PREFIX}orphan"
+    store.index(sorted((key, orphan_id) for key in matching.keys(mention_of(person(name="王伟", birth_date="1985-03-12")))))
+    newcomer = person(ric=valid_ric("44030519850312998"), name="王伟", birth_date="1985-03-12", address=home)
+    return block_of(mention_of(newcomer)), orphan_id
+
+
+def test_a_valid_rics_block_keeps_the_orphans_however_many_other_rics_share_its_keys():
+    """The namesakes cannot be the newcomer's person (another valid RIC): they are left out before the block
+    is cut at ``BLOCK_LIMIT``, and the orphan is still compared (the resource library's store:
+    ``tests/integration/test_identity_store.py``)."""
+    store = InMemoryIdentityStore()
+    (keys, ric), orphan_id = crowded_block(store)
+    assert store.candidate_ids([(keys, ric)]) == [[orphan_id]]
+    anyone = store.candidate_ids([(keys, None)])[0]
+    assert len(anyone) == matching.BLOCK_LIMIT and orphan_id not in anyone   # as the block was cut before
 
 
 def test_other_entities_resolve_by_their_codes():
