@@ -99,6 +99,25 @@ class CpuWindow:
                 "cores_by_component": cores}
 
 
+# the processes that resolve and merge a candidate: the two stages, the library's backends and the work
+# PostgreSQL does for them in the background (WAL writer, checkpointer, autovacuum)
+MERGE_STAGE = ("resolve", "merge", "postgres resource_library", "postgres (background)")
+
+
+def cpu_us_per_unit(usage: dict[str, object], groups: tuple[str, ...], units: int) -> float:
+    """CPU microseconds the ``groups`` of a ``CpuWindow.stop()`` used per unit of work done in the window."""
+    cores = usage["cores_by_component"]
+    window_s = usage["window_s"]
+    assert isinstance(cores, dict) and isinstance(window_s, (int, float))
+    return round(sum(cores.get(g, 0.0) for g in groups) * window_s / max(units, 1) * 1e6, 1)
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) one process has used so far; None when it is gone."""
+    fields = proc_stat(pid)
+    return (int(fields[11]) + int(fields[12])) / TICKS if fields is not None else None
+
+
 def format_cores(usage: dict[str, object]) -> str:
     cores = usage["cores_by_component"]
     assert isinstance(cores, dict)

@@ -22,7 +22,7 @@ import psycopg
 from connect.connectors import raw_topics
 from kintsmesh import stack
 from kintsmesh.bench import write_result
-from kintsmesh.bench.cpu import CpuWindow, format_cores
+from kintsmesh.bench.cpu import MERGE_STAGE, CpuWindow, cpu_us_per_unit, format_cores
 from kintsmesh.bench.plot import write_lag_plot
 from kintsmesh.errors import KintsmeshError
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
@@ -51,18 +51,27 @@ def _lag_run(settings: Settings, sim: Settings, rate: float,
     stats = run_simulation(sim, seed=SEED, initial=None, rate=rate, duration_s=duration_s, dirty_rate=0.03,
                            truth_path=None)
     assert stats is not None
-    usage = cpu.stop()
     _settled(settings)
+    usage = cpu.stop()   # until the last change is merged: the stages' work on it counts
     with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
         series = sync_lags_ms(conn, started)
         updates = conn.execute("SELECT count(*) FROM golden_history WHERE recorded_at >= %s", (started,)).fetchone()
     if not series:
         raise KintsmeshError("bench merge: no merged change carries a commit timestamp (track_commit_timestamp off?)")
     lags = [ms for _, ms in series]
+    merged = _candidates_since(settings, started)
     return {"rate_per_s": round(stats.changes / stats.elapsed_s, 1), "changes": stats.changes,
             "contributions_measured": len(lags), "lag_p50_ms": round(percentile(lags, 50), 1),
             "lag_p99_ms": round(percentile(lags, 99), 1), "lag_max_ms": round(max(lags), 1),
-            "golden_updates": updates[0] if updates else 0, "cpu": usage}, series
+            "golden_updates": updates[0] if updates else 0, "candidates_merged": merged,
+            "cpu_us_per_candidate": cpu_us_per_unit(usage, MERGE_STAGE, merged), "cpu": usage}, series
+
+
+def _candidates_since(settings: Settings, started: datetime) -> int:
+    """Candidates the resolve stage took in since ``started`` (contribution rows written or rewritten)."""
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
+        row = conn.execute("SELECT count(*) FROM contribution WHERE merged_at >= %s", (started,)).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _top_rate(settings: Settings, sim: Settings, rate: float, duration_s: float) -> dict[str, Any]:
@@ -88,7 +97,7 @@ def _top_rate(settings: Settings, sim: Settings, rate: float, duration_s: float)
     updates = (after[0] if after else 0) - (before[0] if before else 0)
     return {"backlog_candidates": backlog, "drain_s": round(seconds, 2),
             "candidates_per_s": round(backlog / seconds, 1), "golden_updates_per_s": round(updates / seconds, 1),
-            "cpu": usage}
+            "cpu_us_per_candidate": cpu_us_per_unit(usage, MERGE_STAGE, backlog), "cpu": usage}
 
 
 def run_merge_bench(settings: Settings, rate: float, duration_s: float, people: int = 2000) -> dict[str, Any]:
@@ -108,6 +117,8 @@ def run_merge_bench(settings: Settings, rate: float, duration_s: float, people: 
     top = _top_rate(settings, sim, rate, duration_s)
     result = {
         "rate_per_s": lag["rate_per_s"], "lag_p50_ms": lag["lag_p50_ms"], "lag_p99_ms": lag["lag_p99_ms"],
+        "cpu_us_per_candidate": lag["cpu_us_per_candidate"],
+        "cpu_us_per_candidate_full_batches": top["cpu_us_per_candidate"],
         "golden_updates_per_s": top["golden_updates_per_s"], "lag_run": lag, "top_rate": top,
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -115,6 +126,8 @@ def run_merge_bench(settings: Settings, rate: float, duration_s: float, people: 
           f" p99 {lag['lag_p99_ms']:,.0f} ms, max {lag['lag_max_ms']:,.0f} ms ({lag['contributions_measured']:,}"
           f" contributions)   target p99 < 1,000 ms")
     print(f"  while the simulator wrote: {format_cores(lag['cpu'])}")
+    print(f"  resolve + merge CPU: {lag['cpu_us_per_candidate']:,.0f} µs per candidate ({lag['candidates_merged']:,}"
+          f" merged at this rate), {top['cpu_us_per_candidate']:,.0f} µs in full batches (the backlog)")
     print(f"  top rate: {top['candidates_per_s']:,.0f} candidates/s, {top['golden_updates_per_s']:,.0f} golden"
           f" updates/s (a backlog of {top['backlog_candidates']:,} merged in {top['drain_s']} s)")
     print(f"  while the backlog merged: {format_cores(top['cpu'])}")

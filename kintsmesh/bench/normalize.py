@@ -27,6 +27,7 @@ from confluent_kafka import TopicPartition
 
 from kintsmesh import kafka
 from kintsmesh.bench import write_result
+from kintsmesh.bench.cpu import process_cpu_s
 from kintsmesh.errors import KintsmeshError
 from kintsmesh.kafka import ensure_topics
 from kintsmesh.settings import DEPARTMENTS, Settings
@@ -66,7 +67,10 @@ def _processed(port: int) -> float:
                if line.startswith("kintsmesh_normalize_events_in_total{"))
 
 
-def _worker_rate(settings: Settings, topics: list[str], run: str, total: int, passthrough: bool, round_: int) -> float:
+def _worker_rate(settings: Settings, topics: list[str], run: str, total: int, passthrough: bool,
+                 round_: int) -> tuple[float, float]:
+    """Events/s and CPU microseconds per event of the worker process, from its first event processed to
+    its last (start-up excluded; ``/proc`` ticks of 10 ms over runs of seconds)."""
     app_id = f"{run}-{'passthrough' if passthrough else 'normalize'}-{round_}"
     env = {**os.environ, "KINTSMESH_NORMALIZE_METRICS_PORT": str(BENCH_METRICS_PORT),
            "KINTSMESH_STACK_DIR": str(settings.stack_dir)}
@@ -76,7 +80,7 @@ def _worker_rate(settings: Settings, topics: list[str], run: str, total: int, pa
     log = open(settings.stack_dir / "logs" / f"bench-{app_id}.log", "w")
     worker = subprocess.Popen([*cmd, *(["--passthrough"] if passthrough else [])], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        first_at = first_n = None
+        first_at = first_n = first_cpu = None
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
             if worker.poll() is not None:
@@ -88,9 +92,13 @@ def _worker_rate(settings: Settings, topics: list[str], run: str, total: int, pa
                 continue
             now = time.monotonic()
             if done and first_at is None:
-                first_at, first_n = now, done
+                first_at, first_n, first_cpu = now, done, process_cpu_s(worker.pid)
             if done >= total and first_at is not None and first_n is not None:
-                return (done - first_n) / max(now - first_at, 1e-6)
+                cpu = process_cpu_s(worker.pid)
+                if cpu is None or first_cpu is None:
+                    raise KintsmeshError(f"bench normalize: the {app_id} worker's CPU time could not be read")
+                events = max(done - first_n, 1)
+                return events / max(now - first_at, 1e-6), (cpu - first_cpu) / events * 1e6
             time.sleep(0.2)
         raise KintsmeshError(f"bench normalize: the {app_id} worker did not finish within 900 s")
     finally:
@@ -125,12 +133,15 @@ def run_normalize_bench(settings: Settings, events: int) -> dict[str, object]:
     print(f"writing {events:,} Debezium events (5% dirty) to {run}.<dept>.public.<table> ...", flush=True)
     topics, events = _write_input(settings, run, events)
     rates: dict[bool, list[float]] = {False: [], True: []}
+    cpu: dict[bool, list[float]] = {False: [], True: []}
     for round_ in range(1, ROUNDS + 1):   # alternated, best of each: the other processes' noise hits both alike
         for passthrough in (False, True):
             print(f"round {round_}/{ROUNDS}: {'passthrough agent (same framework, same settings)' if passthrough else 'normalize worker'} ...",
                   end=" ", flush=True)
-            rates[passthrough].append(_worker_rate(settings, topics, run, events, passthrough, round_))
-            print(f"{rates[passthrough][-1]:,.0f} events/s", flush=True)
+            rate, cpu_us = _worker_rate(settings, topics, run, events, passthrough, round_)
+            rates[passthrough].append(rate)
+            cpu[passthrough].append(cpu_us)
+            print(f"{rate:,.0f} events/s, {cpu_us:,.0f} µs of CPU per event", flush=True)
     normalize, passthrough_rate = max(rates[False]), max(rates[True])
     print("plain confluent-kafka consume -> produce loop ...", flush=True)
     ceiling = _client_ceiling(settings, topics, run, events)
@@ -138,7 +149,11 @@ def run_normalize_bench(settings: Settings, events: int) -> dict[str, object]:
         "events_per_s": round(normalize, 1),
         "passthrough_events_per_s": round(passthrough_rate, 1),
         "ratio": round(normalize / passthrough_rate, 3),
-        "rounds": {"normalize": [round(r, 1) for r in rates[False]], "passthrough": [round(r, 1) for r in rates[True]]},
+        "cpu_us_per_event": round(min(cpu[False]), 1),
+        "passthrough_cpu_us_per_event": round(min(cpu[True]), 1),
+        "rounds": {"normalize": [round(r, 1) for r in rates[False]], "passthrough": [round(r, 1) for r in rates[True]],
+                   "normalize_cpu_us_per_event": [round(c, 1) for c in cpu[False]],
+                   "passthrough_cpu_us_per_event": [round(c, 1) for c in cpu[True]]},
         "client_ceiling_events_per_s": round(ceiling, 1),
         "events": events,
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -147,6 +162,8 @@ def run_normalize_bench(settings: Settings, events: int) -> dict[str, object]:
     print(f"{'normalize worker (events/s)':<38}{result['events_per_s']:>12}")
     print(f"{'passthrough agent, Faust (events/s)':<38}{result['passthrough_events_per_s']:>12}")
     print(f"{'ratio normalize / passthrough':<38}{result['ratio']:>12}")
+    print(f"{'normalize worker CPU (µs per event)':<38}{result['cpu_us_per_event']:>12}")
+    print(f"{'passthrough CPU (µs per event)':<38}{result['passthrough_cpu_us_per_event']:>12}")
     print(f"{'confluent-kafka loop ceiling (events/s)':<38}{result['client_ceiling_events_per_s']:>12}")
     write_result("normalize", result)
     return result
