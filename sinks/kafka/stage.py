@@ -77,6 +77,8 @@ class LibraryStage(Generic[M]):
     dlq = ""                  # dlq.<dlq>: where what this stage cannot read or do goes
     batch_size = 0            # messages per batch at most
     max_wait_s = 0.05         # how long a batch waits to fill
+    linger_s = 0.0            # ... and how much longer, when changes are flowing (``_batch``)
+    LINGER_FROM = 5           # messages within ``max_wait_s``: a flow, not a lone change
     session_options = ""      # PostgreSQL session settings of the stage's connection
 
     def __init__(self, settings: Settings, metrics: M, producer: Producer | None = None) -> None:
@@ -118,6 +120,16 @@ class LibraryStage(Generic[M]):
         return kafka.consumer(self.settings, self.group, log_level=3, enable_auto_commit=False,
                               auto_offset_reset="earliest")
 
+    def _batch(self) -> list[Message]:
+        """The next batch: what arrives within ``max_wait_s``; when that is a flow of changes (at least
+        ``LINGER_FROM``) but not a full batch, what arrives within ``linger_s`` more. A lone change goes on
+        at once and a backlog comes in full batches; a steady flow comes in fewer, larger batches, so that
+        the fixed cost of a transaction is shared by more changes."""
+        messages = self.consumer.consume(self.batch_size, timeout=self.max_wait_s)
+        if self.linger_s and self.LINGER_FROM <= len(messages) < self.batch_size:
+            messages += self.consumer.consume(self.batch_size - len(messages), timeout=self.linger_s)
+        return messages
+
     def run(self) -> None:
         # the DLQ exists from the start: an empty DLQ reads 0 in the exporter, not "absent"
         kafka.ensure_topics(self.settings, [topics.dlq_topic(self.dlq)], 1)
@@ -125,8 +137,7 @@ class LibraryStage(Generic[M]):
         self.consumer.subscribe(self.topics(), on_assign=seek_to_stored(self.conn, self.group))
         last_gauges = 0.0
         while self.running:
-            messages = self.consumer.consume(self.batch_size, timeout=self.max_wait_s)
-            batch = [m for m in messages if not broker_error(m, self.log)]
+            batch = [m for m in self._batch() if not broker_error(m, self.log)]
             self.tick(self.process(batch) if batch else 0)
             if time.monotonic() - last_gauges > 5:
                 self.gauges()

@@ -37,6 +37,7 @@ class MergeWorker(MergerStage[MergeMetrics]):
     name = "merge"
     group = topics.MERGE_GROUP
     batch_size = 5000
+    linger_s = 0.1
 
     def topics(self) -> list[str]:
         return topics.resolved_topics()

@@ -33,6 +33,7 @@ class ResolveWorker(MergerStage[ResolveMetrics]):
     name = "resolve"
     group = topics.RESOLVE_GROUP
     batch_size = 2000
+    linger_s = 0.1
 
     def topics(self) -> list[str]:
         return topics.candidate_topics()

@@ -115,3 +115,35 @@ def test_a_consumer_without_partitions_while_messages_wait_is_built_again(monkey
     now[0] += 1000
     lonely.watch_assignment()
     assert len(built) == 1
+
+
+class _Consumer:
+    """A consumer whose polls return what it was given, recording how long each was allowed to wait."""
+
+    def __init__(self, *polls):
+        self.polls, self.waits = list(polls), []
+
+    def consume(self, n, timeout):
+        self.waits.append((n, timeout))
+        return self.polls.pop(0)[:n] if self.polls else []
+
+
+def _batching(consumer, linger_s=0.1, batch_size=100):
+    worker = stage.LibraryStage.__new__(stage.LibraryStage)   # the loop's batching alone, no connections
+    worker.consumer, worker.linger_s, worker.batch_size = consumer, linger_s, batch_size
+    return worker
+
+
+def test_a_lone_change_goes_on_at_once_and_a_flow_lingers_for_more():
+    lone = _Consumer(["a"])
+    assert _batching(lone)._batch() == ["a"] and len(lone.waits) == 1
+    flow = _Consumer(list("abcde"), list("fg"))
+    assert _batching(flow)._batch() == list("abcdefg")
+    assert flow.waits == [(100, stage.LibraryStage.max_wait_s), (95, 0.1)]   # the rest of a batch, linger_s more
+
+
+def test_a_backlog_comes_in_full_batches_and_a_stage_without_linger_never_waits_longer():
+    backlog = _Consumer(list("x" * 100), list("y" * 100))
+    assert _batching(backlog)._batch() == list("x" * 100) and len(backlog.waits) == 1
+    eager = _Consumer(list("abcde"), list("fg"))
+    assert _batching(eager, linger_s=0.0)._batch() == list("abcde") and len(eager.waits) == 1
