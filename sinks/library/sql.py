@@ -24,8 +24,8 @@ def bulk_upsert(conn: psycopg.Connection[Any], table: str, columns: tuple[str, .
     on_conflict = (f" ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET "
                    + ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in conflict)) if conflict else ""
     if len(rows) <= SMALL_BATCH:
-        row = "(" + ", ".join(["%s"] * len(columns)) + ")"
-        conn.execute(f"INSERT INTO {table} ({cols}) VALUES {', '.join([row] * len(rows))}{on_conflict}",
+        values = "(" + ", ".join(["%s"] * len(columns)) + ")"
+        conn.execute(f"INSERT INTO {table} ({cols}) VALUES {', '.join([values] * len(rows))}{on_conflict}",
                      [value for r in rows for value in r])
         return
     stage = f"_stage_{table}"
