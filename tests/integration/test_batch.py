@@ -91,13 +91,13 @@ def test_the_set_based_load_leaves_the_library_the_row_by_row_merge_leaves(setti
 
 
 def test_a_parquet_extract_loads_the_library_its_csv_extract_loads(settings, tmp_path, fresh_seed):
-    # a city's social-insurance rows (about 1,700) in the hrss database, exported both ways by `batch extract`
+    # a city's social-insurance rows (1,400-1,700 by seed) in the hrss database, exported both ways by `batch extract`
     sim = settings.model_copy(update={"stack_dir": tmp_path})
     run_simulation(sim, seed=fresh_seed, initial=300, rate=None, duration_s=0, dirty_rate=0.03, truth_path=None,
                    today=date(2026, 11, 27))
     as_csv, as_parquet = tmp_path / "sb_jfmx.csv", tmp_path / "sb_jfmx.parquet"
-    assert extract(settings, "hrss", None, str(as_csv), limit=1500) == 1500
-    assert extract(settings, "hrss", None, str(as_parquet), limit=1500) == 1500
+    rows = extract(settings, "hrss", None, str(as_csv), limit=1500)   # fewer when the city's seed made fewer
+    assert rows > 1000 and extract(settings, "hrss", None, str(as_parquet), limit=1500) == rows
     day = date(2026, 11, 26)
     states, reports = [], []
     for name, path in (("csv", as_csv), ("parquet", as_parquet)):
@@ -108,7 +108,7 @@ def test_a_parquet_extract_loads_the_library_its_csv_extract_loads(settings, tmp
     for name in STATE:   # typed Parquet values read as the CSV's text: the same facts, provenance, history
         assert len(states[0][name]) == len(states[1][name]) > 0, name
         assert states[0][name] == states[1][name], name
-    assert reports[0]["candidates"] == reports[1]["candidates"] and reports[0]["rows"] == reports[1]["rows"] == 1500
+    assert reports[0]["candidates"] == reports[1]["candidates"] and reports[0]["rows"] == reports[1]["rows"] == rows
     # and one batch in either format is the same batch: loading the other one changes nothing
     again = load_batch(settings, "hrss", day, as_parquet, progress=False, database="kintsmesh_test_batch_csv")
     assert again["candidates"]["unchanged"] == again["candidates"]["read"] > 0
