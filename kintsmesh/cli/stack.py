@@ -31,9 +31,11 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
         _print_status(stack.up(settings, args.components or None))
         print("stop it with: kintsmesh stack down   (or: make down)")
         return 0
-    if args.action == "down":
+    if args.action in ("down", "restart"):
         stopped = stack.down(settings, args.components or None)
-        print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+        print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"), flush=True)
+        if args.action == "restart":   # e.g. a stage after a code change: its new code runs from now on
+            _print_status(stack.up(settings, args.components or None))
         return 0
     if args.action == "reset":
         stack.reset(settings)
@@ -70,8 +72,8 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(sub: Any) -> None:
     p = sub.add_parser("stack", help="start / stop / inspect the local stack")
-    p.add_argument("action", choices=["up", "down", "status", "logs", "reset", "supervise"],
-                   help="supervise: the supervisor process itself (stack up starts it)")
+    p.add_argument("action", choices=["up", "down", "restart", "status", "logs", "reset", "supervise"],
+                   help="restart: down, then up; supervise: the supervisor process itself (stack up starts it)")
     p.add_argument("components", nargs="*", help="postgres kafka registry connect normalize resolve merge events api"
                                                  " monitor prometheus supervisor (default: all)")
     p.add_argument("--datadir", default="", help=argparse.SUPPRESS)  # marks the process as the stack's

@@ -8,6 +8,8 @@ Avro schemas (single-object encoding), send, count. Run it with
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import time
 from typing import Any
 
@@ -23,6 +25,7 @@ from streams.normalize import gldm
 from streams.normalize.route import route
 
 BATCH = 500            # events per take_events() batch
+log = logging.getLogger("kintsmesh.normalize")
 BATCH_WITHIN_S = 0.05  # ... or whatever arrived within this long (20 ms made batches of ~6 at 300/s: more CPU, more lag)
 
 
@@ -91,34 +94,50 @@ def create_app(settings: Settings, versions: dict[str, SchemaVersion], metrics: 
         # batch's deliveries are awaited before the next batch, so offsets are only acknowledged
         # (and committed) for events whose outputs the broker has.
         async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):  # type: ignore[attr-defined]
-            deliveries = []
-            for event in events:
-                message = event.message
-                started = time.perf_counter()
-                routed = route(message.topic, message.partition, message.offset, event.key, event.value,
-                               int(time.time() * 1000), versions, outputs, dlq)
-                for topic, key, value in routed.sends:
-                    deliveries.append(await app.producer.send(topic, key, value, None, None, None))
-                result = routed.result
-                metrics.child(metrics.events_in, result.department).inc()
-                if result.committed_ms and message.timestamp and not result.snapshot:
-                    metrics.child(metrics.sync_lag_raw, result.department, result.table or "?").observe(
-                        max(0.0, message.timestamp - result.committed_ms / 1000))
-                if result.skipped:
-                    metrics.skipped.labels(result.department, result.skipped).inc()
-                elif result.rejection is not None:
-                    metrics.rejected.labels(result.department, result.rejection.reason).inc()
-                else:
-                    for candidate in result.candidates:
-                        metrics.child(metrics.candidates_out, result.department, candidate.entity).inc()
-                    if result.retraction:
-                        metrics.retractions.labels(result.department).inc()
-                    for column in result.unknown_columns:
-                        metrics.unknown_columns.labels(result.department, result.table or "?", column).inc()
-                metrics.child(metrics.seconds, result.department).observe(time.perf_counter() - started)
-            await asyncio.gather(*deliveries)
+            try:
+                deliveries = []
+                for event in events:
+                    message = event.message
+                    started = time.perf_counter()
+                    routed = route(message.topic, message.partition, message.offset, event.key, event.value,
+                                   int(time.time() * 1000), versions, outputs, dlq)
+                    for topic, key, value in routed.sends:
+                        deliveries.append(await app.producer.send(topic, key, value, None, None, None))
+                    result = routed.result
+                    metrics.child(metrics.events_in, result.department).inc()
+                    if result.committed_ms and message.timestamp and not result.snapshot:
+                        metrics.child(metrics.sync_lag_raw, result.department, result.table or "?").observe(
+                            max(0.0, message.timestamp - result.committed_ms / 1000))
+                    if result.skipped:
+                        metrics.skipped.labels(result.department, result.skipped).inc()
+                    elif result.rejection is not None:
+                        metrics.rejected.labels(result.department, result.rejection.reason).inc()
+                    else:
+                        for candidate in result.candidates:
+                            metrics.child(metrics.candidates_out, result.department, candidate.entity).inc()
+                        if result.retraction:
+                            metrics.retractions.labels(result.department).inc()
+                        for column in result.unknown_columns:
+                            metrics.unknown_columns.labels(result.department, result.table or "?", column).inc()
+                    metrics.child(metrics.seconds, result.department).observe(time.perf_counter() - started)
+                await asyncio.gather(*deliveries)
+            except Exception:   # noqa: BLE001 - see unacknowledged()
+                unacknowledged(events)
 
     return app
+
+
+def unacknowledged(events: list[Any]) -> None:
+    """A batch whose outputs the broker did not all take (a broker restart, a bug of ours) must not be
+    acknowledged. Faust's ``take_events`` acknowledges a batch whenever the loop leaves it, an exception
+    included (its ``finally``), and the next commit would then skip it: the events were lost on a broker
+    restart that way. So the worker stops here, before anything is acknowledged; the supervisor starts it
+    again and it reads the batch again from the last commit (downstream, a candidate seen twice changes
+    nothing)."""
+    log.exception("normalize: %d events of a batch were not all delivered; exiting without acknowledging"
+                  " them, to read them again", len(events))
+    logging.shutdown()
+    os._exit(75)
 
 
 def create_passthrough_app(settings: Settings, metrics: NormalizeMetrics, inputs: list[str], output: str,
