@@ -416,6 +416,11 @@ def name_only_key(name: str) -> str:
     return f"n:{name.replace('·', '')}"
 
 
+def row_type(kind: tuple[str, ...]) -> str:
+    """The identifier type of a source row of a kind a person holds one of (``kind``: department, table, role)."""
+    return f"{ROW_IDENTIFIER}{'/'.join(kind)}"
+
+
 def rows_held(m: Mention) -> set[str]:
     """The kinds of source row a person holds one of (a birth certificate), as its row identifiers say."""
     return {i.type for i in m.identifiers if i.type.startswith(ROW_IDENTIFIER)}

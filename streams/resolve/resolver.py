@@ -202,7 +202,7 @@ class Resolver:
         if held is not None:
             return held != source.primary_key
         if canonical_id in self._read:   # its stored rows, read already (none: not described)
-            row_type = f"{matching.ROW_IDENTIFIER}{'/'.join(source.kind)}"
+            row_type = matching.row_type(source.kind)
             described = self._described.get(canonical_id)
             return described is not None and any(i.type == row_type and i.value != source.primary_key
                                                  for i in described.identifiers)
@@ -238,8 +238,8 @@ class Resolver:
                 matching.score(profile, self._described[t], t, self.weights).score >= self.weights.link_bits
                 for t in near[orphan] if t in self._described))
 
-        orphans = [o for o in orphans if may_link(o)]
-        self._read_candidates([block_of(self._described[o]) for o in orphans])   # one read for all
+        # one read for the blocks of those that may link now (one a move below makes eligible reads its own)
+        self._read_candidates([block_of(self._described[o]) for o in orphans if may_link(o)])
         moved: dict[str, str] = {}
         for orphan in orphans:
             if orphan in moved or orphan in moved.values() or not may_link(orphan):
@@ -318,7 +318,7 @@ class Resolver:
         ref = SourceRef.of(record["provenance"], "person")
         if ref.kind in self.one_per_person:
             mention = replace(mention, identifiers=mention.identifiers | {matching.Identifier(
-                f"{matching.ROW_IDENTIFIER}{'/'.join(ref.kind)}", ref.department, str(ref.primary_key), True)})
+                matching.row_type(ref.kind), ref.department, str(ref.primary_key), True)})
         return dated(mention) if dating else mention
 
     def _with_parents_households(self, mention: matching.Mention, record: dict[str, Any]) -> matching.Mention:
@@ -384,7 +384,7 @@ class Resolver:
         """What resolving the batch's persons reads from the library, in a few reads rather than a few per
         person: the candidates of every mention that may need matching, their source rows, the households
         of the parents named, the frequencies of the names."""
-        wanted: set[Block] = set()
+        wanted: dict[Block, None] = {}   # in the batch's order
         fresh: set[str] = set()   # persons a valid RIC new to the library will make (their ids)
         parents: set[str] = set()
         names: set[str] = set()
@@ -397,11 +397,11 @@ class Resolver:
                 continue
             if mention.valid_ric:
                 fresh.add(mention.valid_ric)
-            wanted.add(block_of(mention))
+            wanted[block_of(mention)] = None
             names |= mention.names
             parents.update(r for r in (item.record.get("mother_ric"), item.record.get("father_ric")) if r)
         if wanted:
-            self._read_candidates(sorted(wanted, key=lambda b: (sorted(b[0]), b[1] or "")))
+            self._read_candidates(list(wanted))
         self._describe(fresh | {c for block in wanted for c in self._candidates[block]})
         self._read_households(parents)
         self._count_names(names)
@@ -412,4 +412,3 @@ class Resolver:
         for k in matching.keys(mention):
             self._batch_keys[k].add(cid)
             self._new_keys.add((k, cid))
-
