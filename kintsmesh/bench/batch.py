@@ -19,6 +19,7 @@ from typing import Any
 
 from kintsmesh.bench import write_result
 from kintsmesh.bench.resolve import scratch_library
+from kintsmesh.runtime import tune_gc_for_batches
 from kintsmesh.settings import Settings
 from kintsmesh.simulate.city import build_city
 from kintsmesh.simulate.departments import DepartmentViews, shift_month
@@ -76,6 +77,7 @@ def run_batch_bench(settings: Settings, rows: int, file_format: str = "csv") -> 
         path = as_parquet(path)
     scratch = "kintsmesh_bench_batch"
     scratch_library(settings, scratch)
+    tune_gc_for_batches()   # as `kintsmesh batch load`
     started = time.perf_counter()
     report = load_batch(settings, "hrss", today, Path(path), progress=True, database=scratch)
     seconds = time.perf_counter() - started

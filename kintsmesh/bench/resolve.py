@@ -21,6 +21,7 @@ import psycopg
 from psycopg import sql
 
 from kintsmesh.bench import write_result
+from kintsmesh.runtime import tune_gc_for_batches
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 from kintsmesh.simulate.city import build_city
 from kintsmesh.simulate.debezium import change_event
@@ -55,6 +56,7 @@ def incoming(rows: list[Row], commit_ms: int) -> tuple[list[Incoming], Counter[s
 
 
 def merge_all(dsn: str, items: list[Incoming], chunk: int = 5000) -> float:
+    tune_gc_for_batches()   # as the merge worker's process
     started = time.perf_counter()
     with psycopg.connect(dsn, options=MERGE_SESSION) as conn:   # as the merge worker's
         merger = Merger(conn)

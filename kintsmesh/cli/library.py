@@ -29,6 +29,9 @@ def cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
         rows = batch.extract(settings, args.dept, args.table, args.file, limit=args.limit)
         print(f"{args.dept}.{args.table or batch.EXTRACT_TABLES.get(args.dept)}: {rows:,} rows written to {args.file}")
         return 0
+    from kintsmesh.runtime import tune_gc_for_batches
+
+    tune_gc_for_batches()
     report = batch.load_batch(settings, args.dept, args.date, Path(args.file), table=args.table,
                               progress=sys.stderr.isatty())
     print(json.dumps(report, ensure_ascii=False, indent=2) if args.json else batch.summary(report))

@@ -18,6 +18,10 @@ def cmd_registry(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_streams(args: argparse.Namespace, settings: Settings) -> int:
     log_level = {"crit": "critical", "warn": "warning"}.get(args.loglevel, args.loglevel)
+    if args.action in ("resolve", "merge", "events"):
+        from kintsmesh.runtime import tune_gc_for_batches
+
+        tune_gc_for_batches()
     if args.action == "resolve":
         from streams.resolve.worker import run_resolve_worker
 
