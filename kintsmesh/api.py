@@ -7,6 +7,9 @@ the client, its scopes and its registered legal purpose.
     GET /dossiers/school-enrolment/{ric}?level=primary|junior_high[&year=2027]   scope dossier:school-enrolment
         a child who reaches the level's age in the year: the dossier minimised to what the verdict needs;
         anyone else (unknown, adult, dead): the same NO_DATA answer (200), so it tells nothing of existence
+    GET /items/{item}/evidence/{ric}     scope evidence:<item>
+        what the library holds of the business item's evidence for the applicant (source department,
+        record, date) and what is still to present (sinks/library/items.yaml)
     GET /audit/{ric}      who looked at a citizen's data: scope audit:read, or the citizen's own token
     GET /metrics          Prometheus: requests by outcome, latency
     GET /healthz
@@ -31,6 +34,7 @@ from kintsmesh.errors import TerminalError
 from kintsmesh.security.tokens import Client, TokenError, Verifier
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 from sinks.library.dossier import DossierError, audit_history, record_access, school_enrolment
+from sinks.library.evidence import ItemError, evidence_for, items
 
 DOSSIER_SCOPE = "dossier:school-enrolment"
 AUDIT_SCOPE = "audit:read"
@@ -72,6 +76,8 @@ def create_app(settings: Settings, database: str = RESOURCE_LIBRARY_DB) -> FastA
                        ["outcome"], registry=registry)
     seconds = Histogram("kintsmesh_dossier_seconds", "Assembling, judging and audit-logging one dossier",
                         registry=registry, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
+    evidence_seconds = Histogram("kintsmesh_evidence_seconds", "Reading, assessing and audit-logging one item's"
+                                 " evidence", registry=registry, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 1))
     app = FastAPI(title="Kintsmesh", default_response_class=ORJSONResponse, docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.mount("/metrics", make_asgi_app(registry))
@@ -122,6 +128,26 @@ def create_app(settings: Settings, database: str = RESOURCE_LIBRARY_DB) -> FastA
         seconds.observe(time.perf_counter() - started)
         requests.labels(result["verdict"]["verdict"]).inc()
         return ORJSONResponse(result)   # straight to orjson: no per-field encoding pass
+
+    @app.get("/items/{item}/evidence/{ric}")
+    def evidence(request: Request, item: str, ric: str) -> Any:
+        started = time.perf_counter()
+        resource = f"evidence:{item}"[:100]
+        try:
+            client = authorised(request, lambda c: resource in c.scopes)
+            if item not in items():
+                raise Refused(404, f"no business item {item!r}", client)
+        except Refused as refused:
+            return refusal(request, ric, resource, refused)
+        try:
+            with pool.connection() as conn:
+                result = evidence_for(conn, item, ric, requester=client.client_id, purpose=client.purpose,
+                                      channel="http")
+        except ItemError as exc:
+            return refusal(request, ric, resource, Refused(400, str(exc), client))
+        evidence_seconds.observe(time.perf_counter() - started)
+        requests.labels("evidence").inc()
+        return ORJSONResponse(result)
 
     @app.get("/audit/{ric}")
     def audit(request: Request, ric: str, limit: int = 100) -> Any:

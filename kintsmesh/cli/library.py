@@ -172,6 +172,42 @@ def cmd_dossier(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if child else 4
 
 
+def cmd_evidence(args: argparse.Namespace, settings: Settings) -> int:
+    from kintsmesh.security.audit import operator
+    from sinks.library.evidence import ItemError, evidence_for, items, newborn_presentations
+
+    if args.item == "items":
+        for item in items().values():
+            print(f"{item.name:<32} {item.title}  (applicant: {item.applicant}; {len(item.evidence)} evidence)")
+            for e in item.evidence:
+                source = " or ".join(f"{s.department} {s.person_field or s.certificate}" for s in e.sources)
+                print(f"    {e.name:<28} {source or 'presented in person'}")
+        return 0
+    if args.item == "report":
+        with connect_library(settings) as conn:
+            report = newborn_presentations(conn)
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+        return 0
+    if not args.ric or not args.requester or not args.purpose:
+        raise ItemError("kintsmesh evidence <item> <RIC> --requester WHO --purpose WHY")
+    with connect_library(settings) as conn:
+        result = evidence_for(conn, args.item, args.ric, requester=f"{args.requester} ({operator()})",
+                              purpose=args.purpose, channel="cli", status=0)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, indent=2, default=str))
+        return 0
+    print(f"{result['title']}: {result['presentations']} to present (before shared data: "
+          f"{result['presentations_before']})")
+    for held in result["held"]:
+        record = held["record"]
+        print(f"  held   {held['evidence']:<28} {held['department']:<14} {record['entity']} {record['id']}"
+              f" ({record['table']} {record['primary_key']})  {held['date'] or ''}")
+    for missing in result["to_present"]:
+        print(f"  bring  {missing['evidence']:<28} {missing['reason']}")
+    print(f"(access logged: {args.requester}, purpose {args.purpose!r}; see kintsmesh audit {result['ric']})")
+    return 0
+
+
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     from kintsmesh.security import audit
     from sinks.library.dossier import audit_history
@@ -293,6 +329,16 @@ def register(sub: Any) -> None:
     p.add_argument("--year", type=int, default=None, help="enrolment year (default: the coming September)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_dossier)
+
+    p = sub.add_parser("evidence", help="a business item's evidence the library holds for an applicant, and what"
+                       " is still to present (`evidence items`: the items; `evidence report`: newborn registration"
+                       " presentations over the city)")
+    p.add_argument("item", help="an item of sinks/library/items.yaml, `items` or `report`")
+    p.add_argument("ric", nargs="?", help="the applicant's resident identity number")
+    p.add_argument("--requester", help="who asks (logged)")
+    p.add_argument("--purpose", help="why (logged)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_evidence)
 
     p = sub.add_parser("audit", help="a citizen's access history (who looked at their data, when and why),"
                        " or `audit verify`: check the audit's hash chain")
