@@ -139,6 +139,7 @@ def main() -> None:
     life_events_summary(settings, live_since)
     calendar_backfill(settings)
     subscribers_summary(settings)
+    evidence_summary(settings)
     nightly_batch(settings)
 
 
@@ -248,6 +249,39 @@ def subscribers_summary(settings: Settings, subscriber: str = "education_bureau"
               f" {verdict.get('verdict')} ({'; '.join(verdict.get('reasons') or [])}),"
               f" {len(dossier.get('guardians') or [])} guardians")
     print(f"  read it yourself: the consumer example in README.md (Subscriptions), topic {topic}")
+
+
+def evidence_summary(settings: Settings) -> None:
+    """Certificate sharing: how many presentations registering a newborn still needs, over every parent of
+    a birth of the last year, and one parent's answer from the API as a household registration counter
+    gets it (``GET /items/newborn_household_registration/evidence/{ric}``, audited)."""
+    import psycopg
+
+    from kintsmesh.security.tokens import issue
+    from kintsmesh.settings import RESOURCE_LIBRARY_DB
+    from sinks.library.evidence import newborn_presentations
+
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
+        report = newborn_presentations(conn)
+    print(f"certificate sharing, registering a newborn (presentations before shared data: "
+          f"{report['presentations_before']}): {report['parents']:,} parents of a birth of the last year;"
+          f" presentations still needed {report['by_presentations']}; {report['complete']:,} with every shared"
+          f" evidence in the library need only the {report['in_person']} in person; missing most:"
+          f" {report['still_to_present']}")
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
+        row = conn.execute("SELECT details->>'mother_ric' FROM certificate WHERE certificate_type ="
+                           " 'BIRTH_MEDICAL_CERTIFICATE' AND details ? 'mother_ric' ORDER BY issued_date DESC"
+                           " LIMIT 1").fetchone()
+    if row:
+        answer = requests.get(f"{settings.api_endpoint}/items/newborn_household_registration/evidence/{row[0]}",
+                              verify=str(settings.trusted_ca), timeout=10, headers={
+                                  "Authorization": f"Bearer {issue(settings.secrets_dir, 'household-registration-office')}"})
+        result = answer.json() if answer.ok else {}
+        held = ", ".join(f"{h['evidence']} ({h['department']} {h['record']['table']}, {h['date']})"
+                         for h in result.get("held", []))
+        print(f"  the newest birth's mother, from the API (HTTP {answer.status_code}): held {held or 'nothing'};"
+              f" to present: {', '.join(m['evidence'] for m in result.get('to_present', []))}")
+    print("  more: kintsmesh evidence items;  kintsmesh evidence <item> <RIC> --requester .. --purpose ..")
 
 
 def nightly_batch(settings: Settings) -> None:
