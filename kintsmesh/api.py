@@ -10,6 +10,9 @@ the client, its scopes and its registered legal purpose.
     GET /items/{item}/evidence/{ric}     scope evidence:<item>
         what the library holds of the business item's evidence for the applicant (source department,
         record, date) and what is still to present (sinks/library/items.yaml)
+    GET /residents/{ric}/services        scope services:read, or the citizen's own token
+        the basic public services the resident qualifies for, each with its reasons and missing evidence
+        (streams/events/services.yaml)
     GET /audit/{ric}      who looked at a citizen's data: scope audit:read, or the citizen's own token
     GET /metrics          Prometheus: requests by outcome, latency
     GET /healthz
@@ -35,9 +38,11 @@ from kintsmesh.security.tokens import Client, TokenError, Verifier
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 from sinks.library.dossier import DossierError, audit_history, record_access, school_enrolment
 from sinks.library.evidence import ItemError, evidence_for, items
+from sinks.library.residents import services_for
 
 DOSSIER_SCOPE = "dossier:school-enrolment"
 AUDIT_SCOPE = "audit:read"
+SERVICES_SCOPE = "services:read"
 
 
 class Refused(TerminalError):
@@ -147,6 +152,18 @@ def create_app(settings: Settings, database: str = RESOURCE_LIBRARY_DB) -> FastA
             return refusal(request, ric, resource, Refused(400, str(exc), client))
         evidence_seconds.observe(time.perf_counter() - started)
         requests.labels("evidence").inc()
+        return ORJSONResponse(result)
+
+    @app.get("/residents/{ric}/services")
+    def resident_services(request: Request, ric: str) -> Any:
+        subject = ric.strip().upper()
+        try:
+            client = authorised(request, lambda c: SERVICES_SCOPE in c.scopes or (c.ric is not None and c.ric == subject))
+        except Refused as refused:
+            return refusal(request, ric, "services_for_me", refused)
+        with pool.connection() as conn:
+            result = services_for(conn, subject, requester=client.client_id, purpose=client.purpose, channel="http")
+        requests.labels("services").inc()
         return ORJSONResponse(result)
 
     @app.get("/audit/{ric}")

@@ -53,9 +53,13 @@ def changes_topics() -> list[str]:
     return [changes_topic(e) for e in GLDM_ENTITIES]
 
 
+# event types published on a topic of their own name rather than events.life.<type>
+EVENT_TOPICS = {"SERVICE_ELIGIBLE": "events.service.eligible"}   # a resident became eligible for a service
+
+
 def events_topic(event_type: str) -> str:
     """life events, one topic per type."""
-    return f"events.life.{event_type.lower()}"
+    return EVENT_TOPICS.get(event_type) or f"events.life.{event_type.lower()}"
 
 
 def subscriber_topic(subscriber: str) -> str:

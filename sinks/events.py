@@ -45,7 +45,9 @@ from monitoring.metrics import EventMetrics
 from sinks.dlq import rejected_row
 from sinks.kafka.offsets import headers_after, store_offsets, stored_offsets
 from sinks.kafka.relay import Acks, acknowledged
+from sinks.library.residents import gained_services
 from streams.events.rules import HOLD, calendar_birth_dates, evaluate_person, evidence_of, rules
+from streams.events.services import eligible_event
 from streams.normalize import gldm
 
 log = logging.getLogger("kintsmesh.events")
@@ -223,6 +225,7 @@ class LifeEvents:
                 events += evaluate_person(person, day, birth_evidence(provenance), detected_ms)
                 if self.metrics:
                     self.metrics.rule_seconds.labels("calendar").observe(time.perf_counter() - t0)
+            events += self._birthday_services(day, detected_ms)
             new = self.record(events)
             seconds = time.perf_counter() - started
             self.conn.execute(
@@ -236,6 +239,17 @@ class LifeEvents:
         by_type = Tally(e["event_type"] for e in events)
         return {"day": day.isoformat(), "birth_dates": [d.isoformat() for d in born], "people": len(people),
                 "events": len(events), "new": len(new), "by_type": dict(by_type), "seconds": round(seconds, 4)}
+
+    def _birthday_services(self, day: date, detected_ms: int) -> list[dict[str, Any]]:
+        """SERVICE_ELIGIBLE for whoever a birthday on ``day`` made eligible: the person a year older, and its
+        parents (a child's age counts for them)."""
+        rows = self.conn.execute(
+            "SELECT person_id, mother_ric, father_ric FROM person WHERE extract(month FROM birth_date) = %s"
+            " AND extract(day FROM birth_date) = %s", (day.month, day.day)).fetchall()
+        ids = {pid for pid, _, _ in rows}
+        parents = {ric for _, *rics in rows for ric in rics if ric}
+        return [eligible_event(profile, name, verdict, day, [], detected_ms, None)
+                for profile, name, verdict in gained_services(self.conn, ids, day, parents)]
 
     def passed(self, day: date) -> bool:
         row = self.conn.execute("SELECT 1 FROM calendar_pass WHERE day = %s", (day,)).fetchone()

@@ -25,7 +25,8 @@ from streams.merge.survivorship import position as source_position
 
 RULES_FILE = Path(__file__).resolve().parent / "rules.yaml"
 EVENT_NAMESPACE = uuid.UUID("8f6b2c1e-5d3a-4e7b-9c0d-1a2b3c4d5e6f")   # Kintsmesh life events (UUID v5)
-TRIGGERS = ("change", "calendar")
+TRIGGERS = ("change", "calendar", "eligibility")
+ELIGIBILITY_PREDICATES = ("services",)   # streams/events/services.py, over a resident's profile
 
 
 class RuleError(TerminalError):
@@ -59,7 +60,8 @@ def parse_rules(raw: dict[str, Any]) -> dict[str, Rule]:
         trigger, predicate = spec.get("trigger"), spec.get("predicate")
         if trigger not in TRIGGERS:
             raise RuleError(f"rule {name}: trigger must be one of {TRIGGERS}, not {trigger!r}")
-        known = CHANGE_PREDICATES if trigger == "change" else CALENDAR_PREDICATES
+        known = set(CHANGE_PREDICATES if trigger == "change" else CALENDAR_PREDICATES if trigger == "calendar"
+                    else ELIGIBILITY_PREDICATES)
         if predicate not in known:
             raise RuleError(f"rule {name}: unknown {trigger} predicate {predicate!r}; known: {sorted(known)}")
         if not spec.get("entity"):

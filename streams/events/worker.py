@@ -23,8 +23,11 @@ from monitoring.metrics import EventMetrics
 from sinks.events import LifeEvents, PublishError, today_cst
 from sinks.kafka.offsets import batch_offsets, store_offsets
 from sinks.kafka.stage import LibraryStage, described, serve_worker
+from sinks.library.residents import gained_services
 from sinks.subscriptions import DeliveryError, SubscriptionSink
-from streams.events.rules import change_entities, change_from_message, evaluate_change
+from streams.events.predicates import Change
+from streams.events.rules import change_entities, change_from_message, evaluate_change, evidence_of
+from streams.events.services import eligible_event, touched
 
 
 class LifeEventWorker(LibraryStage[EventMetrics]):
@@ -76,6 +79,7 @@ class LifeEventWorker(LibraryStage[EventMetrics]):
         """Evaluate the rules on a batch of golden changes; record new events with the offsets."""
         detected_ms = int(time.time() * 1000)
         events: list[dict[str, Any]] = []
+        changes: list[Change] = []
         for message in messages:
             try:
                 change = change_from_message(self.decode(message))
@@ -89,10 +93,35 @@ class LifeEventWorker(LibraryStage[EventMetrics]):
                 self.reject(message, "rule_failed", described(exc))
                 continue
             self.metrics.rule_seconds.labels("change").observe(time.perf_counter() - t0)
+            changes.append(change)
         with self.conn.transaction():
+            t0 = time.perf_counter()
+            events += self.eligibility(changes, detected_ms)
+            self.metrics.rule_seconds.labels("eligibility").observe(time.perf_counter() - t0)
             new = self.events.record(events)
             store_offsets(self.conn, self.group, batch_offsets(messages))
         return len(new)
+
+
+    def eligibility(self, changes: list[Change], detected_ms: int) -> list[dict[str, Any]]:
+        """SERVICE_ELIGIBLE for whoever the batch's changes made eligible for a service (inside the batch's
+        transaction: the eligibility kept and the events recorded commit with the offsets)."""
+        today = today_cst()
+        ids: set[str] = set()
+        rics: set[str] = set()
+        cause: dict[str, Change] = {}   # person id or RIC -> the first change that touched it
+        for change in changes:
+            found, named = touched(change.entity, change.after, change.before, change.canonical_id)
+            ids |= found
+            rics |= named
+            for key in found | named:
+                cause.setdefault(key, change)
+        events = []
+        for profile, name, verdict in gained_services(self.conn, ids, today, rics):
+            first = cause.get(profile.person_id) or cause.get(profile.ric or "")
+            events.append(eligible_event(profile, name, verdict, today, evidence_of(first.cause) if first else [],
+                                         detected_ms, first.committed_ms if first else None))
+        return events
 
 
 def run_event_worker(settings: Settings, log_level: str = "warning") -> None:

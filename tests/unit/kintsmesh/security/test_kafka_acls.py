@@ -40,9 +40,9 @@ def test_no_stage_may_write_its_own_input_nor_anything_upstream():
 
 def test_the_shared_life_event_topics_are_read_only_by_the_life_event_stage_and_auditors():
     every = principals(SUBSCRIBERS)
-    readers = {p for p, g in every.items() if "events.life.*" in topics(g, AclOperation.READ)}
-    assert readers == {"events", "auditor"}
-    assert topics(every["auditor"], AclOperation.READ) == {"events.life.*"}
+    for shared in ("events.life.*", "events.service.*"):
+        assert {p for p, g in every.items() if shared in topics(g, AclOperation.READ)} == {"events", "auditor"}
+    assert topics(every["auditor"], AclOperation.READ) == {"events.life.*", "events.service.*"}
 
 
 def test_every_stack_process_has_a_principal_with_grants_or_none():

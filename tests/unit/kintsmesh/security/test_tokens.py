@@ -9,7 +9,7 @@ from kintsmesh.security.tokens import AUDIENCE, ISSUER, Client, TokenError, Veri
 def test_a_registered_clients_token_carries_its_scopes_and_registered_purpose(tmp_path):
     client = Verifier(tmp_path).client(issue(tmp_path, "education-bureau"))
     assert client.client_id == "education-bureau"
-    assert client.scopes == {"dossier:school-enrolment"}
+    assert client.scopes == {"dossier:school-enrolment", "evidence:school_enrolment"}
     assert client.purpose == clients()["education-bureau"].purpose and client.ric is None
 
 

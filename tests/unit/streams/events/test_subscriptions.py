@@ -10,6 +10,7 @@ import fastavro
 import pytest
 
 from streams.events.rules import evaluate_change, evaluate_person, rules
+from streams.events.services import Profile, eligible_event, judge, services
 from streams.events.subscriptions import (ALWAYS, SubscriptionError, parse_subscriptions, pseudonym,
                                           subscriber_event_id, subscriber_schema, subscriptions)
 from streams.normalize import gldm
@@ -26,6 +27,10 @@ def one_event_of_every_type() -> dict[str, dict]:
     for (person, day), _ in CALENDAR_CASES.values():
         for event in evaluate_person(person, day, [], NOW):
             events.setdefault(event["event_type"], event)
+    sixty = Profile("P~1", "440304196612051234", birth_date=date(1966, 12, 5), household_no="1", district="福田区")
+    verdict = judge(services()["senior_card"], sixty, date(2026, 12, 5))
+    assert verdict is not None
+    events["SERVICE_ELIGIBLE"] = eligible_event(sixty, "senior_card", verdict, date(2026, 12, 5), [], NOW, None)
     assert set(events) == set(rules())
     return events
 
