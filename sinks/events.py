@@ -242,14 +242,22 @@ class LifeEvents:
 
     def _birthday_services(self, day: date, detected_ms: int) -> list[dict[str, Any]]:
         """SERVICE_ELIGIBLE for whoever a birthday on ``day`` made eligible: the person a year older, and its
-        parents (a child's age counts for them)."""
+        parents (a child's age counts for them); the evidence is the source of the birthday's birth date."""
         rows = self.conn.execute(
-            "SELECT person_id, mother_ric, father_ric FROM person WHERE extract(month FROM birth_date) = %s"
-            " AND extract(day FROM birth_date) = %s", (day.month, day.day)).fetchall()
-        ids = {pid for pid, _, _ in rows}
-        parents = {ric for _, *rics in rows for ric in rics if ric}
-        return [eligible_event(profile, name, verdict, day, [], detected_ms, None)
-                for profile, name, verdict in gained_services(self.conn, ids, day, parents)]
+            "SELECT p.person_id, p.ric, p.mother_ric, p.father_ric, fp.fields FROM person p LEFT JOIN field_provenance fp"
+            " ON fp.entity = 'person' AND fp.canonical_id = p.person_id"
+            " WHERE extract(month FROM p.birth_date) = %s AND extract(day FROM p.birth_date) = %s",
+            (day.month, day.day)).fetchall()
+        evidence: dict[str, list[dict[str, Any]]] = {}
+        for pid, _, mother, father, provenance in rows:
+            for key in (pid, mother, father):
+                if key:
+                    evidence.setdefault(key, birth_evidence(provenance))
+        return [eligible_event(profile, name, verdict, day,
+                               evidence.get(profile.person_id) or evidence.get(profile.ric or "", []), detected_ms,
+                               None, "CALENDAR")
+                for profile, name, verdict in gained_services(self.conn, {r[0] for r in rows}, day,
+                                                              {ric for r in rows for ric in r[2:4] if ric})]
 
     def passed(self, day: date) -> bool:
         row = self.conn.execute("SELECT 1 FROM calendar_pass WHERE day = %s", (day,)).fetchone()

@@ -72,11 +72,16 @@ def services_for(conn: psycopg.Connection[Any], ric: str, *, requester: str, pur
     return {"ric": ric, "on": today.isoformat(), "services": listed, "rules": len(services())}
 
 
+EVALUATED = "*"   # a service_eligibility row saying the person was evaluated (whatever it qualified for)
+
+
 def gained_services(conn: psycopg.Connection[Any], person_ids: Iterable[str], today: date, rics: Iterable[str] = ()
                     ) -> list[tuple[Profile, str, Verdict]]:
     """Re-evaluate these persons (and those of these RICs; inside the caller's transaction): store what
     each now qualifies for (since when), and return the (profile, service, verdict) each became eligible
-    for since the last evaluation. A service lost and gained again is gained again."""
+    for since its last evaluation. A person's first evaluation is its baseline and returns nothing: a
+    library's first load (or the first run after an upgrade) is not news to anyone. A service lost and
+    gained again is gained again."""
     found = set(person_ids)
     if wanted := sorted(set(rics)):
         found.update(pid for (pid,) in conn.execute("SELECT person_id FROM person WHERE ric = ANY(%s::text[])", (wanted,)))
@@ -88,10 +93,11 @@ def gained_services(conn: psycopg.Connection[Any], person_ids: Iterable[str], to
         "SELECT person_id, service, status, since FROM service_eligibility WHERE person_id = ANY(%s::text[])", (ids,))}
     rows = [(pid, name, verdict.status, before[(pid, name)][1] if before.get((pid, name), ("",))[0] == verdict.status
              else today) for pid, (_, verdicts) in now.items() for name, verdict in verdicts.items()]
+    rows += [(pid, EVALUATED, "evaluated", before.get((pid, EVALUATED), ("", today))[1]) for pid in now]
     conn.execute("DELETE FROM service_eligibility WHERE person_id = ANY(%s::text[])", (ids,))
-    if rows:
-        conn.execute("INSERT INTO service_eligibility (person_id, service, status, since)"
-                     " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::date[])",
-                     tuple(list(column) for column in zip(*rows)))
-    return [(profile, name, verdict) for pid, (profile, verdicts) in now.items() for name, verdict in verdicts.items()
+    conn.execute("INSERT INTO service_eligibility (person_id, service, status, since)"
+                 " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::date[])",
+                 tuple(list(column) for column in zip(*rows)))
+    return [(profile, name, verdict) for pid, (profile, verdicts) in now.items() if (pid, EVALUATED) in before
+            for name, verdict in verdicts.items()
             if verdict.status == "eligible" and before.get((pid, name), ("",))[0] != "eligible"]

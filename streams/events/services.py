@@ -228,9 +228,10 @@ def touched(entity: str, after: dict[str, Any] | None, before: dict[str, Any] | 
 
 
 def eligible_event(profile: Profile, name: str, verdict: Verdict, today: date, evidence: list[dict[str, Any]],
-                   detected_ms: int, committed_ms: int | None) -> dict[str, Any]:
+                   detected_ms: int, committed_ms: int | None, trigger: str = "CHANGE") -> dict[str, Any]:
     """The SERVICE_ELIGIBLE event of a resident who became eligible for a service today (one id per
-    person, service and day: a replayed change yields it again, not a new one)."""
+    person, service and day: a replayed change yields it again, not a new one); ``trigger``: what
+    re-evaluated the resident, a golden change (CHANGE) or a birthday in the daily pass (CALENDAR)."""
     from streams.events.predicates import Occurrence
     from streams.events.rules import make_event, rules
 
@@ -240,4 +241,4 @@ def eligible_event(profile: Profile, name: str, verdict: Verdict, today: date, e
                             {"service": name, "title": service.title, "department": service.department,
                              "district": profile.district, "reasons": "; ".join(verdict.reasons),
                              "missing_evidence": "; ".join(verdict.missing) or None})
-    return make_event(rules()[ELIGIBLE_RULE], occurrence, evidence, detected_ms, committed_ms)
+    return {**make_event(rules()[ELIGIBLE_RULE], occurrence, evidence, detected_ms, committed_ms), "trigger": trigger}
