@@ -225,7 +225,8 @@ class LifeEvents:
                 events += evaluate_person(person, day, birth_evidence(provenance), detected_ms)
                 if self.metrics:
                     self.metrics.rule_seconds.labels("calendar").observe(time.perf_counter() - t0)
-            events += self._birthday_services(day, detected_ms)
+            if day == today_cst():   # a back-filled day is not re-judged: the library holds today's facts, not that day's
+                events += self._birthday_services(day, detected_ms)
             new = self.record(events)
             seconds = time.perf_counter() - started
             self.conn.execute(

@@ -14,6 +14,9 @@ runs (rebuilt when its size differs).
 evidence: the same library and endpoint, the newborn registration's evidence for random parents
 (the household registration office's token): what the library holds, and what is still to present.
 
+services: the same library and endpoint, "services for me" of random residents (the residents'
+portal's token): every rule judged on the resident's profile.
+
 events: commit → life event published lag at ``--rate`` changes/s through the
 whole stack (the merge benchmark's city), and the daily pass's duration over the
 scratch library of ``--people``.
@@ -213,6 +216,24 @@ def run_evidence_bench(settings: Settings, people: int, count: int) -> dict[str,
     print(f"  evidence round trip p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, max {result['max_ms']} ms"
           f"   (token checked, every request audit-logged)   presentations still needed: {presentations}")
     write_result("evidence", result)
+    return result
+
+
+def run_services_bench(settings: Settings, people: int, count: int) -> dict[str, Any]:
+    """``kintsmesh bench services``: "services for me" of random residents of the scratch library (the
+    portal's token, ``GET /residents/{ric}/services``: the profile read, every rule judged, audited)."""
+    from streams.events.services import services
+
+    ensure_library(settings, people)
+    rng = random.Random(13)
+    paths = [f"/residents/4403{rng.randint(1, people):013d}X/services" for _ in range(count)]
+    latencies, listed = _timed_requests(settings, people, "services-portal", paths,
+                                        lambda answer: sum(s["status"] == "eligible" for s in answer["services"]))
+    result = {**_latencies(latencies, people), "services": len(services()), "eligible_per_resident": listed}
+    print(f"  services round trip p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, max {result['max_ms']} ms"
+          f"   (target p99 <= 10 ms; {result['services']} rules judged, every request audit-logged)"
+          f"   residents by services eligible: {listed}")
+    write_result("services", result)
     return result
 
 

@@ -32,6 +32,11 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 
         run_evidence_bench(settings, people=args.people or 1_000_000, count=args.requests)
         return 0
+    if args.stage == "services":
+        from kintsmesh.bench.dossier import run_services_bench
+
+        run_services_bench(settings, people=args.people or 1_000_000, count=args.requests)
+        return 0
     if args.stage == "events":
         from kintsmesh.bench.dossier import run_events_bench
 
@@ -66,12 +71,14 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(sub: Any) -> None:
     p = sub.add_parser("bench", help="benchmarks (print a table, write bench/results/*.json)")
-    p.add_argument("stage", choices=["capture", "normalize", "resolve", "merge", "batch", "dossier", "evidence", "events",
-                                      "chaos"])
+    p.add_argument("stage", choices=["capture", "normalize", "resolve", "merge", "batch", "dossier", "evidence", "services",
+                                      "events", "chaos"])
     p.add_argument("--people", type=int, default=None,
-                   help="resolve: city size (20,000); dossier, evidence, events: people in the scratch library"
+                   help="resolve: city size (20,000); dossier, evidence, services, events: people in the"
+                        " scratch library"
                         " (1,000,000)")
-    p.add_argument("--requests", type=int, default=10000, help="dossier, evidence: requests (random children; random parents)")
+    p.add_argument("--requests", type=int, default=10000, help="dossier, evidence, services: requests (random children; parents;"
+                   " residents)")
     p.add_argument("--seed", type=int, default=2026, help="resolve: city seed (--hard: 7)")
     p.add_argument("--hard", action="store_true", help="resolve: the hard set (kintsmesh.bench.hardset, 50,000"
                    " people), in memory, ours against Splink on the same records (resolve-hard.json)")
