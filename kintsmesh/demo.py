@@ -140,6 +140,7 @@ def main() -> None:
     calendar_backfill(settings)
     subscribers_summary(settings)
     evidence_summary(settings)
+    services_summary(settings)
     nightly_batch(settings)
 
 
@@ -282,6 +283,30 @@ def evidence_summary(settings: Settings) -> None:
         print(f"  the newest birth's mother, from the API (HTTP {answer.status_code}): held {held or 'nothing'};"
               f" to present: {', '.join(m['evidence'] for m in result.get('to_present', []))}")
     print("  more: kintsmesh evidence items;  kintsmesh evidence <item> <RIC> --requester .. --purpose ..")
+
+
+def services_summary(settings: Settings) -> None:
+    """Services for me: who became eligible for what during the run (events.service.eligible), and one
+    sixty-year-old's services from the API as the residents' portal gets them."""
+    import psycopg
+
+    from kintsmesh.security.tokens import issue
+    from kintsmesh.settings import RESOURCE_LIBRARY_DB
+
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
+        told = conn.execute("SELECT event->'attributes'->>'service', count(*) FROM life_event"
+                            " WHERE event_type = 'SERVICE_ELIGIBLE' GROUP BY 1 ORDER BY 2 DESC").fetchall()
+        row = conn.execute("SELECT ric FROM person WHERE birth_date <= current_date - interval '60 years'"
+                           " AND household_no IS NOT NULL AND death_date IS NULL AND ric IS NOT NULL LIMIT 1").fetchone()
+    print("services for me: SERVICE_ELIGIBLE on events.service.eligible (residents already known who became"
+          f" eligible): {dict(told) or 'none yet'}")
+    if row:
+        answer = requests.get(f"{settings.api_endpoint}/residents/{row[0]}/services", verify=str(settings.trusted_ca),
+                              timeout=10, headers={"Authorization": f"Bearer {issue(settings.secrets_dir, 'services-portal')}"})
+        listed = answer.json().get("services", []) if answer.ok else []
+        print(f"  a resident over sixty, from the API (HTTP {answer.status_code}, token of services-portal): "
+              + "; ".join(f"{s['service']} ({s['status']}: {', '.join(s['reasons'])})" for s in listed[:4]))
+    print("  more: GET /residents/<RIC>/services; rules: streams/events/services.yaml")
 
 
 def nightly_batch(settings: Settings) -> None:
