@@ -13,6 +13,10 @@ the client, its scopes and its registered legal purpose.
     GET /residents/{ric}/services        scope services:read, or the citizen's own token
         the basic public services the resident qualifies for, each with its reasons and missing evidence
         (streams/events/services.yaml)
+    GET /aggregates/population?level=district|street|community   scope aggregates:read
+    GET /aggregates/needs                                          scope aggregates:read
+        the actual resident population by age band and sex, health centres and school places needed per
+        district; cells under 10 residents suppressed (no personal data)
     GET /audit/{ric}      who looked at a citizen's data: scope audit:read, or the citizen's own token
     GET /metrics          Prometheus: requests by outcome, latency
     GET /healthz
@@ -26,6 +30,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -38,11 +43,13 @@ from kintsmesh.security.tokens import Client, TokenError, Verifier
 from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
 from sinks.library.dossier import DossierError, audit_history, record_access, school_enrolment
 from sinks.library.evidence import ItemError, evidence_for, items
+from sinks.library.population import needs_report, population
 from sinks.library.residents import services_for
 
 DOSSIER_SCOPE = "dossier:school-enrolment"
 AUDIT_SCOPE = "audit:read"
 SERVICES_SCOPE = "services:read"
+AGGREGATES_SCOPE = "aggregates:read"
 
 
 class Refused(TerminalError):
@@ -164,6 +171,21 @@ def create_app(settings: Settings, database: str = RESOURCE_LIBRARY_DB) -> FastA
         with pool.connection() as conn:
             result = services_for(conn, subject, requester=client.client_id, purpose=client.purpose, channel="http")
         requests.labels("services").inc()
+        return ORJSONResponse(result)
+
+    @app.get("/aggregates/{view}")
+    def aggregates(request: Request, view: str, level: str = "district") -> Any:
+        try:
+            authorised(request, lambda c: AGGREGATES_SCOPE in c.scopes)
+        except Refused as refused:
+            return refusal(request, "-", f"aggregates:{view}"[:100], refused)
+        if view not in ("population", "needs") or level not in ("district", "street", "community"):
+            return ORJSONResponse({"detail": "GET /aggregates/population?level=district|street|community or"
+                                             " /aggregates/needs"}, status_code=404)
+        with pool.connection() as conn:
+            result = ({"level": level, "population": population(conn, level)} if view == "population"
+                      else needs_report(conn, date.today()))
+        requests.labels("aggregates").inc()
         return ORJSONResponse(result)
 
     @app.get("/audit/{ric}")

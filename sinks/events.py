@@ -45,6 +45,7 @@ from monitoring.metrics import EventMetrics
 from sinks.dlq import rejected_row
 from sinks.kafka.offsets import headers_after, store_offsets, stored_offsets
 from sinks.kafka.relay import Acks, acknowledged
+from sinks.library.population import birthday_pass
 from sinks.library.residents import gained_services
 from streams.events.rules import HOLD, calendar_birth_dates, evaluate_person, evidence_of, rules
 from streams.events.services import eligible_event
@@ -227,6 +228,7 @@ class LifeEvents:
                     self.metrics.rule_seconds.labels("calendar").observe(time.perf_counter() - t0)
             if day == today_cst():   # a back-filled day is not re-judged: the library holds today's facts, not that day's
                 events += self._birthday_services(day, detected_ms)
+                birthday_pass(self.conn, day)
             new = self.record(events)
             seconds = time.perf_counter() - started
             self.conn.execute(

@@ -208,6 +208,26 @@ def cmd_evidence(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_aggregates(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks.library import population as aggregates
+
+    today = date.today()
+    with connect_library(settings) as conn:
+        if args.action == "recount":
+            print(json.dumps(aggregates.recount(conn, today), ensure_ascii=False))
+        elif args.action == "population":
+            print(json.dumps(aggregates.population(conn, args.level), ensure_ascii=False, indent=1))
+        elif args.action == "needs":
+            print(json.dumps(aggregates.needs_report(conn, today), ensure_ascii=False, indent=1))
+        elif args.action == "export":
+            out = Path(args.out or f"population-{args.level}.parquet")
+            print(f"{aggregates.export_parquet(conn, out, args.level):,} rows written to {out}")
+        else:
+            for path in aggregates.plot_districts(conn, Path(args.out or "population-charts")):
+                print(f"written {path}")
+    return 0
+
+
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     from kintsmesh.security import audit
     from sinks.library.dossier import audit_history
@@ -339,6 +359,15 @@ def register(sub: Any) -> None:
     p.add_argument("--purpose", help="why (logged)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_evidence)
+
+    p = sub.add_parser("aggregates", help="decision support: the actual resident population per area, age band and"
+                       " sex (kept current by the life-event stage), needs per district; cells under 10 suppressed")
+    p.add_argument("action", choices=["population", "needs", "export", "plot", "recount"],
+                   help="export: Parquet; plot: a PNG pyramid per district; recount: every cell again from the"
+                        " golden persons (once for a library that predates them; with the life-event stage caught up)")
+    p.add_argument("--level", choices=["district", "street", "community"], default="district")
+    p.add_argument("--out", help="export: the Parquet file; plot: the folder for the PNGs")
+    p.set_defaults(handler=cmd_aggregates)
 
     p = sub.add_parser("audit", help="a citizen's access history (who looked at their data, when and why),"
                        " or `audit verify`: check the audit's hash chain")

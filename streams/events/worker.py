@@ -23,6 +23,7 @@ from monitoring.metrics import EventMetrics
 from sinks.events import LifeEvents, PublishError, today_cst
 from sinks.kafka.offsets import batch_offsets, store_offsets
 from sinks.kafka.stage import LibraryStage, described, serve_worker
+from sinks.library.population import apply_changes
 from sinks.library.residents import gained_services
 from sinks.subscriptions import DeliveryError, SubscriptionSink
 from streams.events.predicates import Change
@@ -95,6 +96,8 @@ class LifeEventWorker(LibraryStage[EventMetrics]):
             self.metrics.rule_seconds.labels("change").observe(time.perf_counter() - t0)
             changes.append(change)
         with self.conn.transaction():
+            apply_changes(self.conn, [(c.before, c.after, c.committed_ms) for c in changes if c.entity == "person"],
+                          today_cst())
             t0 = time.perf_counter()
             events += self.eligibility(changes, detected_ms)
             self.metrics.rule_seconds.labels("eligibility").observe(time.perf_counter() - t0)
