@@ -141,6 +141,7 @@ def main() -> None:
     subscribers_summary(settings)
     evidence_summary(settings)
     services_summary(settings)
+    aggregates_summary(settings)
     nightly_batch(settings)
 
 
@@ -307,6 +308,32 @@ def services_summary(settings: Settings) -> None:
         print(f"  a resident over sixty, from the API (HTTP {answer.status_code}, token of services-portal): "
               + "; ".join(f"{s['service']} ({s['status']}: {', '.join(s['reasons'])})" for s in listed[:4]))
     print("  more: GET /residents/<RIC>/services; rules: streams/events/services.yaml")
+
+
+def aggregates_summary(settings: Settings) -> None:
+    """Decision support: the actual residents and the needs per district, from the planning office's API,
+    and the Parquet export and charts written next to the stack."""
+    import psycopg
+
+    from kintsmesh.security.tokens import issue
+    from kintsmesh.settings import RESOURCE_LIBRARY_DB
+    from sinks.library.population import export_parquet, plot_districts
+
+    answer = requests.get(f"{settings.api_endpoint}/aggregates/needs", verify=str(settings.trusted_ca), timeout=30,
+                          headers={"Authorization": f"Bearer {issue(settings.secrets_dir, 'planning-office')}"})
+    report = answer.json() if answer.ok else {}
+    print(f"decision support (API /aggregates/needs, HTTP {answer.status_code}, token of planning-office; kept"
+          f" current from golden changes; cells under 10 suppressed): school year {report.get('school_year')}")
+    for row in report.get("districts", []):
+        print(f"  {row['district']:<14} residents {row['residents'] if row['residents'] is not None else '<10':>7}"
+              f"  health centres needed {row['health_centres_needed']} (has {row['health_centres_existing']})"
+              f"  school places next September {row['school_places_next_september']}")
+    out = settings.stack_dir / "aggregates"
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
+        rows = export_parquet(conn, out / "population-community.parquet", "community")
+        charts = plot_districts(conn, out)
+    print(f"  {rows:,} community cells in {out / 'population-community.parquet'}; {len(charts)} district charts"
+          f" in {out}/population-*.png   (kintsmesh aggregates population|needs|export|plot)")
 
 
 def nightly_batch(settings: Settings) -> None:

@@ -37,6 +37,11 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 
         run_services_bench(settings, people=args.people or 1_000_000, count=args.requests)
         return 0
+    if args.stage == "aggregates":
+        from kintsmesh.bench.aggregates import run_aggregates_bench
+
+        run_aggregates_bench(settings, rate=args.rate or 300.0, duration_s=args.duration, people=args.people or 1_000_000)
+        return 0
     if args.stage == "events":
         from kintsmesh.bench.dossier import run_events_bench
 
@@ -72,9 +77,9 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 def register(sub: Any) -> None:
     p = sub.add_parser("bench", help="benchmarks (print a table, write bench/results/*.json)")
     p.add_argument("stage", choices=["capture", "normalize", "resolve", "merge", "batch", "dossier", "evidence", "services",
-                                      "events", "chaos"])
+                                      "aggregates", "events", "chaos"])
     p.add_argument("--people", type=int, default=None,
-                   help="resolve: city size (20,000); dossier, evidence, services, events: people in the"
+                   help="resolve: city size (20,000); dossier, evidence, services, aggregates, events: people in the"
                         " scratch library"
                         " (1,000,000)")
     p.add_argument("--requests", type=int, default=10000, help="dossier, evidence, services: requests (random children; parents;"
