@@ -26,14 +26,10 @@ TARGET_P99_MS = 5000
 
 
 def run_aggregates_bench(settings: Settings, rate: float, duration_s: float, people: int) -> dict[str, Any]:
-    from kintsmesh.bench.merge import SEED, _settled
-    from kintsmesh.simulate.runner import redo_unfinished, run_simulation
+    from kintsmesh.bench.merge import SEED, bench_city
+    from kintsmesh.simulate.runner import run_simulation
 
-    sim = settings.model_copy(update={"stack_dir": settings.stack_dir / "bench" / "merge"})
-    run_simulation(sim, seed=SEED, initial=2000, rate=None, duration_s=0, dirty_rate=0.03, truth_path=None,
-                   keep_existing=True)
-    redo_unfinished(sim, seed=SEED, dirty_rate=0.03)   # an interrupted earlier run's changes: not measured
-    _settled(settings)
+    sim = bench_city(settings)
     print(f"bench aggregates: {rate:,.0f} changes/s for {duration_s:.0f} s through the whole stack ...", flush=True)
     started_ms = int(time.time() * 1000)
     stats = run_simulation(sim, seed=SEED, initial=None, rate=rate, duration_s=duration_s, dirty_rate=0.03,

@@ -252,15 +252,11 @@ def _wait_healthy(settings: Settings, base: str, server: subprocess.Popen[bytes]
 
 def run_events_bench(settings: Settings, rate: float, duration_s: float, people: int) -> dict[str, Any]:
     from kintsmesh.bench.cpu import CpuWindow, format_cores
-    from kintsmesh.bench.merge import SEED, _settled
-    from kintsmesh.simulate.runner import redo_unfinished, run_simulation
+    from kintsmesh.bench.merge import SEED, bench_city
+    from kintsmesh.simulate.runner import run_simulation
     from sinks.events import LifeEvents
 
-    sim = settings.model_copy(update={"stack_dir": settings.stack_dir / "bench" / "merge"})
-    run_simulation(sim, seed=SEED, initial=2000, rate=None, duration_s=0, dirty_rate=0.03, truth_path=None,
-                   keep_existing=True)
-    redo_unfinished(sim, seed=SEED, dirty_rate=0.03)   # an interrupted earlier run's changes: not measured
-    _settled(settings)
+    sim = bench_city(settings)
     print(f"bench events: {rate:,.0f} changes/s for {duration_s:.0f} s through the whole stack ...", flush=True)
     started = datetime.now(timezone.utc)
     cpu = CpuWindow(settings)

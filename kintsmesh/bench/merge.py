@@ -100,12 +100,19 @@ def _top_rate(settings: Settings, sim: Settings, rate: float, duration_s: float)
             "cpu_us_per_candidate": cpu_us_per_unit(usage, MERGE_STAGE, backlog), "cpu": usage}
 
 
-def run_merge_bench(settings: Settings, rate: float, duration_s: float, people: int = 2000) -> dict[str, Any]:
+def bench_city(settings: Settings, people: int = 2000) -> Settings:
+    """The live benchmarks' city (merge, events, aggregates): loaded once and kept, an interrupted earlier
+    run's changes written, the pipeline caught up. Returns the simulator's settings for it."""
     sim = settings.model_copy(update={"stack_dir": settings.stack_dir / "bench" / "merge"})
     run_simulation(sim, seed=SEED, initial=people, rate=None, duration_s=0, dirty_rate=0.03, truth_path=None,
                    keep_existing=True)
     redo_unfinished(sim, seed=SEED, dirty_rate=0.03)   # an interrupted earlier run's changes: not measured
     _settled(settings)
+    return sim
+
+
+def run_merge_bench(settings: Settings, rate: float, duration_s: float, people: int = 2000) -> dict[str, Any]:
+    sim = bench_city(settings, people)
     print(f"bench merge: {rate:,.0f} changes/s for {duration_s:.0f} s through Debezium -> normalize -> merge ...",
           flush=True)
     # the target rate's figures are bench/results/merge.json; other rates get merge-<rate>.json
