@@ -6,6 +6,10 @@ offsets in one transaction (``sinks.events.LifeEvents``). Between batches it rel
 whose wait is over, runs the daily calendar pass once per new day (Asia/Shanghai), publishes new
 events on ``events.life.<type>`` and delivers them to each subscriber's topic (``sinks.subscriptions``).
 A change no rule can read goes to ``dlq.events`` with the reason.
+
+In the same transaction it keeps decision support's population cells (``sinks.library.population``) and
+re-evaluates the services of the residents the batch touched, recording SERVICE_ELIGIBLE for those who
+became eligible (``sinks.library.residents``, published on ``events.service.eligible``).
 """
 
 from __future__ import annotations
@@ -104,7 +108,6 @@ class LifeEventWorker(LibraryStage[EventMetrics]):
             new = self.events.record(events)
             store_offsets(self.conn, self.group, batch_offsets(messages))
         return len(new)
-
 
     def eligibility(self, changes: list[Change], detected_ms: int) -> list[dict[str, Any]]:
         """SERVICE_ELIGIBLE for whoever the batch's changes made eligible for a service (inside the batch's
