@@ -324,10 +324,13 @@ def aggregates_summary(settings: Settings) -> None:
     report = answer.json() if answer.ok else {}
     print(f"decision support (API /aggregates/needs, HTTP {answer.status_code}, token of planning-office; kept"
           f" current from golden changes; cells under 10 suppressed): school year {report.get('school_year')}")
+    def shown(count: int | None) -> str:
+        return "<10" if count is None else f"{count:,}"
+
     for row in report.get("districts", []):
-        print(f"  {row['district']:<14} residents {row['residents'] if row['residents'] is not None else '<10':>7}"
-              f"  health centres needed {row['health_centres_needed']} (has {row['health_centres_existing']})"
-              f"  school places next September {row['school_places_next_september']}")
+        print(f"  {row['district']:<14} residents {shown(row['residents']):>7}  health centres needed"
+              f" {row['health_centres_needed']} (has {row['health_centres_existing']})  school places next September"
+              f" {shown(row['school_places_next_september'])}")
     out = settings.stack_dir / "aggregates"
     with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
         rows = export_parquet(conn, out / "population-community.parquet", "community")

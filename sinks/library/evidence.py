@@ -13,7 +13,7 @@ pure. Every answer is written to the access audit in the same transaction, as a 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +22,7 @@ import psycopg
 import yaml
 
 from kintsmesh.errors import TerminalError
+from kintsmesh.settings import CITY_TZ
 from sinks.library.dossier import record_access
 
 ITEMS_FILE = Path(__file__).with_name("items.yaml")
@@ -163,6 +164,13 @@ def _supplier(fields: dict[str, Any] | None, field: str) -> dict[str, Any] | Non
     return sources[index] if isinstance(index, int) and 0 <= index < len(sources) else None
 
 
+def _day(committed: Any) -> Any:
+    """A source row's commit time (epoch ms in provenance) as the city's date, ISO."""
+    if isinstance(committed, int) and not isinstance(committed, bool):
+        return datetime.fromtimestamp(committed / 1000, CITY_TZ).date().isoformat()
+    return committed
+
+
 def _linked(certificate: dict[str, Any], role: Role, ric: str, person_id: str | None) -> bool:
     holder = certificate.get("holder_ric") == ric or (person_id is not None and certificate.get("holder_person_id") == person_id)
     details = certificate.get("details") or {}
@@ -184,7 +192,7 @@ def _held(source: Source, ric: str, person: dict[str, Any] | None, person_fields
         return {"department": source.department, "value": person[source.person_field],
                 "record": {"entity": "person", "id": person["person_id"], "table": supplier.get("table"),
                            "primary_key": supplier.get("primary_key")},
-                "date": supplier.get("committed_at")}
+                "date": _day(supplier.get("committed_at"))}
     person_id = person["person_id"] if person else None
     mine = [(c, f) for c, f in certificates if _linked(c, source.role, ric, person_id)]
     since = (today - timedelta(days=source.within_days)).isoformat() if source.within_days else ""

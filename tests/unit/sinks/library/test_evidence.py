@@ -46,6 +46,7 @@ def test_a_family_whose_departments_share_everything_presents_only_the_id_card()
         "entity": "certificate", "id": "BIRTH_MEDICAL_CERTIFICATE:Q1", "table": "health_table", "primary_key": "health-1"}
     assert birth["date"] == "2026-06-03" and birth["value"]["certificate_no"] == "Q1"
     assert result["held"][2]["value"] == "440300123456" and result["held"][2]["record"]["entity"] == "person"
+    assert result["held"][2]["date"] == "1970-01-01"   # the police row's commit (epoch ms 1), as the city's date
 
 
 def test_a_value_another_department_supplied_is_not_the_named_departments_evidence():
