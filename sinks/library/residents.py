@@ -89,15 +89,21 @@ def gained_services(conn: psycopg.Connection[Any], person_ids: Iterable[str], to
     if not ids:
         return []
     now = {p.person_id: (p, assess(p, today)) for p in profiles(conn, ids=ids, today=today)}
-    before: dict[tuple[str, str], tuple[str, date]] = {(pid, s): (st, since) for pid, s, st, since in conn.execute(
-        "SELECT person_id, service, status, since FROM service_eligibility WHERE person_id = ANY(%s::text[])", (ids,))}
-    rows = [(pid, name, verdict.status, before[(pid, name)][1] if before.get((pid, name), ("",))[0] == verdict.status
-             else today) for pid, (_, verdicts) in now.items() for name, verdict in verdicts.items()]
-    rows += [(pid, EVALUATED, "evaluated", before.get((pid, EVALUATED), ("", today))[1]) for pid in now]
-    conn.execute("DELETE FROM service_eligibility WHERE person_id = ANY(%s::text[])", (ids,))
-    conn.execute("INSERT INTO service_eligibility (person_id, service, status, since)"
-                 " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::date[])",
-                 tuple(list(column) for column in zip(*rows)))
+    before: dict[tuple[str, str], str] = {(pid, s): st for pid, s, st in conn.execute(
+        "SELECT person_id, service, status FROM service_eligibility WHERE person_id = ANY(%s::text[])", (ids,))}
+    current = {(pid, name): verdict.status for pid, (_, verdicts) in now.items() for name, verdict in verdicts.items()}
+    current.update({(pid, EVALUATED): "evaluated" for pid in now})
+    # only what changed is written: most re-evaluations change nothing
+    gone = [key for key in before if key not in current]
+    changed = [(*key, status) for key, status in current.items() if before.get(key) != status]
+    if gone:
+        conn.execute("DELETE FROM service_eligibility WHERE (person_id, service) IN"
+                     " (SELECT * FROM unnest(%s::text[], %s::text[]))", ([k[0] for k in gone], [k[1] for k in gone]))
+    if changed:
+        conn.execute("INSERT INTO service_eligibility (person_id, service, status, since)"
+                     " SELECT p, s, st, %s FROM unnest(%s::text[], %s::text[], %s::text[]) AS u(p, s, st)"
+                     " ON CONFLICT (person_id, service) DO UPDATE SET status = EXCLUDED.status, since = EXCLUDED.since",
+                     (today, [c[0] for c in changed], [c[1] for c in changed], [c[2] for c in changed]))
     return [(profile, name, verdict) for pid, (profile, verdicts) in now.items() if (pid, EVALUATED) in before
             for name, verdict in verdicts.items()
-            if verdict.status == "eligible" and before.get((pid, name), ("",))[0] != "eligible"]
+            if verdict.status == "eligible" and before.get((pid, name)) != "eligible"]
