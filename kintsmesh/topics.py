@@ -41,12 +41,29 @@ def changes_topic(entity: str) -> str:
     return f"gldm.{entity}.changes"
 
 
+# the entities whose identity the resolve stage decides (match by RIC / USCC or Fellegi–Sunter); the others
+# are coded (their canonical id is a code in the record: a house code, a certificate number ...) and go from
+# their candidates topic straight to the merge stage (streams/merge/worker.py)
+RESOLVED_ENTITIES = ("person", "legal_entity")
+CODED_ENTITIES = tuple(e for e in GLDM_ENTITIES if e not in RESOLVED_ENTITIES)
+
+
 def candidate_topics() -> list[str]:
     return [candidates_topic(e) for e in GLDM_ENTITIES]
 
 
+def resolve_inputs() -> list[str]:
+    """What the resolve stage consumes: the candidates of the entities whose identity it decides."""
+    return [candidates_topic(e) for e in RESOLVED_ENTITIES]
+
+
+def coded_candidate_topics() -> list[str]:
+    """The candidates the merge stage consumes directly (no resolve hop, no settle queue)."""
+    return [candidates_topic(e) for e in CODED_ENTITIES]
+
+
 def resolved_topics() -> list[str]:
-    return [resolved_topic(e) for e in GLDM_ENTITIES]
+    return [resolved_topic(e) for e in RESOLVED_ENTITIES]
 
 
 def changes_topics() -> list[str]:

@@ -127,11 +127,13 @@ def library_lag(settings: Settings, group: str, names: list[str], pending_sql: s
 
 
 def merge_lag(settings: Settings) -> int:
-    """Candidates on the topics not yet resolved, records resolved and not yet merged (``settle_queue``:
-    a row lives until the merge stage merged it) and golden changes merged but not yet published on
+    """Candidates on the topics not yet resolved (persons, legal entities) or merged (the coded entities,
+    which the merge stage takes directly), records resolved and not yet merged (``settle_queue``: a row
+    lives until the merge stage merged it) and golden changes merged but not yet published on
     ``gldm.<entity>.changes`` (the outbox): 0 means every change the candidates made is on its topic."""
-    return library_lag(settings, topics.RESOLVE_GROUP, topics.candidate_topics(),
-                       "SELECT (SELECT count(*) FROM settle_queue) + (SELECT count(*) FROM outbox)")
+    return (library_lag(settings, topics.RESOLVE_GROUP, topics.resolve_inputs(),
+                        "SELECT (SELECT count(*) FROM settle_queue) + (SELECT count(*) FROM outbox)")
+            + library_lag(settings, topics.MERGE_GROUP, topics.coded_candidate_topics()))
 
 
 def wait_for_merge(settings: Settings, timeout_s: float, report: Any = lambda behind: None) -> int:

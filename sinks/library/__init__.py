@@ -50,9 +50,14 @@ class Merger:
 
     def merge(self, items: list[Incoming]) -> BatchReport:
         """Resolve and merge a batch in the caller's transaction (T+1 loads, review decisions, tests)."""
+        return self.merge_settled(items)[0]
+
+    def merge_settled(self, items: list[Incoming]) -> tuple[BatchReport, Settlement]:
+        """``merge``, also returning what was settled (the source changes behind each record: the merge
+        stage's sync-lag metrics)."""
         report, settlement = self.resolve(items)
         self.settler.settle(settlement, report)
-        return report
+        return report, settlement
 
     def resolve(self, items: list[Incoming]) -> tuple[BatchReport, Settlement]:
         """The resolve stage: writes only ``contribution`` and ``review_queue``; the golden records it

@@ -1,4 +1,10 @@
-"""``kintsmesh streams merge``: ``gldm.*.resolved`` (keyed by canonical id) -> golden records -> ``gldm.*.changes``.
+"""``kintsmesh streams merge``: ``gldm.*.resolved`` (keyed by canonical id) and the coded entities'
+``gldm.*.candidates`` -> golden records -> ``gldm.*.changes``.
+
+A coded candidate (a house, a certificate, a relationship, an insurance month: its canonical id is a
+code in the record) needs no identity decision: the merge stage takes it from its candidates topic and
+writes its contribution and its golden record in one transaction (``Merger.merge``), with no resolve
+hop and no settle-queue round trip. Persons and legal entities come resolved.
 
 The merge stage (group ``kintsmesh-merge``) owns the partitions of the canonical ids it consumes:
 all changes of one subject are merged by one consumer, in order. It recomputes each record from
@@ -24,11 +30,12 @@ from kintsmesh.settings import Settings
 from monitoring.metrics import MergeMetrics
 from sinks.kafka.offsets import Offsets, batch_offsets, store_offsets
 from sinks.kafka.stage import described, serve_worker
-from sinks.library import BatchReport, Settlement, lock_settle
+from sinks.library import BatchReport, Incoming, Settlement, lock_settle
 from sinks.library.outbox import OutboxPublisher
 from sinks.library.stage import MergerStage
 
 Named = tuple[int, str, str]   # settle_queue seq, entity, canonical id
+Work = Named | Incoming        # a resolved record to settle, or a coded candidate to merge whole
 
 
 class MergeWorker(MergerStage[MergeMetrics]):
@@ -40,7 +47,7 @@ class MergeWorker(MergerStage[MergeMetrics]):
     linger_s = 0.1
 
     def topics(self) -> list[str]:
-        return topics.resolved_topics()
+        return [*topics.resolved_topics(), *topics.coded_candidate_topics()]
 
     def start(self) -> None:
         # the age of each department's newest merged change must be known from the start, also for a
@@ -55,34 +62,48 @@ class MergeWorker(MergerStage[MergeMetrics]):
                               OutboxPublisher(self.settings))
 
     def process(self, messages: list[Message]) -> int:
-        """A message names a record and its queue row (see ``Merger.settle_queued``). A batch that fails
-        is merged again one record at a time; a record that fails alone goes to ``dlq.merge`` with the
-        reason and leaves the queue (``kintsmesh dlq replay merge`` after a fix merges it again)."""
+        """A resolved message names a record and its queue row (see ``Merger.settle_queued``); a coded
+        candidate is merged whole. A batch that fails is merged again one message at a time; one that
+        fails alone goes to ``dlq.merge`` with the reason (a named record also leaves the queue;
+        ``kintsmesh dlq replay merge`` after a fix merges it again)."""
         started = time.perf_counter()
-        named: list[Named] = []
+        work: list[Work] = []
         sources: list[Message] = []
         for message in messages:
+            topic = message.topic() or ""
             try:
                 value = self.decode(message)
-                named.append((int(value["seq"]), value["entity"], value["canonical_id"]))
+                if topic.endswith(".candidates"):
+                    work.append(Incoming.of(topic.split(".")[1], value))
+                else:
+                    work.append((int(value["seq"]), value["entity"], value["canonical_id"]))
                 sources.append(message)
             except Exception as exc:  # noqa: BLE001 - whatever the bytes, the message reaches dlq.merge
-                self.reject(message, "undecodable_resolved", described(exc))
+                self.reject(message, "undecodable_candidate" if topic.endswith(".candidates")
+                            else "undecodable_resolved", described(exc))
         offsets = batch_offsets(messages)
-        report, settlement = self.in_isolation(named, sources, self._settle, offsets, (BatchReport(), Settlement()),
+        report, settlement = self.in_isolation(work, sources, self._settle, offsets, (BatchReport(), Settlement()),
                                                _add, forget=self._dequeue)
         self._observe(report, settlement, time.perf_counter() - started)
         self.commit_offsets(offsets)
         return sum(report.outbox.values())
 
-    def _settle(self, named: list[Named], offsets: Offsets) -> tuple[BatchReport, Settlement]:
+    def _settle(self, work: list[Work], offsets: Offsets) -> tuple[BatchReport, Settlement]:
+        coded = [w for w in work if isinstance(w, Incoming)]
+        named = [w for w in work if not isinstance(w, Incoming)]
         with self.conn.transaction():
-            lock_settle(self.conn)
-            report, settlement = self.merger.settle_queued(named)
+            lock_settle(self.conn)   # (coded records: no other stage resolves them, so no resolve lock)
+            report, settlement = self.merger.merge_settled(coded) if coded else (BatchReport(), Settlement())
+            if named:
+                settled_report, settled = self.merger.settle_queued(named)
+                report.add(settled_report)
+                settlement = _add((report, settlement), (BatchReport(), settled))[1]
             store_offsets(self.conn, self.group, offsets)
         return report, settlement
 
-    def _dequeue(self, record: Named) -> None:
+    def _dequeue(self, record: Work) -> None:
+        if isinstance(record, Incoming):
+            return   # a coded candidate: its DLQ record is all there is
         with self.conn.transaction():
             self.conn.execute("DELETE FROM settle_queue WHERE seq = %s", (record[0],))
 

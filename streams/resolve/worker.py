@@ -1,4 +1,5 @@
-"""``kintsmesh streams resolve``: ``gldm.*.candidates`` -> identity decisions -> ``gldm.*.resolved``.
+"""``kintsmesh streams resolve``: ``gldm.{person,legal_entity}.candidates`` -> identity decisions ->
+``gldm.*.resolved``. (The coded entities' candidates go to the merge stage directly.)
 
 The resolve stage (group ``kintsmesh-resolve``) decides identity: stale check, canonical id,
 contributions, late matches, review queue (``sinks.library.Merger.resolve``). In the same
@@ -36,7 +37,7 @@ class ResolveWorker(MergerStage[ResolveMetrics]):
     linger_s = 0.1
 
     def topics(self) -> list[str]:
-        return topics.candidate_topics()
+        return topics.resolve_inputs()
 
     def start(self) -> None:
         self.start_publishing(topics.resolved_topics(), topics.RESOLVED_SUBJECT, "gov.gldm.Resolved", "settle-relay",
