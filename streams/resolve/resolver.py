@@ -23,6 +23,7 @@ from collections import defaultdict
 from dataclasses import replace
 from typing import Any
 
+from kintsmesh import topics
 from kintsmesh.errors import RejectedRecord
 from streams.merge.survivorship import is_stale
 from streams.resolve import matching
@@ -31,7 +32,7 @@ from streams.resolve.identity import (NO_RIC_PREFIX, BatchReport, Incoming, Kind
                                       short_hash, sticky)
 from streams.resolve.store import Block, IdentityStore, block_of
 
-CODED_ENTITIES = frozenset({"house", "certificate", "relationship", "social_insurance"})
+CODED_ENTITIES = frozenset(topics.CODED_ENTITIES)   # a code in the record is their canonical id
 
 
 class Resolver:
