@@ -30,7 +30,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from datetime import date
+from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -40,7 +40,7 @@ from psycopg_pool import ConnectionPool
 
 from kintsmesh.errors import TerminalError
 from kintsmesh.security.tokens import Client, TokenError, Verifier
-from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
+from kintsmesh.settings import CITY_TZ, RESOURCE_LIBRARY_DB, Settings
 from sinks.library.dossier import DossierError, audit_history, record_access, school_enrolment
 from sinks.library.evidence import ItemError, evidence_for, items
 from sinks.library.population import needs_report, population
@@ -184,7 +184,7 @@ def create_app(settings: Settings, database: str = RESOURCE_LIBRARY_DB) -> FastA
                                              " /aggregates/needs"}, status_code=404)
         with pool.connection() as conn:
             result = ({"level": level, "population": population(conn, level)} if view == "population"
-                      else needs_report(conn, date.today()))
+                      else needs_report(conn, datetime.now(CITY_TZ).date()))
         requests.labels("aggregates").inc()
         return ORJSONResponse(result)
 

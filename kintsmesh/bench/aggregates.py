@@ -9,7 +9,7 @@ persons of the scratch library of ``--people`` (the dossier benchmark's, 1,000,0
 from __future__ import annotations
 
 import time
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import psycopg
@@ -17,7 +17,7 @@ import psycopg
 from kintsmesh.bench import write_result
 from kintsmesh.bench.dossier import LIBRARY, ensure_library
 from kintsmesh.errors import KintsmeshError
-from kintsmesh.settings import RESOURCE_LIBRARY_DB, Settings
+from kintsmesh.settings import CITY_TZ, RESOURCE_LIBRARY_DB, Settings
 from kintsmesh.watch import percentile
 from monitoring.lag import wait_for_pipeline
 from sinks.library.population import freshness_ms, recount
@@ -43,7 +43,7 @@ def run_aggregates_bench(settings: Settings, rate: float, duration_s: float, peo
 
     ensure_library(settings, people)
     with psycopg.connect(settings.dsn(LIBRARY)) as conn:
-        counted = recount(conn, date.today())
+        counted = recount(conn, datetime.now(CITY_TZ).date())
     result = {"freshness_p50_ms": round(percentile(lags, 50), 1), "freshness_p99_ms": round(percentile(lags, 99), 1),
               "freshness_max_ms": round(max(lags), 1), "changes_applied": len(lags),
               "rate_per_s": round(stats.changes / stats.elapsed_s, 1) if stats else rate,

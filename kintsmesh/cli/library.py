@@ -209,9 +209,10 @@ def cmd_evidence(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_aggregates(args: argparse.Namespace, settings: Settings) -> int:
+    from kintsmesh.settings import CITY_TZ
     from sinks.library import population as aggregates
 
-    today = date.today()
+    today = datetime.now(CITY_TZ).date()   # the city's day, as the life-event stage's
     with connect_library(settings) as conn:
         if args.action == "recount":
             print(json.dumps(aggregates.recount(conn, today), ensure_ascii=False))

@@ -42,19 +42,20 @@ def age_band(age: int) -> str:
     return f"{low}-{low + BAND_YEARS - 1}"
 
 
-def cell_of(person: dict[str, Any] | None, today: date) -> Cell | None:
-    """The cell a golden person's record counts in today (None: not a resident — dead, or no birth date)."""
-    if not person or person.get("death_date"):
+def cell_of(person: Any, today: date) -> Cell | None:
+    """The cell a golden person's record counts in today (None: not a resident — dead, or no birth date).
+    Total over any JSON: a part that is not text counts as unknown (""), never as an error."""
+    if not isinstance(person, dict) or person.get("death_date"):
         return None
     born = as_date(person.get("birth_date"))
     if born is None or born > today:
         return None
-    address = person.get("address") or {}
-    if not isinstance(address, dict):
-        address = {}
-    sex = {"1": "M", "2": "F"}.get(str(person.get("gender") or ""), "U")
-    return (address.get("district") or "", address.get("street") or "", address.get("community") or "",
-            age_band(age_on(born, today)), sex)
+    address = person.get("address")
+    parts = [address.get(k) if isinstance(address, dict) else None for k in LEVELS]
+    district, street, community = (p if isinstance(p, str) else "" for p in parts)
+    gender = person.get("gender")
+    sex = {"1": "M", "2": "F"}.get(gender, "U") if isinstance(gender, str) else "U"
+    return district, street, community, age_band(age_on(born, today)), sex
 
 
 def moves(changes: Iterable[tuple[dict[str, Any] | None, dict[str, Any] | None]], today: date) -> Counter[Cell]:
@@ -70,14 +71,15 @@ def moves(changes: Iterable[tuple[dict[str, Any] | None, dict[str, Any] | None]]
     return Counter({cell: n for cell, n in delta.items() if n})
 
 
-def birthday_moves(born: date, sex_district: Iterable[tuple[str, str, str, str]], today: date) -> Counter[Cell]:
-    """Residents born on ``born`` whose birthday today enters a new band: out of the old band, into the new."""
+def birthday_moves(born: date, places: Iterable[tuple[str, str, str, str]], today: date) -> Counter[Cell]:
+    """Residents born on ``born`` (their district, street, community and sex) whose birthday today enters a
+    new band: out of the old band, into the new."""
     age = age_on(born, today)
     old, new = age_band(age - 1), age_band(age)
     delta: Counter[Cell] = Counter()
     if age == 0 or old == new:
         return delta
-    for district, street, community, sex in sex_district:
+    for district, street, community, sex in places:
         delta[(district, street, community, old, sex)] -= 1
         delta[(district, street, community, new, sex)] += 1
     return delta

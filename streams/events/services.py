@@ -205,25 +205,29 @@ def assess(profile: Profile, today: date, wanted: dict[str, Service] | None = No
 ELIGIBLE_RULE = "SERVICE_ELIGIBLE"
 
 
-def touched(entity: str, after: dict[str, Any] | None, before: dict[str, Any] | None,
-            canonical_id: str) -> tuple[set[str], set[str]]:
+def touched(entity: str, after: Any, before: Any, canonical_id: str) -> tuple[set[str], set[str]]:
     """Whom a golden change may make eligible for something: (person ids, RICs). A person's record (and
     its parents, whose children's ages count), insurance months, certificates held, the enterprises a
-    person represents."""
+    person represents. (The life-event stage reads the changes of the entities its rules watch — persons,
+    certificates, legal entities — not insurance months.) Total over any JSON: what is not text is no one."""
     ids: set[str] = set()
     rics: set[str] = set()
+
+    def text(record: dict[str, Any], *names: str) -> set[str]:
+        return {v for v in (record.get(n) for n in names) if isinstance(v, str) and v}
+
     for record in (after, before):
-        if not record:
+        if not isinstance(record, dict):
             continue
         if entity == "person":
             ids.add(canonical_id)
-            rics.update(r for r in (record.get("mother_ric"), record.get("father_ric")) if r)
-        elif entity == "social_insurance" and record.get("person_id"):
-            ids.add(record["person_id"])
-        elif entity == "certificate" and record.get("holder_person_id"):
-            ids.add(record["holder_person_id"])
-        elif entity == "legal_entity" and record.get("legal_representative_ric"):
-            rics.add(record["legal_representative_ric"])
+            rics |= text(record, "mother_ric", "father_ric")
+        elif entity == "social_insurance":
+            ids |= text(record, "person_id")
+        elif entity == "certificate":
+            ids |= text(record, "holder_person_id")
+        elif entity == "legal_entity":
+            rics |= text(record, "legal_representative_ric")
     return ids, rics
 
 

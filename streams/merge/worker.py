@@ -95,9 +95,7 @@ class MergeWorker(MergerStage[MergeMetrics]):
             lock_settle(self.conn)   # (coded records: no other stage resolves them, so no resolve lock)
             report, settlement = self.merger.merge_settled(coded) if coded else (BatchReport(), Settlement())
             if named:
-                settled_report, settled = self.merger.settle_queued(named)
-                report.add(settled_report)
-                settlement = _add((report, settlement), (BatchReport(), settled))[1]
+                report, settlement = _add((report, settlement), self.merger.settle_queued(named))
             store_offsets(self.conn, self.group, offsets)
         return report, settlement
 

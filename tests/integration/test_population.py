@@ -2,7 +2,7 @@
 agree with a full recount after a live run; what leaves the library (API, Parquet, PNG) shows no cell
 under ten residents."""
 
-from datetime import date
+from datetime import datetime
 
 import psycopg
 import pyarrow.parquet as pq
@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from kintsmesh.security.tokens import issue
-from kintsmesh.settings import RESOURCE_LIBRARY_DB
+from kintsmesh.settings import CITY_TZ, RESOURCE_LIBRARY_DB
 from kintsmesh.simulate.runner import run_simulation
 from monitoring.lag import wait_for_pipeline
 from sinks.library.population import export_parquet, plot_districts, recount
@@ -26,7 +26,7 @@ def caught_up(settings) -> None:
 def test_the_cells_kept_from_golden_changes_agree_with_a_recount_after_a_live_run(settings, tmp_path, fresh_seed):
     caught_up(settings)
     with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
-        start = recount(conn, date.today())   # an exact start, whatever ran before
+        start = recount(conn, datetime.now(CITY_TZ).date())   # an exact start, whatever ran before
     sim = settings.model_copy(update={"stack_dir": tmp_path})
     run_simulation(sim, seed=fresh_seed, initial=300, rate=None, duration_s=0, dirty_rate=0.0, truth_path=None)
     run_simulation(sim, seed=fresh_seed, initial=None, rate=60, duration_s=15, dirty_rate=0.0, truth_path=None)
@@ -34,7 +34,7 @@ def test_the_cells_kept_from_golden_changes_agree_with_a_recount_after_a_live_ru
     with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
         kept = dict(((d, s, c, a, x), n) for d, s, c, a, x, n in conn.execute(
             "SELECT district, street, community, age_band, sex, residents FROM population_cell WHERE residents <> 0"))
-        again = recount(conn, date.today())
+        again = recount(conn, datetime.now(CITY_TZ).date())
         counted = dict(((d, s, c, a, x), n) for d, s, c, a, x, n in conn.execute(
             "SELECT district, street, community, age_band, sex, residents FROM population_cell"))
     assert again["residents"] > start["residents"], (start, again)   # the run's city arrived

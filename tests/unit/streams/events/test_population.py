@@ -55,3 +55,11 @@ def test_health_centres_at_one_per_fifteen_thousand_against_those_there_are():
     assert rows["福田区"]["school_places_next_september"] == 300
     assert rows["盐田区"]["health_centres_missing"] == 0 and rows["南山区"]["health_centres_needed"] == 0
     assert facilities()["residents_per_health_centre"] == 15000
+
+
+def test_any_json_a_golden_change_carries_gives_a_cell_or_none_never_an_error():
+    odd = person(address={"district": 44, "street": ["x"], "community": None}, gender=1)
+    assert cell_of(odd, TODAY) == ("", "", "", "35-39", "U")
+    for record in ([1, 2], "a person", 7, person(address=[HOME]), person(birth_date={"y": 1990})):
+        cell = cell_of(record, TODAY)
+        assert cell is None or all(isinstance(part, str) for part in cell)

@@ -98,3 +98,9 @@ def test_the_eligible_event_is_deterministic_per_person_service_and_day():
     assert first["event_id"] == again["event_id"] and first["event_type"] == "SERVICE_ELIGIBLE"
     assert first["attributes"]["service"] == "senior_card" and first["attributes"]["district"] == "福田区"
     assert first["subject_code"] == sixty.ric and first["occurred_on"] == TODAY
+
+
+def test_a_change_of_any_shape_touches_only_text_ids():
+    assert touched("person", [1, 2], "not a record", "C") == (set(), set())
+    assert touched("person", {"mother_ric": 440304, "father_ric": ["F"]}, None, "C") == ({"C"}, set())
+    assert touched("certificate", {"holder_person_id": {"id": "H"}}, None, "c") == (set(), set())
