@@ -9,6 +9,7 @@ a group id, idempotence, batching. ``ensure_topics`` creates the topics a stage 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer
@@ -93,3 +94,32 @@ def ensure_topics(settings: Settings, names: list[str], partitions: int, config:
             raise TransientError(f"topics created but not visible in the metadata after 30 s: {sorted(wanted)}")
         if wanted:
             time.sleep(0.2)
+
+
+class AssignmentWatch:
+    """Whether a consumer holding no partition while its topics have messages waiting should be built again:
+    after a broker restart a consumer has stayed out of its group while polling forever. It should when the
+    wait has not shrunk (no other member of the group takes the messages) for ``timeout_s``."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.since: tuple[float, int] | None = None   # since when it holds no partition, and the wait then
+
+    def stuck(self, assigned: bool, waiting: Callable[[], int], now: float) -> float | None:
+        """Seconds the consumer has been stuck, once that is ``timeout_s`` or more (then the watch starts over);
+        else None. ``waiting`` (messages after the group's offsets) is asked only while nothing is assigned."""
+        if assigned:
+            self.since = None
+            return None
+        count = waiting()
+        if count == 0 or (self.since is not None and count < self.since[1]):
+            self.since = None if count == 0 else (now, count)
+            return None
+        if self.since is None:
+            self.since = (now, count)
+            return None
+        stuck = now - self.since[0]
+        if stuck < self.timeout_s:
+            return None
+        self.since = None
+        return stuck

@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     start_timeout_s: float = Field(default=180.0, gt=0)
     # a stage consumer holding no partition this long while its topics have messages waiting is built again
     assignment_timeout_s: float = Field(default=60.0, gt=0)
+    # a record whose person reference does not resolve (``resolves:`` in its mapping) waits this long for its
+    # person's row, then goes to dlq.merge as unresolved_reference
+    reference_hold_s: float = Field(default=3600.0, gt=0)
 
     # -- derived endpoints -------------------------------------------------
     @property

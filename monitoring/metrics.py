@@ -95,6 +95,10 @@ class MergeMetrics:
                                    "Commit time of the newest source change merged, per department",
                                    ["department"], registry=registry)
         self.outbox = Gauge("kintsmesh_merge_outbox_pending", "Golden changes not yet published", registry=registry)
+        self.held = Gauge("kintsmesh_merge_held_references",
+                          "Records held because the person they name is not in the library (yet)", registry=registry)
+        self.held_released = Counter("kintsmesh_merge_held_released_total",
+                                     "Held records merged once their person arrived", registry=registry)
 
 
 class EventMetrics:

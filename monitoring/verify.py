@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import orjson
 import psycopg
 from confluent_kafka import TopicPartition
 from psycopg import sql
@@ -47,6 +48,7 @@ class TableCheck:
     rows: int = 0
     in_library: int = 0
     in_dlq: int = 0
+    held: int = 0          # waiting for the person it names (held_reference): not merged alone, not lost
     no_output: int = 0
     in_flight: int = 0
     missing: list[str] = field(default_factory=list)   # primary keys of rows found nowhere
@@ -79,6 +81,7 @@ class Verification:
             total.rows += t.rows
             total.in_library += t.in_library
             total.in_dlq += t.in_dlq
+            total.held += t.held
             total.no_output += t.no_output
             total.in_flight += t.in_flight
             total.missing += t.missing
@@ -86,10 +89,10 @@ class Verification:
 
     def render(self) -> Iterator[Any]:
         table = Table(title="every department row, as it is now: where it is", title_justify="left")
-        for column in ("department", "rows", "in library", "in DLQ", "no output", "in flight", "missing"):
+        for column in ("department", "rows", "in library", "in DLQ", "held", "no output", "in flight", "missing"):
             table.add_column(column, justify="left" if column == "department" else "right")
         for department, t in self.by_department().items():
-            table.add_row(department, f"{t.rows:,}", f"{t.in_library:,}", f"{t.in_dlq:,}", f"{t.no_output:,}",
+            table.add_row(department, f"{t.rows:,}", f"{t.in_library:,}", f"{t.in_dlq:,}", f"{t.held:,}", f"{t.no_output:,}",
                           f"{t.in_flight:,}", f"[bold red]{len(t.missing):,}[/]" if t.missing else "0")
         yield table
         for t in self.tables:
@@ -115,7 +118,10 @@ def check(settings: Settings, grace_s: float = 60.0, departments: Iterable[str] 
             contributed = {pk: live for pk, live in library.execute(
                 "SELECT primary_key, bool_or(NOT retracted) FROM contribution WHERE department = %s"
                 " AND source_table = %s GROUP BY 1", (mapping.department, mapping.table))}
-            result.tables.append(_table(settings, mapping, contributed, refused, grace_s))
+            held = {pk for pk, in library.execute(
+                "SELECT primary_key FROM held_reference WHERE department = %s AND source_table = %s",
+                (mapping.department, mapping.table))}
+            result.tables.append(_table(settings, mapping, contributed, held, refused, grace_s))
         result.history_duplicates, result.history_gaps = library.execute(
             "SELECT count(*) FILTER (WHERE n > 1), (SELECT count(*) FROM (SELECT 1 FROM golden_history"
             " GROUP BY entity, canonical_id HAVING max(version) <> count(DISTINCT version)"
@@ -130,7 +136,7 @@ def check(settings: Settings, grace_s: float = 60.0, departments: Iterable[str] 
     return result
 
 
-def _table(settings: Settings, mapping: SourceMapping, contributed: dict[str, bool],
+def _table(settings: Settings, mapping: SourceMapping, contributed: dict[str, bool], held: set[str],
            refused: set[tuple[str, str, str]], grace_s: float) -> TableCheck:
     result = TableCheck(mapping.department, mapping.table)
     whens = sorted({o.when for o in mapping.outputs if o.when})
@@ -148,6 +154,8 @@ def _table(settings: Settings, mapping: SourceMapping, contributed: dict[str, bo
                 result.in_library += 1
             elif (mapping.department, mapping.table, pk) in refused:
                 result.in_dlq += 1
+            elif pk in held:
+                result.held += 1
             elif all(o.when and is_null(values[o.when]) for o in mapping.outputs):
                 result.no_output += 1
             elif row[-1] is not None and row[-1] > recent:
@@ -167,11 +175,22 @@ def refused_rows(settings: Settings, departments: list[str]) -> tuple[set[tuple[
             refused.add((record["department"], record["table"], record["primary_key"]))
     for record in _records(settings, registry, [dlq_topic("merge")]):
         try:   # the candidate (or resolved record) as it was refused: its provenance names the row
-            provenance = decode(record["original_value"], registry)["provenance"]
+            provenance = _refused_record(record["original_value"], registry)["provenance"]
             refused.add((provenance["department"], provenance["table"], provenance["primary_key"]))
         except Exception:  # noqa: BLE001 - corrupt bytes name no row
             unattributed += 1
     return refused, unattributed
+
+
+def _refused_record(value: bytes, registry: SchemaRegistry) -> dict[str, Any]:
+    """A ``dlq.merge`` record's original: the message's Avro bytes, or (a held T+1 record) its JSON."""
+    try:
+        return decode(value, registry)
+    except Exception:  # noqa: BLE001 - not Avro: JSON or nothing
+        found = orjson.loads(value)
+        if not isinstance(found, dict):
+            raise ValueError("not a record") from None
+        return found
 
 
 def _records(settings: Settings, registry: SchemaRegistry, topic_names: list[str]) -> Iterator[dict[str, Any]]:

@@ -78,9 +78,13 @@ class DeadLetters:
         self.producer.produce(self.topic, key=record["original_key"], value=encode(self.schema, record))
         self.producer.poll(0)
 
-    def close(self) -> None:
+    def flush(self) -> None:
+        """Raises unless the broker has every record sent so far."""
         if self.producer.flush(60) != 0:
             raise TransientError(f"{self.topic}: {len(self.producer)} rejected records not acknowledged")
+
+    def close(self) -> None:
+        self.flush()
 
 
 def _read(settings: Settings, department: str, group: str | None = None) -> tuple[list[dict[str, Any]], list[TopicPartition]]:

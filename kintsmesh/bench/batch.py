@@ -28,12 +28,20 @@ from streams.batch.load import load_batch
 COLUMNS = ("grbh", "jfny", "xzdm", "dwbh", "dwmc", "tyshxydm", "jfjs", "grjfe", "dwjfe", "dzbz")
 
 
-def write_extract(settings: Settings, rows: int, today: date) -> tuple[str, int]:
+def write_extract(settings: Settings, rows: int, today: date) -> tuple[str, int, str]:
+    """The months extract, its row count, and the insured persons' extract (``sb_cbry``): a month names its
+    person by the insured number and is held until that person's row is in the library."""
     city = build_city(31, max(2000, rows // 40), today)
     views = DepartmentViews(city, random.Random(32), 0.03)
     insured = [p for p in city.people.values() if p.insured_no and p.employer]
     path = settings.stack_dir / "bench" / f"hrss-sb_jfmx-{rows}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
+    persons = settings.stack_dir / "bench" / f"hrss-sb_cbry-{rows}.csv"
+    with persons.open("w", newline="") as out:
+        person_rows = [views.insured_person(p).values for p in insured]
+        header = csv.DictWriter(out, fieldnames=list(person_rows[0]))
+        header.writeheader()
+        header.writerows(person_rows)
     written = 0
     with path.open("w", newline="") as out:
         writer = csv.writer(out)
@@ -50,7 +58,7 @@ def write_extract(settings: Settings, rows: int, today: date) -> tuple[str, int]
                 if written >= rows:
                     break
             month_back += 1
-    return str(path), written
+    return str(path), written, str(persons)
 
 
 MONEY = ("jfjs", "grjfe", "dwjfe")   # numeric(12,2) in hrss.sb_jfmx; the other columns are text
@@ -72,18 +80,21 @@ def as_parquet(path: str) -> str:
 def run_batch_bench(settings: Settings, rows: int, file_format: str = "csv") -> dict[str, Any]:
     today = date.today()
     print(f"bench batch: writing a {rows:,}-row hrss.sb_jfmx extract ({file_format}) ...", flush=True)
-    path, written = write_extract(settings, rows, today)
+    path, written, persons = write_extract(settings, rows, today)
     if file_format == "parquet":
         path = as_parquet(path)
     scratch = "kintsmesh_bench_batch"
     scratch_library(settings, scratch)
     tune_gc_for_batches()   # as `kintsmesh batch load`
+    print("bench batch: loading the insured persons first (untimed) ...", flush=True)
+    load_batch(settings, "hrss", today, Path(persons), progress=False, database=scratch)
     started = time.perf_counter()
     report = load_batch(settings, "hrss", today, Path(path), progress=True, database=scratch)
     seconds = time.perf_counter() - started
     result = {"rows": written, "format": file_format, "rows_per_s": round(written / seconds, 1),
               "seconds": round(seconds, 2),
               "rejected": report["rejected"], "golden_updates": report["candidates"]["golden_updates"],
+              "held": report["candidates"]["held"],
               "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     print(f"  {written:,} rows in {seconds:.1f} s: {result['rows_per_s']:,.0f} rows/s   (target >= 20,000)")
     write_result("batch" if file_format == "csv" else f"batch-{file_format}", result)

@@ -1,5 +1,5 @@
-"""The resource library and what is served from it: ``kintsmesh batch | resolve | review | explain | events | subscriptions |
-dossier | audit``."""
+"""The resource library and what is served from it: ``kintsmesh batch | resolve | held | review | explain | events |
+subscriptions | dossier | audit``."""
 
 from __future__ import annotations
 
@@ -35,6 +35,26 @@ def cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
     report = batch.load_batch(settings, args.dept, args.date, Path(args.file), table=args.table,
                               progress=sys.stderr.isatty())
     print(json.dumps(report, ensure_ascii=False, indent=2) if args.json else batch.summary(report))
+    return 0
+
+
+def cmd_held(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks.dlq import DeadLetters
+    from sinks.library import held
+
+    with connect_library(settings) as conn:
+        if args.action == "reject":
+            dead = DeadLetters(settings, "merge")
+            with conn.transaction():
+                gone = held.send_expired(held.Holds(conn), dead, args.older_than)
+            print(f"{len(gone):,} held record(s) older than {args.older_than:g} s sent to dlq.merge"
+                  f" ({held.UNRESOLVED})")
+            return 0
+        rows = held.summary(conn)
+    for table, field, identifier, n, oldest in rows:
+        print(f"{table:<22} {field} must name a {identifier}: {n:,} held, the oldest for {oldest:,.0f} s")
+    print(f"{sum(r[3] for r in rows):,} record(s) held (after reference_hold_s = {settings.reference_hold_s:g} s"
+          " each goes to dlq.merge)")
     return 0
 
 
@@ -308,6 +328,12 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="load: print the reconciliation report as JSON")
     p.add_argument("--limit", type=int, help="extract: only the first N rows by primary key (a sample)")
     p.set_defaults(handler=cmd_batch)
+
+    p = sub.add_parser("held", help="records held because the person they name is not in the library (yet)")
+    p.add_argument("action", nargs="?", choices=["list", "reject"], default="list",
+                   help="reject: send those held longer than --older-than to dlq.merge now")
+    p.add_argument("--older-than", type=float, default=0.0, metavar="SECONDS")
+    p.set_defaults(handler=cmd_held)
 
     p = sub.add_parser("review", help="identity decisions waiting for a person")
     p.add_argument("action", choices=["list", "accept", "reject"])

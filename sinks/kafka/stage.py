@@ -89,7 +89,7 @@ class LibraryStage(Generic[M]):
         self.conn = (psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB), options=self.session_options)
                      if self.session_options else psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)))
         self.consumer = self._consumer()
-        self.unassigned: tuple[float, int] | None = None   # since when the consumer holds no partition, and lag then
+        self.assignment_watch = kafka.AssignmentWatch(settings.assignment_timeout_s)
         self.producer = producer or kafka.reliable_producer(settings)
         self.rejected_schema: SchemaVersion | None = None
 
@@ -164,34 +164,23 @@ class LibraryStage(Generic[M]):
         return total
 
     def watch_assignment(self) -> None:
-        """A consumer that holds no partition while its topics have messages waiting, and the wait does not
-        shrink (no other member of the group takes them) for ``assignment_timeout_s``, is built again: after a
-        broker restart a consumer has stayed out of its group while polling forever."""
-        if self.consumer.assignment():
-            self.unassigned = None
-            return
+        """A consumer that holds no partition while its topics have messages waiting, and no other member of
+        the group takes them, for ``assignment_timeout_s`` is built again (``kafka.AssignmentWatch``)."""
         try:
-            waiting = self.waiting()
+            stuck = self.assignment_watch.stuck(bool(self.consumer.assignment()), self.waiting, time.monotonic())
         except Exception as exc:  # noqa: BLE001 - the broker not answering: ask again next time
             self.log.debug("%s: cannot measure the waiting messages: %s", self.name, exc)
             return
-        now = time.monotonic()
-        if waiting == 0 or (self.unassigned is not None and waiting < self.unassigned[1]):
-            self.unassigned = None if waiting == 0 else (now, waiting)
+        if stuck is None:
             return
-        if self.unassigned is None:
-            self.unassigned = (now, waiting)
-            return
-        if now - self.unassigned[0] >= self.settings.assignment_timeout_s:
-            self.log.warning("%s: no partition assigned for %.0f s while %d messages wait; building the consumer"
-                             " again", self.name, now - self.unassigned[0], waiting)
-            close_quietly(self.consumer.close)
-            self.consumer = self._consumer()
-            self.consumer.subscribe(self.topics(), on_assign=seek_to_stored(self.conn, self.group))
-            self.unassigned = None
-            rebuilt = getattr(self.metrics, "consumer_rebuilds", None)
-            if rebuilt is not None:
-                rebuilt.inc()
+        self.log.warning("%s: no partition assigned for %.0f s while messages wait; building the consumer again",
+                         self.name, stuck)
+        close_quietly(self.consumer.close)
+        self.consumer = self._consumer()
+        self.consumer.subscribe(self.topics(), on_assign=seek_to_stored(self.conn, self.group))
+        rebuilt = getattr(self.metrics, "consumer_rebuilds", None)
+        if rebuilt is not None:
+            rebuilt.inc()
 
     def abandon(self) -> None:
         """Let go of everything after the library went away; what was not committed is done again."""

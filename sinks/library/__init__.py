@@ -18,6 +18,7 @@ transaction; nothing here commits.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -25,6 +26,7 @@ from psycopg.types.json import Jsonb
 
 from kintsmesh.errors import TerminalError
 from sinks.library.bulk import BulkChunk, merge_new_coded, stage_bulk
+from sinks.library.held import Holds, Origin
 from sinks.library.identity import PostgresIdentityStore
 from sinks.library.settle import Settler
 from sinks.library.sql import bulk_upsert, numeric_array, text_array
@@ -46,15 +48,25 @@ class Merger:
         self.conn = conn
         self.resolver = Resolver(PostgresIdentityStore(conn), one_per_person_kinds())
         self.settler = Settler(conn)
+        self.holds = Holds(conn)
         self._merged, self._analyze_at = 0, 5_000   # ANALYZE after 5k, 10k, 20k ... candidates (autovacuum lags)
 
     def merge(self, items: list[Incoming]) -> BatchReport:
         """Resolve and merge a batch in the caller's transaction (T+1 loads, review decisions, tests)."""
         return self.merge_settled(items)[0]
 
-    def merge_settled(self, items: list[Incoming]) -> tuple[BatchReport, Settlement]:
+    def merge_settled(self, items: list[Incoming], origin: Callable[[Incoming], Origin | None] | None = None
+                      ) -> tuple[BatchReport, Settlement]:
         """``merge``, also returning what was settled (the source changes behind each record: the merge
-        stage's sync-lag metrics)."""
+        stage's sync-lag metrics). A record whose person reference does not resolve is held instead
+        (``held``; ``origin`` says where it came from, for the DLQ should its hold expire)."""
+        kept = self.holds.hold(items, origin)
+        report, settlement = self._settled(kept)
+        report.held += len(items) - len(kept)
+        return report, settlement
+
+    def _settled(self, items: list[Incoming]) -> tuple[BatchReport, Settlement]:
+        """Resolve and settle items whose references were checked."""
         report, settlement = self.resolve(items)
         self.settler.settle(settlement, report)
         return report, settlement
@@ -102,9 +114,15 @@ class Merger:
 
     def merge_staged(self, chunk: BulkChunk) -> BatchReport:
         """The database half of ``merge_bulk``."""
+        kept = self.holds.hold(chunk.items)
+        held = len(chunk.items) - len(kept)
+        if held:
+            keep = {i.source for i in kept}
+            chunk = BulkChunk(kept, {e: {r: row for r, row in rows.items() if r in keep} for e, rows in chunk.staged.items()})
         staged = {ref for rows in chunk.staged.values() for ref in rows}
         # the others first: a new certificate links to the newborn its source row names, merged among them
-        report = self.merge([i for i in chunk.items if i.source not in staged])
+        report = self._settled([i for i in chunk.items if i.source not in staged])[0]
+        report.held += held
         bulk = BatchReport()
         handed_back: set[SourceRef] = set()
         for entity, rows in chunk.staged.items():
@@ -114,7 +132,7 @@ class Merger:
         self._grown(bulk.read)
         report.add(bulk)
         if handed_back:   # merged before: the ordinary merge decides (a replay, a correction)
-            report.add(self.merge([i for i in chunk.items if i.source in handed_back]))
+            report.add(self._settled([i for i in chunk.items if i.source in handed_back])[0])
         return report
 
     def _grown(self, merged: int) -> None:

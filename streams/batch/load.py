@@ -134,6 +134,17 @@ def pg_text(value: Any) -> str:
     return str(value)   # text, integers, numerics at their scale, dates (ISO)
 
 
+def release_held(conn: psycopg.Connection[Any], merger: Merger, report: BatchReport) -> int:
+    """Merge the held records whose person this load brought (an insurance month loaded before its insured
+    person's extract); returns how many. The live merge stage does the same every quarter second."""
+    with conn.transaction():
+        lock_library(conn)
+        ready = merger.holds.ready(limit=1_000_000)
+        if ready:
+            report.add(merger.merge([h.item for h in ready]))
+    return len(ready)
+
+
 def load_batch(settings: Settings, department: str, batch_date: date, path: Path, *, table: str | None = None,
                progress: bool = True, chunk: int = CHUNK, database: str = RESOURCE_LIBRARY_DB,
                bulk: bool = True) -> dict[str, Any]:
@@ -229,13 +240,14 @@ def load_batch(settings: Settings, department: str, batch_date: date, path: Path
             flush()
         if in_flight is not None:
             in_flight.result()
+        released = release_held(conn, merger, report)
         bar.update(task, completed=lines, rate=f"{lines / max(time.perf_counter() - t0, 1e-9):,.0f}")
         elapsed = time.perf_counter() - t0
         result = {
             "department": department, "table": mapping.table, "batch_date": batch_date.isoformat(),
             "batch_id": batch_id, "file": str(path), "rows": lines, "rejected": sum(rejected.values()),
             "rejected_by_reason": dict(rejected), "rejects_file": str(rejects_path) if rejected else None,
-            "candidates": report.as_dict(), "seconds": round(elapsed, 3),
+            "candidates": report.as_dict(), "released": released, "seconds": round(elapsed, 3),
             "rows_per_s": round(lines / elapsed, 1) if elapsed else None,
         }
         conn.execute("INSERT INTO batch_run (department, batch_date, file, started_at, finished_at, report)"

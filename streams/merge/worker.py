@@ -26,11 +26,14 @@ import time
 from confluent_kafka import Message
 
 from kintsmesh import topics
+from kintsmesh.errors import TransientError
 from kintsmesh.settings import Settings
 from monitoring.metrics import MergeMetrics
 from sinks.kafka.offsets import Offsets, batch_offsets, store_offsets
-from sinks.kafka.stage import described, serve_worker
+from sinks.kafka.stage import described, library_lost, reason_of, serve_worker
 from sinks.library import BatchReport, Incoming, Settlement, lock_settle
+from sinks.dlq import DeadLetters
+from sinks.library.held import UNRESOLVED, Held, Origin, send_expired
 from sinks.library.outbox import OutboxPublisher
 from sinks.library.stage import MergerStage
 
@@ -45,6 +48,12 @@ class MergeWorker(MergerStage[MergeMetrics]):
     group = topics.MERGE_GROUP
     batch_size = 5000
     linger_s = 0.1
+
+    def __init__(self, settings: Settings, metrics: MergeMetrics) -> None:
+        super().__init__(settings, metrics)
+        self._came_from: dict[int, Message] = {}   # a coded candidate of the batch -> its message
+        self._next_release = 0.0
+        self._dead: DeadLetters | None = None   # dlq.merge, for held records (``_release_held``)
 
     def topics(self) -> list[str]:
         return [*topics.resolved_topics(), *topics.coded_candidate_topics()]
@@ -69,12 +78,14 @@ class MergeWorker(MergerStage[MergeMetrics]):
         started = time.perf_counter()
         work: list[Work] = []
         sources: list[Message] = []
+        self._came_from.clear()
         for message in messages:
             topic = message.topic() or ""
             try:
                 value = self.decode(message)
                 if topic.endswith(".candidates"):
                     work.append(Incoming.of(topic.split(".")[1], value))
+                    self._came_from[id(work[-1])] = message
                 else:
                     work.append((int(value["seq"]), value["entity"], value["canonical_id"]))
                 sources.append(message)
@@ -93,11 +104,77 @@ class MergeWorker(MergerStage[MergeMetrics]):
         named = [w for w in work if not isinstance(w, Incoming)]
         with self.conn.transaction():
             lock_settle(self.conn)   # (coded records: no other stage resolves them, so no resolve lock)
-            report, settlement = self.merger.merge_settled(coded) if coded else (BatchReport(), Settlement())
+            report, settlement = (self.merger.merge_settled(coded, self._origin) if coded
+                                  else (BatchReport(), Settlement()))
             if named:
                 report, settlement = _add((report, settlement), self.merger.settle_queued(named))
             store_offsets(self.conn, self.group, offsets)
         return report, settlement
+
+    def _origin(self, item: Incoming) -> Origin | None:
+        message = self._came_from.get(id(item))
+        if message is None:
+            return None
+        return Origin(message.topic() or "", message.partition() or 0, message.offset() or 0, message.key(),
+                      message.value())
+
+    def tick(self, wrote: int) -> None:
+        """After every poll: merge the held records whose person arrived (every quarter second while any is
+        held), send those held past ``reference_hold_s`` to ``dlq.merge``."""
+        now = time.monotonic()
+        if now >= self._next_release:
+            self._next_release = now + 0.25
+            try:
+                wrote += self._release_held()
+            except TransientError as exc:   # the DLQ did not answer: the holds stay, asked again next time
+                self.log.warning("merge: %s", exc)
+        super().tick(wrote)
+
+    def _release_held(self) -> int:
+        holds = self.merger.holds
+        if not holds.any():
+            self.conn.commit()
+            return 0
+        started = time.perf_counter()
+        with self.conn.transaction():
+            lock_settle(self.conn)
+            ready = holds.ready()
+            report, settlement = BatchReport(), Settlement()
+            try:
+                if ready:
+                    with self.conn.transaction():
+                        report, settlement = self.merger.merge_settled([h.item for h in ready])
+            except Exception as exc:  # noqa: BLE001 - one that cannot be merged must not stay held forever
+                if library_lost(self.conn):
+                    raise
+                self.log.warning("merge: %d held records whose person arrived failed to merge together (%s); each"
+                                 " goes alone", len(ready), reason_of(exc))
+                report, settlement = self._one_by_one(ready)
+            # (also waits for the broker to have the merge_failed records above: nothing leaves the table unsent)
+            self.metrics.rejected.labels(UNRESOLVED).inc(
+                len(send_expired(holds, self._dead_letters(), self.settings.reference_hold_s)))
+        self.metrics.held_released.inc(len(ready) - report.held)
+        self._observe(report, settlement, time.perf_counter() - started)
+        return sum(report.outbox.values())
+
+    def _one_by_one(self, ready: list[Held]) -> tuple[BatchReport, Settlement]:
+        total = (BatchReport(), Settlement())
+        for held in ready:
+            try:
+                with self.conn.transaction():
+                    total = _add(total, self.merger.merge_settled([held.item]))
+            except Exception as exc:  # noqa: BLE001
+                if library_lost(self.conn):
+                    raise
+                self.log.error("%s: merge_failed: %s", held.source, described(exc))
+                self.metrics.rejected.labels("merge_failed").inc()
+                self._dead_letters().send(held.dlq_record("merge_failed", described(exc)))
+        return total
+
+    def _dead_letters(self) -> DeadLetters:
+        if self._dead is None:
+            self._dead = DeadLetters(self.settings, self.dlq)
+        return self._dead
 
     def _dequeue(self, record: Work) -> None:
         if isinstance(record, Incoming):
@@ -126,6 +203,7 @@ class MergeWorker(MergerStage[MergeMetrics]):
 
     def gauges(self) -> None:
         outbox = self.conn.execute("SELECT count(*) FROM outbox").fetchone()
+        self.metrics.held.set(self.merger.holds.count())
         self.conn.commit()
         self.metrics.outbox.set(outbox[0] if outbox else 0)
 

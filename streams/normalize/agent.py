@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -20,6 +21,7 @@ from kintsmesh import kafka, topics
 from kintsmesh.registry.catalog import SchemaVersion
 from kintsmesh.registry.client import SchemaRegistry
 from kintsmesh.settings import Settings
+from monitoring.lag import group_lag
 from monitoring.metrics import NormalizeMetrics
 from streams.normalize import gldm
 from streams.normalize.route import route
@@ -88,56 +90,90 @@ def create_app(settings: Settings, versions: dict[str, SchemaVersion], metrics: 
     outputs = {entity: prefix + topics.candidates_topic(entity) for entity in gldm.RECORD_NAMES}
     dlq = {d: prefix + topics.dlq_topic(d) for d in available_departments()}
 
+    async def normalize_batch(events: list[Any]) -> None:
+        # each output is handed to the producer without waiting, and the whole batch's deliveries are
+        # awaited before the next batch, so offsets are only acknowledged (and committed) for events whose
+        # outputs the broker has
+        deliveries = []
+        for event in events:
+            message = event.message
+            started = time.perf_counter()
+            routed = route(message.topic, message.partition, message.offset, event.key, event.value,
+                           int(time.time() * 1000), versions, outputs, dlq)
+            for topic, key, value in routed.sends:
+                deliveries.append(await app.producer.send(topic, key, value, None, None, None))
+            result = routed.result
+            metrics.child(metrics.events_in, result.department).inc()
+            if result.committed_ms and message.timestamp and not result.snapshot:
+                metrics.child(metrics.sync_lag_raw, result.department, result.table or "?").observe(
+                    max(0.0, message.timestamp - result.committed_ms / 1000))
+            if result.skipped:
+                metrics.skipped.labels(result.department, result.skipped).inc()
+            elif result.rejection is not None:
+                metrics.rejected.labels(result.department, result.rejection.reason).inc()
+            else:
+                for candidate in result.candidates:
+                    metrics.child(metrics.candidates_out, result.department, candidate.entity).inc()
+                if result.retraction:
+                    metrics.retractions.labels(result.department).inc()
+                for column in result.unknown_columns:
+                    metrics.unknown_columns.labels(result.department, result.table or "?", column).inc()
+            metrics.child(metrics.seconds, result.department).observe(time.perf_counter() - started)
+        await asyncio.gather(*deliveries)
+
     @app.agent(raw)
     async def normalize(stream: faust.StreamT) -> None:
-        # Batches of events; each output is handed to the producer without waiting, and the whole
-        # batch's deliveries are awaited before the next batch, so offsets are only acknowledged
-        # (and committed) for events whose outputs the broker has.
-        async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):  # type: ignore[attr-defined]
-            try:
-                deliveries = []
-                for event in events:
-                    message = event.message
-                    started = time.perf_counter()
-                    routed = route(message.topic, message.partition, message.offset, event.key, event.value,
-                                   int(time.time() * 1000), versions, outputs, dlq)
-                    for topic, key, value in routed.sends:
-                        deliveries.append(await app.producer.send(topic, key, value, None, None, None))
-                    result = routed.result
-                    metrics.child(metrics.events_in, result.department).inc()
-                    if result.committed_ms and message.timestamp and not result.snapshot:
-                        metrics.child(metrics.sync_lag_raw, result.department, result.table or "?").observe(
-                            max(0.0, message.timestamp - result.committed_ms / 1000))
-                    if result.skipped:
-                        metrics.skipped.labels(result.department, result.skipped).inc()
-                    elif result.rejection is not None:
-                        metrics.rejected.labels(result.department, result.rejection.reason).inc()
-                    else:
-                        for candidate in result.candidates:
-                            metrics.child(metrics.candidates_out, result.department, candidate.entity).inc()
-                        if result.retraction:
-                            metrics.retractions.labels(result.department).inc()
-                        for column in result.unknown_columns:
-                            metrics.unknown_columns.labels(result.department, result.table or "?", column).inc()
-                    metrics.child(metrics.seconds, result.department).observe(time.perf_counter() - started)
-                await asyncio.gather(*deliveries)
-            except Exception:   # noqa: BLE001 - see unacknowledged()
-                unacknowledged(events)
+        await in_batches(stream, normalize_batch)
+
+    watch = kafka.AssignmentWatch(settings.assignment_timeout_s)
+    names = inputs or raw_topics(settings)
+
+    @app.timer(interval=5.0)
+    async def watch_assignment() -> None:
+        """A worker whose consumer holds no partition while raw events wait, and no other member takes them,
+        exits (it holds no batch then); the supervisor starts one that joins the group afresh."""
+        if app.consumer.assignment():
+            watch.stuck(True, lambda: 0, time.monotonic())
+            return
+        try:
+            waiting = await asyncio.get_running_loop().run_in_executor(None, group_lag, settings, app_id, names)
+        except Exception as exc:  # noqa: BLE001 - the broker not answering: ask again next time
+            log.debug("normalize: cannot measure the waiting events: %s", exc)
+            return
+        stuck = watch.stuck(False, lambda: waiting, time.monotonic())
+        if stuck is not None:
+            log.error("normalize: no partition assigned for %.0f s while %d raw events wait; exiting for a new"
+                      " worker to join the group", stuck, waiting)
+            logging.shutdown()
+            os._exit(75)
 
     return app
 
 
-def unacknowledged(events: list[Any]) -> None:
-    """A batch whose outputs the broker did not all take (a broker restart, a bug of ours) must not be
-    acknowledged. Faust's ``take_events`` acknowledges a batch whenever the loop leaves it, an exception
-    included (its ``finally``), and the next commit would then skip it: the events were lost on a broker
-    restart that way. So the worker stops here, before anything is acknowledged; the supervisor starts it
-    again and it reads the batch again from the last commit (downstream, a candidate seen twice changes
-    nothing)."""
+def unacknowledged_exit(events: list[Any]) -> None:
+    """A batch whose outputs the broker did not all take (a broker restart, a bug of ours, a stop in the
+    middle of it) must not be acknowledged. Faust's ``take_events`` acknowledges a batch whenever the loop
+    leaves it, an exception or a cancellation included (its ``finally``), and the next commit would then
+    skip it: the events were lost on a broker restart that way, and a SIGTERM in the middle of a batch could
+    lose what was not sent yet. So the worker stops here, before anything is acknowledged; the supervisor
+    starts it again (unless the stack is being stopped) and it reads the batch again from the last commit
+    (downstream, a candidate seen twice changes nothing)."""
     log.exception("normalize: %d events of a batch were not all delivered; exiting without acknowledging"
                   " them, to read them again", len(events))
     logging.shutdown()
     os._exit(75)
+
+
+async def in_batches(stream: Any, handle: Callable[[list[Any]], Awaitable[None]],
+                     unacknowledged: Callable[[list[Any]], None] = unacknowledged_exit) -> None:
+    """``handle`` each batch of ``stream``; a batch it does not finish — an exception, or a stop (a SIGTERM
+    cancels the agent) in the middle of it — is ``unacknowledged``."""
+    async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+        try:
+            await handle(events)
+        except BaseException:   # noqa: BLE001 - CancelledError too: see unacknowledged_exit
+            unacknowledged(events)
+            raise
 
 
 def create_passthrough_app(settings: Settings, metrics: NormalizeMetrics, inputs: list[str], output: str,

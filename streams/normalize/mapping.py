@@ -45,6 +45,7 @@ class FieldRule:
     minimum: Any = None
     maximum: Any = None
     reject_invisible: bool = False
+    resolves: str | None = None   # an identifier a person source row ``identifies`` (see ``required_references``)
 
     @cached_property
     def columns(self) -> set[str]:
@@ -145,7 +146,7 @@ def _rule(target: str, spec: FieldSpec) -> FieldRule:
     return FieldRule(target, source=spec.source, standardizer=standardizer, codes=spec.codes, required=spec.required,
                      when=tuple((spec.when or {}).items()), max_length=spec.max_length or length,
                      minimum=_bound(spec.minimum, low), maximum=_bound(spec.maximum, high),
-                     reject_invisible=spec.invisible == "reject")
+                     reject_invisible=spec.invisible == "reject", resolves=spec.resolves)
 
 
 def _bound(given: Any, default: Any) -> Any:
@@ -200,6 +201,23 @@ def identifying_kinds(identifier: str) -> tuple[tuple[str, str, str], ...]:
     """(department, table, role) of the person source rows whose key is ``identifier`` (say ``insured_no``)."""
     return tuple(sorted((m.department, m.table, o.role) for m in mappings().values() for o in m.outputs
                         if o.identifies == identifier))
+
+
+@cache
+def required_references() -> dict[tuple[str, str, str], tuple[tuple[str, str], ...]]:
+    """(department, table, role) of a source row's output -> its (field, identifier) pairs that must resolve
+    (``resolves:``). An identifier no person source row ``identifies`` is a mapping error."""
+    found: dict[tuple[str, str, str], tuple[tuple[str, str], ...]] = {}
+    for m in mappings().values():
+        for o in m.outputs:
+            pairs = tuple((r.target, r.resolves) for r in o.fields if r.resolves)
+            for target, identifier in pairs:
+                if not identifying_kinds(identifier):
+                    raise MappingError(f"{m.department}.{m.table}.yaml: field {target} resolves {identifier!r},"
+                                       " which no person output identifies (identifies: ...)")
+            if pairs:
+                found[(m.department, m.table, o.role)] = pairs
+    return found
 
 
 # --------------------------------------------------------------------------- applying

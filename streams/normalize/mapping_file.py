@@ -35,6 +35,9 @@ class FieldSpec(_Strict):
     minimum: date | float | None = Field(None, alias="min")   # the standardized value's range: numbers or dates
     maximum: date | float | None = Field(None, alias="max")
     invisible: Literal["strip", "reject"] = "strip"       # control, format (bidi, zero-width) characters
+    # a reference that must resolve: the value names a person source row of a mapping that ``identifies:`` this
+    # (an insurance month's insured number); while no accepted row does, the record is held, not merged alone
+    resolves: StrictStr | None = None
 
     @model_validator(mode="after")
     def one_kind(self) -> FieldSpec:

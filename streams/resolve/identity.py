@@ -126,12 +126,13 @@ class BatchReport:
     golden_updates: int = 0
     conflicts: int = 0
     set_based: int = 0          # merged by merge_bulk's set-based path (counted in merged too)
+    held: int = 0               # not merged: a person reference that does not resolve yet (sinks.library.held)
     links: dict[str, int] = field(default_factory=lambda: defaultdict(int))   # method -> count
     outbox: Counter[str] = field(default_factory=Counter)                    # entity -> golden changes queued
 
     def add(self, other: BatchReport) -> None:
         for name in ("read", "merged", "unchanged", "retracted", "to_review", "new_golden", "golden_updates", "conflicts",
-                     "set_based"):
+                     "set_based", "held"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for method, n in other.links.items():
             self.links[method] += n
@@ -141,7 +142,7 @@ class BatchReport:
         return {"read": self.read, "merged": self.merged, "unchanged": self.unchanged, "retracted": self.retracted,
                 "sent_to_review": self.to_review, "new_golden": self.new_golden,
                 "golden_updates": self.golden_updates, "conflicts": self.conflicts, "set_based": self.set_based,
-                "links": dict(self.links)}
+                "held": self.held, "links": dict(self.links)}
 
 
 @dataclass

@@ -39,6 +39,13 @@ def library_state(dsn: str) -> dict[str, list[Any]]:
         return {name: conn.execute(query).fetchall() for name, query in STATE.items()}  # type: ignore[call-overload]
 
 
+def load_insured(settings, persons: str | Path, database: str = RESOURCE_LIBRARY_DB) -> None:
+    """The insured persons first: a month names its person by the insured number, and a month whose person
+    is not in the library is held, not merged (sinks.library.held)."""
+    report = load_batch(settings, "hrss", date(2026, 11, 25), Path(persons), progress=False, database=database)
+    assert report["rows"] > 0 and report["candidates"]["held"] == 0
+
+
 def edited_extracts(source: Path, tmp_path: Path) -> tuple[Path, Path]:
     """Yesterday's extract (its first 1,500 lines) and today's: some of yesterday's rows changed, a row
     delivered twice in a row with a correction, an employer code missing."""
@@ -65,7 +72,7 @@ def edited_extracts(source: Path, tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_the_set_based_load_leaves_the_library_the_row_by_row_merge_leaves(settings, tmp_path):
-    source, written = write_extract(settings, 4000, date(2026, 11, 27))
+    source, written, persons = write_extract(settings, 4000, date(2026, 11, 27))
     assert written == 4000
     yesterday, today = edited_extracts(Path(source), tmp_path)
     day = date(2026, 11, 26)
@@ -73,6 +80,7 @@ def test_the_set_based_load_leaves_the_library_the_row_by_row_merge_leaves(setti
     for bulk in (True, False):
         database = f"kintsmesh_test_batch_{'bulk' if bulk else 'rows'}"
         dsn = scratch_library(settings, database)
+        load_insured(settings, persons, database)
         reports = [load_batch(settings, "hrss", d, path, progress=False, chunk=1000, database=database, bulk=bulk)
                    for d, path in ((day - timedelta(days=1), yesterday), (day, today), (day, today))]
         runs[bulk] = ([r["candidates"] for r in reports], library_state(dsn))
@@ -98,11 +106,14 @@ def test_a_parquet_extract_loads_the_library_its_csv_extract_loads(settings, tmp
     as_csv, as_parquet = tmp_path / "sb_jfmx.csv", tmp_path / "sb_jfmx.parquet"
     rows = extract(settings, "hrss", None, str(as_csv), limit=1500)   # fewer when the city's seed made fewer
     assert rows > 1000 and extract(settings, "hrss", None, str(as_parquet), limit=1500) == rows
+    persons = tmp_path / "sb_cbry.csv"
+    extract(settings, "hrss", "sb_cbry", str(persons))
     day = date(2026, 11, 26)
     states, reports = [], []
     for name, path in (("csv", as_csv), ("parquet", as_parquet)):
         database = f"kintsmesh_test_batch_{name}"
         dsn = scratch_library(settings, database)
+        load_insured(settings, persons, database)
         reports.append(load_batch(settings, "hrss", day, path, progress=False, chunk=1000, database=database))
         states.append(library_state(dsn))
     for name in STATE:   # typed Parquet values read as the CSV's text: the same facts, provenance, history
@@ -122,8 +133,10 @@ def test_array_literals_reach_postgresql_intact(settings):
         assert conn.execute("SELECT %s::numeric[]", (numeric_array((1, 20261126, 3758)),)).fetchone()[0] == [1, 20261126, 3758]
 
 
-def extract_with_a_bad_line(settings, tmp_path: Path, people: int) -> tuple[Path, int]:
-    source, written = write_extract(settings, people, date(2026, 11, 27))
+def extract_with_a_bad_line(settings, tmp_path: Path, people: int, database: str = RESOURCE_LIBRARY_DB
+                            ) -> tuple[Path, int]:
+    source, written, persons = write_extract(settings, people, date(2026, 11, 27))
+    load_insured(settings, persons, database)
     with Path(source).open(newline="") as handle:
         reader = csv.reader(handle)
         header, rows = next(reader), list(reader)
@@ -138,9 +151,9 @@ def extract_with_a_bad_line(settings, tmp_path: Path, people: int) -> tuple[Path
 
 
 def test_a_bad_line_is_rejected_with_its_line_number_and_the_load_goes_on(settings, tmp_path):
-    path, written = extract_with_a_bad_line(settings, tmp_path, 200)
     database = "kintsmesh_test_batch_bad_line"
     scratch_library(settings, database)
+    path, written = extract_with_a_bad_line(settings, tmp_path, 200, database)
     report = load_batch(settings, "hrss", date(2026, 11, 27), path, progress=False, chunk=50, database=database)
     assert report["rows"] == written + 1 and report["rejected_by_reason"]["malformed_line"] == 1
     # every other line merged, or rejected for a value of its own (the simulator writes some dirty ones)

@@ -31,6 +31,6 @@ def test_verify_names_a_row_the_library_does_not_hold(settings):
     with psycopg.connect(settings.dsn("police")) as conn:
         every = {pk: True for (pk,) in conn.execute("SELECT rkbh::text FROM rk_jbxx")}
     every.pop(lost)
-    result = _table(settings, mapping, every, refused - {("police", "rk_jbxx", lost)}, grace_s=0)
+    result = _table(settings, mapping, every, set(), refused - {("police", "rk_jbxx", lost)}, grace_s=0)
     assert result.missing == [lost]
     assert result.rows == len(every) + 1

@@ -118,6 +118,33 @@ def test_a_mapping_file_with_a_bad_bound_or_policy_names_the_key(tmp_path: Path)
     assert "floor_area.invisible" in str(caught.value)
 
 
+def test_an_insurance_month_must_name_an_insured_person_row():
+    from streams.normalize.mapping import identifying_kinds, required_references
+
+    assert required_references()[("hrss", "sb_jfmx", "social_insurance")] == (("insured_no", "insured_no"),)
+    assert identifying_kinds("insured_no") == (("hrss", "sb_cbry", "person"),)
+
+
+def test_a_reference_to_an_identifier_no_person_row_declares_is_a_mapping_error(monkeypatch, tmp_path: Path):
+    from streams.normalize import mapping
+
+    path = tmp_path / "hrss.t.yaml"
+    path.write_text("source: {department: hrss, table: t, key: [id]}\noutputs:\n  - entity: social_insurance\n"
+                    "    fields:\n      insured_no: {from: grbh, resolves: passport_no}\n")
+    loaded = load_mapping(path)
+    assert loaded.outputs[0].fields[0].resolves == "passport_no"
+    monkeypatch.setattr(mapping, "mappings", lambda: {("hrss", "t"): loaded})
+    mapping.required_references.cache_clear()
+    mapping.identifying_kinds.cache_clear()
+    try:
+        with pytest.raises(MappingError, match="hrss.t.yaml: field insured_no resolves 'passport_no'"):
+            mapping.required_references()
+    finally:
+        monkeypatch.undo()
+        mapping.required_references.cache_clear()
+        mapping.identifying_kinds.cache_clear()
+
+
 EXAMPLES = int(os.environ.get("KINTSMESH_FUZZ_EXAMPLES", "300"))
 STANDARDIZERS = sorted(set(DEFAULT_LIMITS) - {"code"})
 hostile_text = st.text(st.characters(codec="utf-8"), max_size=400) | st.sampled_from(
