@@ -52,7 +52,8 @@ def cmd_held(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         rows = held.summary(conn)
     for table, field, identifier, n, oldest in rows:
-        print(f"{table:<22} {field} must name a {identifier}: {n:,} held, the oldest for {oldest:,.0f} s")
+        print(f"{table:<22} {field} names no accepted person row ({identifier}): {n:,} held, the oldest for"
+              f" {oldest:,.0f} s")
     print(f"{sum(r[3] for r in rows):,} record(s) held (after reference_hold_s = {settings.reference_hold_s:g} s"
           " each goes to dlq.merge)")
     return 0

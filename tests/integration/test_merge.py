@@ -75,6 +75,8 @@ def replay_into(settings, dsn: str) -> int:
             with conn.transaction():
                 lock_library(conn)
                 merger.merge(items)
+                # as the merge stage does: a month held for a person this batch brought is merged now
+                merger.merge([held.item for held in merger.holds.ready()])
             merged += len(items)
     consumer.close()
     return merged
