@@ -82,6 +82,24 @@ def wait_for_pipeline(settings: Settings, timeout_s: float,
             return left
 
 
+def wait_for_capture(settings: Settings, timeout_s: float, report: Callable[[int], object] = lambda behind: None) -> int:
+    """Block until every Debezium replication slot has confirmed the WAL written before this call: every
+    change committed by then is on the raw topics (a Connect that was down, or is catching up after a
+    restart, holds its backlog in the WAL, where no consumer lag shows it). Returns the bytes still
+    unconfirmed (0: captured). A slot confirms past other databases' WAL on its heartbeat (10 s)."""
+    with psycopg.connect(settings.dsn("postgres")) as conn:
+        now = conn.execute("SELECT pg_current_wal_lsn()").fetchone()
+    target = now[0] if now else None
+
+    def behind() -> int:
+        with psycopg.connect(settings.dsn("postgres")) as conn:
+            row = conn.execute("SELECT coalesce(sum(greatest(pg_wal_lsn_diff(%s, confirmed_flush_lsn), 0)), 0)::bigint"
+                               " FROM pg_replication_slots WHERE slot_type = 'logical'", (target,)).fetchone()
+        return int(row[0]) if row else 0
+
+    return wait_for_zero(behind, timeout_s, report, every_s=2.0)
+
+
 def wait_for_zero(measure: Callable[[], int], timeout_s: float, report: Callable[[int], object],
                   every_s: float = 1.0) -> int:
     """Poll ``measure`` until it is 0 or the timeout; returns the last value. The passing errors of a broker

@@ -35,7 +35,7 @@ from kintsmesh.settings import DEPARTMENTS, Settings
 from kintsmesh.simulate.runner import redo_unfinished, run_simulation
 from kintsmesh.stack.process import wait_until
 from kintsmesh.watch import percentile
-from monitoring.lag import wait_for_pipeline
+from monitoring.lag import wait_for_capture, wait_for_pipeline
 from monitoring.verify import check
 from sinks.dlq import summary
 
@@ -125,8 +125,10 @@ def run_chaos_bench(settings: Settings, changes: int = 100_000, rate: float = 40
     for component in stack.components(settings):   # whatever was killed last is back before the count
         if not wait_until(partial(stack.healthy, component), RECOVERY_TIMEOUT_S, 1.0):
             raise KintsmeshError(f"bench chaos: {component.name} did not come back")
-    print("chaos: run over; waiting for the stages to drain ...", flush=True)
+    print("chaos: run over; waiting for Debezium to capture every committed change, then the stages to drain ...",
+          flush=True)
     drained_from = time.monotonic()
+    uncaptured = wait_for_capture(settings, 1800)   # a Connect killed late holds its backlog in the WAL
     left = wait_for_pipeline(settings, 3600)
     drained_s = time.monotonic() - drained_from
     verified = check(settings, grace_s=0)
@@ -149,7 +151,7 @@ def run_chaos_bench(settings: Settings, changes: int = 100_000, rate: float = 40
         "rate_per_s": rate,
         "live_s": round(live_s, 1),
         "drained_after_s": round(drained_s, 1),
-        "left_in_pipeline": left,
+        "left_in_pipeline": left, "wal_bytes_not_captured": uncaptured,
         "history_gaps": verified.history_gaps,
         "kill_log": [k.__dict__ for k in killer.done],
     }
