@@ -33,7 +33,7 @@ from sinks.library.sql import bulk_upsert, numeric_array, text_array
 from sinks.library.tables import (BOOKKEEPING, CODED, MERGE_SESSION, PERSON_ID_COLUMNS, TABLES, lock_library,
                                   lock_resolve, lock_settle)
 from streams.normalize.mapping import one_per_person_kinds
-from streams.resolve.identity import BatchReport, Incoming, Settlement, SourceRef, jsonable
+from streams.resolve.identity import BatchReport, Incoming, Settlement, SourceRef, coded_id, jsonable
 from streams.resolve.resolver import Resolver
 
 __all__ = ["BOOKKEEPING", "CODED", "MERGE_SESSION", "PERSON_ID_COLUMNS", "TABLES", "BatchReport", "BulkChunk",
@@ -119,21 +119,45 @@ class Merger:
         if held:
             keep = {i.source for i in kept}
             chunk = BulkChunk(kept, {e: {r: row for r, row in rows.items() if r in keep} for e, rows in chunk.staged.items()})
+        report = self._merge_chunk(chunk)[0]
+        report.held += held
+        return report
+
+    def merge_coded(self, items: list[Incoming], origin: Callable[[Incoming], Origin | None] | None = None
+                    ) -> tuple[BatchReport, Settlement]:
+        """The merge stage's coded candidates (no identity decision): ``merge_settled``, with the new records
+        written set-based as in T+1 loads (measured on batches of 40 new insurance months: 183 µs of CPU per
+        record, process and backend, against 305–330 recomputed one by one)."""
+        kept = self.holds.hold(items, origin)
+        report, settlement = self._merge_chunk(stage_bulk(kept))
+        report.held += len(items) - len(kept)
+        return report, settlement
+
+    def _merge_chunk(self, chunk: BulkChunk) -> tuple[BatchReport, Settlement]:
+        """A chunk whose references were checked: the candidates that may open a new record set-based, the
+        others (and those the set-based path hands back: merged before) one by one."""
         staged = {ref for rows in chunk.staged.values() for ref in rows}
         # the others first: a new certificate links to the newborn its source row names, merged among them
-        report = self._settled([i for i in chunk.items if i.source not in staged])[0]
-        report.held += held
+        report, settlement = self._settled([i for i in chunk.items if i.source not in staged])
         bulk = BatchReport()
         handed_back: set[SourceRef] = set()
+        made: set[str] = set()
         for entity, rows in chunk.staged.items():
             if rows:
-                handed_back |= merge_new_coded(self.settler, entity, rows, bulk)
+                back, ids = merge_new_coded(self.settler, entity, rows, bulk)
+                handed_back |= back
+                made |= ids
         bulk.read = len(staged) - len(handed_back)
         self._grown(bulk.read)
         report.add(bulk)
+        for item in chunk.items:   # what was merged set-based, for the stage's sync-lag metrics
+            if item.source in staged and item.source not in handed_back and coded_id(item) in made:
+                settlement.touch(item.entity, coded_id(item), item.source, item.provenance)
         if handed_back:   # merged before: the ordinary merge decides (a replay, a correction)
-            report.add(self._settled([i for i in chunk.items if i.source in handed_back])[0])
-        return report
+            again, settled = self._settled([i for i in chunk.items if i.source in handed_back])
+            report.add(again)
+            settlement.add_causes(settled)
+        return report, settlement
 
     def _grown(self, merged: int) -> None:
         self._merged += merged

@@ -128,8 +128,9 @@ def stage_bulk(items: list[Incoming]) -> BulkChunk:
 
 
 def merge_new_coded(settler: Settler, entity: str, rows: dict[SourceRef, tuple[Any, ...]],
-                    report: BatchReport) -> set[SourceRef]:
-    """Set-based ``merge`` of new records of one coded entity; returns the source rows it leaves to ``merge``."""
+                    report: BatchReport) -> tuple[set[SourceRef], set[str]]:
+    """Set-based ``merge`` of new records of one coded entity; returns the source rows it leaves to ``merge``
+    and the ids of the records it made."""
     conn = settler.conn
     table, id_column, _ = TABLES[entity]
     conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS _bulk ({', '.join(STAGING_COLUMNS)}) ON COMMIT DELETE ROWS")
@@ -167,4 +168,4 @@ def merge_new_coded(settler: Settler, entity: str, rows: dict[SourceRef, tuple[A
         report.golden_updates += created
         report.links["code"] += created
         report.outbox[entity] += created
-    return handed_back
+    return handed_back, ids

@@ -104,7 +104,7 @@ class MergeWorker(MergerStage[MergeMetrics]):
         named = [w for w in work if not isinstance(w, Incoming)]
         with self.conn.transaction():
             lock_settle(self.conn)   # (coded records: no other stage resolves them, so no resolve lock)
-            report, settlement = (self.merger.merge_settled(coded, self._origin) if coded
+            report, settlement = (self.merger.merge_coded(coded, self._origin) if coded
                                   else (BatchReport(), Settlement()))
             if named:
                 report, settlement = _add((report, settlement), self.merger.settle_queued(named))
@@ -210,8 +210,7 @@ class MergeWorker(MergerStage[MergeMetrics]):
 
 def _add(total: tuple[BatchReport, Settlement], one: tuple[BatchReport, Settlement]) -> tuple[BatchReport, Settlement]:
     total[0].add(one[0])
-    for key, causes in one[1].causes.items():
-        total[1].causes.setdefault(key, {}).update(causes)
+    total[1].add_causes(one[1])
     return total
 
 

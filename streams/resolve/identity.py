@@ -162,6 +162,11 @@ class Settlement:
         seen.pop(ref, None)   # re-inserted: the order is the latest change's
         seen[ref] = provenance
 
+    def add_causes(self, other: Settlement) -> None:
+        """``other``'s causes beside these (what the merge stage's metrics read of a settlement)."""
+        for key, causes in other.causes.items():
+            self.causes.setdefault(key, {}).update(causes)
+
     def touch_without_change(self, entity: str, cid: str, provenance: dict[str, Any]) -> None:
         self.fallback.setdefault((entity, cid), provenance)
 
