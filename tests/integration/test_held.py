@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import uuid
 
 import psycopg
@@ -14,6 +13,7 @@ import pytest
 from kintsmesh.settings import RESOURCE_LIBRARY_DB
 from monitoring.verify import refused_rows
 from sinks.dlq import show
+from tests.integration.test_monitoring import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -31,14 +31,8 @@ def insured_with_a_refused_name(settings) -> tuple[str, str]:
     return grbh, f"{grbh}|{MONTH}|{INSURANCE}"
 
 
-def wait(what: str, check, timeout_s: float = 90):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"not within {timeout_s:.0f} s: {what}")
+def wait(what: str, check):  # type: ignore[no-untyped-def]
+    return wait_for(check, 90, what)
 
 
 def held(library: psycopg.Connection, pk: str) -> tuple | None:
