@@ -13,12 +13,11 @@ transaction, as everywhere in the library writer.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-import logging
-import time
 
 import orjson
 import psycopg
@@ -183,7 +182,7 @@ class Holds:
                    for identifier, of in kinds.items() if item.source.kind in of} & wanted
         asked = wanted - present
         if asked:
-                present |= set(self.conn.execute(
+            present |= set(self.conn.execute(
                 "SELECT DISTINCT x.identifier, x.value FROM unnest(%s::text[], %s::text[]) AS x(identifier, value)"
                 + _NAMED,
                 (text_array(i for i, _ in asked), text_array(v for _, v in asked), *self._kinds())).fetchall())

@@ -29,10 +29,10 @@ from kintsmesh import topics
 from kintsmesh.errors import TransientError
 from kintsmesh.settings import Settings
 from monitoring.metrics import MergeMetrics
+from sinks.dlq import DeadLetters
 from sinks.kafka.offsets import Offsets, batch_offsets, store_offsets
 from sinks.kafka.stage import described, library_lost, reason_of, serve_worker
 from sinks.library import BatchReport, Incoming, Settlement, lock_settle
-from sinks.dlq import DeadLetters
 from sinks.library.held import UNRESOLVED, Held, Origin, send_expired
 from sinks.library.outbox import OutboxPublisher
 from sinks.library.stage import MergerStage

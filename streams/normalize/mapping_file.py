@@ -11,8 +11,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError,
-                      model_validator)
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, model_validator
 
 Entity = Literal["person", "legal_entity", "house", "certificate", "relationship", "social_insurance"]
 

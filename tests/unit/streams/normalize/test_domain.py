@@ -11,8 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streams.normalize import standardize as std
-from streams.normalize.mapping import (DEFAULT_LIMITS, FieldRejected, MappingError, _rule, _value, load_mapping,
-                                       mappings)
+from streams.normalize.mapping import DEFAULT_LIMITS, FieldRejected, MappingError, _rule, _value, load_mapping, mappings
 from streams.normalize.mapping_file import FieldSpec
 
 
