@@ -3,8 +3,9 @@
 Every row of every captured department table, as it is now, must be in the resource library (a
 contribution that is not retracted) or in a DLQ with its reason (``dlq.<department>`` for what
 normalize or a T+1 load refused, ``dlq.merge`` for a candidate resolve or merge refused), or held for
-the person it names (``held_reference``: counted apart, not missing), unless its mapping yields nothing for it (an output whose ``when`` column is empty). A row committed within the
-grace period may still be on its way: it counts as in flight, not missing. Beside that: no golden
+the person it names (``held_reference``: counted apart, not missing), unless its mapping yields nothing
+for it (an output whose ``when`` column is empty). A row committed within the grace period may still be
+on its way: it counts as in flight, not missing. Beside that: no golden
 record has a history version twice or a gap in its versions, no golden change is on ``gldm.*.changes``
 twice, and no life-event id is on ``events.life.*`` twice.
 
