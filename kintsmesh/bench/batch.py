@@ -39,9 +39,9 @@ def write_extract(settings: Settings, rows: int, today: date) -> tuple[str, int,
     persons = settings.stack_dir / "bench" / f"hrss-sb_cbry-{rows}.csv"
     with persons.open("w", newline="") as out:
         person_rows = [views.insured_person(p).values for p in insured]
-        persons_csv = csv.DictWriter(out, fieldnames=list(person_rows[0]))
-        persons_csv.writeheader()
-        persons_csv.writerows(person_rows)
+        header = csv.DictWriter(out, fieldnames=list(person_rows[0]))
+        header.writeheader()
+        header.writerows(person_rows)
     written = 0
     with path.open("w", newline="") as out:
         writer = csv.writer(out)

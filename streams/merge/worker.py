@@ -3,7 +3,7 @@
 
 A coded candidate (a house, a certificate, a relationship, an insurance month: its canonical id is a
 code in the record) needs no identity decision: the merge stage takes it from its candidates topic and
-writes its contribution and its golden record in one transaction (``Merger.merge_coded``), with no resolve
+writes its contribution and its golden record in one transaction (``Merger.merge``), with no resolve
 hop and no settle-queue round trip. Persons and legal entities come resolved.
 
 The merge stage (group ``kintsmesh-merge``) owns the partitions of the canonical ids it consumes:
@@ -143,7 +143,7 @@ class MergeWorker(MergerStage[MergeMetrics]):
             try:
                 if ready:
                     with self.conn.transaction():
-                        report, settlement = self.merger.merge_coded([h.item for h in ready])
+                        report, settlement = self.merger.merge_settled([h.item for h in ready])
             except Exception as exc:  # noqa: BLE001 - one that cannot be merged must not stay held forever
                 if library_lost(self.conn):
                     raise
@@ -162,7 +162,7 @@ class MergeWorker(MergerStage[MergeMetrics]):
         for held in ready:
             try:
                 with self.conn.transaction():
-                    total = _add(total, self.merger.merge_coded([held.item]))
+                    total = _add(total, self.merger.merge_settled([held.item]))
             except Exception as exc:  # noqa: BLE001
                 if library_lost(self.conn):
                     raise
