@@ -37,8 +37,8 @@ def render(settings: Settings, department: str) -> dict[str, str]:
     merged.update(json.loads(path.read_text()))
     values = {
         "department": department,
-        "pg_host": settings.pg_host_for_connect or settings.pg_host,
-        "pg_port": str(settings.pg_port),
+        "pg_host": settings.pg_host_for_connect or settings.pg_endpoint("departments")[0],
+        "pg_port": str(settings.departments_pg_port),
         # the password is not in the config (a GET of it shows none): Connect's file config provider reads it
         "secrets_dir": str(settings.secrets_dir),
         "partitions": str(settings.kafka_partitions),

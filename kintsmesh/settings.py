@@ -29,6 +29,14 @@ DEPARTMENTS: tuple[str, ...] = (
 )
 Department = Literal["police", "civil_affairs", "health", "hrss", "housing", "market", "education"]
 RESOURCE_LIBRARY_DB = "resource_library"
+# The two PostgreSQL clusters: the departments' databases (captured by Debezium) and the resource library's
+# (the library, its benchmarks' scratch copies, the maintenance database ``postgres``).
+Cluster = Literal["library", "departments"]
+CLUSTERS: tuple[Cluster, ...] = ("library", "departments")
+
+
+def cluster_of(database: str) -> Cluster:
+    return "departments" if database in DEPARTMENTS else "library"
 DEMO_SEED = 2026   # ``kintsmesh simulate``'s default seed: the demo's city
 # The city's calendar: what day a change or a birthday falls on. Asia/Shanghai has no daylight saving
 # time, so a fixed offset is exact (and cheaper than a zoneinfo lookup per value).
@@ -62,8 +70,12 @@ class Settings(BaseSettings):
     pg_role: str | None = None
     pg_sslmode: str = "verify-full"   # TLS, the server verified against the installation's CA
     pg_sslrootcert: Path | None = None   # default: secrets/ca.pem
-    # host name under which Debezium (inside Kafka Connect) reaches PostgreSQL
+    # host name under which Debezium (inside Kafka Connect) reaches the department databases
     pg_host_for_connect: str | None = None
+    # the department databases (what Debezium captures) are a cluster of their own, as on a city's
+    # department servers: the resource library's writes never pass through their replication slots
+    departments_pg_host: str | None = None   # default: pg_host
+    departments_pg_port: int = 55433
 
     # where Kafka and Connect listen, and the name they advertise: 127.0.0.1 for the local stack; in containers
     # (docker-compose) they listen on every interface and are known by their service names
@@ -183,16 +195,24 @@ class Settings(BaseSettings):
             return self.pg_password.get_secret_value()
         return self.secret(f"postgres-{role}")
 
-    def dsn(self, database: str, role: str | None = None) -> str:
+    def dsn(self, database: str, role: str | None = None, cluster: Cluster | None = None) -> str:
         """libpq connection string for one department database or the resource library, as ``role``
-        (by default this process's ``pg_role``), over TLS verified against the installation's CA."""
+        (by default this process's ``pg_role``), over TLS verified against the installation's CA. A
+        department's database is in the departments' cluster, any other in the library's; ``cluster``
+        names it for a database both have (``postgres``)."""
         role = role or self.pg_role
         if role == "none":
             raise PermissionError("this process has no database access (KINTSMESH_PG_ROLE=none)")
         user, password = (self.pg_user, self.role_password("admin")) if role in (None, "admin") \
             else (role_name(role), self.role_password(role))
-        return make_conninfo(host=self.pg_host, port=self.pg_port, dbname=database, user=user, password=password,
+        host, port = self.pg_endpoint(cluster or cluster_of(database))
+        return make_conninfo(host=host, port=port, dbname=database, user=user, password=password,
                              sslmode=self.pg_sslmode, sslrootcert=str(self.pg_sslrootcert or self.trusted_ca))
+
+    def pg_endpoint(self, cluster: Cluster) -> tuple[str, int]:
+        if cluster == "departments":
+            return self.departments_pg_host or self.pg_host, self.departments_pg_port
+        return self.pg_host, self.pg_port
 
     @property
     def trusted_ca(self) -> Path:

@@ -87,12 +87,12 @@ def wait_for_capture(settings: Settings, timeout_s: float, report: Callable[[int
     change committed by then is on the raw topics (a Connect that was down, or is catching up after a
     restart, holds its backlog in the WAL, where no consumer lag shows it). Returns the bytes still
     unconfirmed (0: captured). A slot confirms past other databases' WAL on its heartbeat (10 s)."""
-    with psycopg.connect(settings.dsn("postgres")) as conn:
+    with psycopg.connect(settings.dsn("postgres", cluster="departments")) as conn:
         now = conn.execute("SELECT pg_current_wal_lsn()").fetchone()
     target = now[0] if now else None
 
     def behind() -> int:
-        with psycopg.connect(settings.dsn("postgres")) as conn:
+        with psycopg.connect(settings.dsn("postgres", cluster="departments")) as conn:
             row = conn.execute("SELECT coalesce(sum(greatest(pg_wal_lsn_diff(%s, confirmed_flush_lsn), 0)), 0)::bigint"
                                " FROM pg_replication_slots WHERE slot_type = 'logical'", (target,)).fetchone()
         return int(row[0]) if row else 0

@@ -157,7 +157,7 @@ def replication_slots(settings: Settings, departments: Iterable[str]) -> list[Sl
     A stopped connector's slot keeps every change (nothing is lost) and grows the disk meanwhile."""
     slots = []
     try:
-        with psycopg.connect(settings.dsn("postgres"), connect_timeout=int(TIMEOUT_S)) as conn:
+        with psycopg.connect(settings.dsn("postgres", cluster="departments"), connect_timeout=int(TIMEOUT_S)) as conn:
             rows = conn.execute(
                 "SELECT database, active, pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint"
                 " FROM pg_replication_slots WHERE slot_type = 'logical'").fetchall()

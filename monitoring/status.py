@@ -30,7 +30,7 @@ SILENT_ALERT_S = 900.0   # KintsmeshDepartmentSilent's threshold
 HEARTBEAT_ALERT_S = 60.0  # KintsmeshCaptureStalled's threshold
 BEHIND_MESSAGES = 1000   # messages waiting for a stage, above which a department is "behind", not "in sync"
 # the processes a change passes through: while one of them is not up, no department is in sync
-PIPELINE = ("postgres", "kafka", "registry", "connect", "normalize", "resolve", "merge", "events")
+PIPELINE = ("departments", "postgres", "kafka", "registry", "connect", "normalize", "resolve", "merge", "events")
 
 # what the departments look like now: the last minute (the alert rules use 5 minutes, for stability)
 QUERIES = {

@@ -40,7 +40,7 @@ from monitoring.verify import check
 from sinks.dlq import summary
 
 SEED = 55
-VICTIMS = ("normalize", "resolve", "merge", "events", "connect", "kafka", "postgres")
+VICTIMS = ("normalize", "resolve", "merge", "events", "connect", "kafka", "postgres", "departments")
 RECOVERY_TIMEOUT_S = 300.0
 
 

@@ -13,7 +13,7 @@ import psycopg
 import yaml
 from psycopg import sql
 
-from kintsmesh.settings import DEPARTMENTS, RESOURCE_LIBRARY_DB, Settings, role_name
+from kintsmesh.settings import CLUSTERS, DEPARTMENTS, RESOURCE_LIBRARY_DB, Cluster, Settings, cluster_of, role_name
 
 ROLES_FILE = Path(__file__).with_name("postgres_roles.yaml")
 PRIVILEGES = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE"})
@@ -65,7 +65,13 @@ def apply_roles(settings: Settings) -> list[str]:
     """Create or update every role and set its grants to the file's; returns the login role names. Each
     database's revokes and grants are one transaction: a running component never sees its grants missing."""
     databases = (*DEPARTMENTS, RESOURCE_LIBRARY_DB)
-    with psycopg.connect(settings.dsn("postgres", role="admin")) as conn:
+    for cluster in CLUSTERS:   # every role in both clusters, each database's grants in its own
+        _apply_roles(settings, cluster, [d for d in databases if cluster_of(d) == cluster])
+    return [role.login for role in roles()]
+
+
+def _apply_roles(settings: Settings, cluster: Cluster, databases: list[str]) -> None:
+    with psycopg.connect(settings.dsn("postgres", role="admin", cluster=cluster)) as conn:
         for role in roles():
             exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role.login,)).fetchone()
             verb = sql.SQL("ALTER" if exists else "CREATE")
@@ -101,4 +107,3 @@ def apply_roles(settings: Settings) -> list[str]:
                         sql.SQL(", ").join(sql.SQL(p) for p in grant.privileges), target, login))
                 if any("INSERT" in g.privileges for g in mine):   # identity / serial columns
                     conn.execute(sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {}").format(login))
-    return [role.login for role in roles()]

@@ -15,7 +15,7 @@ from kintsmesh.errors import StackError
 from kintsmesh.security import kafka as kafka_acls
 from kintsmesh.security.postgres import apply_roles
 from kintsmesh.settings import Settings
-from kintsmesh.stack.components import Component, Kafka, Status, components, stale_pid
+from kintsmesh.stack.components import Component, Kafka, Postgres, Status, components, stale_pid
 from kintsmesh.stack.migrate import migrate_all
 from kintsmesh.stack.process import wait_until
 from kintsmesh.stack.topology import ensure_pipeline_topics
@@ -40,10 +40,8 @@ def up(settings: Settings, names: Iterable[str] | None = None) -> list[Status]:
     """Start what is not running and wait for every component's health check. Idempotent."""
     settings.stack_dir.mkdir(parents=True, exist_ok=True)
     selected = _select(settings, names)
-    if "postgres" not in {c.name for c in selected}:   # workers started alone still get the migrations they need
-        postgres = _select(settings, ["postgres"])[0]
-        if postgres.status().healthy:
-            _after_up(settings, postgres)
+    if not {"departments", "postgres"} & {c.name for c in selected}:   # workers started alone get their migrations
+        _after_up(settings, _select(settings, ["postgres"])[0])
     for component in selected:
         started = time.monotonic()
         if component.status().healthy:
@@ -83,7 +81,8 @@ def configure_kafka(settings: Settings) -> dict[str, int]:
 
 
 def _after_up(settings: Settings, component: Component) -> None:
-    if component.name == "postgres":   # migrations before the workers that need the resource library
+    # migrations before the workers that need them, once both clusters answer
+    if isinstance(component, Postgres) and all(healthy(c) for c in _select(settings, ["departments", "postgres"])):
         for database, applied in configure_postgres(settings)[0].items():
             if applied:
                 print(f"  migrations  {database}: applied {', '.join(applied)}", flush=True)

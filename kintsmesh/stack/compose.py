@@ -11,7 +11,7 @@ from kintsmesh.security.install import initialise
 from kintsmesh.settings import Settings
 from kintsmesh.stack.jvm import Connect, Kafka
 
-SERVICE_HOSTS = ("postgres", "kafka", "connect", "registry", "api")
+SERVICE_HOSTS = ("postgres", "departments", "kafka", "connect", "registry", "api")
 COMPOSE_PG_HBA = """# kintsmesh in docker-compose: every client authenticates with a password (SCRAM), over TLS only
 local    all          all                   scram-sha-256
 hostssl  all          all   all             scram-sha-256

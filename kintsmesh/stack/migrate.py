@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 
 from kintsmesh.errors import StackError
-from kintsmesh.settings import DEPARTMENTS, REPO_ROOT, RESOURCE_LIBRARY_DB, Settings
+from kintsmesh.settings import CLUSTERS, DEPARTMENTS, REPO_ROOT, RESOURCE_LIBRARY_DB, Cluster, Settings, cluster_of
 
 MIGRATIONS_DIR = REPO_ROOT / "migrations"
 DATABASES: tuple[str, ...] = (*DEPARTMENTS, RESOURCE_LIBRARY_DB)
@@ -26,11 +26,12 @@ def migration_files(database: str) -> list[Path]:
     return sorted((MIGRATIONS_DIR / database).glob("[0-9][0-9][0-9]_*.sql"))
 
 
-def ensure_databases(settings: Settings) -> None:
-    with psycopg.connect(settings.dsn("postgres", role="admin"), autocommit=True) as conn:
+def ensure_databases(settings: Settings, cluster: Cluster) -> None:
+    """The databases of one cluster (the departments' or the library's)."""
+    with psycopg.connect(settings.dsn("postgres", role="admin", cluster=cluster), autocommit=True) as conn:
         existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
         for database in DATABASES:
-            if database not in existing:
+            if cluster_of(database) == cluster and database not in existing:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
 
 
@@ -69,5 +70,6 @@ def migrate(settings: Settings, database: str, schema: str | None = None) -> lis
 
 
 def migrate_all(settings: Settings) -> dict[str, list[str]]:
-    ensure_databases(settings)
+    for cluster in CLUSTERS:
+        ensure_databases(settings, cluster)
     return {database: migrate(settings, database) for database in DATABASES}

@@ -1,4 +1,8 @@
-"""PostgreSQL: a private cluster from Debian's binaries, with logical decoding, one database per department."""
+"""PostgreSQL: two private clusters from Debian's binaries. ``postgres`` holds the resource library;
+``departments`` holds one database per department, with logical decoding for Debezium. In a city the
+department databases are the departments' own servers; kept apart here too, the library's writes (five
+rows per merged change) are not read by every department's replication slot (measured: 81 µs of the
+walsenders' CPU per T+1 row while they shared a cluster)."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import psycopg
 from kintsmesh.errors import StackError
 from kintsmesh.security.pki import server_certificate
 from kintsmesh.security.secrets import write_private
+from kintsmesh.settings import Cluster
 from kintsmesh.stack import prerequisites
 from kintsmesh.stack.component import Component
 from kintsmesh.stack.process import alive, terminate, wait_until
@@ -27,10 +32,12 @@ hostssl  replication  all   127.0.0.1/32    scram-sha-256
 
 
 class Postgres(Component):
-    """A private PostgreSQL cluster with logical decoding, one database per department."""
+    """The resource library's private PostgreSQL cluster."""
 
     name = "postgres"
     port_setting = "pg_port"
+    cluster: Cluster = "library"
+    config = ""   # the cluster's own settings, after the common ones
 
     @property
     def data_dir(self) -> Path:
@@ -105,13 +112,11 @@ class Postgres(Component):
             "ssl_cert_file = 'server.crt'\n"
             "ssl_key_file = 'server.key'\n"
             "ssl_min_protocol_version = 'TLSv1.2'\n"
-            "wal_level = logical\n"
-            "max_wal_senders = 20\n"
-            "max_replication_slots = 20\n"
             "max_connections = 200\n"
             "shared_buffers = 256MB\n"
             "wal_writer_delay = 10ms\n"
             "logging_collector = off\n"
+            + self.config
         )
         (self.data_dir / "pg_hba.conf").write_text(PG_HBA)
 
@@ -122,14 +127,14 @@ class Postgres(Component):
                                        "-c", "track_commit_timestamp=on"])
 
     def healthy(self) -> bool:
-        with psycopg.connect(self.settings.dsn("postgres", role="admin"), connect_timeout=2) as conn:
+        with psycopg.connect(self.settings.dsn("postgres", role="admin", cluster=self.cluster), connect_timeout=2) as conn:
             conn.execute("SELECT 1")
         return True
 
     def after_start(self) -> None:
         from kintsmesh.stack.migrate import ensure_databases
 
-        ensure_databases(self.settings)
+        ensure_databases(self.settings, self.cluster)
 
     def stop(self) -> bool:
         pid = self.pid()
@@ -142,3 +147,12 @@ class Postgres(Component):
             terminate(pid)
         self.pid_file.unlink(missing_ok=True)
         return True
+
+
+class Departments(Postgres):
+    """The department databases' cluster (the simulated departments' servers), with logical decoding."""
+
+    name = "departments"
+    port_setting = "departments_pg_port"
+    cluster: Cluster = "departments"
+    config = "wal_level = logical\nmax_wal_senders = 20\nmax_replication_slots = 20\n"

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from kintsmesh.topics import changes_topic
-from sinks.library.links import link_people
+from sinks.library.links import link_people, linked_at_insert
 from sinks.library.settle import Settler
 from sinks.library.sql import ms_to_dt, numeric_array
 from sinks.library.tables import CODED, CONTRIBUTION_COLUMNS, HISTORY_COLUMNS, PERSON_ID_COLUMNS, TABLES
@@ -59,14 +59,16 @@ def _bulk_insert_sql(entity: str) -> str:
     """One statement writing what ``_recompute`` writes for a new single-source record, for every row of
     ``_bulk``: contribution, golden row (version 1), history and field provenance."""
     table, id_column, columns = TABLES[entity]
+    linked = linked_at_insert(entity, "r")
     return f"""
         WITH contributed AS (
             INSERT INTO contribution ({", ".join(CONTRIBUTION_COLUMNS)})
             SELECT department, source_table, primary_key, role, entity, canonical_id, position, false, record,
                    committed_at, now(), 'code', NULL, NULL FROM _bulk),
         golden AS (
-            INSERT INTO {table} ({id_column}, {", ".join(columns)}, version, source_committed_at, updated_at)
-            SELECT b.canonical_id, {", ".join(f"r.{c}" for c in columns)}, 1, b.committed_at, now()
+            INSERT INTO {table} ({id_column}, {", ".join((*columns, *linked))}, version, source_committed_at, updated_at)
+            SELECT b.canonical_id, {", ".join((*(f"r.{c}" for c in columns), *linked.values()))}, 1, b.committed_at,
+                   now()
             FROM _bulk b, jsonb_populate_record(NULL::{table}, b.data) r),
         history AS (
             INSERT INTO golden_history ({", ".join(HISTORY_COLUMNS)})

@@ -81,6 +81,25 @@ def link_people(conn: psycopg.Connection[Any], affected: dict[str, set[str]], pe
                 (*insured_kind, text_array(insured)))
 
 
+def linked_at_insert(entity: str, row: str) -> dict[str, str]:
+    """For a new record of ``entity`` whose fields are ``row``'s columns: each person id column as an SQL
+    expression giving the person ``link_people`` would link it to by RIC or insured number (one index probe
+    each), so a set-based insert writes it at once rather than updating every new row after (a second
+    tuple and index entries per record). The same-row name direction is left to ``link_people``."""
+    exprs: dict[str, str] = {}
+    for person_column, ric_column, _ in PERSON_REFS.get(entity, ()):
+        by_ric = f"(SELECT p.person_id FROM person p WHERE p.ric = {row}.{ric_column})"
+        if person_column == "object_person_id":
+            by_ric = f"CASE WHEN {row}.object_kind = 'PERSON' THEN {by_ric} END"
+        exprs[person_column] = by_ric
+    if entity == "social_insurance":   # the insured number wins over the RIC, the later kind over the earlier
+        by_insured = [f"(SELECT c.canonical_id FROM contribution c WHERE c.department = '{d}' AND c.source_table"
+                      f" = '{t}' AND c.role = '{r}' AND c.primary_key = {row}.insured_no)"
+                      for d, t, r in reversed(identifying_kinds("insured_no"))]
+        exprs["person_id"] = f"COALESCE({', '.join([*by_insured, exprs['person_id']])})"
+    return exprs
+
+
 def repoint_absorbed(conn: psycopg.Connection[Any], absorbed: dict[str, str], note: Note) -> None:
     """What pointed at a person matched late into another (orphan -> person) now points at the other."""
     for orphan, person in absorbed.items():

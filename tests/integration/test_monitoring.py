@@ -145,12 +145,13 @@ def test_a_stopped_connector_shows_in_the_lag_gauge_metric_and_alert_while_other
 
 
 def test_a_quiet_departments_replication_slot_does_not_hold_back_the_clusters_wal(settings):
-    # other databases write WAL (here 30 MB in the postgres database); the department databases stay
-    # quiet, yet the heartbeat query lets every slot confirm past it within a few heartbeats
+    # other databases of the departments' cluster write WAL (here 30 MB in its postgres database); the
+    # department databases stay quiet, yet the heartbeat query lets every slot confirm past it within a few
+    # heartbeats
     from monitoring.probes import replication_slots
 
     table = f"wal_filler_{int(time.time())}"
-    with psycopg.connect(settings.dsn("postgres"), autocommit=True) as conn:
+    with psycopg.connect(settings.dsn("postgres", cluster="departments"), autocommit=True) as conn:
         conn.execute(f"CREATE TABLE {table} AS SELECT g, repeat('x', 100) AS pad FROM generate_series(1, 250000) g")
         conn.execute(f"DROP TABLE {table}")
         written = conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]

@@ -42,15 +42,25 @@ def test_images_match_the_versions_the_local_stack_resolves():
     assert f"<debezium.version>{debezium_version}</debezium.version>" in debezium_pom
 
 
-def test_postgres_has_logical_decoding_tls_and_its_password_from_the_installations_secrets():
-    pg = SERVICES["postgres"]
+@pytest.mark.parametrize("service", ["postgres", "departments"])
+def test_both_clusters_have_tls_and_their_password_from_the_installations_secrets(service):
+    pg = SERVICES[service]
     command = " ".join(pg["command"])
-    for option in ("wal_level=logical", "ssl=on", "password_encryption=scram-sha-256", "hba_file=/stack/postgres/pg_hba.conf"):
+    for option in ("ssl=on", "password_encryption=scram-sha-256", "hba_file=/stack/postgres/pg_hba.conf"):
         assert option in command, option
     assert pg["environment"]["POSTGRES_USER"] == Settings().pg_user
     assert "POSTGRES_PASSWORD" not in pg["environment"]
     assert pg["environment"]["POSTGRES_PASSWORD_FILE"] == "/stack/secrets/postgres-admin"
     assert "scram-sha-256" in pg["environment"]["POSTGRES_INITDB_ARGS"]
+
+
+def test_only_the_department_databases_are_decoded_and_connect_reaches_them():
+    # as the local stack: Debezium's slots read the departments' WAL, never the library's
+    assert "wal_level=logical" in " ".join(SERVICES["departments"]["command"])
+    assert "wal_level=logical" not in " ".join(SERVICES["postgres"]["command"])
+    env = COMPOSE["x-kintsmesh-env"]
+    assert env["KINTSMESH_PG_HOST_FOR_CONNECT"] == env["KINTSMESH_DEPARTMENTS_PG_HOST"] == "departments"
+    assert "departments" in SERVICES["connect"]["depends_on"]
 
 
 def test_no_port_is_published_beyond_this_host_and_nothing_is_open_by_default():

@@ -10,7 +10,7 @@ def test_every_department_has_a_connector():
 
 
 def test_rendered_config_is_complete_and_department_specific():
-    settings = Settings(pg_port=6543, pg_host_for_connect="pg.internal")
+    settings = Settings(departments_pg_port=6543, pg_host_for_connect="pg.internal")
     configs = connector_configs(settings, DEPARTMENTS)
     slots = {c["slot.name"] for c in configs.values()}
     publications = {c["publication.name"] for c in configs.values()}
