@@ -23,14 +23,15 @@ STACK_PROCESSES = ("kafka", "connect", "registry", "normalize", "resolve", "merg
                    "prometheus")
 
 
-def postgres_group(command: str) -> str:
-    """A PostgreSQL process by what it serves: ``postgres: <user> <db> ...`` backends by database."""
+def postgres_group(command: str, cluster: str = "library") -> str:
+    """A PostgreSQL process by what it serves: ``postgres: <user> <db> ...`` backends by database; the
+    background work of each cluster (WAL writer, checkpointer, autovacuum) apart."""
     words = command.split()
     if len(words) >= 2 and words[0] == "postgres:" and words[1] == "walsender":
         return "postgres walsender (Debezium)"
     if len(words) >= 4 and words[0] == "postgres:" and "(" in words[3]:
         return "postgres resource_library" if words[2] == "resource_library" else "postgres departments"
-    return "postgres (background)"
+    return "postgres (background)" if cluster == "library" else "postgres departments (background)"
 
 
 class CpuWindow:
@@ -52,7 +53,9 @@ class CpuWindow:
             pid = owned_pid(run / f"{name}.pid", str(self.settings.stack_dir))
             if pid is not None:
                 named[pid] = name
-        postmaster = owned_pid(run / "postgres.pid", str(self.settings.stack_dir))
+        postmasters = {pid: cluster for cluster, pid in (
+            ("library", owned_pid(run / "postgres.pid", str(self.settings.stack_dir))),
+            ("departments", owned_pid(run / "departments.pid", str(self.settings.stack_dir)))) if pid is not None}
         own = os.getpid()
         sample: dict[int, tuple[str, int]] = {}
         for entry in os.scandir("/proc"):
@@ -66,8 +69,8 @@ class CpuWindow:
                 group = named[pid]
             elif pid == own:
                 group = "benchmark (simulator)"
-            elif postmaster is not None and (pid == postmaster or int(fields[1]) == postmaster):
-                group = postgres_group(cmdline(pid))
+            elif (cluster := postmasters.get(pid) or postmasters.get(int(fields[1]))) is not None:
+                group = postgres_group(cmdline(pid), cluster)
             else:
                 group = "other"
             sample[pid] = (group, int(fields[11]) + int(fields[12]))   # utime + stime
@@ -99,8 +102,8 @@ class CpuWindow:
                 "cores_by_component": cores}
 
 
-# the processes that resolve and merge a candidate: the two stages, the library's backends and the work
-# PostgreSQL does for them in the background (WAL writer, checkpointer, autovacuum)
+# the processes that resolve and merge a candidate: the two stages, the library's backends and the work its
+# cluster does for them in the background (WAL writer, checkpointer, autovacuum)
 MERGE_STAGE = ("resolve", "merge", "postgres resource_library", "postgres (background)")
 
 

@@ -124,7 +124,8 @@ class Holds:
                     checks.append((item, field, identifier, str(value)))
         if not checks:
             return items
-        self._release_rows([i.source for i in items if i.source.kind in self.references])
+        if self.any():   # nothing held (the usual case): no earlier hold to end
+            self._release_rows([i.source for i in items if i.source.kind in self.references])
         present = self._present({(identifier, value) for _, _, identifier, value in checks}, items)
         held: dict[SourceRef, tuple[Any, ...]] = {}
         for item, field, identifier, value in checks:

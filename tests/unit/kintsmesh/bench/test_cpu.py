@@ -16,6 +16,7 @@ def test_postgres_processes_are_grouped_by_what_they_serve() -> None:
         == "postgres walsender (Debezium)"
     assert postgres_group("postgres: checkpointer ") == "postgres (background)"
     assert postgres_group("postgres: autovacuum worker resource_library") == "postgres (background)"
+    assert postgres_group("postgres: checkpointer ", "departments") == "postgres departments (background)"
 
 
 def test_the_window_counts_its_own_work_and_a_child_that_exited_before_it_closed(tmp_path) -> None:
