@@ -33,7 +33,8 @@ def cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
 
     tune_gc_for_batches()
     report = batch.load_batch(settings, args.dept, args.date, Path(args.file), table=args.table,
-                              progress=sys.stderr.isatty())
+                              progress=sys.stderr.isatty(),
+                              sessions=args.sessions or batch.SESSIONS)
     print(json.dumps(report, ensure_ascii=False, indent=2) if args.json else batch.summary(report))
     return 0
 
@@ -328,6 +329,8 @@ def register(sub: Any) -> None:
     p.add_argument("--table", default=None, help="the source table (load: default from the CSV header)")
     p.add_argument("--json", action="store_true", help="load: print the reconciliation report as JSON")
     p.add_argument("--limit", type=int, help="extract: only the first N rows by primary key (a sample)")
+    p.add_argument("--sessions", type=int, metavar="N",
+                   help="load: library connections merging chunks of new records side by side (default 2)")
     p.set_defaults(handler=cmd_batch)
 
     p = sub.add_parser("held", help="records held because the person they name is not in the library (yet)")

@@ -114,14 +114,29 @@ class Merger:
 
     def merge_staged(self, chunk: BulkChunk) -> BatchReport:
         """The database half of ``merge_bulk``."""
+        chunk, held = self._hold(chunk)
+        report = self._merge_chunk(chunk)[0]
+        report.held += held
+        return report
+
+    def merge_new(self, chunk: BulkChunk) -> tuple[BatchReport, list[Incoming]]:
+        """A chunk whose every candidate is staged (``BulkChunk.all_staged``): only its new records, set-based,
+        under ``lock_library(shared=True)``; returns the report and the candidates left for ``merge`` (merged
+        before: a replay, a correction), which the caller merges in a transaction of its own, under both
+        locks."""
+        chunk, held = self._hold(chunk)
+        report, settlement = BatchReport(), Settlement()
+        handed_back = self._merge_new(chunk, report, settlement)
+        report.held += held
+        return report, [i for i in chunk.items if i.source in handed_back]
+
+    def _hold(self, chunk: BulkChunk) -> tuple[BulkChunk, int]:
         kept = self.holds.hold(chunk.items)
         held = len(chunk.items) - len(kept)
         if held:
             keep = {i.source for i in kept}
             chunk = BulkChunk(kept, {e: {r: row for r, row in rows.items() if r in keep} for e, rows in chunk.staged.items()})
-        report = self._merge_chunk(chunk)[0]
-        report.held += held
-        return report
+        return chunk, held
 
     def merge_coded(self, items: list[Incoming], origin: Callable[[Incoming], Origin | None] | None = None
                     ) -> tuple[BatchReport, Settlement]:
@@ -139,6 +154,16 @@ class Merger:
         staged = {ref for rows in chunk.staged.values() for ref in rows}
         # the others first: a new certificate links to the newborn its source row names, merged among them
         report, settlement = self._settled([i for i in chunk.items if i.source not in staged])
+        handed_back = self._merge_new(chunk, report, settlement)
+        if handed_back:   # merged before: the ordinary merge decides (a replay, a correction)
+            again, settled = self._settled([i for i in chunk.items if i.source in handed_back])
+            report.add(again)
+            settlement.add_causes(settled)
+        return report, settlement
+
+    def _merge_new(self, chunk: BulkChunk, report: BatchReport, settlement: Settlement) -> set[SourceRef]:
+        """The staged candidates of ``chunk`` set-based; returns those handed back (merged before)."""
+        staged = {ref for rows in chunk.staged.values() for ref in rows}
         bulk = BatchReport()
         handed_back: set[SourceRef] = set()
         made: set[str] = set()
@@ -153,11 +178,7 @@ class Merger:
         for item in chunk.items:   # what was merged set-based, for the stage's sync-lag metrics
             if item.source in staged and item.source not in handed_back and coded_id(item) in made:
                 settlement.touch(item.entity, coded_id(item), item.source, item.provenance)
-        if handed_back:   # merged before: the ordinary merge decides (a replay, a correction)
-            again, settled = self._settled([i for i in chunk.items if i.source in handed_back])
-            report.add(again)
-            settlement.add_causes(settled)
-        return report, settlement
+        return handed_back
 
     def _grown(self, merged: int) -> None:
         self._merged += merged
@@ -168,11 +189,12 @@ class Merger:
     def _analyze_grown_tables(self) -> None:
         """ANALYZE the tables that changed by a quarter since their statistics were taken (autovacuum lags
         behind a library filling from empty); a large library's tables are left alone: analyzing them
-        inside a merge transaction held a batch back for seconds."""
+        inside a merge transaction held a batch back for seconds. In name order: a T+1 load's sessions
+        analyzing at once wait for each other in one order, never in a cycle."""
         tables = [*(t for t, _, _ in TABLES.values()), "contribution"]
         for (table,) in self.conn.execute(
                 "SELECT relname FROM pg_stat_user_tables WHERE relname = ANY(%s)"
-                " AND n_mod_since_analyze > greatest(1000, n_live_tup / 4)", (tables,)).fetchall():
+                " AND n_mod_since_analyze > greatest(1000, n_live_tup / 4) ORDER BY relname", (tables,)).fetchall():
             self.conn.execute(f"ANALYZE {table}")
 
     def relink(self, ref: SourceRef, entity: str, canonical_id: str, method: str) -> BatchReport:

@@ -30,6 +30,11 @@ class BulkChunk:
     items: list[Incoming]
     staged: dict[str, dict[SourceRef, tuple[Any, ...]]]
 
+    @property
+    def all_staged(self) -> bool:
+        """Every candidate may open a new record set-based (``Merger.merge_new`` alone can merge the chunk)."""
+        return sum(len(rows) for rows in self.staged.values()) == len(self.items)
+
 
 STAGING_COLUMNS = ("department text", "source_table text", "primary_key text", "role text", "entity text",
                    "canonical_id text", "position numeric[]", "record jsonb", "committed_at timestamptz",

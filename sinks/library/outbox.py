@@ -25,8 +25,10 @@ OUTBOX_HEADER = "outbox_id"
 class OutboxPublisher:
     """Publish the oldest pending golden changes, then delete them, exactly once.
 
-    The outbox's ids grow in commit order because its writers are serialized (``lock_settle``), so
-    deleting up to the last id published never deletes a change committed after the read. One publisher
+    Its writers do not all commit in id order (a T+1 load's sessions write new records at once, under the
+    shared locks), so exactly the ids published are deleted, never a range: a change with a lower id
+    committed after the read is published by the next one. A record's own changes are in id order (each
+    is written under the lock of its golden row, or opens it). One publisher
     at a time (``OUTBOX_LOCK``, held from the read to the delete). Each message carries its outbox id in
     a header, and the topics' end offsets are stored with the delete (``OUTBOX_MARK``): when the topics
     end after the mark, a publisher died between the broker's acknowledgement and its delete, and the ids
@@ -54,7 +56,7 @@ class OutboxPublisher:
                 log.warning("outbox: %d changes not acknowledged; they are checked against the topics and"
                             " published again if missing", len(rows))
                 return 0
-            conn.execute("DELETE FROM outbox WHERE outbox_id <= %s", (rows[-1][0],))
+            conn.execute("DELETE FROM outbox WHERE outbox_id = ANY(%s)", ([r[0] for r in rows],))
             store_offsets(conn, OUTBOX_MARK, acks.ends)
         return len(rows)
 
@@ -84,7 +86,7 @@ class OutboxPublisher:
 def publish_queued(conn: psycopg.Connection[Any], producer: Producer, schema: SchemaVersion, limit: int) -> int:
     """Publish the resolved records after the relay's mark on ``gldm.<entity>.resolved`` keyed by canonical
     id (the repartition), then move the mark; the merge stage deletes the rows once merged. Queue rows are
-    written under ``lock_resolve``, so their seq grows in commit order, as the outbox's ids do."""
+    written under ``lock_resolve`` (never shared), so their seq grows in commit order."""
     rows = conn.execute("SELECT seq, entity, canonical_id, queued_at FROM settle_queue"
                         " WHERE seq > (SELECT published_seq FROM settle_relay) ORDER BY seq LIMIT %s",
                         (limit,)).fetchall()

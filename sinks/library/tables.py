@@ -49,10 +49,10 @@ BOOKKEEPING = frozenset({"version", "updated_at", "source_committed_at", "name_k
 
 # Two advisory locks, taken first in a transaction and held to its end. RESOLVE_LOCK: one identity
 # decision at a time (resolve reads the persons to match against, then writes contributions).
-# SETTLE_LOCK: one writer of golden records at a time (a settle links references across records, and the
-# outbox relay relies on outbox ids growing in commit order). The resolve stage takes the first, the merge
+# SETTLE_LOCK: one writer of golden records at a time (a settle links references across records). The resolve stage takes the first, the merge
 # stage the second; T+1 loads and review decisions, which do both in one transaction, take both in this
-# order, so no two transactions wait for each other.
+# order, so no two transactions wait for each other. A T+1 chunk of new coded records only takes both
+# shared (``lock_library(shared=True)``): its sessions write at once, others wait.
 RESOLVE_LOCK = 0x4B4D5247
 SETTLE_LOCK = 0x4B4D5248
 OUTBOX_LOCK = 0x4B4D5249   # one publisher of the outbox at a time, whatever the number of merge processes
@@ -66,10 +66,13 @@ def lock_settle(conn: psycopg.Connection[Any]) -> None:
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (SETTLE_LOCK,))
 
 
-def lock_library(conn: psycopg.Connection[Any]) -> None:
-    """For a transaction that resolves and settles (``Merger.merge``, ``relink``): both locks, in order."""
-    lock_resolve(conn)
-    lock_settle(conn)
+def lock_library(conn: psycopg.Connection[Any], shared: bool = False) -> None:
+    """For a transaction that resolves and settles (``Merger.merge``, ``relink``): both locks, in order.
+    ``shared``: for a transaction that only opens new coded records set-based (``Merger.merge_new``): it
+    decides no identity and touches no existing record, so several may run at once (a T+1 load's
+    sessions), while every other writer waits for them and they for it."""
+    take = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+    conn.execute(f"SELECT {take}(%s), {take}(%s)", (RESOLVE_LOCK, SETTLE_LOCK))
 
 
 # Session settings of a merging connection (psycopg.connect(..., options=MERGE_SESSION)): staging tables

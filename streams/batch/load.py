@@ -15,8 +15,9 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from streams.normalize.mapping import FieldRejected, SourceMapping, apply, mappi
 from streams.normalize.standardize import Rejected
 
 CHUNK = 10000
+SESSIONS = 2   # library connections merging chunks at once (measured: docs/benchmarks.md, bench batch)
 log = logging.getLogger("kintsmesh.batch")
 
 
@@ -147,9 +149,11 @@ def release_held(conn: psycopg.Connection[Any], merger: Merger, report: BatchRep
 
 def load_batch(settings: Settings, department: str, batch_date: date, path: Path, *, table: str | None = None,
                progress: bool = True, chunk: int = CHUNK, database: str = RESOURCE_LIBRARY_DB,
-               bulk: bool = True) -> dict[str, Any]:
+               bulk: bool = True, sessions: int = SESSIONS) -> dict[str, Any]:
     """Load one extract; returns the reconciliation report (also stored in batch_run). ``bulk=False``
-    merges every candidate one by one (``Merger.merge``), as the live path does: slower, same library."""
+    merges every candidate one by one (``Merger.merge``), as the live path does: slower, same library.
+    ``sessions``: library connections merging chunks at once (chunks of new coded records only run side by
+    side, under the shared locks; any other chunk merges alone)."""
     if not path.is_file():
         raise BatchError(f"{path}: no such file")
     header, total, extract_rows = read_extract(path)
@@ -164,95 +168,130 @@ def load_batch(settings: Settings, department: str, batch_date: date, path: Path
     rejects_path.parent.mkdir(parents=True, exist_ok=True)
     # the live library's rejects go to the department's DLQ too (kintsmesh verify counts them there)
     dlq = DeadLetters(settings, department) if database == RESOURCE_LIBRARY_DB else None
-    with psycopg.connect(settings.dsn(database), options=MERGE_SESSION) as conn, rejects_path.open("w") as rejects, \
-            ThreadPoolExecutor(1, thread_name_prefix="merge") as merging, \
-            Progress(TextColumn(f"{batch_id} {mapping.table}"), BarColumn(), MofNCompleteColumn(),
-                     TextColumn("{task.fields[rate]} rows/s"), TimeRemainingColumn(),
-                     disable=not progress, transient=False, console=None) as bar:
-        task = bar.add_task("load", total=total, rate="-")
-        merger = Merger(conn)
-        pending: list[Incoming] = []
-        in_flight: Future[None] | None = None
-        lines = 0
+    opened: list[psycopg.Connection[Any]] = []
+    local = threading.local()
+    tally = threading.Lock()   # the report and the rejects, written by every session
 
-        def merge_alone(item: Incoming) -> None:
-            try:
-                with conn.transaction():
-                    lock_library(conn)
-                    report.add(merger.merge([item]))
-            except Exception as exc:  # noqa: BLE001 - one candidate that cannot merge must not stop the load
-                if conn.closed or conn.broken:
-                    raise
-                p = item.provenance
-                reject(int(p.get("line") or 0), "merge_failed", None, f"{type(exc).__name__}: {exc}",
-                       item.record, str(p.get("primary_key")))
+    def session() -> tuple[psycopg.Connection[Any], Merger]:
+        """The merging thread's own connection and merger."""
+        if not hasattr(local, "merger"):
+            own = psycopg.connect(settings.dsn(database), options=MERGE_SESSION)
+            opened.append(own)
+            local.merger = Merger(own)
+        return local.merger.conn, local.merger
 
-        def merge(chunk: list[Incoming] | BulkChunk, items: list[Incoming]) -> None:
-            """A chunk in one transaction; if it fails, each candidate alone (one that fails again is rejected)."""
-            try:
-                with conn.transaction():
-                    lock_library(conn)
-                    report.add(merger.merge_staged(chunk) if isinstance(chunk, BulkChunk) else merger.merge(chunk))
-            except Exception as exc:  # noqa: BLE001
-                if conn.closed or conn.broken:   # the library went away: the load stops, a rerun resumes it
-                    raise
-                log.warning("%s: a chunk of %d failed (%s: %s); merging it one by one", batch_id, len(items),
-                            type(exc).__name__, exc)
-                for item in items:
-                    merge_alone(item)
+    try:
+        with psycopg.connect(settings.dsn(database), options=MERGE_SESSION) as conn, rejects_path.open("w") as rejects, \
+                ThreadPoolExecutor(max(1, sessions), thread_name_prefix="merge") as merging, \
+                Progress(TextColumn(f"{batch_id} {mapping.table}"), BarColumn(), MofNCompleteColumn(),
+                         TextColumn("{task.fields[rate]} rows/s"), TimeRemainingColumn(),
+                         disable=not progress, transient=False, console=None) as bar:
+            task = bar.add_task("load", total=total, rate="-")
+            pending: list[Incoming] = []
+            in_flight: deque[Future[None]] = deque()
+            lines = 0
 
-        def flush() -> None:
-            """Stage the chunk and hand it to the merging thread: one chunk merges while the next is mapped."""
-            nonlocal in_flight, pending
-            staged = stage_bulk(pending) if bulk else pending
-            if in_flight is not None:
-                in_flight.result()   # only a lost library stops the load here
-            in_flight, pending = merging.submit(merge, staged, pending), []
+            def add(part: BatchReport) -> None:
+                with tally:
+                    report.add(part)
 
-        def reject(line: int, reason: str, field: str | None, detail: str, row: Any, key: str | None = None) -> None:
-            rejected[reason] += 1
-            rejects.write(json.dumps({"line": line, "reason": reason, "field": field, "detail": detail[:500],
-                                      "row": row}, ensure_ascii=False, default=repr) + "\n")
-            if dlq is not None:
-                if key is None and isinstance(row, dict):
-                    key = mapping.primary_key(row)
-                dlq.send(rejected_line(department, mapping.table, path, line, key, reason, field, detail, row))
+            def merge_alone(item: Incoming) -> None:
+                conn, merger = session()
+                try:
+                    with conn.transaction():
+                        lock_library(conn)
+                        add(merger.merge([item]))
+                except Exception as exc:  # noqa: BLE001 - one candidate that cannot merge must not stop the load
+                    if conn.closed or conn.broken:
+                        raise
+                    p = item.provenance
+                    reject(int(p.get("line") or 0), "merge_failed", None, f"{type(exc).__name__}: {exc}",
+                           item.record, str(p.get("primary_key")))
 
-        for line, row in enumerate(extract_rows, start=1):
-            lines = line
-            if isinstance(row, LineError):
-                reject(line, "malformed_line", None, row.detail, None)
-                continue
-            now = int(time.time() * 1000)
-            try:
-                applied = apply(mapping, row, batch_provenance(mapping, row, batch_id, line, cutoff, now), retracted=False)
-            except (FieldRejected, Rejected) as exc:
-                reject(line, exc.reason, getattr(exc, "column", None), exc.detail, row)
-                continue
-            except Exception as exc:  # noqa: BLE001 - one line nobody foresaw must not abort the night's load
-                reject(line, "internal_error", None, f"{type(exc).__name__}: {exc}", row)
-                continue
-            pending.extend(Incoming.of(c.entity, c.record) for c in applied.candidates)
-            if len(pending) >= chunk:
+            def merge(chunk: list[Incoming] | BulkChunk, items: list[Incoming]) -> None:
+                """A chunk in one transaction (new records only: under the shared locks, beside the other sessions';
+                what they hand back in a second one); if it fails, each candidate alone (one that fails again is
+                rejected)."""
+                conn, merger = session()
+                try:
+                    if isinstance(chunk, BulkChunk) and chunk.all_staged:
+                        with conn.transaction():
+                            lock_library(conn, shared=True)
+                            part, left = merger.merge_new(chunk)
+                        add(part)
+                        chunk = left
+                    if chunk:
+                        with conn.transaction():
+                            lock_library(conn)
+                            add(merger.merge_staged(chunk) if isinstance(chunk, BulkChunk) else merger.merge(chunk))
+                except Exception as exc:  # noqa: BLE001
+                    if conn.closed or conn.broken:   # the library went away: the load stops, a rerun resumes it
+                        raise
+                    log.warning("%s: a chunk of %d failed (%s: %s); merging it one by one", batch_id, len(items),
+                                type(exc).__name__, exc)
+                    for item in items:
+                        merge_alone(item)
+
+            def flush() -> None:
+                """Stage the chunk and hand it to a merging session: chunks merge while the next is mapped."""
+                nonlocal pending
+                staged = stage_bulk(pending) if bulk else pending
+                while len(in_flight) >= max(1, sessions):
+                    in_flight.popleft().result()   # only a lost library stops the load here
+                in_flight.append(merging.submit(merge, staged, pending))
+                pending = []
+
+            def reject(line: int, reason: str, field: str | None, detail: str, row: Any, key: str | None = None) -> None:
+                with tally:
+                    _reject(line, reason, field, detail, row, key)
+
+            def _reject(line: int, reason: str, field: str | None, detail: str, row: Any, key: str | None) -> None:
+                rejected[reason] += 1
+                rejects.write(json.dumps({"line": line, "reason": reason, "field": field, "detail": detail[:500],
+                                          "row": row}, ensure_ascii=False, default=repr) + "\n")
+                if dlq is not None:
+                    if key is None and isinstance(row, dict):
+                        key = mapping.primary_key(row)
+                    dlq.send(rejected_line(department, mapping.table, path, line, key, reason, field, detail, row))
+
+            for line, row in enumerate(extract_rows, start=1):
+                lines = line
+                if isinstance(row, LineError):
+                    reject(line, "malformed_line", None, row.detail, None)
+                    continue
+                now = int(time.time() * 1000)
+                try:
+                    applied = apply(mapping, row, batch_provenance(mapping, row, batch_id, line, cutoff, now), retracted=False)
+                except (FieldRejected, Rejected) as exc:
+                    reject(line, exc.reason, getattr(exc, "column", None), exc.detail, row)
+                    continue
+                except Exception as exc:  # noqa: BLE001 - one line nobody foresaw must not abort the night's load
+                    reject(line, "internal_error", None, f"{type(exc).__name__}: {exc}", row)
+                    continue
+                pending.extend(Incoming.of(c.entity, c.record) for c in applied.candidates)
+                if len(pending) >= chunk:
+                    flush()
+                    bar.update(task, completed=line, rate=f"{line / (time.perf_counter() - t0):,.0f}")
+            if pending:
                 flush()
-                bar.update(task, completed=line, rate=f"{line / (time.perf_counter() - t0):,.0f}")
-        if pending:
-            flush()
-        if in_flight is not None:
-            in_flight.result()
-        released = release_held(conn, merger, report)
-        bar.update(task, completed=lines, rate=f"{lines / max(time.perf_counter() - t0, 1e-9):,.0f}")
-        elapsed = time.perf_counter() - t0
-        result = {
-            "department": department, "table": mapping.table, "batch_date": batch_date.isoformat(),
-            "batch_id": batch_id, "file": str(path), "rows": lines, "rejected": sum(rejected.values()),
-            "rejected_by_reason": dict(rejected), "rejects_file": str(rejects_path) if rejected else None,
-            "candidates": report.as_dict(), "released": released, "seconds": round(elapsed, 3),
-            "rows_per_s": round(lines / elapsed, 1) if elapsed else None,
-        }
-        conn.execute("INSERT INTO batch_run (department, batch_date, file, started_at, finished_at, report)"
-                     " VALUES (%s, %s, %s, %s, now(), %s)", (department, batch_date, str(path), started, json.dumps(result)))
-        conn.commit()
+            while in_flight:
+                in_flight.popleft().result()
+            released = release_held(conn, Merger(conn), report)
+            bar.update(task, completed=lines, rate=f"{lines / max(time.perf_counter() - t0, 1e-9):,.0f}")
+            elapsed = time.perf_counter() - t0
+            result = {
+                "department": department, "table": mapping.table, "batch_date": batch_date.isoformat(),
+                "batch_id": batch_id, "file": str(path), "rows": lines, "rejected": sum(rejected.values()),
+                "rejected_by_reason": dict(rejected), "rejects_file": str(rejects_path) if rejected else None,
+                "candidates": report.as_dict(), "released": released, "seconds": round(elapsed, 3),
+                "rows_per_s": round(lines / elapsed, 1) if elapsed else None,
+            }
+            conn.execute("INSERT INTO batch_run (department, batch_date, file, started_at, finished_at, report)"
+                         " VALUES (%s, %s, %s, %s, now(), %s)", (department, batch_date, str(path), started, json.dumps(result)))
+            conn.commit()
+    finally:
+        for own in opened:
+            own.close()
     if dlq is not None:
         dlq.close()
     if not rejected:

@@ -98,6 +98,28 @@ def test_the_set_based_load_leaves_the_library_the_row_by_row_merge_leaves(setti
         assert {**b, "set_based": 0} == r, (b, r)
 
 
+def test_sessions_merging_side_by_side_leave_the_library_one_session_leaves(settings, tmp_path):
+    # chunks of new records merge at once under the shared locks; a chunk with a row merged before, or a
+    # row twice, merges alone; the same library (and the same outbox, published in another order) either way
+    source, _, persons = write_extract(settings, 3000, date(2026, 11, 27))
+    yesterday, today = edited_extracts(Path(source), tmp_path)
+    states, reports = [], []
+    for sessions in (1, 3):
+        database = f"kintsmesh_test_batch_sessions_{sessions}"
+        dsn = scratch_library(settings, database)
+        load_insured(settings, persons, database)
+        reports.append([load_batch(settings, "hrss", d, path, progress=False, chunk=200, database=database,
+                                   sessions=sessions)["candidates"]
+                        for d, path in ((date(2026, 11, 25), yesterday), (date(2026, 11, 26), today))])
+        states.append(library_state(dsn))
+        with psycopg.connect(dsn) as conn:
+            assert conn.execute("SELECT count(*), count(DISTINCT key) FROM outbox WHERE value->>'entity' ="
+                                " 'social_insurance'").fetchone() == (3000 + 300, 3000)
+    assert reports[0] == reports[1]
+    for name in STATE:
+        assert states[0][name] == states[1][name], name
+
+
 def test_a_parquet_extract_loads_the_library_its_csv_extract_loads(settings, tmp_path, fresh_seed):
     # a city's social-insurance rows (1,400-1,700 by seed) in the hrss database, exported both ways by `batch extract`
     sim = settings.model_copy(update={"stack_dir": tmp_path})

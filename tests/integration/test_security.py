@@ -16,7 +16,7 @@ from connect.client import ConnectClient
 from connect.connectors import connector_name
 from kintsmesh.security import audit
 from kintsmesh.security.tokens import issue
-from kintsmesh.settings import RESOURCE_LIBRARY_DB
+from kintsmesh.settings import CLUSTERS, RESOURCE_LIBRARY_DB
 
 pytestmark = pytest.mark.integration
 
@@ -43,19 +43,21 @@ def test_postgres_refuses_clients_without_the_password_or_without_tls(settings):
         assert conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone() == (True,)
 
 
-def test_the_socket_is_private_and_asks_for_a_password_too(settings):
-    socket_dir = settings.stack_dir / "postgres"
+@pytest.mark.parametrize("cluster", CLUSTERS)
+def test_the_socket_is_private_and_asks_for_a_password_too(settings, cluster):
+    socket_dir = settings.stack_dir / ("postgres" if cluster == "library" else cluster)
     sockets = list(socket_dir.glob(".s.PGSQL.*"))
     assert sockets and all(stat.S_IMODE(s.stat().st_mode) & 0o077 == 0 for s in sockets), sockets
     with pytest.raises(psycopg.OperationalError):
-        psycopg.connect(make_conninfo(host=str(socket_dir), port=settings.pg_port, dbname="postgres",
+        psycopg.connect(make_conninfo(host=str(socket_dir), port=settings.pg_endpoint(cluster)[1], dbname="postgres",
                                       user=settings.pg_user, connect_timeout=5))
 
 
 def test_no_component_role_is_superuser_and_each_does_only_its_part(settings):
-    with psycopg.connect(settings.dsn("postgres", role="admin")) as conn:
-        roles = dict(conn.execute("SELECT rolname, rolsuper FROM pg_roles WHERE rolname LIKE 'kintsmesh\\_%'").fetchall())
-    assert roles and not any(roles.values()), roles
+    for cluster in CLUSTERS:
+        with psycopg.connect(settings.dsn("postgres", role="admin", cluster=cluster)) as conn:
+            roles = dict(conn.execute("SELECT rolname, rolsuper FROM pg_roles WHERE rolname LIKE 'kintsmesh\\_%'").fetchall())
+        assert roles and not any(roles.values()), (cluster, roles)
     with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB, role="api")) as conn:
         assert conn.execute("SELECT count(*) >= 0 FROM person").fetchone() == (True,)
         for statement in ("UPDATE access_audit SET purpose = 'x'", "DELETE FROM access_audit",
@@ -72,11 +74,21 @@ def test_no_component_role_is_superuser_and_each_does_only_its_part(settings):
         psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB, role="capture_police"))
 
 
+def test_only_the_department_databases_cluster_is_decoded(settings):
+    # Debezium's slots read the departments' WAL; the library's writes are in another cluster's WAL
+    for cluster, level, slots in (("departments", "logical", True), ("library", "replica", False)):
+        with psycopg.connect(settings.dsn("postgres", role="admin", cluster=cluster)) as conn:
+            assert conn.execute("SHOW wal_level").fetchone() == (level,)
+            assert conn.execute("SELECT count(*) > 0 FROM pg_replication_slots").fetchone() == (slots,)
+
+
 def test_each_stack_process_runs_as_its_own_role(settings):
     bureau = issue(settings.secrets_dir, "education-bureau")
     assert api(settings, "/dossiers/school-enrolment/110101190001010010", token=bureau).status_code == 200
-    with psycopg.connect(settings.dsn("postgres", role="admin")) as conn:
-        users = {u for (u,) in conn.execute("SELECT DISTINCT usename FROM pg_stat_activity WHERE usename IS NOT NULL")}
+    users = set()
+    for cluster in CLUSTERS:
+        with psycopg.connect(settings.dsn("postgres", role="admin", cluster=cluster)) as conn:
+            users |= {u for (u,) in conn.execute("SELECT DISTINCT usename FROM pg_stat_activity WHERE usename IS NOT NULL")}
     assert {"kintsmesh_merge", "kintsmesh_resolve", "kintsmesh_events", "kintsmesh_api",
             "kintsmesh_capture_police"} <= users, users
 
