@@ -22,6 +22,20 @@ def test_environment_points_at_an_external_cluster(monkeypatch, tmp_path: Path):
     assert s.maven_repository == tmp_path / "m2"
 
 
+def test_the_department_databases_and_the_library_are_two_clusters(monkeypatch, tmp_path: Path):
+    monkeypatch.setenv("KINTSMESH_PG_HOST", "library.example")
+    monkeypatch.setenv("KINTSMESH_DEPARTMENTS_PG_HOST", "departments.example")
+    monkeypatch.setenv("KINTSMESH_DEPARTMENTS_PG_PORT", "6432")
+    s = Settings(stack_dir=tmp_path)
+    for department in ("police", "hrss"):
+        assert "host=departments.example port=6432" in s.dsn(department)
+    for database in ("resource_library", "kintsmesh_bench_batch", "postgres"):
+        assert f"host=library.example port={s.pg_port}" in s.dsn(database)
+    assert "host=departments.example port=6432" in s.dsn("postgres", cluster="departments")
+    monkeypatch.delenv("KINTSMESH_DEPARTMENTS_PG_HOST")
+    assert "host=library.example port=6432" in Settings(stack_dir=tmp_path).dsn("police")   # one host by default
+
+
 def test_secrets_are_masked_when_printed(monkeypatch):
     monkeypatch.setenv("KINTSMESH_PG_PASSWORD", "s3cret-value")
     shown = Settings().masked()
