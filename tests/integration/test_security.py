@@ -4,8 +4,8 @@ would: no credentials, wrong credentials, another component's role, another clie
 from __future__ import annotations
 
 import os
-from datetime import datetime
 import stat
+from datetime import datetime
 
 import psycopg
 import pytest
