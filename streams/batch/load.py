@@ -219,7 +219,7 @@ def load_batch(settings: Settings, department: str, batch_date: date, path: Path
                             lock_library(conn, shared=True)
                             part, left = merger.merge_new(chunk)
                         add(part)
-                        chunk = left
+                        chunk = items = left   # what is left is all that may still fail
                     if chunk:
                         with conn.transaction():
                             lock_library(conn)
@@ -242,17 +242,14 @@ def load_batch(settings: Settings, department: str, batch_date: date, path: Path
                 pending = []
 
             def reject(line: int, reason: str, field: str | None, detail: str, row: Any, key: str | None = None) -> None:
+                if dlq is not None and key is None and isinstance(row, dict):
+                    key = mapping.primary_key(row)
                 with tally:
-                    _reject(line, reason, field, detail, row, key)
-
-            def _reject(line: int, reason: str, field: str | None, detail: str, row: Any, key: str | None) -> None:
-                rejected[reason] += 1
-                rejects.write(json.dumps({"line": line, "reason": reason, "field": field, "detail": detail[:500],
-                                          "row": row}, ensure_ascii=False, default=repr) + "\n")
-                if dlq is not None:
-                    if key is None and isinstance(row, dict):
-                        key = mapping.primary_key(row)
-                    dlq.send(rejected_line(department, mapping.table, path, line, key, reason, field, detail, row))
+                    rejected[reason] += 1
+                    rejects.write(json.dumps({"line": line, "reason": reason, "field": field, "detail": detail[:500],
+                                              "row": row}, ensure_ascii=False, default=repr) + "\n")
+                    if dlq is not None:
+                        dlq.send(rejected_line(department, mapping.table, path, line, key, reason, field, detail, row))
 
             for line, row in enumerate(extract_rows, start=1):
                 lines = line
