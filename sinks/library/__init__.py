@@ -18,6 +18,7 @@ transaction; nothing here commits.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -36,20 +37,37 @@ from streams.normalize.mapping import one_per_person_kinds
 from streams.resolve.identity import BatchReport, Incoming, Settlement, SourceRef, coded_id, jsonable
 from streams.resolve.resolver import Resolver
 
-__all__ = ["BOOKKEEPING", "CODED", "MERGE_SESSION", "PERSON_ID_COLUMNS", "TABLES", "BatchReport", "BulkChunk",
+__all__ = ["BOOKKEEPING", "CODED", "MERGE_SESSION", "PERSON_ID_COLUMNS", "TABLES", "BatchReport", "BulkChunk", "Growth",
            "Incoming", "Merger", "Settlement", "SourceRef", "jsonable", "lock_library", "lock_resolve", "lock_settle",
            "numeric_array", "text_array"]
+
+
+class Growth:
+    """Candidates merged so far, and when to ANALYZE next: after 5k, 10k, 20k ... (autovacuum lags behind a
+    library filling fast). One per load, shared by its sessions, so the tables are analyzed once per step."""
+
+    def __init__(self) -> None:
+        self.merged, self.analyze_at = 0, 5_000
+        self._lock = threading.Lock()
+
+    def due(self, merged: int) -> bool:
+        with self._lock:
+            self.merged += merged
+            if self.merged < self.analyze_at:
+                return False
+            self.analyze_at = self.merged * 2
+            return True
 
 
 class Merger:
     """Resolve + merge batches into the resource library over one connection (caller commits)."""
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], growth: Growth | None = None) -> None:
         self.conn = conn
         self.resolver = Resolver(PostgresIdentityStore(conn), one_per_person_kinds())
         self.settler = Settler(conn)
         self.holds = Holds(conn)
-        self._merged, self._analyze_at = 0, 5_000   # ANALYZE after 5k, 10k, 20k ... candidates (autovacuum lags)
+        self.growth = growth or Growth()
 
     def merge(self, items: list[Incoming]) -> BatchReport:
         """Resolve and merge a batch in the caller's transaction (T+1 loads, review decisions, tests)."""
@@ -181,10 +199,8 @@ class Merger:
         return handed_back
 
     def _grown(self, merged: int) -> None:
-        self._merged += merged
-        if self._merged >= self._analyze_at:   # a library filling up fast outgrows its planner statistics
+        if self.growth.due(merged):   # a library filling up fast outgrows its planner statistics
             self._analyze_grown_tables()
-            self._analyze_at = self._merged * 2
 
     def _analyze_grown_tables(self) -> None:
         """ANALYZE the tables that changed by a quarter since their statistics were taken (autovacuum lags

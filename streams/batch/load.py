@@ -32,7 +32,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from kintsmesh.errors import TerminalError
 from kintsmesh.settings import CITY_TZ, RESOURCE_LIBRARY_DB, Settings
 from sinks.dlq import DeadLetters, rejected_line
-from sinks.library import MERGE_SESSION, BatchReport, Incoming, Merger, lock_library
+from sinks.library import MERGE_SESSION, BatchReport, Growth, Incoming, Merger, lock_library
 from sinks.library.bulk import BulkChunk, stage_bulk
 from streams.normalize.mapping import FieldRejected, SourceMapping, apply, mappings
 from streams.normalize.standardize import Rejected
@@ -169,6 +169,7 @@ def load_batch(settings: Settings, department: str, batch_date: date, path: Path
     # the live library's rejects go to the department's DLQ too (kintsmesh verify counts them there)
     dlq = DeadLetters(settings, department) if database == RESOURCE_LIBRARY_DB else None
     opened: list[psycopg.Connection[Any]] = []
+    growth = Growth()   # the sessions analyze the growing tables once per step, not once each
     local = threading.local()
     tally = threading.Lock()   # the report and the rejects, written by every session
 
@@ -177,7 +178,7 @@ def load_batch(settings: Settings, department: str, batch_date: date, path: Path
         if not hasattr(local, "merger"):
             own = psycopg.connect(settings.dsn(database), options=MERGE_SESSION)
             opened.append(own)
-            local.merger = Merger(own)
+            local.merger = Merger(own, growth)
         return local.merger.conn, local.merger
 
     try:

@@ -21,3 +21,4 @@ def test_a_relationship_links_its_object_only_when_the_object_is_a_person():
     exprs = linked_at_insert("relationship", "r")
     assert exprs["object_person_id"].startswith("CASE WHEN r.object_kind = 'PERSON'")
     assert "p.ric = r.subject_ric" in exprs["subject_person_id"] and "CASE" not in exprs["subject_person_id"]
+
