@@ -37,6 +37,8 @@ CLUSTERS: tuple[Cluster, ...] = ("library", "departments")
 
 def cluster_of(database: str) -> Cluster:
     return "departments" if database in DEPARTMENTS else "library"
+
+
 DEMO_SEED = 2026   # ``kintsmesh simulate``'s default seed: the demo's city
 # The city's calendar: what day a change or a birthday falls on. Asia/Shanghai has no daylight saving
 # time, so a fixed offset is exact (and cheaper than a zoneinfo lookup per value).

@@ -1,8 +1,10 @@
 """The local stack's components, each a process started from files under ``.stack/``, in start order.
 
-PostgreSQL (``postgres``: the library's cluster and ``departments``: the department databases'), Kafka in KRaft mode and Kafka Connect with Debezium (``jvm``), the
-Python processes (``workers``: the registry, the stages, the API, the lag exporter), Prometheus
-(``prometheus``) and the supervisor that starts again whatever dies (``supervise``). Each knows how to prepare its files, start, probe health and stop (``component``).
+PostgreSQL (``postgres``: two clusters, ``departments`` for the department databases and ``postgres`` for
+the resource library), Kafka in KRaft mode and Kafka Connect with Debezium (``jvm``), the Python processes
+(``workers``: the registry, the stages, the API, the lag exporter), Prometheus (``prometheus``) and the
+supervisor that starts again whatever dies (``supervise``). Each knows how to prepare its files, start,
+probe health and stop (``component``).
 """
 
 from __future__ import annotations
