@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import subprocess
-import sys
 import threading
 import time
 from datetime import date
@@ -14,9 +12,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-import requests
 from confluent_kafka import Consumer, TopicPartition
-from prometheus_client.parser import text_string_to_metric_families
 
 from kintsmesh import kafka, stack
 from kintsmesh.bench.resolve import pairwise, person_links, scratch_library, truth_of
@@ -29,6 +25,7 @@ from monitoring.lag import wait_for_pipeline
 from sinks.dlq import show
 from sinks.library import BOOKKEEPING, PERSON_ID_COLUMNS, TABLES, Incoming, Merger, lock_library
 from streams.batch.load import extract, load_batch
+from tests.integration.scaleout import metric_total, second_process
 
 pytestmark = pytest.mark.integration
 
@@ -273,44 +270,22 @@ def test_a_t1_batch_loaded_twice_yields_one_set_of_facts(settings, tmp_path):
                             (batch_date,)).fetchone()[0] >= 2
 
 
-def golden_updates(port: int) -> float:
-    """The golden versions a merge process has written (its kintsmesh_merge_golden_updates_total)."""
-    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    return sum(sample.value for family in text_string_to_metric_families(text)
-               if family.name == "kintsmesh_merge_golden_updates" for sample in family.samples
-               if sample.name.endswith("_total"))
-
-
 def test_a_second_merge_process_takes_over_part_of_the_canonical_ids(settings, tmp_path, fresh_seed):
     """Scale-out after the repartition: a second ``kintsmesh streams merge`` joins the group, the
     ``gldm.*.resolved`` partitions (so the canonical ids) are shared between the two, both merge golden
     records of a new city, and the city is complete in the library."""
-    port = settings.merge_metrics_port + 10
-    first_before = golden_updates(settings.merge_metrics_port)
-    env = {**os.environ, "KINTSMESH_MERGE_METRICS_PORT": str(port), "KINTSMESH_STACK_DIR": str(settings.stack_dir)}
-    with open(tmp_path / "second-merge.log", "wb") as log:
-        second = subprocess.Popen([sys.executable, "-m", "kintsmesh.cli", "streams", "merge"], env=env,
-                                  stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                golden_updates(port)
-                break
-            except requests.RequestException:
-                assert second.poll() is None, (tmp_path / "second-merge.log").read_text()
-                time.sleep(0.5)
+    port, family = settings.merge_metrics_port + 10, "kintsmesh_merge_golden_updates"
+    first_before = metric_total(settings.merge_metrics_port, family)
+    with second_process(settings, tmp_path, ["streams", "merge"], {"KINTSMESH_MERGE_METRICS_PORT": str(port)},
+                        port, family):
         time.sleep(5)   # its first poll joins the group: the partitions are assigned again
         sim = settings.model_copy(update={"stack_dir": tmp_path})
         truth_file = tmp_path / "truth.jsonl"
         run_simulation(sim, seed=fresh_seed, initial=200, rate=None, duration_s=0, dirty_rate=0.03,
                        truth_path=str(truth_file), today=date(2026, 11, 27))
         wait_until_merged(settings)
-        first, other = golden_updates(settings.merge_metrics_port) - first_before, golden_updates(port)
-        assert second.poll() is None, (tmp_path / "second-merge.log").read_text()
-    finally:
-        second.terminate()
-        second.wait(60)
+        first = metric_total(settings.merge_metrics_port, family) - first_before
+        other = metric_total(port, family)
     assert first > 0 and other > 0, (first, other)
     truth = read_truth(truth_file)
     houses = {r["house"] for (db, table, _), r in truth.items() if (db, table) == ("housing", "fw_jbxx")}

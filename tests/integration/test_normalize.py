@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
 from datetime import date
 
 import psycopg
 import pytest
-import requests
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
-from prometheus_client.parser import text_string_to_metric_families
 
 from connect.connectors import raw_topics
 from kintsmesh import kafka
@@ -26,6 +22,7 @@ from kintsmesh.simulate.runner import run_simulation
 from kintsmesh.topics import candidate_topics, dlq_topic
 from monitoring.lag import wait_for_group, wait_for_pipeline
 from streams.normalize.mapping import mappings
+from tests.integration.scaleout import metric_total, second_process
 from tests.integration.test_merge import read_truth
 
 pytestmark = pytest.mark.integration
@@ -116,35 +113,16 @@ def test_every_raw_event_of_a_dirty_simulated_run_is_accounted_for(settings, tmp
                             "unknown_gender_code", "unknown_marital_code", "unknown_ethnicity_code"}, reasons
 
 
-def events_in(port: int) -> float:
-    """The raw events a normalize process has read (its kintsmesh_normalize_events_in_total)."""
-    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    return sum(sample.value for family in text_string_to_metric_families(text)
-               if family.name == "kintsmesh_normalize_events_in" for sample in family.samples
-               if sample.name.endswith("_total"))
-
-
 def test_a_second_normalize_process_shares_the_raw_partitions(settings, tmp_path, fresh_seed):
     """Scale-out of the Faust stage: a second worker joins the ``kintsmesh-normalize`` group, the raw
     topics' partitions are shared, both normalize changes of a new city and every one of its houses
     reaches the library."""
-    port = settings.normalize_metrics_port + 10
-    first_before = events_in(settings.normalize_metrics_port)
-    env = {**os.environ, "KINTSMESH_NORMALIZE_METRICS_PORT": str(port), "KINTSMESH_STACK_DIR": str(settings.stack_dir),
-           "KINTSMESH_KAFKA_PRINCIPAL": "normalize", "KINTSMESH_PG_ROLE": "none"}
-    with open(tmp_path / "second-normalize.log", "wb") as log:
-        second = subprocess.Popen([sys.executable, "-m", "kintsmesh.cli", "streams", "worker",
-                                   "--datadir", str(tmp_path / "normalize-2")], env=env,
-                                  stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                events_in(port)
-                break
-            except requests.RequestException:
-                assert second.poll() is None, (tmp_path / "second-normalize.log").read_text()[-2000:]
-                time.sleep(0.5)
+    port, family = settings.normalize_metrics_port + 10, "kintsmesh_normalize_events_in"
+    first_before = metric_total(settings.normalize_metrics_port, family)
+    env = {"KINTSMESH_NORMALIZE_METRICS_PORT": str(port), "KINTSMESH_KAFKA_PRINCIPAL": "normalize",
+           "KINTSMESH_PG_ROLE": "none"}
+    with second_process(settings, tmp_path, ["streams", "worker", "--datadir", str(tmp_path / "normalize-2")], env,
+                        port, family):
         time.sleep(15)   # the group rebalances: Faust's workers settle their assignment
         sim = settings.model_copy(update={"stack_dir": tmp_path})
         truth_file = tmp_path / "truth.jsonl"
@@ -152,11 +130,8 @@ def test_a_second_normalize_process_shares_the_raw_partitions(settings, tmp_path
                        truth_path=str(truth_file), today=date(2026, 11, 27))
         left = wait_for_pipeline(settings, timeout_s=900)
         assert left == {"normalize": 0, "merge": 0, "events": 0}, f"still to do: {left}"
-        first, other = events_in(settings.normalize_metrics_port) - first_before, events_in(port)
-        assert second.poll() is None, (tmp_path / "second-normalize.log").read_text()[-2000:]
-    finally:
-        second.terminate()
-        second.wait(60)
+        first = metric_total(settings.normalize_metrics_port, family) - first_before
+        other = metric_total(port, family)
     assert first > 0 and other > 0, (first, other)
     houses = {r["house"] for (db, table, _), r in read_truth(truth_file).items() if (db, table) == ("housing", "fw_jbxx")}
     with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
