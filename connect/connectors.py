@@ -35,10 +35,11 @@ def render(settings: Settings, department: str) -> dict[str, str]:
         raise FileNotFoundError(f"no connector config for department {department!r} ({path})")
     merged = json.loads((CONNECTORS_DIR / "_defaults.json").read_text())
     merged.update(json.loads(path.read_text()))
+    host, port = settings.pg_endpoint("departments")
     values = {
         "department": department,
-        "pg_host": settings.pg_host_for_connect or settings.pg_endpoint("departments")[0],
-        "pg_port": str(settings.departments_pg_port),
+        "pg_host": settings.pg_host_for_connect or host,
+        "pg_port": str(port),
         # the password is not in the config (a GET of it shows none): Connect's file config provider reads it
         "secrets_dir": str(settings.secrets_dir),
         "partitions": str(settings.kafka_partitions),

@@ -164,7 +164,7 @@ def merge_new_coded(settler: Settler, entity: str, rows: dict[SourceRef, tuple[A
         ids = {cid for (cid,) in cur.fetchall()}
         created = len(ids)
         if ids:
-            link_people(conn, {entity: ids}, [], settler.note_links)
+            link_people(conn, {entity: ids}, [], settler.note_links, inserted_linked=True)
             settler.forget_links()   # new records: the set-based outbox statement publishes them with their links
             cur.execute(_bulk_outbox_sql(entity), {"topic": changes_topic(entity)})
         cur.execute("TRUNCATE _bulk")

@@ -18,12 +18,14 @@ Note = Callable[[str, str, Iterable[tuple[Any, ...]]], None]
 
 
 def link_people(conn: psycopg.Connection[Any], affected: dict[str, set[str]], person_rows: list[tuple[str, str, str]],
-                note: Note) -> None:
+                note: Note, inserted_linked: bool = False) -> None:
     """Fill person ids in certificates, relationships and insurance facts that refer to people —
     those merged now, and earlier ones that were waiting for a person merged now — noting each link
     made (``_version_links``). Each direction is its own statement so that every one runs on an
     index, whatever the library's size; the previous value is read through a self-join (``o``),
-    which sees the row as it was before the update."""
+    which sees the row as it was before the update. ``inserted_linked``: the ``affected`` records were
+    just inserted with ``linked_at_insert``'s person ids (by RIC and insured number), so only the
+    same-row name direction is left to look for them."""
     persons = list(affected.get("person", set()))
     rows = ([r[0] for r in person_rows], [r[1] for r in person_rows], [r[2] for r in person_rows])
     insured_kinds = identifying_kinds("insured_no")
@@ -41,7 +43,7 @@ def link_people(conn: psycopg.Connection[Any], affected: dict[str, set[str]], pe
                       f" WHERE o.{id_column} = g.{id_column} AND p.ric = g.{ric_column} {kind}"
                       f" AND g.{person_column} IS DISTINCT FROM p.person_id")
             returning = f" RETURNING g.{id_column}, o.{person_column}, p.person_id"
-            if ids:
+            if ids and not inserted_linked:
                 run(entity, person_column, by_ric + f" AND g.{id_column} = ANY(%s::text[])" + returning,
                     (text_array(ids),))
             if persons:
@@ -73,7 +75,7 @@ def link_people(conn: psycopg.Connection[Any], affected: dict[str, set[str]], pe
     returning = " RETURNING s.fact_id, o.person_id, c.canonical_id"
     facts = list(affected.get("social_insurance", set()))
     for insured_kind in insured_kinds:
-        if facts:
+        if facts and not inserted_linked:
             run("social_insurance", "person_id", by_insured + " AND s.fact_id = ANY(%s::text[])" + returning,
                 (*insured_kind, text_array(facts)))
         if insured:

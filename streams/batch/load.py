@@ -156,6 +156,7 @@ def load_batch(settings: Settings, department: str, batch_date: date, path: Path
     side, under the shared locks; any other chunk merges alone)."""
     if not path.is_file():
         raise BatchError(f"{path}: no such file")
+    sessions = max(1, sessions)
     header, total, extract_rows = read_extract(path)
     mapping = choose_mapping(department, header, table)
     batch_id = f"{department}-{batch_date:%Y%m%d}"
@@ -183,7 +184,7 @@ def load_batch(settings: Settings, department: str, batch_date: date, path: Path
 
     try:
         with psycopg.connect(settings.dsn(database), options=MERGE_SESSION) as conn, rejects_path.open("w") as rejects, \
-                ThreadPoolExecutor(max(1, sessions), thread_name_prefix="merge") as merging, \
+                ThreadPoolExecutor(sessions, thread_name_prefix="merge") as merging, \
                 Progress(TextColumn(f"{batch_id} {mapping.table}"), BarColumn(), MofNCompleteColumn(),
                          TextColumn("{task.fields[rate]} rows/s"), TimeRemainingColumn(),
                          disable=not progress, transient=False, console=None) as bar:
@@ -237,7 +238,7 @@ def load_batch(settings: Settings, department: str, batch_date: date, path: Path
                 """Stage the chunk and hand it to a merging session: chunks merge while the next is mapped."""
                 nonlocal pending
                 staged = stage_bulk(pending) if bulk else pending
-                while len(in_flight) >= max(1, sessions):
+                while len(in_flight) >= sessions:
                     in_flight.popleft().result()   # only a lost library stops the load here
                 in_flight.append(merging.submit(merge, staged, pending))
                 pending = []
