@@ -132,8 +132,11 @@ class MergeWorker(MergerStage[MergeMetrics]):
 
     def _release_held(self) -> int:
         holds = self.merger.holds
-        if not holds.any():
-            self.conn.commit()
+        waiting = holds.any()
+        # the look ends its own transaction: the release below must be one of its own, not a savepoint in
+        # it (which kept the library's lock taken below until some later commit, seconds on)
+        self.conn.commit()
+        if not waiting:
             return 0
         started = time.perf_counter()
         with self.conn.transaction():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import uuid
 
 import psycopg
@@ -51,6 +52,16 @@ def test_a_month_of_a_refused_person_is_held_and_merged_with_its_person_once_the
     with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB), autocommit=True) as library:
         assert wait("the month held", lambda: held(library, pk)) == ("insured_no", "insured_no", grbh)
         assert merged(library, pk) is None   # not merged alone
+        # while it waits, the merge stage does not sit in an open transaction holding the library's lock
+        # (each look for released holds is a transaction of its own, not a savepoint in the look's own)
+        stuck = []
+        for _ in range(40):
+            stuck += library.execute(
+                "SELECT a.pid, now() - a.xact_start FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid"
+                " WHERE a.usename = 'kintsmesh_merge' AND l.locktype = 'advisory' AND l.granted"
+                " AND now() - a.xact_start > interval '1 second'").fetchall()
+            time.sleep(0.1)
+        assert not stuck, f"the merge stage held the library's lock in a transaction open for over a second: {stuck}"
         listed = subprocess.run([sys.executable, "-m", "kintsmesh.cli", "held"], capture_output=True, text=True,
                                 timeout=60)
         assert listed.returncode == 0 and "hrss.sb_jfmx" in listed.stdout, listed.stdout + listed.stderr
