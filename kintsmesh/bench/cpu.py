@@ -24,13 +24,18 @@ STACK_PROCESSES = ("kafka", "connect", "registry", "normalize", "resolve", "merg
 
 
 def postgres_group(command: str, cluster: str = "library") -> str:
-    """A PostgreSQL process by what it serves: ``postgres: <user> <db> ...`` backends by database; the
-    background work of each cluster (WAL writer, checkpointer, autovacuum) apart."""
+    """A PostgreSQL process by what it serves: ``postgres: <user> <db> ...`` backends by database, the
+    library's also by the component whose role connected (``kintsmesh_merge`` -> ``postgres resource_library
+    (merge)``; the administrator's and others' ``(other)``); the background work of each cluster (WAL writer,
+    checkpointer, autovacuum) apart."""
     words = command.split()
     if len(words) >= 2 and words[0] == "postgres:" and words[1] == "walsender":
         return "postgres walsender (Debezium)"
     if len(words) >= 4 and words[0] == "postgres:" and "(" in words[3]:
-        return "postgres resource_library" if words[2] == "resource_library" else "postgres departments"
+        if words[2] != "resource_library":
+            return "postgres departments"
+        component = words[1].removeprefix("kintsmesh_") if words[1].startswith("kintsmesh_") else "other"
+        return f"postgres resource_library ({component})"
     return "postgres (background)" if cluster == "library" else "postgres departments (background)"
 
 
@@ -102,9 +107,10 @@ class CpuWindow:
                 "cores_by_component": cores}
 
 
-# the processes that resolve and merge a candidate: the two stages, the library's backends and the work its
+# the processes that resolve and merge a candidate: the two stages, their backends in the library and the work its
 # cluster does for them in the background (WAL writer, checkpointer, autovacuum)
-MERGE_STAGE = ("resolve", "merge", "postgres resource_library", "postgres (background)")
+MERGE_STAGE = ("resolve", "merge", "postgres resource_library (resolve)", "postgres resource_library (merge)",
+               "postgres (background)")
 
 
 def cpu_us_per_unit(usage: dict[str, object], groups: tuple[str, ...], units: int) -> float:

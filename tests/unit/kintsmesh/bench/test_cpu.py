@@ -10,7 +10,11 @@ from kintsmesh.settings import Settings
 
 
 def test_postgres_processes_are_grouped_by_what_they_serve() -> None:
-    assert postgres_group("postgres: kintsmesh resource_library 127.0.0.1(52278) idle") == "postgres resource_library"
+    # the library's backends by the component whose role connected: a stage's CPU counts only its own
+    assert postgres_group("postgres: kintsmesh_merge resource_library 127.0.0.1(52278) idle") \
+        == "postgres resource_library (merge)"
+    assert postgres_group("postgres: kintsmesh resource_library 127.0.0.1(52278) idle") \
+        == "postgres resource_library (other)"
     assert postgres_group("postgres: kintsmesh police 127.0.0.1(46408) INSERT") == "postgres departments"
     assert postgres_group("postgres: walsender kintsmesh 127.0.0.1(46566) START_REPLICATION") \
         == "postgres walsender (Debezium)"
