@@ -162,6 +162,14 @@ class Holds:
         return [Held(SourceRef(*r[:4]), r[4], r[5], r[6], r[7], Origin(r[9], r[10], r[11], r[12], r[13]), r[8])
                 for r in rows]
 
+    def due(self, older_than_s: float) -> bool:
+        """Whether ``ready`` or ``expired(older_than_s)`` would take anything now (a read, no lock needed: a
+        hold that becomes due just after is seen by the next look)."""
+        return self.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM held_reference x" + _NAMED + ") OR EXISTS (SELECT 1 FROM held_reference"
+            " WHERE held_at <= clock_timestamp() - make_interval(secs => %s))",
+            (*self._kinds(), older_than_s)).fetchone() == (True,)
+
     def any(self) -> bool:
         return self.conn.execute("SELECT EXISTS (SELECT 1 FROM held_reference)").fetchone() == (True,)
 

@@ -119,8 +119,9 @@ class MergeWorker(MergerStage[MergeMetrics]):
                       message.value())
 
     def tick(self, wrote: int) -> None:
-        """After every poll: merge the held records whose person arrived (every quarter second while any is
-        held), send those held past ``reference_hold_s`` to ``dlq.merge``."""
+        """After every poll: merge the held records whose person arrived, send those held past
+        ``reference_hold_s`` to ``dlq.merge`` (a look every quarter second, the library's lock only when one is
+        due)."""
         now = time.monotonic()
         if now >= self._next_release:
             self._next_release = now + 0.25
@@ -132,11 +133,12 @@ class MergeWorker(MergerStage[MergeMetrics]):
 
     def _release_held(self) -> int:
         holds = self.merger.holds
-        waiting = holds.any()
-        # the look ends its own transaction: the release below must be one of its own, not a savepoint in
-        # it (which kept the library's lock taken below until some later commit, seconds on)
+        # a look without the library's lock (a record may stay held for an hour: four locked transactions a
+        # second for nothing, each seen as a merge batch); it ends its own transaction, so the release below
+        # is one of its own and not a savepoint in it (which kept the lock taken below, seconds on)
+        due = holds.due(self.settings.reference_hold_s)
         self.conn.commit()
-        if not waiting:
+        if not due:
             return 0
         started = time.perf_counter()
         with self.conn.transaction():

@@ -14,6 +14,7 @@ import pytest
 from kintsmesh.settings import RESOURCE_LIBRARY_DB
 from monitoring.verify import refused_rows
 from sinks.dlq import show
+from sinks.library.held import Holds
 from tests.integration.test_monitoring import wait_for
 
 pytestmark = pytest.mark.integration
@@ -52,6 +53,8 @@ def test_a_month_of_a_refused_person_is_held_and_merged_with_its_person_once_the
     with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB), autocommit=True) as library:
         assert wait("the month held", lambda: held(library, pk)) == ("insured_no", "insured_no", grbh)
         assert merged(library, pk) is None   # not merged alone
+        holds = Holds(library)   # the merge stage's look: not due while its person is missing, due once expired
+        assert not holds.due(3600) and holds.due(0)
         # while it waits, the merge stage does not sit in an open transaction holding the library's lock
         # (each look for released holds is a transaction of its own, not a savepoint in the look's own)
         stuck = []
