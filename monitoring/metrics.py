@@ -48,12 +48,15 @@ class NormalizeMetrics:
         return found
 
 
-def _stage_metrics(stage: str, registry: CollectorRegistry) -> tuple[Counter, Histogram]:
+def _stage_metrics(stage: str, registry: CollectorRegistry) -> tuple[Counter, Histogram, Histogram]:
     return (Counter(f"kintsmesh_{stage}_rejected_total", f"Messages the {stage} stage sent to dlq.merge",
                     ["reason"],
                     registry=registry),
             Histogram("kintsmesh_merge_batch_seconds", "One resolve or merge transaction", ["stage"],
-                      registry=registry, buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)))
+                      registry=registry, buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)),
+            Histogram("kintsmesh_merge_lock_wait_seconds", "How long a resolve or merge transaction waited for the"
+                      " library's lock (one writer at a time; with its round trip)", ["stage"], registry=registry,
+                      buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)))
 
 
 def consumer_rebuilds(registry: CollectorRegistry) -> Counter:
@@ -64,7 +67,7 @@ def consumer_rebuilds(registry: CollectorRegistry) -> Counter:
 
 class ResolveMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.rejected, self.batch_seconds = _stage_metrics("resolve", registry)
+        self.rejected, self.batch_seconds, self.lock_wait = _stage_metrics("resolve", registry)
         self.consumer_rebuilds = consumer_rebuilds(registry)
         self.candidates = Counter("kintsmesh_merge_candidates_total", "Candidates read by the resolve stage",
                                   ["entity", "outcome"], registry=registry)
@@ -78,7 +81,7 @@ class ResolveMetrics:
 
 class MergeMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.rejected, self.batch_seconds = _stage_metrics("merge", registry)
+        self.rejected, self.batch_seconds, self.lock_wait = _stage_metrics("merge", registry)
         self.consumer_rebuilds = consumer_rebuilds(registry)
         self.golden_updates = Counter("kintsmesh_merge_golden_updates_total", "Golden record versions written",
                                       ["entity"], registry=registry)

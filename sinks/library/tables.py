@@ -3,6 +3,7 @@ transactions that write them."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -58,12 +59,20 @@ SETTLE_LOCK = 0x4B4D5248
 OUTBOX_LOCK = 0x4B4D5249   # one publisher of the outbox at a time, whatever the number of merge processes
 
 
-def lock_resolve(conn: psycopg.Connection[Any]) -> None:
-    conn.execute("SELECT pg_advisory_xact_lock(%s)", (RESOLVE_LOCK,))
+def lock_resolve(conn: psycopg.Connection[Any]) -> float:
+    """RESOLVE_LOCK for the transaction; returns the seconds it took (the wait, and a round trip)."""
+    return _locked(conn, RESOLVE_LOCK)
 
 
-def lock_settle(conn: psycopg.Connection[Any]) -> None:
-    conn.execute("SELECT pg_advisory_xact_lock(%s)", (SETTLE_LOCK,))
+def lock_settle(conn: psycopg.Connection[Any]) -> float:
+    """SETTLE_LOCK for the transaction; returns the seconds it took (the wait, and a round trip)."""
+    return _locked(conn, SETTLE_LOCK)
+
+
+def _locked(conn: psycopg.Connection[Any], lock: int) -> float:
+    started = time.perf_counter()
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+    return time.perf_counter() - started
 
 
 def lock_library(conn: psycopg.Connection[Any], shared: bool = False) -> None:

@@ -103,7 +103,8 @@ class MergeWorker(MergerStage[MergeMetrics]):
         coded = [w for w in work if isinstance(w, Incoming)]
         named = [w for w in work if not isinstance(w, Incoming)]
         with self.conn.transaction():
-            lock_settle(self.conn)   # (coded records: no other stage resolves them, so no resolve lock)
+            # (coded records: no other stage resolves them, so no resolve lock)
+            self.metrics.lock_wait.labels("merge").observe(lock_settle(self.conn))
             report, settlement = (self.merger.merge_coded(coded, self._origin) if coded
                                   else (BatchReport(), Settlement()))
             if named:
@@ -142,7 +143,7 @@ class MergeWorker(MergerStage[MergeMetrics]):
             return 0
         started = time.perf_counter()
         with self.conn.transaction():
-            lock_settle(self.conn)
+            self.metrics.lock_wait.labels("merge").observe(lock_settle(self.conn))
             ready = holds.ready()
             report, settlement = BatchReport(), Settlement()
             try:

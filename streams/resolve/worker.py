@@ -61,7 +61,7 @@ class ResolveWorker(MergerStage[ResolveMetrics]):
 
     def _resolve(self, items: list[Incoming], offsets: Offsets) -> tuple[BatchReport, int]:
         with self.conn.transaction():
-            lock_resolve(self.conn)
+            self.metrics.lock_wait.labels("resolve").observe(lock_resolve(self.conn))
             report, settlement = self.merger.resolve(items)
             queued = self.merger.queue(settlement)
             store_offsets(self.conn, self.group, offsets)

@@ -16,11 +16,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from kintsmesh.settings import Settings
 
 
-def metric_total(port: int, family: str) -> float:
-    """The sum of a counter family's ``_total`` samples on a process's /metrics."""
+def metric_total(port: int, family: str, sample: str = "_total") -> float:
+    """The sum of a family's ``sample`` samples on a process's /metrics (a counter's ``_total``, a
+    histogram's ``_count`` or ``_sum``)."""
     text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    return sum(sample.value for f in text_string_to_metric_families(text) if f.name == family
-               for sample in f.samples if sample.name.endswith("_total"))
+    return sum(s.value for f in text_string_to_metric_families(text) if f.name == family
+               for s in f.samples if s.name.endswith(sample))
 
 
 @contextmanager

@@ -286,7 +286,11 @@ def test_a_second_merge_process_takes_over_part_of_the_canonical_ids(settings, t
         wait_until_merged(settings)
         first = metric_total(settings.merge_metrics_port, family) - first_before
         other = metric_total(port, family)
+        # how long each waited for the library's settle lock, the other's transactions holding it
+        waits = {p: (metric_total(p, "kintsmesh_merge_lock_wait_seconds", "_count"),
+                     metric_total(p, "kintsmesh_merge_lock_wait_seconds", "_sum")) for p in (settings.merge_metrics_port, port)}
     assert first > 0 and other > 0, (first, other)
+    assert all(count > 0 and total >= 0 for count, total in waits.values()), waits
     truth = read_truth(truth_file)
     houses = {r["house"] for (db, table, _), r in truth.items() if (db, table) == ("housing", "fw_jbxx")}
     with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
