@@ -30,7 +30,7 @@ from kintsmesh.simulate.runner import redo_unfinished, run_simulation
 from kintsmesh.topics import NORMALIZE_GROUP
 from kintsmesh.watch import percentile
 from monitoring.lag import merge_lag, wait_for_group, wait_for_merge, wait_for_pipeline
-from sinks.library.review import sync_lags_ms
+from sinks.library.review import lag_segments_ms, sync_lags_ms
 
 SEED = 77
 DEFAULT_RATE = 1000.0   # the target: p99 < 1 s at 1,000 changes/s
@@ -55,6 +55,7 @@ def _lag_run(settings: Settings, sim: Settings, rate: float,
     usage = cpu.stop()   # until the last change is merged: the stages' work on it counts
     with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
         series = sync_lags_ms(conn, started)
+        segments = lag_segments(lag_segments_ms(conn, started))
         updates = conn.execute("SELECT count(*) FROM golden_history WHERE recorded_at >= %s", (started,)).fetchone()
     if not series:
         raise KintsmeshError("bench merge: no merged change carries a commit timestamp (track_commit_timestamp off?)")
@@ -64,7 +65,24 @@ def _lag_run(settings: Settings, sim: Settings, rate: float,
             "contributions_measured": len(lags), "lag_p50_ms": round(percentile(lags, 50), 1),
             "lag_p99_ms": round(percentile(lags, 99), 1), "lag_max_ms": round(max(lags), 1),
             "golden_updates": updates[0] if updates else 0, "candidates_merged": merged,
-            "cpu_us_per_candidate": cpu_us_per_unit(usage, MERGE_STAGE, merged), "cpu": usage}, series
+            "cpu_us_per_candidate": cpu_us_per_unit(usage, MERGE_STAGE, merged), "cpu": usage,
+            "segments_ms": segments}, series
+
+
+SEGMENTS = ("commit -> written", "its transaction", "-> golden visible")
+
+
+def lag_segments(rows: list[tuple[bool, float, float, float]]) -> dict[str, dict[str, Any]]:
+    """p50 and p99 of each part of the lag (``lag_segments_ms``), apart for records through resolve and
+    coded records (each part's own percentiles: they do not add up to the whole's)."""
+    out: dict[str, dict[str, Any]] = {}
+    for path, resolved in (("resolved", True), ("coded", False)):
+        mine = [r[1:] for r in rows if r[0] is resolved]
+        if mine:
+            out[path] = {"rows": len(mine), "p50_p99_ms": {
+                name: [round(percentile([r[i] for r in mine], p), 1) for p in (50, 99)]
+                for i, name in enumerate(SEGMENTS)}}
+    return out
 
 
 def _candidates_since(settings: Settings, started: datetime) -> int:
@@ -132,6 +150,9 @@ def run_merge_bench(settings: Settings, rate: float, duration_s: float, people: 
     print(f"  at {lag['rate_per_s']:,.0f} changes/s: commit -> golden visible p50 {lag['lag_p50_ms']:,.0f} ms,"
           f" p99 {lag['lag_p99_ms']:,.0f} ms, max {lag['lag_max_ms']:,.0f} ms ({lag['contributions_measured']:,}"
           f" contributions)   target p99 < 1,000 ms")
+    for path, parts in lag["segments_ms"].items():
+        print(f"  {path} records ({parts['rows']:,}), p50 / p99 ms: " + ", ".join(
+            f"{name} {p50:,.0f} / {p99:,.0f}" for name, (p50, p99) in parts["p50_p99_ms"].items()))
     print(f"  while the simulator wrote: {format_cores(lag['cpu'])}")
     print(f"  resolve + merge CPU: {lag['cpu_us_per_candidate']:,.0f} µs per candidate ({lag['candidates_merged']:,}"
           f" merged at this rate), {top['cpu_us_per_candidate']:,.0f} µs in full batches (the backlog)")

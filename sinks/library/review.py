@@ -60,11 +60,28 @@ def sync_lags_ms(conn: psycopg.Connection[Any], since: datetime) -> list[tuple[f
     transaction that wrote the version (track_commit_timestamp), the first after the row was resolved."""
     return [(float(at), float(ms)) for at, ms in conn.execute(
         "SELECT extract(epoch FROM c.committed_at), extract(epoch FROM v.visible - c.committed_at) * 1000"
-        " FROM contribution c CROSS JOIN LATERAL (SELECT min(pg_xact_commit_timestamp(h.xmin)) AS visible"
-        "  FROM golden_history h WHERE h.entity = c.entity AND h.canonical_id = c.canonical_id"
-        "  AND h.recorded_at >= c.merged_at AND h.cause->>'department' = c.department"
-        "  AND h.cause->>'table' = c.source_table AND h.cause->>'primary_key' = c.primary_key) v"
-        " WHERE c.committed_at >= %s AND c.position[1] = 0 AND v.visible IS NOT NULL", (since,))]
+        + _MERGED_SINCE, (since,))]
+
+
+def lag_segments_ms(conn: psycopg.Connection[Any], since: datetime) -> list[tuple[bool, float, float, float]]:
+    """``sync_lags_ms``'s rows in three parts: (through resolve — a person or legal entity —, commit -> its
+    contribution written, that write's transaction, its commit -> the golden version visible). The first
+    is capture, normalize and the writing stage's wait for its batch; the last, for a resolved record, the
+    settle queue's relay and the merge stage (nothing for a coded record, merged where it is written)."""
+    return [(bool(resolved), float(arrive), float(written), float(settled)) for resolved, arrive, written, settled
+            in conn.execute(
+                "SELECT c.entity IN ('person', 'legal_entity'), extract(epoch FROM c.merged_at - c.committed_at) * 1000,"
+                " extract(epoch FROM pg_xact_commit_timestamp(c.xmin) - c.merged_at) * 1000,"
+                " extract(epoch FROM v.visible - pg_xact_commit_timestamp(c.xmin)) * 1000" + _MERGED_SINCE, (since,))]
+
+
+# every live source row merged since %s that caused a golden version, and when that version became visible
+_MERGED_SINCE = (
+    " FROM contribution c CROSS JOIN LATERAL (SELECT min(pg_xact_commit_timestamp(h.xmin)) AS visible"
+    "  FROM golden_history h WHERE h.entity = c.entity AND h.canonical_id = c.canonical_id"
+    "  AND h.recorded_at >= c.merged_at AND h.cause->>'department' = c.department"
+    "  AND h.cause->>'table' = c.source_table AND h.cause->>'primary_key' = c.primary_key) v"
+    " WHERE c.committed_at >= %s AND c.position[1] = 0 AND v.visible IS NOT NULL")
 
 
 def explain(conn: psycopg.Connection[Any], canonical_id: str) -> dict[str, Any]:

@@ -233,11 +233,15 @@ class Resolver:
             return {}
         self._describe(set(orphans) | {t for o in orphans for t in near.get(o, ())})
 
+        eligible: dict[str, bool] = {}   # may_link's answers until a move changes what is described
+
         def may_link(orphan: str) -> bool:   # only what changed can make it link: a touched neighbour
-            profile = self._described.get(orphan)
-            return profile is not None and (orphan in touched or any(
-                matching.score(profile, self._described[t], t, self.weights).score >= self.weights.link_bits
-                for t in near[orphan] if t in self._described))
+            if orphan not in eligible:
+                profile = self._described.get(orphan)
+                eligible[orphan] = profile is not None and (orphan in touched or any(
+                    matching.score(profile, self._described[t], t, self.weights).score >= self.weights.link_bits
+                    for t in near[orphan] if t in self._described))
+            return eligible[orphan]
 
         # one read for the blocks of those that may link now (one a move below makes eligible reads its own)
         self._read_candidates([block_of(self._described[o]) for o in orphans if may_link(o)])
@@ -264,6 +268,7 @@ class Resolver:
             moved[orphan] = target
             self._described[target] = combine(other, profile)
             self._described.pop(orphan, None)
+            eligible.clear()
         return moved
 
     def _neighbours(self, persons: set[str]) -> dict[str, set[str]]:
