@@ -7,7 +7,7 @@ import os
 import pickle
 import threading
 import time
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import psycopg
@@ -24,6 +24,7 @@ from kintsmesh.topics import candidate_topics
 from monitoring.lag import wait_for_pipeline
 from sinks.dlq import show
 from sinks.library import BOOKKEEPING, PERSON_ID_COLUMNS, TABLES, Incoming, Merger, lock_library
+from sinks.library.review import lag_segments_ms, sync_lags_ms
 from streams.batch.load import extract, load_batch
 from tests.integration.scaleout import metric_total, second_process
 
@@ -279,6 +280,7 @@ def test_a_second_merge_process_takes_over_part_of_the_canonical_ids(settings, t
     with second_process(settings, tmp_path, ["streams", "merge"], {"KINTSMESH_MERGE_METRICS_PORT": str(port)},
                         port, family):
         time.sleep(5)   # its first poll joins the group: the partitions are assigned again
+        started = datetime.now(timezone.utc)
         sim = settings.model_copy(update={"stack_dir": tmp_path})
         truth_file = tmp_path / "truth.jsonl"
         run_simulation(sim, seed=fresh_seed, initial=200, rate=None, duration_s=0, dirty_rate=0.03,
@@ -297,6 +299,15 @@ def test_a_second_merge_process_takes_over_part_of_the_canonical_ids(settings, t
         found = {h for (h,) in conn.execute("SELECT house_id FROM house WHERE house_id = ANY(%s)", (list(houses),))}
         queued = conn.execute("SELECT count(*) FROM settle_queue").fetchone()[0]
     assert houses and found == houses and queued == 0
+    # the benchmark's lag in parts (commit -> written, its transaction, -> visible) adds up to the whole
+    with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ   # both reads see the same rows
+        whole = sorted(ms for _, ms in sync_lags_ms(conn, started))
+        parts = lag_segments_ms(conn, started)
+    summed = sorted(a + w + v for _, a, w, v in parts)
+    assert whole and len(summed) == len(whole) and all(abs(x - y) < 0.01 for x, y in zip(summed, whole))
+    assert {resolved for resolved, *_ in parts} == {True, False}
+    assert all(arrive >= 0 and written >= 0 for _, arrive, written, _ in parts)
 
 
 def test_a_record_the_merge_stage_cannot_merge_goes_to_the_dlq_and_the_stage_goes_on(settings):
