@@ -33,12 +33,14 @@ def store_offsets(conn: psycopg.Connection[Any], group: str, offsets: Offsets) -
     """Record consumed offsets (never moving one back); call inside the work's transaction."""
     if not offsets:
         return
-    with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO consumer_offset (group_id, topic, partition, next_offset) VALUES (%s, %s, %s, %s)"
-            " ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset ="
-            " GREATEST(consumer_offset.next_offset, EXCLUDED.next_offset)",
-            [(group, t, p, o) for (t, p), o in offsets.items()])
+    # one statement for every partition (a merge batch reads up to a few dozen: one INSERT each was over half
+    # of a live merge transaction's statements)
+    conn.execute(
+        "INSERT INTO consumer_offset (group_id, topic, partition, next_offset)"
+        " SELECT %s, t, p, o FROM unnest(%s::text[], %s::int[], %s::bigint[]) AS u(t, p, o)"
+        " ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset ="
+        " GREATEST(consumer_offset.next_offset, EXCLUDED.next_offset)",
+        (group, [t for t, _ in offsets], [p for _, p in offsets], list(offsets.values())))
 
 
 def seek_to_stored(conn: psycopg.Connection[Any], group: str):  # type: ignore[no-untyped-def]
