@@ -70,7 +70,8 @@ def lag_segments_ms(conn: psycopg.Connection[Any], since: datetime) -> list[tupl
     settle queue's relay and the merge stage (nothing for a coded record, merged where it is written)."""
     return [(bool(resolved), float(arrive), float(written), float(settled)) for resolved, arrive, written, settled
             in conn.execute(
-                "SELECT c.entity IN ('person', 'legal_entity'), extract(epoch FROM c.merged_at - c.committed_at) * 1000,"
+                "SELECT c.entity IN ('person', 'legal_entity'),"
+                " extract(epoch FROM c.merged_at - c.committed_at) * 1000,"
                 " extract(epoch FROM pg_xact_commit_timestamp(c.xmin) - c.merged_at) * 1000,"
                 " extract(epoch FROM v.visible - pg_xact_commit_timestamp(c.xmin)) * 1000" + _MERGED_SINCE, (since,))]
 

@@ -289,8 +289,9 @@ def test_a_second_merge_process_takes_over_part_of_the_canonical_ids(settings, t
         first = metric_total(settings.merge_metrics_port, family) - first_before
         other = metric_total(port, family)
         # how long each waited for the library's settle lock, the other's transactions holding it
-        waits = {p: (metric_total(p, "kintsmesh_merge_lock_wait_seconds", "_count"),
-                     metric_total(p, "kintsmesh_merge_lock_wait_seconds", "_sum")) for p in (settings.merge_metrics_port, port)}
+        wait = "kintsmesh_merge_lock_wait_seconds"
+        waits = {p: (metric_total(p, wait, "_count"), metric_total(p, wait, "_sum"))
+                 for p in (settings.merge_metrics_port, port)}
     assert first > 0 and other > 0, (first, other)
     assert all(count > 0 and total >= 0 for count, total in waits.values()), waits
     truth = read_truth(truth_file)
