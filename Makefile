@@ -73,6 +73,7 @@ test: setup
 	$(MAKE) up && $(BIN)/pytest tests/integration -q; status=$$?; $(KM) stack down; exit $$status
 
 bench-capture: up
+	$(KM) simulate --initial 2000 --keep-existing   # its live phase writes changes of the simulator's city
 	$(KM) bench capture
 
 reset:
