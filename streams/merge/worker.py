@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 
-from confluent_kafka import Message
+from confluent_kafka import KafkaException, Message
 
 from kintsmesh import topics
 from kintsmesh.errors import TransientError
@@ -179,7 +179,10 @@ class MergeWorker(MergerStage[MergeMetrics]):
 
     def _dead_letters(self) -> DeadLetters:
         if self._dead is None:
-            self._dead = DeadLetters(self.settings, self.dlq)
+            try:
+                self._dead = DeadLetters(self.settings, self.dlq)
+            except KafkaException as exc:   # the broker restarting: the release is rolled back and asked again
+                raise TransientError(f"dlq.{self.dlq}: the broker is not available ({exc})") from exc
         return self._dead
 
     def _dequeue(self, record: Work) -> None:
