@@ -69,9 +69,10 @@ def faust_broker(settings: Settings) -> str:
 
 
 def ensure_topics(settings: Settings, names: list[str], partitions: int, config: dict[str, str] | None = None) -> None:
-    """Create the missing ones among ``names`` (existing topics are left as they are)."""
+    """Create the missing ones among ``names`` (existing topics are left as they are). A broker that does not
+    answer (restarting, not up yet) is a ``TransientError``: the caller backs off and asks again."""
     client = admin(settings)
-    existing = client.list_topics(timeout=10).topics
+    existing = _topics_known(client)
     missing = [NewTopic(name, num_partitions=partitions, replication_factor=settings.replication_factor,
                         config=config or {})
                for name in names if name not in existing]
@@ -87,13 +88,20 @@ def ensure_topics(settings: Settings, names: list[str], partitions: int, config:
     deadline = time.monotonic() + 30
     wanted = {t.topic for t in missing}
     while wanted:
-        known = client.list_topics(timeout=10).topics
+        known = _topics_known(client)
         wanted = {name for name in wanted if name not in known or known[name].error or not known[name].partitions
                   or any(p.leader < 0 for p in known[name].partitions.values())}
         if wanted and time.monotonic() > deadline:
             raise TransientError(f"topics created but not visible in the metadata after 30 s: {sorted(wanted)}")
         if wanted:
             time.sleep(0.2)
+
+
+def _topics_known(client: AdminClient) -> dict[str, Any]:
+    try:
+        return client.list_topics(timeout=10).topics
+    except KafkaException as exc:
+        raise TransientError(f"the brokers' topic metadata is not available: {exc}") from exc
 
 
 class AssignmentWatch:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 
-from confluent_kafka import KafkaException, Message
+from confluent_kafka import Message
 
 from kintsmesh import topics
 from kintsmesh.errors import TransientError
@@ -178,11 +178,8 @@ class MergeWorker(MergerStage[MergeMetrics]):
         return total
 
     def _dead_letters(self) -> DeadLetters:
-        if self._dead is None:
-            try:
-                self._dead = DeadLetters(self.settings, self.dlq)
-            except KafkaException as exc:   # the broker restarting: the release is rolled back and asked again
-                raise TransientError(f"dlq.{self.dlq}: the broker is not available ({exc})") from exc
+        if self._dead is None:   # a broker restarting: TransientError; the release is rolled back and asked again
+            self._dead = DeadLetters(self.settings, self.dlq)
         return self._dead
 
     def _dequeue(self, record: Work) -> None:
