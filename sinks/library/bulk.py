@@ -167,7 +167,9 @@ def merge_new_coded(settler: Settler, entity: str, rows: dict[SourceRef, tuple[A
             link_people(conn, {entity: ids}, [], settler.note_links, inserted_linked=True)
             settler.forget_links()   # new records: the set-based outbox statement publishes them with their links
             cur.execute(_bulk_outbox_sql(entity), {"topic": changes_topic(entity)})
-        cur.execute("TRUNCATE _bulk")
+        # emptied for the next entity of the transaction by a DELETE: a TRUNCATE gives the table a new file and
+        # its catalog row a new version, and every prepared statement on it is planned again
+        cur.execute("DELETE FROM _bulk")
     if ids:
         report.merged += created
         report.set_based += created

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import psycopg
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from kintsmesh import kafka
 from kintsmesh.registry.catalog import SchemaVersion
@@ -20,6 +22,7 @@ from sinks.library.tables import OUTBOX_LOCK
 
 log = logging.getLogger("kintsmesh.outbox")
 OUTBOX_HEADER = "outbox_id"
+PARTITIONS_TTL_S = 60.0   # how long the changes topics' partition list is used before it is listed again
 
 
 class OutboxPublisher:
@@ -36,7 +39,9 @@ class OutboxPublisher:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.watermarks: Consumer | None = None
+        self.admin: AdminClient | None = None
+        self.partitions: list[TopicPartition] = []
+        self.listed_at = 0.0
 
     def __call__(self, conn: psycopg.Connection[Any], producer: Producer, schema: SchemaVersion, limit: int) -> int:
         with conn.transaction():
@@ -61,12 +66,19 @@ class OutboxPublisher:
         return len(rows)
 
     def _ends(self) -> Offsets:
-        if self.watermarks is None:
-            self.watermarks = kafka.consumer(self.settings, "kintsmesh-outbox-watermarks", enable_auto_commit=False)
-        metadata = self.watermarks.list_topics(timeout=10).topics
-        return {(topic, partition): self.watermarks.get_watermark_offsets(TopicPartition(topic, partition),
-                                                                          timeout=10)[1]
-                for topic in changes_topics() if topic in metadata for partition in metadata[topic].partitions}
+        """The changes topics' end offsets, all in one request (one per partition cost the broker ~110 requests a
+        second at 300 changes/s); their partitions are listed again every ``PARTITIONS_TTL_S``."""
+        if self.admin is None:
+            self.admin = kafka.admin(self.settings)
+        if not self.partitions or time.monotonic() - self.listed_at > PARTITIONS_TTL_S:
+            metadata = self.admin.list_topics(timeout=10).topics
+            self.partitions = [TopicPartition(topic, partition) for topic in changes_topics() if topic in metadata
+                               for partition in metadata[topic].partitions]
+            self.listed_at = time.monotonic()
+        if not self.partitions:
+            return {}
+        answers = self.admin.list_offsets({tp: OffsetSpec.latest() for tp in self.partitions}, request_timeout=10)
+        return {(tp.topic, tp.partition): future.result(timeout=15).offset for tp, future in answers.items()}
 
     def recover(self, conn: psycopg.Connection[Any]) -> int:
         """Under the lock: delete what reached the topics after the mark; how many rows that was."""
