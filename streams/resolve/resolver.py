@@ -191,7 +191,7 @@ class Resolver:
         return (known + 1) / (self._persons + 1 / self.weights.u["name"]["exact"])
 
     def _count_names(self, names: set[str]) -> None:
-        if missing := names - self._name_counts.keys():
+        if missing := {n for n in names if n not in self._name_counts}:   # (set - keys() walks every key)
             counts, self._persons = self.store.name_counts(missing)
             self._name_counts.update({n: counts.get(n, 0) for n in missing})
 
@@ -340,7 +340,7 @@ class Resolver:
 
     def _read_households(self, rics: set[str]) -> None:
         """The households of these RICs, read once per batch."""
-        if missing := rics - self._household_of.keys():
+        if missing := {r for r in rics if r not in self._household_of}:
             self._household_of.update(dict.fromkeys(missing))
             self._household_of.update(self.store.households(missing))
 
@@ -354,7 +354,8 @@ class Resolver:
         keys = block[0]
         self._describe(set(stored))
         found = {pid: self._described[pid] for pid in stored if pid in self._described}
-        for pid in set().union(*(self._batch_keys.get(k, set()) for k in keys)) | (set(found) & set(self._batch_persons)):
+        in_batch = {pid for pid in found if pid in self._batch_persons}
+        for pid in set().union(*(self._batch_keys.get(k, set()) for k in keys)) | in_batch:
             found[pid] = combine(self._batch_persons[pid], found.get(pid))
         return sorted(found.items())
 
@@ -377,7 +378,7 @@ class Resolver:
             mention = self._with_parents_households(self._mention(record, dating=False), record)
             known = self._described.get(cid)
             self._described[cid] = combine(known, mention) if known else mention
-        for cid in missing & set(self._described):
+        for cid in (c for c in missing if c in self._described):
             self._described[cid] = dated(self._described[cid])
 
     def _forget(self, ids: set[str]) -> None:
