@@ -23,16 +23,26 @@ def link_people(conn: psycopg.Connection[Any], affected: dict[str, set[str]], pe
     those merged now, and earlier ones that were waiting for a person merged now — noting each link
     made (``_version_links``). Each direction is its own statement so that every one runs on an
     index, whatever the library's size; the previous value is read through a self-join (``o``),
-    which sees the row as it was before the update. ``inserted_linked``: the ``affected`` records were
-    just inserted with ``linked_at_insert``'s person ids (by RIC and insured number), so only the
-    same-row name direction is left to look for them."""
+    which sees the row as it was before the update. The statements go in one pipeline (one round trip,
+    not one each: most find nothing), run in order, and their links are noted in that order after it.
+    ``inserted_linked``: the ``affected`` records were just inserted with ``linked_at_insert``'s person
+    ids (by RIC and insured number), so only the same-row name direction is left to look for them."""
+    sent: list[tuple[str, str, psycopg.Cursor[Any]]] = []
+    with conn.pipeline():
+        _send_links(conn, affected, person_rows, inserted_linked, sent)
+    for entity, column, cursor in sent:
+        note(entity, column, cursor)
+
+
+def _send_links(conn: psycopg.Connection[Any], affected: dict[str, set[str]], person_rows: list[tuple[str, str, str]],
+                inserted_linked: bool, sent: list[tuple[str, str, psycopg.Cursor[Any]]]) -> None:
     persons = list(affected.get("person", set()))
     rows = ([r[0] for r in person_rows], [r[1] for r in person_rows], [r[2] for r in person_rows])
     insured_kinds = identifying_kinds("insured_no")
     insured = [pk for d, t, pk in person_rows if any((d, t) == kind[:2] for kind in insured_kinds)]
 
     def run(entity: str, column: str, sql: str, params: tuple[Any, ...]) -> None:
-        note(entity, column, conn.execute(sql, params))
+        sent.append((entity, column, conn.execute(sql, params)))
 
     for entity, refs in PERSON_REFS.items():
         table, id_column, _ = TABLES[entity]
