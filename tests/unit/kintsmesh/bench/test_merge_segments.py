@@ -1,6 +1,6 @@
-"""``bench merge``'s lag in parts: percentiles per part, apart for resolved and coded records."""
+"""``bench merge``: the lag in parts, percentiles per part, apart for resolved and coded records; the median of runs."""
 
-from kintsmesh.bench.merge import SEGMENTS, lag_segments
+from kintsmesh.bench.merge import SEGMENTS, lag_segments, median_run
 
 
 def test_each_part_has_its_own_percentiles_per_path() -> None:
@@ -18,3 +18,11 @@ def test_each_part_has_its_own_percentiles_per_path() -> None:
 def test_a_path_without_records_is_left_out() -> None:
     assert lag_segments([(False, 1.0, 2.0, 0.0)]).keys() == {"coded"}
     assert lag_segments([]) == {}
+
+
+def test_several_runs_report_the_one_with_the_median_p99_whole() -> None:
+    runs = [({"lag_p99_ms": p99, "lag_p50_ms": p50}, f"series {p99}")
+            for p99, p50 in ((2042, 700), (901, 498), (1254, 558))]
+    assert median_run(runs) == ({"lag_p99_ms": 1254, "lag_p50_ms": 558}, "series 1254")
+    assert median_run(runs[:2])[0]["lag_p99_ms"] == 901   # an even number: the lower middle run
+    assert median_run(runs[:1]) == runs[0]
