@@ -33,7 +33,12 @@ from monitoring.lag import merge_lag, wait_for_group, wait_for_merge, wait_for_p
 from sinks.library.review import lag_segments_ms, sync_lags_ms
 
 SEED = 77
-DEFAULT_RATE = 1000.0   # the target: p99 < 1 s at 1,000 changes/s
+DEFAULT_RATE = 1000.0
+
+
+def target_p99_ms(rate: float) -> int:
+    """Issue 21's lag target: p99 within 1 s at 300 changes/s, within 2 s at 1,000 (sustained)."""
+    return 2000 if rate >= DEFAULT_RATE else 1000
 
 
 def _settled(settings: Settings, timeout_s: float = 900) -> None:
@@ -157,7 +162,8 @@ def run_merge_bench(settings: Settings, rate: float, duration_s: float, people: 
                   f" {figures['cpu_us_per_candidate']:,.0f} µs per candidate", flush=True)
     lag, series = median_run(done)
     write_lag_plot(stage, series, f"commit -> golden record visible at {lag['rate_per_s']:,.0f} changes/s"
-                   f" (p50 {lag['lag_p50_ms']:,.0f} ms, p99 {lag['lag_p99_ms']:,.0f} ms)", target_ms=1000)
+                   f" (p50 {lag['lag_p50_ms']:,.0f} ms, p99 {lag['lag_p99_ms']:,.0f} ms)",
+                   target_ms=target_p99_ms(rate))
     print("bench merge: merge worker stopped while a burst is captured and normalized ...", flush=True)
     top = _top_rate(settings, sim, rate, duration_s)
     result = {
@@ -172,7 +178,7 @@ def run_merge_bench(settings: Settings, rate: float, duration_s: float, people: 
         print(f"  the run with the median p99 of {runs}:")
     print(f"  at {lag['rate_per_s']:,.0f} changes/s: commit -> golden visible p50 {lag['lag_p50_ms']:,.0f} ms,"
           f" p99 {lag['lag_p99_ms']:,.0f} ms, max {lag['lag_max_ms']:,.0f} ms ({lag['contributions_measured']:,}"
-          f" contributions)   target p99 < 1,000 ms")
+          f" contributions)   target p99 <= {target_p99_ms(rate):,} ms")
     for path, parts in lag["segments_ms"].items():
         print(f"  {path} records ({parts['rows']:,}), p50 / p99 ms: " + ", ".join(
             f"{name} {p50:,.0f} / {p99:,.0f}" for name, (p50, p99) in parts["p50_p99_ms"].items()))

@@ -1,6 +1,6 @@
 """``bench merge``: the lag in parts, percentiles per part, apart for resolved and coded records; the median of runs."""
 
-from kintsmesh.bench.merge import SEGMENTS, lag_segments, median_run
+from kintsmesh.bench.merge import SEGMENTS, lag_segments, median_run, target_p99_ms
 
 
 def test_each_part_has_its_own_percentiles_per_path() -> None:
@@ -26,3 +26,7 @@ def test_several_runs_report_the_one_with_the_median_p99_whole() -> None:
     assert median_run(runs) == ({"lag_p99_ms": 1254, "lag_p50_ms": 558}, "series 1254")
     assert median_run(runs[:2])[0]["lag_p99_ms"] == 901   # an even number: the lower middle run
     assert median_run(runs[:1]) == runs[0]
+
+
+def test_the_lag_target_is_issue_21s_for_the_rate() -> None:
+    assert target_p99_ms(300) == 1000 and target_p99_ms(1000) == 2000
