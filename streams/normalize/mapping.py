@@ -309,6 +309,40 @@ def _in_range(rule: FieldRule, column: str, value: Any) -> Any:
     return value
 
 
+RESULTS_MAX = 50_000   # standardized values kept (~15 MB at most); the cache starts over when full
+_results: dict[tuple[str, str | None, type, Any], std.Standardized[Any]] = {}
+_results_day = date.today()
+
+
+def _standardized(rule: FieldRule, raw: Any) -> std.Standardized[Any]:
+    """The standardizer's result for this raw value, kept per process: a row's values recur across its outputs
+    and across rows (codes, dates, a person's RIC and name in several departments' rows). The type is part of
+    the key (``True``, ``1`` and ``1.0`` are equal keys otherwise); a refused value is not kept (it raises);
+    a result holding a dict (an address) is not kept, so no record shares a mutable value with another."""
+    key = (rule.standardizer, rule.codes, type(raw), raw)
+    result = _results.get(key)
+    if result is None:
+        if rule.standardizer == CODE:
+            result = std.coded(raw, codes()[rule.codes or ""], rule.codes or "code")
+        else:
+            result = STANDARDIZERS[rule.standardizer](raw)
+        if not isinstance(result.value, dict):
+            if len(_results) >= RESULTS_MAX:
+                _results.clear()
+            _results[key] = result
+    return result
+
+
+def forget_standardized_on_a_new_day() -> None:
+    """Dates are judged against today (``calendar_date``: not more than a year ahead): a new day starts the
+    kept results over."""
+    global _results_day
+    today = date.today()
+    if today != _results_day:
+        _results.clear()
+        _results_day = today
+
+
 def _value(rule: FieldRule, row: MappingABC[str, Any], findings: list[str]) -> Any:
     if rule.const is not None:
         return rule.const
@@ -325,10 +359,7 @@ def _value(rule: FieldRule, row: MappingABC[str, Any], findings: list[str]) -> A
         return None
     raw = _checked_raw(rule, rule.source, row[rule.source], findings)
     try:
-        if rule.standardizer == CODE:
-            result = std.coded(raw, codes()[rule.codes or ""], rule.codes or "code")
-        else:
-            result = STANDARDIZERS[rule.standardizer](raw)
+        result = _standardized(rule, raw)
     except std.Rejected as exc:
         raise FieldRejected(exc.reason, rule.source, exc.detail) from exc
     findings.extend(f"{rule.target}:{f}" for f in result.findings if f != "missing")
@@ -350,6 +381,7 @@ def _identifiers(declared: tuple[Identifier, ...], row: MappingABC[str, Any], fi
 
 def apply(mapping: SourceMapping, row: MappingABC[str, Any], provenance: dict[str, Any], retracted: bool) -> Applied:
     """The GLDM candidates one source row yields, or FieldRejected/Rejected for the DLQ."""
+    forget_standardized_on_a_new_day()
     pk = mapping.primary_key(row)
     applied = Applied(unknown_columns=frozenset(row) - mapping.columns)
     for index, output in enumerate(mapping.outputs):
