@@ -72,7 +72,7 @@ def ensure_topics(settings: Settings, names: list[str], partitions: int, config:
     """Create the missing ones among ``names`` (existing topics are left as they are). A broker that does not
     answer (restarting, not up yet) is a ``TransientError``: the caller backs off and asks again."""
     client = admin(settings)
-    existing = _topics_known(client)
+    existing = topic_metadata(client)
     missing = [NewTopic(name, num_partitions=partitions, replication_factor=settings.replication_factor,
                         config=config or {})
                for name in names if name not in existing]
@@ -88,7 +88,7 @@ def ensure_topics(settings: Settings, names: list[str], partitions: int, config:
     deadline = time.monotonic() + 30
     wanted = {t.topic for t in missing}
     while wanted:
-        known = _topics_known(client)
+        known = topic_metadata(client)
         wanted = {name for name in wanted if name not in known or known[name].error or not known[name].partitions
                   or any(p.leader < 0 for p in known[name].partitions.values())}
         if wanted and time.monotonic() > deadline:
@@ -97,9 +97,10 @@ def ensure_topics(settings: Settings, names: list[str], partitions: int, config:
             time.sleep(0.2)
 
 
-def _topics_known(client: AdminClient) -> dict[str, Any]:
+def topic_metadata(client: AdminClient, timeout_s: float = 10) -> dict[str, Any]:
+    """The brokers' topics (name -> metadata); a broker that does not answer is a ``TransientError``."""
     try:
-        return client.list_topics(timeout=10).topics
+        return client.list_topics(timeout=timeout_s).topics
     except KafkaException as exc:
         raise TransientError(f"the brokers' topic metadata is not available: {exc}") from exc
 

@@ -63,11 +63,7 @@ class KafkaProbe:
             raise TransientError(f"Kafka did not answer: {exc.args[0]}") from exc
 
     def topics(self) -> dict[str, list[int]]:
-        try:
-            metadata = self.admin.list_topics(timeout=TIMEOUT_S)
-        except KafkaException as exc:
-            raise TransientError(f"Kafka did not answer: {exc.args[0]}") from exc
-        return {name: sorted(t.partitions) for name, t in metadata.topics.items()}
+        return {name: sorted(t.partitions) for name, t in kafka.topic_metadata(self.admin, TIMEOUT_S).items()}
 
     def offsets(self, partitions: list[TopicPartition], spec: OffsetSpec) -> dict[tuple[str, int], int]:
         if not partitions:

@@ -71,7 +71,7 @@ class OutboxPublisher:
         if self.admin is None:
             self.admin = kafka.admin(self.settings)
         if not self.partitions or time.monotonic() - self.listed_at > PARTITIONS_TTL_S:
-            metadata = self.admin.list_topics(timeout=10).topics
+            metadata = kafka.topic_metadata(self.admin)
             self.partitions = [TopicPartition(topic, partition) for topic in changes_topics() if topic in metadata
                                for partition in metadata[topic].partitions]
             self.listed_at = time.monotonic()
