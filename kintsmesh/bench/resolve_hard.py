@@ -25,6 +25,7 @@ from typing import Any
 from kintsmesh.bench import write_result
 from kintsmesh.bench.hardset import CATEGORIES, RawRow, generate
 from kintsmesh.bench.resolve import pairwise
+from streams.normalize import compiled
 from streams.normalize import mapping as mapping_engine
 from streams.normalize import standardize as std
 from streams.resolve import matching
@@ -54,7 +55,7 @@ def person_records(rows: list[RawRow]) -> tuple[list[dict[str, Any]], list[tuple
         provenance = {"department": "hard", "table": raw.source, "primary_key": raw.row["id"],
                       "change_lsn": lsn, "commit_lsn": lsn, "committed_at": 1_700_000_000_000 + lsn}
         try:
-            applied = mapping_engine.apply(maps[raw.source], raw.row, provenance, retracted=False)
+            applied = compiled.apply(maps[raw.source], raw.row, provenance, retracted=False)
         except std.Rejected as exc:
             rejected[exc.reason] += 1
             continue

@@ -34,7 +34,8 @@ from kintsmesh.settings import CITY_TZ, RESOURCE_LIBRARY_DB, Settings
 from sinks.dlq import DeadLetters, rejected_line
 from sinks.library import MERGE_SESSION, BatchReport, Growth, Incoming, Merger, lock_library
 from sinks.library.bulk import BulkChunk, stage_bulk
-from streams.normalize.mapping import FieldRejected, SourceMapping, apply, mappings
+from streams.normalize.compiled import apply
+from streams.normalize.mapping import FieldRejected, SourceMapping, mappings
 from streams.normalize.standardize import Rejected
 
 CHUNK = 10000

@@ -15,7 +15,8 @@ from typing import Any
 
 import orjson
 
-from streams.normalize.mapping import Candidate, FieldRejected, SourceMapping, apply, mappings
+from streams.normalize.compiled import apply
+from streams.normalize.mapping import Candidate, FieldRejected, SourceMapping, mappings
 from streams.normalize.standardize import Rejected
 
 OPS = {"c": "CREATE", "u": "UPDATE", "d": "DELETE", "r": "SNAPSHOT"}

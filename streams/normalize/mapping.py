@@ -379,8 +379,10 @@ def _identifiers(declared: tuple[Identifier, ...], row: MappingABC[str, Any], fi
     return found
 
 
-def apply(mapping: SourceMapping, row: MappingABC[str, Any], provenance: dict[str, Any], retracted: bool) -> Applied:
-    """The GLDM candidates one source row yields, or FieldRejected/Rejected for the DLQ."""
+def interpret(mapping: SourceMapping, row: MappingABC[str, Any], provenance: dict[str, Any], retracted: bool) -> Applied:
+    """The GLDM candidates one source row yields, or FieldRejected/Rejected for the DLQ: the rules walked for
+    every row. This is the mappings' reference semantics; what runs is ``compiled.apply``, the same rules
+    compiled once per mapping, and the tests hold the two equal."""
     forget_standardized_on_a_new_day()
     pk = mapping.primary_key(row)
     applied = Applied(unknown_columns=frozenset(row) - mapping.columns)

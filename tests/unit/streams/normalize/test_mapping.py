@@ -109,7 +109,8 @@ def test_the_documented_example_mapping_loads_and_applies(tmp_path):
     import re
 
     from kintsmesh.settings import REPO_ROOT
-    from streams.normalize.mapping import apply, load_mapping
+    from streams.normalize.compiled import apply
+    from streams.normalize.mapping import load_mapping
 
     guide = (REPO_ROOT / "docs" / "adding-a-department.md").read_text()
     example = re.search(r"```yaml\n(.*?)```", guide, re.S).group(1)
@@ -200,7 +201,8 @@ def test_a_new_department_declares_its_own_person_identifier(tmp_path):
     """A mapping file declares an identifier (type, issuer, unique); its rows carry it (cleaned), and the
     resolver links two rows without a RIC on it, and keeps apart two of one name with two passports. (That
     the identifiers fit the Avro schema: the shipped hrss mapping declares one, checked with every row above.)"""
-    from streams.normalize.mapping import MappingError, apply, load_mapping
+    from streams.normalize.compiled import apply
+    from streams.normalize.mapping import MappingError, load_mapping
     from streams.resolve.memory import resolve_records
 
     path = tmp_path / "exit_entry.passport.yaml"
