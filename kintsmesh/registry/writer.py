@@ -14,6 +14,7 @@ record over, so the bytes and the errors are fastavro's own wherever this writer
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 Writer = Callable[[dict[str, Any]], bytes]
@@ -42,9 +43,11 @@ SMALL = [bytes([n]) for n in range(0x80)]
 
 
 class _Source:
+    """The generated module's lines and the objects its code names (enum indexes, defaults)."""
+
     def __init__(self) -> None:
         self.lines: list[str] = []
-        self.names: dict[str, Any] = {"varint": varint, "NotMine": NotMine, "date": __import__("datetime").date}
+        self.names: dict[str, Any] = {"varint": varint, "NotMine": NotMine, "date": date}
         self.records: dict[str, str] = {}   # record full name -> its function's name
         self.named: dict[str, Any] = {}
         self.counter = 0
