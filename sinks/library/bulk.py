@@ -113,7 +113,8 @@ def _bulk_outbox_sql(entity: str) -> str:
         SELECT %(topic)s, b.canonical_id, jsonb_build_object(
             'entity', b.entity, 'canonical_id', b.canonical_id, 'version', 1, 'op', 'CREATE', 'changed_fields', {changed},
             'before', NULL, 'after', (jsonb_build_object('{id_column}', b.canonical_id) || b.data{person_ids})::text,
-            'cause', b.record->'provenance', 'source_committed_at', b.record->'provenance'->'committed_at',
+            'cause', b.record->'provenance', 'causes', jsonb_build_array(b.record->'provenance'),
+            'source_committed_at', b.record->'provenance'->'committed_at',
             'merged_at', (extract(epoch FROM clock_timestamp()) * 1000)::bigint)
         FROM (SELECT s.*{probes} FROM _bulk s OFFSET 0) b"""
 

@@ -88,7 +88,7 @@ class Settler:
                     deleted.append(cid)
                     cause = self._settlement.last_cause((entity, cid))
                     history.append((entity, cid, version + 1, None, ms_to_dt(cause.get("committed_at")), Jsonb(cause)))
-                    self._outbox(entity, cid, version + 1, before, None, cause, report)
+                    self._outbox(entity, cid, version + 1, before, None, [cause] if cause else [], report)
                 continue
             survived = survive(entity, contributions, list(columns))
             data = survived.data
@@ -98,7 +98,8 @@ class Settler:
             changed = {c for c in columns if before is None or not _same(before.get(c), data.get(c))}
             if not changed:
                 continue
-            cause = self._settlement.cause((entity, cid), survived.suppliers(changed))
+            causes = self._settlement.causes_of((entity, cid), survived.suppliers(changed))
+            cause = causes[-1] if causes else {}
             upserts.append((cid, version + 1, data, survived.committed_ms))
             history.append((entity, cid, version + 1, Jsonb(data), ms_to_dt(survived.committed_ms), Jsonb(cause)))
             fields: dict[str, Any] = dict(derived)
@@ -118,7 +119,7 @@ class Settler:
             if before is None:
                 report.new_golden += 1
             report.golden_updates += 1
-            self._outbox(entity, cid, version + 1, before, {id_column: cid, **data}, cause, report)
+            self._outbox(entity, cid, version + 1, before, {id_column: cid, **data}, causes, report)
         now = datetime.now(timezone.utc)
         if upserts:
             extra = ("name_key",) if entity == "person" else ()
@@ -136,15 +137,17 @@ class Settler:
                     ("entity", "canonical_id"))
 
     def _outbox(self, entity: str, cid: str, version: int, before: dict[str, Any] | None,
-                after: dict[str, Any] | None, cause: dict[str, Any], report: BatchReport) -> None:
+                after: dict[str, Any] | None, causes: list[dict[str, Any]], report: BatchReport) -> None:
         """A GoldenChange (schemas/avro/gov.gldm.GoldenChange.avsc) for the outbox. ``before`` is the golden row
-        without its bookkeeping; ``after`` gains the person ids the batch links (``_queue_changes``)."""
+        without its bookkeeping; ``after`` gains the person ids the batch links (``_queue_changes``); ``causes``:
+        the source changes it comes from, in order (its ``cause`` is the latest)."""
         if before is not None:
             before = {c: v for c, v in before.items() if c not in BOOKKEEPING}
+        cause = causes[-1] if causes else None
         change = {"entity": entity, "canonical_id": cid, "version": version,
                   "op": "DELETE" if after is None else ("CREATE" if before is None else "UPDATE"),
-                  "before": before, "after": after,
-                  "cause": cause or None, "source_committed_at": cause.get("committed_at") if cause else None,
+                  "before": before, "after": after, "cause": cause, "causes": causes,
+                  "source_committed_at": cause.get("committed_at") if cause else None,
                   "merged_at": int(time.time() * 1000)}
         report.outbox[entity] += 1
         self._outbox_rows.append((changes_topic(entity), cid, change))
@@ -215,7 +218,8 @@ class Settler:
                 history.append((entity, cid, version, Jsonb(data), committed, Jsonb({**cause, "linked": sorted(olds)}),
                                 now))
                 report.golden_updates += 1
-                self._outbox(entity, cid, version, {**row, **olds}, {id_column: cid, **data}, cause, report)
+                self._outbox(entity, cid, version, {**row, **olds}, {id_column: cid, **data}, [cause] if cause else [],
+                             report)
         bulk_upsert(self.conn, "golden_history", HISTORY_COLUMNS, history)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import calendar
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -27,8 +27,9 @@ class Change:
     op: str                              # CREATE / UPDATE / DELETE
     before: dict[str, Any] | None
     after: dict[str, Any] | None
-    cause: dict[str, Any] | None = None  # Provenance of the source change
+    cause: dict[str, Any] | None = None  # Provenance of the source change (the latest of ``causes``)
     committed_ms: int | None = None
+    causes: tuple[dict[str, Any], ...] = ()   # every source change the version comes from, in order
 
     @property
     def committed_on(self) -> date | None:
@@ -46,6 +47,7 @@ class Occurrence:
     key: str                     # stable subject + occurrence: the event id is derived from it
     attributes: dict[str, str | None] = field(default_factory=dict)
     provisional: bool = False    # its subject may still become known: held back for the rule's hold_s
+    cause: dict[str, Any] | None = None   # the source change it comes from, when not the version's cause
 
 
 ChangePredicate = Callable[[Change, dict[str, Any]], list[Occurrence]]
@@ -191,17 +193,21 @@ def residence_changed(change: Change, params: dict[str, Any]) -> list[Occurrence
     first address, not another department's version of the same one)."""
     if change.op != "UPDATE" or change.before is None or change.after is None:
         return []
-    cause = change.cause or {}
-    if cause.get("department") not in set(params.get("departments", ())) or cause.get("op") not in ("UPDATE", "BATCH"):
+    departments = set(params.get("departments", ()))
+    # any of the changes the version comes from (a move merged with a marriage registration: both)
+    moves = [c for c in (change.causes or (change.cause or {},))
+             if c.get("department") in departments and c.get("op") in ("UPDATE", "BATCH")]
+    if not moves:
         return []
     old, new = _place(change.before.get("address")), _place(change.after.get("address"))
     on = change.committed_on
     if old is None or new is None or old == new or on is None:
         return []
     where = hashlib.sha1(repr(new).encode()).hexdigest()[:12]
-    return [_person(change.after, change.canonical_id, on, f"{on.isoformat()}/{where}",
+    moved = _person(change.after, change.canonical_id, on, f"{on.isoformat()}/{where}",
                     previous_district=change.before["address"].get("district"),
-                    household_no=change.after.get("household_no"))]
+                    household_no=change.after.get("household_no"))
+    return [replace(moved, cause=moves[-1])]
 
 
 # --------------------------------------------------------------------------- calendar predicates

@@ -132,7 +132,8 @@ def evaluate_change(change: Change, detected_ms: int, all_rules: dict[str, Rule]
             if (rule.recent_days is not None and committed is not None
                     and occurrence.occurred_on < committed - timedelta(days=rule.recent_days)):
                 continue
-            events.append(make_event(rule, occurrence, evidence_of(change.cause), detected_ms, change.committed_ms))
+            events.append(make_event(rule, occurrence, evidence_of(occurrence.cause or change.cause), detected_ms,
+                                     change.committed_ms))
     return events
 
 
@@ -166,7 +167,8 @@ def change_from_message(value: dict[str, Any]) -> Change:
                   op=str(value["op"]),
                   before=orjson.loads(value["before"]) if value.get("before") else None,
                   after=orjson.loads(value["after"]) if value.get("after") else None,
-                  cause=value.get("cause"), committed_ms=_ms(value.get("source_committed_at")))
+                  cause=value.get("cause"), committed_ms=_ms(value.get("source_committed_at")),
+                  causes=tuple(value.get("causes") or ()))
 
 
 def _ms(value: Any) -> int | None:

@@ -180,13 +180,15 @@ class Settlement:
         seen = self.causes.get(key)
         return next(reversed(seen.values())) if seen else self.fallback.get(key, {})
 
-    def cause(self, key: Key, suppliers: set[tuple[str, str, str, str]]) -> dict[str, Any]:
-        """The source change a new version of the record is said to come from: of the changes to it, the
-        latest whose source row supplies a field that changed (``suppliers``) — a move merged in one batch
-        with a marriage registration of the same person is the police's move, not the registration (which
-        would hide the RESIDENCE_CHANGED it raises); else the latest change to it."""
+    def causes_of(self, key: Key, suppliers: set[tuple[str, str, str, str]]) -> list[dict[str, Any]]:
+        """The source changes a new version of the record comes from, in order: those merged into it whose
+        source row supplies a field that changed (``suppliers``), else the latest change to it. A move merged
+        in one batch with a marriage registration of the same person comes from both: the police's move and
+        the registration (its ``cause``, the latest, alone would hide the RESIDENCE_CHANGED the move raises)."""
         seen = self.causes.get(key, {})
-        return next((seen[ref] for ref in reversed(seen) if ref in suppliers), self.last_cause(key))
+        found = [seen[ref] for ref in seen if ref in suppliers]
+        last = self.last_cause(key)
+        return found or ([last] if last else [])
 
     def add_queued(self, entity: str, cid: str, causes: list[list[Any]], fallback: dict[str, Any] | None,
                    person_rows: list[list[str]], absorbed_by: str | None) -> None:

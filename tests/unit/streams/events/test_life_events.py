@@ -8,13 +8,14 @@ from datetime import date, datetime
 from typing import Any
 
 import fastavro
+import orjson
 import pytest
 
 from kintsmesh.settings import CITY_TZ
 from sinks.events import birth_evidence
 from streams.events.predicates import Change, anniversary, born_for
-from streams.events.rules import (HOLD, RuleError, calendar_birth_dates, change_entities, evaluate_change,
-                                  evaluate_person, event_id, parse_rules, rules)
+from streams.events.rules import (HOLD, RuleError, calendar_birth_dates, change_entities, change_from_message,
+                                  evaluate_change, evaluate_person, event_id, parse_rules, rules)
 from streams.normalize import gldm
 
 NOW = int(datetime(2026, 11, 27, 10, 0, tzinfo=CITY_TZ).timestamp() * 1000)
@@ -191,6 +192,23 @@ def test_residence_changes_only_on_an_authoritative_update():
     assert evaluate_change(change("person", {"ric": "R", "address": None}, moved[1]), NOW) == []   # a first address
     event = evaluate_change(change("person", *moved), NOW)[0]
     assert event["attributes"]["previous_district"] == "福田区" and event["attributes"]["district"] == "南山区"
+
+
+def test_a_move_merged_with_a_later_registration_of_the_same_person_is_still_a_move():
+    """One version from a police move and a marriage registration (a CI run merged the two in one batch): its
+    cause is the registration, the latest; the move is among its causes, and the event names the move."""
+    moved = ({"ric": "R", "address": address("1号"), "marital_status": "10"},
+             {"ric": "R", "address": address("9号", "南山区"), "marital_status": "20"})
+    registered = {**POLICE_UPDATE, "department": "civil_affairs", "table": "hy_djxx", "primary_key": "M1", "op": "CREATE"}
+    both = Change("person", "C1", 3, "UPDATE", *moved, registered, NOW, causes=(POLICE_UPDATE, registered))
+    (event,) = evaluate_change(both, NOW)
+    assert event["event_type"] == "RESIDENCE_CHANGED" and event["evidence"][0]["primary_key"] == "RK1"
+    alone = Change("person", "C1", 3, "UPDATE", *moved, registered, NOW, causes=(registered,))
+    assert evaluate_change(alone, NOW) == []   # the registration alone moved nobody
+    decoded = change_from_message({"entity": "person", "canonical_id": "C1", "version": 3, "op": "UPDATE",
+                                   "before": orjson.dumps(moved[0]).decode(), "after": orjson.dumps(moved[1]).decode(),
+                                   "cause": registered, "causes": [POLICE_UPDATE, registered], "source_committed_at": NOW})
+    assert types(evaluate_change(decoded, NOW)) == ["RESIDENCE_CHANGED"]
 
 
 def test_events_carry_their_evidence_and_encode_with_the_registered_schema():
