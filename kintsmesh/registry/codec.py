@@ -13,13 +13,17 @@ from typing import Any, Protocol
 import fastavro
 
 from kintsmesh.errors import RejectedRecord
+from kintsmesh.memo import made_once
 from kintsmesh.registry.catalog import SchemaVersion
 from kintsmesh.registry.writer import Writer, compile_writer
 
 MAGIC = 0
 HEADER = struct.Struct(">bI")
-# per schema version (by identity, the version kept with it so its id is not reused): its generated writer
-_writers: dict[int, tuple[SchemaVersion, Writer | None]] = {}
+_writers: dict[int, tuple[SchemaVersion, Writer | None]] = {}   # per schema version, by identity (``kintsmesh.memo``)
+
+
+def _writer(version: SchemaVersion) -> Writer | None:
+    return compile_writer(version.parsed, HEADER.pack(MAGIC, version.id))
 
 
 class UndecodableMessage(RejectedRecord):
@@ -38,12 +42,10 @@ class WriterSchemas(Protocol):
 def encode(version: SchemaVersion, record: dict[str, Any]) -> bytes:
     """The message for ``record``: the schema's generated writer where it takes the record as it is
     (``writer.py``), fastavro for anything else (the same bytes; fastavro's verdict on what no schema holds)."""
-    kept = _writers.get(id(version))
-    if kept is None or kept[0] is not version:
-        kept = _writers[id(version)] = (version, compile_writer(version.parsed, HEADER.pack(MAGIC, version.id)))
-    if kept[1] is not None:
+    writer = made_once(_writers, version, _writer)
+    if writer is not None:
         try:
-            return kept[1](record)
+            return writer(record)
         except Exception:  # noqa: BLE001, S110 - NotMine, or a value the writer does not take: fastavro judges it
             pass
     out = io.BytesIO()

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from collections.abc import Mapping as MappingABC
 from typing import Any
 
+from kintsmesh.memo import made_once
 from streams.normalize import mapping as m
 from streams.normalize import standardize as std
 
@@ -28,15 +29,10 @@ _ABSENT = object()
 def apply(mapping: m.SourceMapping, row: MappingABC[str, Any], provenance: dict[str, Any], retracted: bool) -> m.Applied:
     """The GLDM candidates one source row yields, or FieldRejected/Rejected for the DLQ (``mapping.interpret``'s
     semantics, compiled once per mapping)."""
-    kept = _compiled.get(id(mapping))
-    if kept is None or kept[0] is not mapping:
-        kept = _compiled[id(mapping)] = (mapping, compile_mapping(mapping))
-    return kept[1](row, provenance, retracted)
+    return made_once(_compiled, mapping, compile_mapping)(row, provenance, retracted)
 
 
-# by the mapping's identity (hashing a mapping's rules per row would cost more than applying them); the mapping is
-# kept with its function, so its id is not reused while the entry lives
-_compiled: dict[int, tuple[m.SourceMapping, Compiled]] = {}
+_compiled: dict[int, tuple[m.SourceMapping, Compiled]] = {}   # by the mapping's identity (``kintsmesh.memo``)
 
 
 def compile_mapping(mapping: m.SourceMapping) -> Compiled:
