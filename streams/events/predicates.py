@@ -31,6 +31,10 @@ class Change:
     committed_ms: int | None = None
     causes: tuple[dict[str, Any], ...] = ()   # every source change the version comes from, in order
 
+    def __post_init__(self) -> None:
+        if not self.causes and self.cause:   # a change written before ``causes`` existed: its one cause
+            object.__setattr__(self, "causes", (self.cause,))
+
     @property
     def committed_on(self) -> date | None:
         if self.committed_ms is None:
@@ -195,8 +199,7 @@ def residence_changed(change: Change, params: dict[str, Any]) -> list[Occurrence
         return []
     departments = set(params.get("departments", ()))
     # any of the changes the version comes from (a move merged with a marriage registration: both)
-    moves = [c for c in (change.causes or (change.cause or {},))
-             if c.get("department") in departments and c.get("op") in ("UPDATE", "BATCH")]
+    moves = [c for c in change.causes if c.get("department") in departments and c.get("op") in ("UPDATE", "BATCH")]
     if not moves:
         return []
     old, new = _place(change.before.get("address")), _place(change.after.get("address"))

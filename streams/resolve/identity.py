@@ -187,8 +187,10 @@ class Settlement:
         the registration (its ``cause``, the latest, alone would hide the RESIDENCE_CHANGED the move raises)."""
         seen = self.causes.get(key, {})
         found = [seen[ref] for ref in seen if ref in suppliers]
+        if found:
+            return found
         last = self.last_cause(key)
-        return found or ([last] if last else [])
+        return [last] if last else []
 
     def add_queued(self, entity: str, cid: str, causes: list[list[Any]], fallback: dict[str, Any] | None,
                    person_rows: list[list[str]], absorbed_by: str | None) -> None:
