@@ -45,9 +45,10 @@ from monitoring.metrics import EventMetrics
 from sinks.dlq import rejected_row
 from sinks.kafka.offsets import headers_after, store_offsets, stored_offsets
 from sinks.kafka.relay import Acks, acknowledged
+from sinks.library.links import named_persons
 from sinks.library.population import birthday_pass
 from sinks.library.residents import gained_services
-from streams.events.rules import HOLD, calendar_birth_dates, evaluate_person, evidence_of, rules
+from streams.events.rules import HOLD, HOLD_MAX, calendar_birth_dates, evaluate_person, evidence_of, rules
 from streams.events.services import eligible_event
 from streams.normalize import gldm
 
@@ -123,20 +124,41 @@ class LifeEvents:
 
     def _hold(self, events: list[dict[str, Any]]) -> None:
         self.conn.execute(
-            "INSERT INTO held_event (event_id, event, release_at)"
-            " SELECT id, event, now() + make_interval(secs => hold)"
-            " FROM unnest(%s::uuid[], %s::jsonb[], %s::float8[]) AS h(id, event, hold)"
+            "INSERT INTO held_event (event_id, event, release_at, give_up_at)"
+            " SELECT id, event, now() + make_interval(secs => hold), now() + make_interval(secs => hold_max)"
+            " FROM unnest(%s::uuid[], %s::jsonb[], %s::float8[], %s::float8[]) AS h(id, event, hold, hold_max)"
             " WHERE NOT EXISTS (SELECT FROM life_event l WHERE l.event_id = h.id) ON CONFLICT (event_id) DO NOTHING",
-            ([e["event_id"] for e in events], [Jsonb(_jsonable({k: v for k, v in e.items() if k != HOLD})) for e in events],
-             [e[HOLD] for e in events]))
+            ([e["event_id"] for e in events],
+             [Jsonb(_jsonable({k: v for k, v in e.items() if k not in (HOLD, HOLD_MAX)})) for e in events],
+             [e[HOLD] for e in events], [e.get(HOLD_MAX, e[HOLD]) for e in events]))
 
     def release_held(self, limit: int = 5000) -> int:
-        """Record, as they are, the held events whose wait is over; returns how many were new."""
+        """Record the held events whose hold is over, each naming the person the library knows by now for
+        the record it stood in for (``links.named_persons``): the version that links the newborn may have
+        merged while this worker was behind or down, and its event id is this one's, so it could not
+        replace it once recorded. An event whose subject's own source row has not linked its person yet
+        (still in resolve or merge, or in the review queue) waits on, checked again each second, until its
+        ``give_up_at``; then it is recorded as it is. Returns how many were new."""
         with self.conn.transaction():
             rows = self.conn.execute(
-                "DELETE FROM held_event WHERE event_id IN (SELECT event_id FROM held_event WHERE release_at <= now()"
-                " ORDER BY release_at LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING event", (limit,)).fetchall()
-            return len(self.record([_avro(event) for (event,) in rows])) if rows else 0
+                "SELECT event_id::text, event, give_up_at IS NULL OR give_up_at <= now() FROM held_event"
+                " WHERE release_at <= now() ORDER BY release_at LIMIT %s FOR UPDATE SKIP LOCKED", (limit,)).fetchall()
+            if not rows:
+                return 0
+            named = named_persons(self.conn, {event["subject_id"] for _, event, _ in rows})
+            ready, waiting = [], []
+            for event_id, event, expired in rows:
+                person = named.get(event["subject_id"])
+                if person and person.person_id:
+                    ready.append({**event, "subject_id": person.person_id, "subject_code": person.code})
+                elif person and not person.settled and not expired:
+                    waiting.append(event_id)
+                else:
+                    ready.append(event)
+            if waiting:
+                self.conn.execute("UPDATE held_event SET release_at = now() + interval '1 second'"
+                                  " WHERE event_id = ANY(%s::uuid[])", (waiting,))
+            return len(self.record([_avro(event) for event in ready])) if ready else 0
 
     # ------------------------------------------------------------------ publishing
 

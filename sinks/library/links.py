@@ -6,6 +6,7 @@ after the records that name it. Each link made is reported to ``note`` (entity, 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -121,3 +122,35 @@ def repoint_absorbed(conn: psycopg.Connection[Any], absorbed: dict[str, str], no
                 note(entity, person_column, conn.execute(
                     f"UPDATE {table} SET {person_column} = %(person)s WHERE {person_column} = %(orphan)s"
                     f" RETURNING {id_column}, %(orphan)s, %(person)s", {"person": person, "orphan": orphan}))
+
+
+@dataclass(frozen=True)
+class NamedPerson:
+    """What the library knows by now of the person a record stands in for (``<entity>:<id>``)."""
+    person_id: str | None   # the person it names (its first person column), if linked
+    code: str | None        # its RIC column, as the record's golden change carries it
+    settled: bool           # the person record of its own source row is linked to a golden person
+
+
+def named_persons(conn: psycopg.Connection[Any], stand_ins: Iterable[str]) -> dict[str, NamedPerson]:
+    """For each ``<entity>:<id>`` standing in for a person (a held birth names its certificate while the
+    newborn's record is on its way), the person the record names now and whether the person record from
+    the record's own source row is linked yet (not still in resolve or merge, nor waiting in the review
+    queue, where new evidence such as the police registering the newborn decides it). Unknown entities
+    and records are left out."""
+    wanted: dict[str, list[str]] = {}
+    for stand_in in stand_ins:
+        entity, _, record_id = stand_in.partition(":")
+        if record_id and entity in PERSON_REFS:
+            wanted.setdefault(entity, []).append(record_id)
+    found: dict[str, NamedPerson] = {}
+    for entity, ids in wanted.items():
+        table, id_column, _ = TABLES[entity]
+        person_column, ric_column, _ = PERSON_REFS[entity][0]
+        for record_id, person_id, code, settled in conn.execute(
+                f"SELECT g.{id_column}, g.{person_column}, g.{ric_column}, EXISTS (SELECT FROM contribution gc"
+                f" JOIN contribution pc USING (department, source_table, primary_key) WHERE gc.entity = %s"
+                f" AND gc.canonical_id = g.{id_column} AND pc.entity = 'person' AND pc.canonical_id IS NOT NULL)"
+                f" FROM {table} g WHERE g.{id_column} = ANY(%s::text[])", (entity, text_array(ids))):
+            found[f"{entity}:{record_id}"] = NamedPerson(person_id, code, settled)
+    return found

@@ -44,6 +44,7 @@ class Rule:
     variants: tuple[dict[str, Any], ...] = ()
     recent_days: int | None = None
     hold_s: float = 0.0     # how long a provisional occurrence waits for a change that completes it
+    hold_max_s: float = 0.0  # and, while its subject's own record is still on its way to the library, up to this
 
     @property
     def topic(self) -> str:
@@ -69,11 +70,16 @@ def parse_rules(raw: dict[str, Any]) -> dict[str, Rule]:
         variants = tuple(spec.get("variants") or ([spec.get("params") or {}] if trigger == "calendar" else []))
         if trigger == "calendar" and any("age" not in v for v in variants):
             raise RuleError(f"rule {name}: every calendar variant needs an age")
-        hold_s = spec.get("hold_s", 0)
-        if not isinstance(hold_s, (int, float)) or hold_s < 0:
-            raise RuleError(f"rule {name}: hold_s must be a number of seconds, not {hold_s!r}")
+        hold_s: Any = spec.get("hold_s", 0)
+        hold_max_s: Any = spec.get("hold_max_s", hold_s)
+        for key, value in (("hold_s", hold_s), ("hold_max_s", hold_max_s)):
+            if not isinstance(value, (int, float)) or value < 0:
+                raise RuleError(f"rule {name}: {key} must be a number of seconds, not {value!r}")
+        if hold_max_s < hold_s:
+            raise RuleError(f"rule {name}: hold_max_s ({hold_max_s}) is shorter than hold_s ({hold_s})")
         rules[name] = Rule(name, str(spec.get("description", "")).strip(), trigger, spec["entity"], str(predicate),
-                           dict(spec.get("params") or {}), variants, spec.get("recent_days"), float(hold_s))
+                           dict(spec.get("params") or {}), variants, spec.get("recent_days"), float(hold_s),
+                           float(hold_max_s))
     return rules
 
 
@@ -98,6 +104,7 @@ def evidence_of(provenance: dict[str, Any] | None, field_name: str | None = None
 
 
 HOLD = "hold_s"   # in an event dict from evaluate_change: hold it back this long (not part of the LifeEvent)
+HOLD_MAX = "hold_max_s"   # and up to this long while its subject's record is on its way (not part of it either)
 
 
 def make_event(rule: Rule, occurrence: Occurrence, evidence: list[dict[str, Any]], detected_ms: int,
@@ -111,7 +118,7 @@ def make_event(rule: Rule, occurrence: Occurrence, evidence: list[dict[str, Any]
         "evidence": evidence, "source_committed_at": committed_ms, "detected_at": detected_ms, "dossier": None,
     }
     if occurrence.provisional and rule.hold_s > 0:
-        event[HOLD] = rule.hold_s
+        event[HOLD], event[HOLD_MAX] = rule.hold_s, rule.hold_max_s
     return event
 
 

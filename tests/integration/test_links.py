@@ -21,7 +21,9 @@ from stdnum.cn import ric as ric_std
 from kintsmesh.bench.resolve import incoming, scratch_library
 from kintsmesh.simulate.city import build_city
 from kintsmesh.simulate.departments import DepartmentViews, initial_rows
+from sinks.events import LifeEvents
 from sinks.library import Incoming, Merger, lock_library, lock_resolve, lock_settle
+from sinks.library.links import NamedPerson, named_persons
 from sinks.library.review import decide, explain
 from streams.events.rules import HOLD, change_from_message, evaluate_change, rules
 
@@ -47,16 +49,33 @@ def test_a_newborn_merged_after_its_certificate_makes_a_linking_version_and_name
     assert rows and not rejected
     certificates = [i for i in items if i.entity == "certificate"]
     newborns = [i for i in items if i.entity == "person"]
+    # the city's births are older than the rule's recent_days: the rule without it
+    birth = {"BIRTH_REGISTERED": replace(rules()["BIRTH_REGISTERED"], recent_days=None)}
     dsn = scratch_library(settings, "kintsmesh_test_links")
     with psycopg.connect(dsn) as conn:
         merger = Merger(conn)
+        store = LifeEvents(settings, conn)
         with conn.transaction():
             lock_library(conn)
             merger.merge(certificates)
         created = changes_of(conn, "certificate")
+        # the births, held; their hold over while the newborns are still on their way: they wait on,
+        # but one whose wait is over (give_up_at) is recorded naming its certificate
+        with conn.transaction():
+            store.record([e for v in created.values() for e in evaluate_change(change_from_message(v[0]), now_ms, birth)])
+        given_up = conn.execute("UPDATE held_event SET release_at = now(), give_up_at = now()"
+                                " WHERE event_id = (SELECT event_id FROM held_event ORDER BY event_id LIMIT 1) RETURNING event_id::text"
+                                ).fetchone()[0]
+        conn.execute("UPDATE held_event SET release_at = now() WHERE give_up_at > now()")
+        assert store.release_held() == 1
+        assert conn.execute("SELECT count(*) FROM held_event WHERE release_at > now()").fetchone()[0] == len(created) - 1
         with conn.transaction():
             lock_library(conn)
             report = merger.merge(newborns)
+        # the newborns merged, their hold over before the linking versions reach the worker: they name them
+        conn.execute("UPDATE held_event SET release_at = now()")
+        assert store.release_held() == len(created) - 1
+        recorded = dict(conn.execute("SELECT event_id::text, subject_id FROM life_event").fetchall())
         linked = changes_of(conn, "certificate")
         holders = dict(conn.execute("SELECT certificate_id, holder_person_id FROM certificate").fetchall())
         history = {(cid, version): data for cid, version, data in conn.execute(
@@ -65,8 +84,6 @@ def test_a_newborn_merged_after_its_certificate_makes_a_linking_version_and_name
     assert len(created) == len(certificates) and all(len(v) == 1 for v in created.values())
     assert all(holders.values()), "every certificate holds its newborn"
     assert report.golden_updates >= len(newborns) + len(certificates)
-    # the city's births are older than the rule's recent_days: the rule without it
-    birth = {"BIRTH_REGISTERED": replace(rules()["BIRTH_REGISTERED"], recent_days=None)}
     for cid, versions in linked.items():
         assert [v["version"] for v in versions] == [1, 2], versions
         link = versions[1]
@@ -85,6 +102,8 @@ def test_a_newborn_merged_after_its_certificate_makes_a_linking_version_and_name
         assert [e["subject_id"] for e in held] == [f"certificate:{cid}"] and HOLD in held[0]
         assert [e["subject_id"] for e in final] == [holders[cid]] and HOLD not in final[0]
         assert final[0]["event_id"] == held[0]["event_id"]
+        assert recorded[final[0]["event_id"]] == (held[0]["subject_id"] if final[0]["event_id"] == given_up
+                                                  else holders[cid])
 
 
 def _person(record: dict, key: str, ric: str | None, parents: bool) -> Incoming:
@@ -137,6 +156,10 @@ def test_a_newborn_waiting_for_review_is_decided_by_new_evidence_and_its_certifi
         assert sorted(pk for _, pk in reviews) == sorted(c.source.primary_key for c in children), reviews
         holders = lambda: dict(conn.execute("SELECT certificate_no, holder_person_id FROM certificate"))  # noqa: E731
         assert all(holders()[c.source.primary_key] is None for c in children)
+        stand_ins = [f"certificate:BIRTH_MEDICAL_CERTIFICATE:{c.source.primary_key}" for c in children]
+        named = lambda: [named_persons(conn, stand_ins)[s] for s in stand_ins]  # noqa: E731
+        # a held birth waits on while its newborn is in review: new evidence may decide it
+        assert named() == [NamedPerson(None, None, False)] * 2
 
         # the first child: the police register it with its RIC and parents; that decides the review
         first, second = children
@@ -150,6 +173,7 @@ def test_a_newborn_waiting_for_review_is_decided_by_new_evidence_and_its_certifi
             (first.source.primary_key, first.source.role)).fetchone()
         assert (method, linked_to) == ("review_rescored", ric)
         assert holders()[first.source.primary_key] == ric   # the birth certificate names the newborn now
+        assert named() == [NamedPerson(ric, None, True), NamedPerson(None, None, False)]
         versions = explain(conn, f"BIRTH_MEDICAL_CERTIFICATE:{first.source.primary_key}")["history"]
         assert [v["kind"] for v in versions] == ["sources", "link"], versions
 

@@ -14,7 +14,7 @@ import pytest
 from kintsmesh.settings import CITY_TZ
 from sinks.events import birth_evidence
 from streams.events.predicates import Change, anniversary, born_for
-from streams.events.rules import (HOLD, RuleError, calendar_birth_dates, change_entities, change_from_message,
+from streams.events.rules import (HOLD, HOLD_MAX, RuleError, calendar_birth_dates, change_entities, change_from_message,
                                   evaluate_change, evaluate_person, event_id, parse_rules, rules)
 from streams.normalize import gldm
 
@@ -106,6 +106,7 @@ def test_a_birth_names_its_newborn_or_is_held_back_for_the_version_that_links_it
     unlinked = {**BIRTH_CERT, "holder_person_id": None}
     [held] = evaluate_change(change("certificate", None, unlinked), NOW)
     assert held["subject_id"] == "certificate:C1" and held[HOLD] == rules()["BIRTH_REGISTERED"].hold_s > 0
+    assert held[HOLD_MAX] == rules()["BIRTH_REGISTERED"].hold_max_s > held[HOLD]
     [linked] = evaluate_change(change("certificate", unlinked, BIRTH_CERT), NOW)
     [first_seen_linked] = evaluate_change(change("certificate", None, BIRTH_CERT), NOW)
     assert linked["subject_id"] == "P~newborn" and HOLD not in linked and HOLD not in first_seen_linked
@@ -115,11 +116,16 @@ def test_a_birth_names_its_newborn_or_is_held_back_for_the_version_that_links_it
     assert evaluate_change(change("certificate", unlinked, {**unlinked, "issuer": "市妇幼"}), NOW) == []
 
 
-def test_hold_s_is_a_number_of_seconds():
+def test_hold_s_is_a_number_of_seconds_and_hold_max_s_no_shorter():
     spec = {"trigger": "change", "entity": "certificate", "predicate": "birth_certificate_issued"}
     assert parse_rules({"B": spec})["B"].hold_s == 0
+    assert parse_rules({"B": {**spec, "hold_s": 5}})["B"].hold_max_s == 5   # no longer wait unless asked
     with pytest.raises(RuleError, match="hold_s"):
         parse_rules({"B": {**spec, "hold_s": "soon"}})
+    with pytest.raises(RuleError, match="hold_max_s"):
+        parse_rules({"B": {**spec, "hold_s": 10, "hold_max_s": 5}})
+    with pytest.raises(RuleError, match="hold_max_s"):
+        parse_rules({"B": {**spec, "hold_max_s": -1}})
 
 
 def test_born_31_august_enrols_this_year_born_1_september_next_year():
