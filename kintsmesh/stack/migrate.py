@@ -59,7 +59,7 @@ def migrate(settings: Settings, database: str, schema: str | None = None) -> lis
                                  (digest, path.name))
                 elif done[path.name] != digest:
                     raise StackError("migrate", f"{database}: {path.name} changed after it was"
-                                     " applied; restore it and put the change in a new migration file ({path.parent})")
+                                     f" applied; restore it and put the change in a new migration file ({path.parent})")
                 continue
             conn.execute(path.read_text())  # type: ignore[call-overload]  # trusted repo file
             conn.execute("INSERT INTO kintsmesh_schema_migrations (version, checksum) VALUES (%s, %s)",
