@@ -15,15 +15,21 @@ import fastavro
 from kintsmesh.errors import RejectedRecord
 from kintsmesh.memo import made_once
 from kintsmesh.registry.catalog import SchemaVersion
+from kintsmesh.registry.reader import Reader, compile_reader
 from kintsmesh.registry.writer import Writer, compile_writer
 
 MAGIC = 0
 HEADER = struct.Struct(">bI")
 _writers: dict[int, tuple[SchemaVersion, Writer | None]] = {}   # per schema version, by identity (``kintsmesh.memo``)
+_readers: dict[int, tuple[SchemaVersion, Reader | None]] = {}
 
 
 def _writer(version: SchemaVersion) -> Writer | None:
     return compile_writer(version.parsed, HEADER.pack(MAGIC, version.id))
+
+
+def _reader(version: SchemaVersion) -> Reader | None:
+    return compile_reader(version.parsed)
 
 
 class UndecodableMessage(RejectedRecord):
@@ -58,10 +64,18 @@ def encode(version: SchemaVersion, record: dict[str, Any]) -> bytes:
 
 
 def decode(data: bytes, schemas: WriterSchemas, reader: SchemaVersion | None = None) -> dict[str, Any]:
-    """Decode with the writer's schema (by the id in the header), resolved to ``reader`` when given."""
+    """Decode with the writer's schema (by the id in the header), resolved to ``reader`` when given: the
+    schema's generated reader (``reader.py``) where it reads the message, fastavro for anything else."""
     if len(data) < HEADER.size or data[0] != MAGIC:
         raise UndecodableMessage(f"not a message in the Confluent wire format (starts {data[:5].hex() or 'empty'})")
     writer = schemas.schema(HEADER.unpack_from(data)[1])
+    if reader is None or reader is writer:
+        fast = made_once(_readers, writer, _reader)
+        if fast is not None:
+            try:
+                return fast(data, HEADER.size)
+            except Exception:  # noqa: BLE001, S110 - GiveUp, or bytes it does not take: fastavro judges them
+                pass
     try:
         result = fastavro.schemaless_reader(
             io.BytesIO(data[HEADER.size:]), writer.parsed, reader.parsed if reader else None

@@ -62,22 +62,22 @@ class _Source:
         return name
 
 
-def _collect(schema: Any, named: dict[str, Any]) -> None:
+def named_types(schema: Any, named: dict[str, Any]) -> None:
     """Every named record and enum of the schema by full name (fastavro's parsed schema names them fully)."""
     if isinstance(schema, list):
         for branch in schema:
-            _collect(branch, named)
+            named_types(branch, named)
     elif isinstance(schema, dict):
         kind = schema.get("type")
         if kind in ("record", "enum", "fixed", "error"):
             named[schema["name"]] = schema
         if kind in ("record", "error"):
             for f in schema["fields"]:
-                _collect(f["type"], named)
+                named_types(f["type"], named)
         elif kind == "array":
-            _collect(schema["items"], named)
+            named_types(schema["items"], named)
         elif kind == "map":
-            _collect(schema["values"], named)
+            named_types(schema["values"], named)
 
 
 def _value(src: _Source, schema: Any, var: str, indent: int, lines: list[str]) -> None:
@@ -172,7 +172,7 @@ def compile_writer(parsed: Any, header: bytes) -> Writer | None:
     if not isinstance(parsed, dict) or parsed.get("type") not in ("record", "error"):
         return None
     src = _Source()
-    _collect(parsed, src.named)
+    named_types(parsed, src.named)
     try:
         top = _record(src, parsed)
     except NotMine:
