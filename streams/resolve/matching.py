@@ -29,7 +29,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from datetime import date
-from functools import cache, lru_cache
+from functools import cache, cached_property, lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -177,6 +177,7 @@ NAME_LEVELS = ("exact", "pinyin", "shape", "one_edit", "substitution", "differen
 
 
 @lru_cache(maxsize=500_000)
+@lru_cache(maxsize=200_000)   # the same names meet again and again (a late link re-scores its neighbours)
 def name_level(a: str, b: str) -> str:
     plain_a, plain_b = a.replace("·", ""), b.replace("·", "")
     if plain_a == plain_b:
@@ -194,6 +195,7 @@ def name_level(a: str, b: str) -> str:
     return "different"
 
 
+@lru_cache(maxsize=200_000)
 def birth_level(a: date, b: date) -> str:
     if a == b:
         return "exact"
@@ -218,6 +220,8 @@ def address_level(a: Address, b: Address) -> str:
 
 
 def _best(levels: list[str], order: tuple[str, ...]) -> str | None:
+    if len(levels) == 1:   # mostly: one value on each side
+        return levels[0]
     return min(levels, key=order.index) if levels else None
 
 
@@ -289,6 +293,12 @@ class Weights:
     def bits(self, comparison: str, level: str) -> float:
         return math.log2(self.m[comparison][level] / self.u[comparison][level])
 
+    @cached_property
+    def evidence_bits(self) -> dict[tuple[str, str], tuple[str, float]]:
+        """Per comparison and level: its evidence name and its bits as ``score`` reports them (rounded)."""
+        return {(c, level): (f"{c}:{level}", round(self.bits(c, level), 2))
+                for c, levels in self.m.items() for level in levels if level in self.u.get(c, {})}
+
     @property
     def link_bits(self) -> float:
         return math.log2(self.link_probability / (1 - self.link_probability))
@@ -297,7 +307,7 @@ class Weights:
     def review_bits(self) -> float:
         return math.log2(self.review_probability / (1 - self.review_probability))
 
-    @property
+    @cached_property
     def prior_bits(self) -> float:
         return math.log2(self.prior / (1 - self.prior))
 
@@ -332,13 +342,15 @@ def score(mention: Mention, golden: Mention, canonical_id: str, w: Weights | Non
     evidence = {}
     levels = compare(mention, golden)
     family_silent = relatives(levels)
+    table = w.evidence_bits
     for comparison, level in levels.items():
         if (comparison, level) in NO_EVIDENCE or (family_silent and comparison in FAMILY and level != "different"):
             continue
-        bits = w.bits(comparison, level)
         if comparison == "name" and level == "exact" and name_share is not None:
-            bits = math.log2(w.m["name"]["exact"] / max(name_share, w.u["name"]["exact"] / 4))
-        evidence[f"{comparison}:{level}"] = round(bits, 2)
+            evidence["name:exact"] = round(math.log2(w.m["name"]["exact"] / max(name_share, w.u["name"]["exact"] / 4)), 2)
+        else:
+            name, bits = table[comparison, level]
+            evidence[name] = bits
     return Scored(canonical_id, round(w.prior_bits + sum(evidence.values()), 2), evidence)
 
 
@@ -432,6 +444,7 @@ def is_name_key(key: str) -> bool:
     return key.startswith(("n:", "nd:"))
 
 
+@lru_cache(maxsize=200_000)   # every block of every batch ranks its persons
 def rank(person_id: str) -> str:
     """The order among candidates sharing as many keys: fixed, and not by id (ids of persons made without a
     RIC, P~..., would always come last and fall off a cut list)."""

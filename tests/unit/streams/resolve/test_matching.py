@@ -13,7 +13,7 @@ import pytest
 from kintsmesh.bench.resolve import pairwise
 from streams.merge.survivorship import derive_from_ric
 from streams.resolve.identity import combine, mention_of
-from streams.resolve.matching import (WEIGHTS_FILE, Mention, Weights, address_level, birth_from_ric, birth_level,
+from streams.resolve.matching import (LEVELS, WEIGHTS_FILE, Mention, Weights, address_level, birth_from_ric, birth_level,
                                       compare, decide, keys, name_key, name_level, relatives, ric_body, score,
                                       similar_shape, weights)
 
@@ -198,3 +198,10 @@ def test_pairwise_precision_and_recall():
     assert merged["recall"] == 1.0 and merged["precision"] == round(2 / 6, 5)
     split = pairwise({1: "x", 2: None, 3: "y", 4: "y"}, truth)
     assert split["precision"] == 1.0 and split["recall"] == 0.5
+
+
+def test_the_evidence_table_holds_every_level_s_bits_as_score_reports_them():
+    w = weights()
+    assert set(w.evidence_bits) == {(c, level) for c, levels in LEVELS.items() for level in levels}
+    for (c, level), (name, bits) in w.evidence_bits.items():
+        assert (name, bits) == (f"{c}:{level}", round(w.bits(c, level), 2))
