@@ -74,7 +74,7 @@ def decode(data: bytes, schemas: WriterSchemas, reader: SchemaVersion | None = N
         if fast is not None:
             try:
                 return fast(data, HEADER.size)
-            except Exception:  # noqa: BLE001, S110 - GiveUp, or bytes it does not take: fastavro judges them
+            except Exception:  # noqa: BLE001, S110 - NotMine, or bytes it does not take: fastavro judges them
                 pass
     try:
         result = fastavro.schemaless_reader(

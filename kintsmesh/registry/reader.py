@@ -8,11 +8,12 @@ shapes — records, ``["null", T]`` unions, strings, bytes, ints and longs (``da
 
 It is strict where fastavro is lenient or where only fastavro knows the answer: a union index other
 than the two branches, a boolean byte other than 0 or 1, a negative length or block count (another
-writer's sized blocks), a long of more than ten bytes, an int out of range, an enum index out of range,
-a body shorter than its lengths say. On any of those, and on any error (bad UTF-8, a date out of range),
-it gives up and ``codec.decode`` reads the message with fastavro, so a result or an error that is not
-this reader's is fastavro's own (tests/unit/kintsmesh/registry/test_reader.py holds them equal on every
-GLDM schema, and on corrupted messages). Trailing bytes are ignored, as fastavro ignores them.
+writer's sized blocks), a long of more than ten bytes or beyond 64 bits, an int out of range, an enum
+index out of range, a body shorter than its lengths say. On any of those, and on any error (bad UTF-8,
+a date out of range), it gives up and ``codec.decode`` reads the message with fastavro, so a result or an
+error that is not this reader's is fastavro's own (tests/unit/kintsmesh/registry/test_reader.py holds
+them equal on every GLDM schema, and on corrupted messages). Trailing bytes are ignored, as fastavro
+ignores them.
 """
 
 from __future__ import annotations
@@ -21,16 +22,11 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from kintsmesh.registry.writer import named_types
+from kintsmesh.registry.generated import NotMine, Source
 
 Reader = Callable[[bytes, int], dict[str, Any]]   # (message, where its body starts) -> record
 EPOCH_ORDINAL = 719163   # date(1970, 1, 1).toordinal()
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-PRIMITIVE = {"string", "bytes", "int", "long", "boolean", "null"}
-
-
-class GiveUp(Exception):
-    """A message, or a schema shape, this reader leaves to fastavro."""
 
 
 def long_at(b: bytes, p: int) -> tuple[int, int]:
@@ -42,31 +38,14 @@ def long_at(b: bytes, p: int) -> tuple[int, int]:
     shift = 7
     while c & 0x80:
         if shift > 63:
-            raise GiveUp("a long of more than ten bytes")
+            raise NotMine("a long of more than ten bytes")
         c = b[p]
         p += 1
         n |= (c & 0x7F) << shift
         shift += 7
+    if n >> 64:
+        raise NotMine("a long beyond 64 bits")   # fastavro keeps its low 64 bits
     return (n >> 1) ^ -(n & 1), p
-
-
-class _Source:
-    def __init__(self, named: dict[str, Any]) -> None:
-        self.lines: list[str] = []
-        self.names: dict[str, Any] = {"long_at": long_at, "GiveUp": GiveUp, "date": date, "EPOCH": EPOCH,
-                                      "timedelta": timedelta}
-        self.records: dict[str, str] = {}
-        self.named = named
-        self.counter = 0
-
-    def fresh(self, prefix: str) -> str:
-        self.counter += 1
-        return f"{prefix}{self.counter}"
-
-    def constant(self, value: Any) -> str:
-        name = self.fresh("K")
-        self.names[name] = value
-        return name
 
 
 def _long(var: str, emit: Callable[[str], None]) -> None:
@@ -76,54 +55,44 @@ def _long(var: str, emit: Callable[[str], None]) -> None:
     emit(f"else: {var}, p = long_at(b, p)")
 
 
-def _value(src: _Source, schema: Any, var: str, indent: int, lines: list[str]) -> None:
+def _value(src: Source, schema: Any, var: str, indent: int, lines: list[str]) -> None:
     """Lines reading a value of ``schema`` at ``p`` into ``var`` (``b`` the message, ``L`` its length)."""
     pad = "    " * indent
 
     def emit(line: str) -> None:
         lines.append(pad + line)
 
-    if isinstance(schema, str) and schema not in PRIMITIVE:
-        schema = src.named.get(schema)
-        if schema is None:
-            raise GiveUp("an unknown named type")
-    if isinstance(schema, list):
-        if len(schema) != 2 or schema[0] != "null" or schema[1] == "null":
-            raise GiveUp("a union other than [null, T]")
+    kind, schema, logical = src.shape(schema)
+    if kind == "nullable":
         emit("c = b[p]; p += 1")
         emit(f"if c == 0: {var} = None")
-        emit("elif c != 2: raise GiveUp")
+        emit("elif c != 2: raise NotMine")
         emit("else:")
-        _value(src, schema[1], var, indent + 1, lines)
-        return
-    kind = schema if isinstance(schema, str) else schema.get("type")
-    logical = schema.get("logicalType") if isinstance(schema, dict) else None
-    if isinstance(kind, (dict, list)):
-        _value(src, kind, var, indent, lines)
+        _value(src, schema, var, indent + 1, lines)
         return
     if kind == "null":
         emit(f"{var} = None")
     elif kind in ("string", "bytes") and logical is None:
         _long("n", emit)
         emit("e = p + n")
-        emit("if n < 0 or e > L: raise GiveUp")
+        emit("if n < 0 or e > L: raise NotMine")
         emit(f"{var} = b[p:e]{'.decode()' if kind == 'string' else ''}; p = e")
     elif kind in ("int", "long") and logical in (None, "date", "timestamp-millis"):
         _long(var, emit)
         if kind == "int":
-            emit(f"if not -2147483648 <= {var} < 2147483648: raise GiveUp")
+            emit(f"if not -2147483648 <= {var} < 2147483648: raise NotMine")
         if logical == "date":
             emit(f"{var} = date.fromordinal({var} + {EPOCH_ORDINAL})")
         elif logical == "timestamp-millis":
             emit(f"{var} = EPOCH + timedelta(microseconds={var} * 1000)")
     elif kind == "boolean":
         emit("c = b[p]; p += 1")
-        emit("if c > 1: raise GiveUp")
+        emit("if c > 1: raise NotMine")
         emit(f"{var} = c == 1")
     elif kind == "enum":
         symbols = src.constant(tuple(schema["symbols"]))
         _long("n", emit)
-        emit(f"if not 0 <= n < {len(schema['symbols'])}: raise GiveUp")
+        emit(f"if not 0 <= n < {len(schema['symbols'])}: raise NotMine")
         emit(f"{var} = {symbols}[n]")
     elif kind in ("array", "map"):
         count, item = src.fresh("n"), src.fresh("x")
@@ -131,7 +100,7 @@ def _value(src: _Source, schema: Any, var: str, indent: int, lines: list[str]) -
         emit("while True:")
         _long(count, lambda line: emit("    " + line))
         emit(f"    if {count} == 0: break")
-        emit(f"    if {count} < 0: raise GiveUp")   # sized blocks: fastavro's
+        emit(f"    if {count} < 0: raise NotMine")   # sized blocks: fastavro's
         emit(f"    for _ in range({count}):")
         if kind == "map":
             key = src.fresh("k")
@@ -144,24 +113,19 @@ def _value(src: _Source, schema: Any, var: str, indent: int, lines: list[str]) -
     elif kind in ("record", "error"):
         emit(f"{var}, p = {_record(src, schema)}(b, p, L)")
     else:
-        raise GiveUp(f"{kind} / {logical}")
+        raise NotMine(f"{kind} / {logical}")
 
 
-def _record(src: _Source, schema: dict[str, Any]) -> str:
-    """The name of the function reading one record of this schema (written once per record type)."""
-    name = schema["name"]
-    if name in src.records:
-        return src.records[name]
-    function = src.records[name] = src.fresh("record")
-    lines = [f"def {function}(b, p, L):"]
-    fields = []
-    for field in schema["fields"]:
-        var = src.fresh("f")
-        fields.append(f"{field['name']!r}: {var}")
-        _value(src, field["type"], var, 1, lines)
-    lines.append(f"    return {{{', '.join(fields)}}}, p")
-    src.lines += [*lines, ""]
-    return function
+def _record(src: Source, schema: dict[str, Any]) -> str:
+    """The name of the function reading one record of this schema: (record, position after it)."""
+    def write(function: str) -> list[str]:
+        lines, fields = [f"def {function}(b, p, L):"], []
+        for field in schema["fields"]:
+            var = src.fresh("f")
+            fields.append(f"{field['name']!r}: {var}")
+            _value(src, field["type"], var, 1, lines)
+        return [*lines, f"    return {{{', '.join(fields)}}}, p"]
+    return src.record(schema, write)
 
 
 def compile_reader(parsed: Any) -> Reader | None:
@@ -169,16 +133,11 @@ def compile_reader(parsed: Any) -> Reader | None:
     schema it cannot read."""
     if not isinstance(parsed, dict) or parsed.get("type") not in ("record", "error"):
         return None
-    named: dict[str, Any] = {}
-    named_types(parsed, named)
-    src = _Source(named)
+    src = Source(parsed, {"long_at": long_at, "date": date, "EPOCH": EPOCH, "timedelta": timedelta})
     try:
         top = _record(src, parsed)
-    except GiveUp:
+    except NotMine:
         return None
     src.lines += ["def read(b, p):", f"    return {top}(b, p, len(b))[0]"]
-    source = "\n".join(src.lines) + "\n"
-    exec(compile(source, f"<avro reader {parsed['name']}>", "exec"), src.names)   # noqa: S102 - generated from the schema
-    reader: Reader = src.names["read"]
-    reader.__doc__ = source
+    reader: Reader = src.compile("read", f"<avro reader {parsed['name']}>")
     return reader

@@ -17,13 +17,10 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
+from kintsmesh.registry.generated import NotMine, Source
+
 Writer = Callable[[dict[str, Any]], bytes]
 EPOCH_ORDINAL = 719163   # date(1970, 1, 1).toordinal()
-PRIMITIVE = {"string", "bytes", "int", "long", "boolean", "null"}
-
-
-class NotMine(Exception):
-    """A value or schema shape this writer leaves to fastavro."""
 
 
 def varint(n: int) -> bytes:
@@ -42,68 +39,20 @@ def varint(n: int) -> bytes:
 SMALL = [bytes([n]) for n in range(0x80)]
 
 
-class _Source:
-    """The generated module's lines and the objects its code names (enum indexes, defaults)."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.names: dict[str, Any] = {"varint": varint, "NotMine": NotMine, "date": date}
-        self.records: dict[str, str] = {}   # record full name -> its function's name
-        self.named: dict[str, Any] = {}
-        self.counter = 0
-
-    def fresh(self, prefix: str) -> str:
-        self.counter += 1
-        return f"{prefix}{self.counter}"
-
-    def constant(self, value: Any) -> str:
-        name = self.fresh("K")
-        self.names[name] = value
-        return name
-
-
-def named_types(schema: Any, named: dict[str, Any]) -> None:
-    """Every named record and enum of the schema by full name (fastavro's parsed schema names them fully)."""
-    if isinstance(schema, list):
-        for branch in schema:
-            named_types(branch, named)
-    elif isinstance(schema, dict):
-        kind = schema.get("type")
-        if kind in ("record", "enum", "fixed", "error"):
-            named[schema["name"]] = schema
-        if kind in ("record", "error"):
-            for f in schema["fields"]:
-                named_types(f["type"], named)
-        elif kind == "array":
-            named_types(schema["items"], named)
-        elif kind == "map":
-            named_types(schema["values"], named)
-
-
-def _value(src: _Source, schema: Any, var: str, indent: int, lines: list[str]) -> None:
+def _value(src: Source, schema: Any, var: str, indent: int, lines: list[str]) -> None:
     """Lines appending ``var``'s encoding under ``schema`` to ``out`` (a bytearray), or raising NotMine."""
     pad = "    " * indent
 
     def emit(line: str) -> None:
         lines.append(pad + line)
 
-    if isinstance(schema, str) and schema not in PRIMITIVE:
-        schema = src.named.get(schema)
-        if schema is None:
-            raise NotMine("an unknown named type")
-    if isinstance(schema, list):
-        if len(schema) != 2 or schema[0] != "null" or schema[1] == "null":
-            raise NotMine("a union other than [null, T]")
+    kind, schema, logical = src.shape(schema)
+    if kind == "nullable":
         emit(f"if {var} is None:")
         emit("    out += b'\\x00'")
         emit("else:")
         emit("    out += b'\\x02'")
-        _value(src, schema[1], var, indent + 1, lines)
-        return
-    kind = schema if isinstance(schema, str) else schema.get("type")
-    logical = schema.get("logicalType") if isinstance(schema, dict) else None
-    if isinstance(kind, (dict, list)):
-        _value(src, kind, var, indent, lines)
+        _value(src, schema, var, indent + 1, lines)
         return
     if kind == "null":
         emit(f"if {var} is not None: raise NotMine")
@@ -150,37 +99,30 @@ def _value(src: _Source, schema: Any, var: str, indent: int, lines: list[str]) -
         raise NotMine(f"{kind} / {logical}")
 
 
-def _record(src: _Source, schema: dict[str, Any]) -> str:
-    """The name of the function writing one record of this schema (written once per record type)."""
-    name = schema["name"]
-    if name in src.records:
-        return src.records[name]
-    function = src.records[name] = src.fresh("record")
-    lines = [f"def {function}(r, out):", "    if r.__class__ is not dict: raise NotMine"]
-    for field in schema["fields"]:
-        var = src.fresh("f")
-        # a field the record lacks takes its default, as fastavro does (a field without one: None)
-        default = src.constant(field["default"]) if "default" in field else "None"
-        lines.append(f"    {var} = r.get({field['name']!r}, {default})")
-        _value(src, field["type"], var, 1, lines)
-    src.lines += [*lines, ""]
-    return function
+def _record(src: Source, schema: dict[str, Any]) -> str:
+    """The name of the function writing one record of this schema."""
+    def write(function: str) -> list[str]:
+        lines = [f"def {function}(r, out):", "    if r.__class__ is not dict: raise NotMine"]
+        for field in schema["fields"]:
+            var = src.fresh("f")
+            # a field the record lacks takes its default, as fastavro does (a field without one: None)
+            default = src.constant(field["default"]) if "default" in field else "None"
+            lines.append(f"    {var} = r.get({field['name']!r}, {default})")
+            _value(src, field["type"], var, 1, lines)
+        return lines
+    return src.record(schema, write)
 
 
 def compile_writer(parsed: Any, header: bytes) -> Writer | None:
     """A function writing ``header`` + the record's Avro binary body, or None for a schema it cannot write."""
     if not isinstance(parsed, dict) or parsed.get("type") not in ("record", "error"):
         return None
-    src = _Source()
-    named_types(parsed, src.named)
+    src = Source(parsed, {"varint": varint, "date": date})
     try:
         top = _record(src, parsed)
     except NotMine:
         return None
     src.names["HEADER"] = header
     src.lines += ["def write(r):", "    out = bytearray(HEADER)", f"    {top}(r, out)", "    return bytes(out)"]
-    source = "\n".join(src.lines) + "\n"
-    exec(compile(source, f"<avro writer {parsed['name']}>", "exec"), src.names)   # noqa: S102 - generated from the schema
-    writer: Writer = src.names["write"]
-    writer.__doc__ = source
+    writer: Writer = src.compile("write", f"<avro writer {parsed['name']}>")
     return writer
