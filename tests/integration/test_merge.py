@@ -131,6 +131,15 @@ def snapshot(dsn: str) -> dict[str, set]:
     return out
 
 
+def joined_people(links: dict, true_of: dict) -> dict[str, list]:
+    """Golden person id -> its mentions (source row and role, true person) when they are of two people or more."""
+    held: dict[str, list] = {}
+    for mention, golden in links.items():
+        if golden is not None and mention in true_of:
+            held.setdefault(golden, []).append((*mention, true_of[mention]))
+    return {golden: sorted(rows) for golden, rows in held.items() if len({row[-1] for row in rows}) > 1}
+
+
 def test_golden_records_match_the_truth_and_a_sigkilled_merge_worker_loses_and_duplicates_nothing(
         settings, tmp_path, fresh_seed, kill):
     sim = settings.model_copy(update={"stack_dir": tmp_path})
@@ -152,7 +161,9 @@ def test_golden_records_match_the_truth_and_a_sigkilled_merge_worker_loses_and_d
     with psycopg.connect(settings.dsn(RESOURCE_LIBRARY_DB)) as conn:
         links = person_links(conn, set(truth))
         scores = pairwise(links, truth_of(links, truth))
-        assert scores["precision"] >= 0.995, scores
+        # on a miss, the golden persons holding more than one true person, with their mentions (a CI run's
+        # random city once missed by one wrong link that the same city on another run did not make)
+        assert scores["precision"] >= 0.995, {**scores, "joined": joined_people(links, truth_of(links, truth))}
         assert scores["recall"] >= 0.97, scores
         with open(tmp_path / "sim" / "city.pickle", "rb") as fh:
             city = pickle.load(fh)
