@@ -55,7 +55,8 @@ def _stage_metrics(stage: str, registry: CollectorRegistry) -> tuple[Counter, Hi
             Histogram("kintsmesh_merge_batch_seconds", "One resolve or merge transaction", ["stage"],
                       registry=registry, buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)),
             Histogram("kintsmesh_merge_lock_wait_seconds", "How long a resolve or merge transaction waited for the"
-                      " library's lock (one writer at a time; with its round trip)", ["stage"], registry=registry,
+                      " library's lock (resolve: one writer at a time; merge: the settle lock shared and its"
+                      " partitions' fences; with its round trip)", ["stage"], registry=registry,
                       buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)))
 
 
@@ -102,6 +103,10 @@ class MergeMetrics:
                           "Records held because the person they name is not in the library (yet)", registry=registry)
         self.held_released = Counter("kintsmesh_merge_held_released_total",
                                      "Held records merged once their person arrived", registry=registry)
+        self.retried = Counter("kintsmesh_merge_retried_total",
+                               "Merge transactions done again because one committing beside them changed what"
+                               " they read (a deadlock, a record both made, a person matched away)", ["reason"],
+                               registry=registry)
 
 
 class EventMetrics:

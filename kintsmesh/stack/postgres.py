@@ -113,6 +113,8 @@ class Postgres(Component):
             "ssl_key_file = 'server.key'\n"
             "ssl_min_protocol_version = 'TLSv1.2'\n"
             "max_connections = 200\n"
+            # a T+1 chunk's sessions lock a key per RIC they link (sinks.library.tables.lock_keys): 10,000 each
+            "max_locks_per_transaction = 256\n"
             "shared_buffers = 256MB\n"
             "wal_writer_delay = 10ms\n"
             "logging_collector = off\n"

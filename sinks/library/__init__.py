@@ -31,15 +31,15 @@ from sinks.library.held import Holds, Origin
 from sinks.library.identity import PostgresIdentityStore
 from sinks.library.settle import Settler
 from sinks.library.sql import bulk_upsert, numeric_array, text_array
-from sinks.library.tables import (BOOKKEEPING, CODED, MERGE_SESSION, PERSON_ID_COLUMNS, TABLES, lock_library,
-                                  lock_resolve, lock_settle)
+from sinks.library.tables import (BOOKKEEPING, CODED, MERGE_SESSION, PERSON_ID_COLUMNS, TABLES, Contended,
+                                  lock_library, lock_merge, lock_resolve, lock_settle)
 from streams.normalize.mapping import one_per_person_kinds
 from streams.resolve.identity import BatchReport, Incoming, Settlement, SourceRef, coded_id, jsonable
 from streams.resolve.resolver import Resolver
 
-__all__ = ["BOOKKEEPING", "CODED", "MERGE_SESSION", "PERSON_ID_COLUMNS", "TABLES", "BatchReport", "BulkChunk", "Growth",
-           "Incoming", "Merger", "Settlement", "SourceRef", "jsonable", "lock_library", "lock_resolve", "lock_settle",
-           "numeric_array", "text_array"]
+__all__ = ["BOOKKEEPING", "CODED", "MERGE_SESSION", "PERSON_ID_COLUMNS", "TABLES", "BatchReport", "BulkChunk",
+           "Contended", "Growth", "Incoming", "Merger", "Settlement", "SourceRef", "jsonable", "lock_library",
+           "lock_merge", "lock_resolve", "lock_settle", "numeric_array", "text_array"]
 
 
 class Growth:
@@ -62,10 +62,12 @@ class Growth:
 class Merger:
     """Resolve + merge batches into the resource library over one connection (caller commits)."""
 
-    def __init__(self, conn: psycopg.Connection[Any], growth: Growth | None = None) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], growth: Growth | None = None, side_by_side: bool = False) -> None:
+        """``side_by_side``: the merge stage's, whose transactions commit beside other merge processes'
+        (``lock_merge``; ``Settler``)."""
         self.conn = conn
         self.resolver = Resolver(PostgresIdentityStore(conn), one_per_person_kinds())
-        self.settler = Settler(conn)
+        self.settler = Settler(conn, side_by_side)
         self.holds = Holds(conn)
         self.growth = growth or Growth()
 

@@ -18,7 +18,8 @@ from kintsmesh.topics import changes_topic
 from sinks.library.links import link_people, linked_at_insert
 from sinks.library.settle import Settler
 from sinks.library.sql import ms_to_dt, numeric_array
-from sinks.library.tables import CODED, CONTRIBUTION_COLUMNS, HISTORY_COLUMNS, PERSON_ID_COLUMNS, TABLES
+from sinks.library.tables import (CODED, CONTRIBUTION_COLUMNS, HISTORY_COLUMNS, PERSON_ID_COLUMNS, PERSON_REFS,
+                                  TABLES, lock_keys)
 from streams.merge.survivorship import EMPTY
 from streams.resolve.identity import BatchReport, Incoming, SourceRef, coded_id
 
@@ -161,11 +162,15 @@ def merge_new_coded(settler: Settler, entity: str, rows: dict[SourceRef, tuple[A
         known = cur.fetchall()
         report.unchanged += sum(1 for *_, stale in known if stale)
         handed_back = {SourceRef(*row) for *row, stale in known if not stale}
+        if entity in PERSON_REFS:   # the insert links by RIC: beside live merges of persons (``lock_rics``)
+            lock_keys(conn, " UNION ALL ".join(f"SELECT 'ric:' || (data->>'{ric}'), false FROM _bulk"
+                                               for _, ric, _ in PERSON_REFS[entity]))
         cur.execute(_bulk_insert_sql(entity))
         ids = {cid for (cid,) in cur.fetchall()}
         created = len(ids)
         if ids:
-            link_people(conn, {entity: ids}, [], settler.note_links, inserted_linked=True)
+            link_people(conn, {entity: ids}, [], settler.note_links, inserted_linked=True,
+                        side_by_side=settler.side_by_side)
             settler.forget_links()   # new records: the set-based outbox statement publishes them with their links
             cur.execute(_bulk_outbox_sql(entity), {"topic": changes_topic(entity)})
         # emptied for the next entity of the transaction by a DELETE: a TRUNCATE gives the table a new file and

@@ -12,14 +12,14 @@ from typing import Any
 import psycopg
 
 from sinks.library.sql import text_array
-from sinks.library.tables import PERSON_REFS, TABLES
+from sinks.library.tables import PERSON_REFS, TABLES, Contended, lock_keys
 from streams.normalize.mapping import identifying_kinds
 
 Note = Callable[[str, str, Iterable[tuple[Any, ...]]], None]
 
 
 def link_people(conn: psycopg.Connection[Any], affected: dict[str, set[str]], person_rows: list[tuple[str, str, str]],
-                note: Note, inserted_linked: bool = False) -> None:
+                note: Note, inserted_linked: bool = False, side_by_side: bool = False) -> None:
     """Fill person ids in certificates, relationships and insurance facts that refer to people —
     those merged now, and earlier ones that were waiting for a person merged now — noting each link
     made (``_version_links``). Each direction is its own statement so that every one runs on an
@@ -27,23 +27,67 @@ def link_people(conn: psycopg.Connection[Any], affected: dict[str, set[str]], pe
     which sees the row as it was before the update. The statements go in one pipeline (one round trip,
     not one each: most find nothing), run in order, and their links are noted in that order after it.
     ``inserted_linked``: the ``affected`` records were just inserted with ``linked_at_insert``'s person
-    ids (by RIC and insured number), so only the same-row name direction is left to look for them."""
-    sent: list[tuple[str, str, psycopg.Cursor[Any]]] = []
+    ids (by RIC and insured number), so only the same-row name direction is left to look for them.
+    ``side_by_side``: other merge processes commit meanwhile (``checked_persons``); the caller has taken
+    ``lock_rics``."""
+    sent: list[tuple[str, str, bool, psycopg.Cursor[Any]]] = []
     with conn.pipeline():
         _send_links(conn, affected, person_rows, inserted_linked, sent)
-    for entity, column, cursor in sent:
-        note(entity, column, cursor)
+    by_row: set[str] = set()
+    for entity, column, same_row, cursor in sent:
+        rows = cursor.fetchall()
+        note(entity, column, rows)
+        if same_row:
+            by_row.update(person for _, _, person in rows)
+    if side_by_side and by_row:
+        checked_persons(conn, by_row)
+
+
+def checked_persons(conn: psycopg.Connection[Any], persons: set[str]) -> None:
+    """Raise ``Contended`` if a person a reference was just linked to by its source row has been matched
+    into another since this transaction's statement read the contributions (a late match the resolve
+    stage committed meanwhile, whose merge repoints the person's references: ``repoint_absorbed``, under
+    ``person:<id>`` exclusive). Taken shared here, the key makes that merge wait for this transaction, whose
+    link it will then see; or, if that merge went first, this check sees the person gone and the
+    transaction is done again, on contributions that name the other person."""
+    lock_keys(conn, "SELECT 'person:' || p, false FROM unnest(%s::text[]) AS p", (text_array(persons),))
+    gone = conn.execute("SELECT p FROM unnest(%s::text[]) AS p WHERE NOT EXISTS (SELECT FROM contribution c"
+                        " WHERE c.entity = 'person' AND c.canonical_id = p)", (text_array(persons),)).fetchall()
+    if gone:
+        raise Contended(f"{len(gone)} person(s) linked by their source row were matched into another meanwhile,"
+                        f" e.g. {gone[0][0]}")
+
+
+def lock_rics(conn: psycopg.Connection[Any], affected: dict[str, set[str]]) -> None:
+    """Before ``link_people`` looks for people by RIC beside other merge processes: ``ric:<RIC>`` of every
+    person of the batch exclusive, of every RIC its other records name shared. Whichever of a person's
+    merge and a reference's merge takes the key second sees the other committed (the person's merge links
+    the reference, or the reference finds the person), where both would otherwise look before the other
+    commits and neither link."""
+    parts: list[str] = []
+    params: list[str] = []
+    if affected.get("person"):
+        parts.append("SELECT 'ric:' || ric, true FROM person WHERE person_id = ANY(%s::text[])")
+        params.append(text_array(affected["person"]))
+    for entity, refs in PERSON_REFS.items():
+        if affected.get(entity):
+            table, id_column, _ = TABLES[entity]
+            parts.extend(f"SELECT 'ric:' || {ric}, false FROM {table} WHERE {id_column} = ANY(%s::text[])"
+                         for _, ric, _ in refs)
+            params.extend(text_array(affected[entity]) for _ in refs)
+    if parts:
+        lock_keys(conn, " UNION ALL ".join(parts), params)
 
 
 def _send_links(conn: psycopg.Connection[Any], affected: dict[str, set[str]], person_rows: list[tuple[str, str, str]],
-                inserted_linked: bool, sent: list[tuple[str, str, psycopg.Cursor[Any]]]) -> None:
+                inserted_linked: bool, sent: list[tuple[str, str, bool, psycopg.Cursor[Any]]]) -> None:
     persons = list(affected.get("person", set()))
     rows = ([r[0] for r in person_rows], [r[1] for r in person_rows], [r[2] for r in person_rows])
     insured_kinds = identifying_kinds("insured_no")
     insured = [pk for d, t, pk in person_rows if any((d, t) == kind[:2] for kind in insured_kinds)]
 
-    def run(entity: str, column: str, sql: str, params: tuple[Any, ...]) -> None:
-        sent.append((entity, column, conn.execute(sql, params)))
+    def run(entity: str, column: str, sql: str, params: tuple[Any, ...], same_row: bool = False) -> None:
+        sent.append((entity, column, same_row, conn.execute(sql, params)))
 
     for entity, refs in PERSON_REFS.items():
         table, id_column, _ = TABLES[entity]
@@ -72,11 +116,11 @@ def _send_links(conn: psycopg.Connection[Any], affected: dict[str, set[str]], pe
             returning = f" RETURNING g.{id_column}, NULL, pc.canonical_id"
             if ids:
                 run(entity, person_column, same_row + f" AND g.{id_column} = ANY(%s::text[])" + returning,
-                    (entity, text_array(ids)))
+                    (entity, text_array(ids)), same_row=True)
             if person_rows:
                 run(entity, person_column, same_row + " AND (pc.department, pc.source_table, pc.primary_key)"
                     " IN (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))" + returning,
-                    (entity, *(text_array(column) for column in rows)))
+                    (entity, *(text_array(column) for column in rows)), same_row=True)
     # insured persons: an insurance fact names its person through the insured number, the key of the
     # person source rows a mapping declares ``identifies: insured_no``
     by_insured = ("UPDATE social_insurance s SET person_id = c.canonical_id FROM contribution c, social_insurance o"

@@ -20,9 +20,10 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from kintsmesh.topics import changes_topic
-from sinks.library.links import link_people, repoint_absorbed
+from sinks.library.links import link_people, lock_rics, repoint_absorbed
 from sinks.library.sql import bulk_upsert, ms_to_dt, text_array
-from sinks.library.tables import BOOKKEEPING, HISTORY_COLUMNS, IDENTIFIERS, JSON_COLUMNS, PERSON_ID_COLUMNS, TABLES
+from sinks.library.tables import (BOOKKEEPING, HISTORY_COLUMNS, IDENTIFIERS, JSON_COLUMNS, PERSON_ID_COLUMNS, TABLES,
+                                  lock_keys)
 from streams.merge.survivorship import Contribution, derive_from_ric, survive
 from streams.resolve import matching
 from streams.resolve.identity import BatchReport, Settlement, flagged
@@ -31,21 +32,30 @@ from streams.resolve.identity import BatchReport, Settlement, flagged
 class Settler:
     """Settles batches into the resource library over one connection (caller commits)."""
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], side_by_side: bool = False) -> None:
+        """``side_by_side``: its transactions hold the settle lock shared (the live merge: other merge
+        processes commit at the same time), so what another may touch as well is locked where it is
+        touched: golden rows before they are read, the RICs and merged-away persons links look for."""
         self.conn = conn
+        self.side_by_side = side_by_side
         self._start_settle(Settlement())
 
     def settle(self, settlement: Settlement, report: BatchReport) -> None:
         """The merge stage's work: what late matches moved is pointed at its person, then every golden
         record touched is recomputed from its contributions, references linked and changes queued."""
         self._start_settle(settlement)
+        if self.side_by_side and settlement.absorbed:   # see links.checked_persons
+            lock_keys(self.conn, "SELECT 'person:' || o, true FROM unnest(%s::text[]) AS o",
+                      (text_array(settlement.absorbed),))
         repoint_absorbed(self.conn, settlement.absorbed, self.note_links)
         affected = settlement.records()
         for entity in TABLES:  # persons first, so the references of the others can link to them
             if affected.get(entity):
                 self._recompute(entity, affected[entity], report)
+        if self.side_by_side:
+            lock_rics(self.conn, affected)
         link_people(self.conn, affected, sorted({row for rows in settlement.person_rows.values() for row in rows}),
-                    self.note_links)
+                    self.note_links, side_by_side=self.side_by_side)
         self._version_links(report)
         self._queue_changes()
 
@@ -59,6 +69,12 @@ class Settler:
 
     def _recompute(self, entity: str, ids: set[str], report: BatchReport) -> None:
         table, id_column, columns = TABLES[entity]
+        # side by side: the rows are locked before their contributions are read (another merge process may
+        # be linking one of them to a person, or recomputing it after a rebalance)
+        locked = f" ORDER BY {id_column} FOR UPDATE" if self.side_by_side else ""
+        current = {row[0]: (row[1], row[2]) for row in self.conn.execute(
+            f"SELECT {id_column}, version, to_jsonb(t) FROM {table} t WHERE {id_column} = ANY(%s::text[]){locked}",
+            (text_array(ids),))}
         grouped: dict[str, list[Contribution]] = defaultdict(list)
         for cid, d, t, pk, role, record, pos, committed in self.conn.execute(
                 "SELECT canonical_id, department, source_table, primary_key, role, record, position, committed_at"
@@ -69,9 +85,6 @@ class Settler:
                     record = {**record, name: None}
             grouped[cid].append(Contribution(d, t, pk, role, record, tuple(int(x) for x in pos),
                                              int(committed.timestamp() * 1000) if committed else None))
-        current = {row[0]: (row[1], row[2]) for row in self.conn.execute(
-            f"SELECT {id_column}, version, to_jsonb(t) FROM {table} t WHERE {id_column} = ANY(%s::text[])",
-            (text_array(ids),))}
         if len(current) < len(ids):   # withdrawn earlier, or new: versions continue after the history's last
             current.update({cid: (version, None) for cid, version in self.conn.execute(
                 "SELECT canonical_id, max(version) FROM golden_history WHERE entity = %s"

@@ -15,10 +15,11 @@ from streams.normalize import gldm
 class MergerStage(RelayingStage[M]):
     dlq = "merge"
     session_options = MERGE_SESSION
+    side_by_side = False   # its transactions commit beside other processes' of the stage (``Merger``)
 
     def __init__(self, settings: Settings, metrics: M) -> None:
         super().__init__(settings, metrics)
-        self.merger = Merger(self.conn)
+        self.merger = Merger(self.conn, side_by_side=self.side_by_side)
 
     def start_publishing(self, outputs: list[str], subject: str, record: str, relay: str, publish: Publish) -> None:
         """Create the stage's input and output topics, register its output's schema, start its relay."""

@@ -4,6 +4,7 @@ transactions that write them."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -50,13 +51,21 @@ BOOKKEEPING = frozenset({"version", "updated_at", "source_committed_at", "name_k
 
 # Two advisory locks, taken first in a transaction and held to its end. RESOLVE_LOCK: one identity
 # decision at a time (resolve reads the persons to match against, then writes contributions).
-# SETTLE_LOCK: one writer of golden records at a time (a settle links references across records). The resolve stage takes the first, the merge
-# stage the second; T+1 loads and review decisions, which do both in one transaction, take both in this
-# order, so no two transactions wait for each other. A T+1 chunk of new coded records only takes both
-# shared (``lock_library(shared=True)``): its sessions write at once, others wait.
+# SETTLE_LOCK: the golden records as a whole. The resolve stage takes the first; T+1 loads and review
+# decisions, which resolve and settle in one transaction, take both in this order, so no two transactions
+# wait for each other. The live merge takes SETTLE_LOCK shared with its partitions' fences
+# (``lock_merge``): merge processes commit side by side, each on the canonical ids of its partitions, and
+# what two of them may both touch is locked where it is touched (``lock_keys``, golden rows FOR UPDATE;
+# docs/architecture.md, "Merge processes side by side"). A T+1 chunk of new coded records takes both
+# shared (``lock_library(shared=True)``): its sessions and the live merges write at once.
 RESOLVE_LOCK = 0x4B4D5247
 SETTLE_LOCK = 0x4B4D5248
 OUTBOX_LOCK = 0x4B4D5249   # one publisher of the outbox at a time, whatever the number of merge processes
+
+
+class Contended(Exception):
+    """What this transaction read was changed by another committing beside it: roll back and do it again
+    (the merge stage does, as for PostgreSQL's deadlock and serialization failures)."""
 
 
 def lock_resolve(conn: psycopg.Connection[Any]) -> float:
@@ -65,8 +74,35 @@ def lock_resolve(conn: psycopg.Connection[Any]) -> float:
 
 
 def lock_settle(conn: psycopg.Connection[Any]) -> float:
-    """SETTLE_LOCK for the transaction; returns the seconds it took (the wait, and a round trip)."""
+    """SETTLE_LOCK alone, for a transaction that must see no live merge beside it (the merge stage's
+    release of held records, which takes them from every partition); returns the seconds it took."""
     return _locked(conn, SETTLE_LOCK)
+
+
+def lock_merge(conn: psycopg.Connection[Any], partitions: Iterable[tuple[str, int]]) -> float:
+    """A live merge batch: SETTLE_LOCK shared, then a fence per consumed (topic, partition) in one order, so
+    that after a rebalance the partition's new owner waits for its old owner's last transaction; returns
+    the seconds it took. Two merge processes with other partitions do not wait for each other here."""
+    started = time.perf_counter()
+    owned = sorted(set(partitions))
+    with conn.pipeline():
+        conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (SETTLE_LOCK,))
+        if owned:
+            conn.execute("SELECT count(pg_advisory_xact_lock(k, p)) FROM (SELECT hashtext(t) AS k, p FROM"
+                         " unnest(%s::text[], %s::int[]) AS u(t, p) ORDER BY 1, 2 OFFSET 0) s",
+                         ([t for t, _ in owned], [p for _, p in owned]))
+    return time.perf_counter() - started
+
+
+def lock_keys(conn: psycopg.Connection[Any], keys: str, params: Any = None) -> None:
+    """Advisory locks on what a transaction is about to look for or make visible, in one order: ``keys`` is
+    a query of rows (key text, exclusive boolean); a key asked both ways is taken exclusive. Keys are
+    named by kind: ``ric:<RIC>`` (a person with that RIC: exclusive for the person's writer, shared for
+    records linking to it by RIC), ``person:<id>`` (a person matched into another: exclusive for the
+    merge that points its references at the other, shared for one that linked a reference to it)."""
+    conn.execute("SELECT count(CASE WHEN x THEN pg_advisory_xact_lock(h) ELSE pg_advisory_xact_lock_shared(h) END)"
+                 f" FROM (SELECT hashtextextended(k, 0) AS h, bool_or(x) AS x FROM ({keys}) AS wanted(k, x)"
+                 " WHERE k IS NOT NULL GROUP BY 1 ORDER BY 1 OFFSET 0) s", params)
 
 
 def _locked(conn: psycopg.Connection[Any], lock: int) -> float:
@@ -79,7 +115,8 @@ def lock_library(conn: psycopg.Connection[Any], shared: bool = False) -> None:
     """For a transaction that resolves and settles (``Merger.merge``, ``relink``): both locks, in order.
     ``shared``: for a transaction that only opens new coded records set-based (``Merger.merge_new``): it
     decides no identity and touches no existing record, so several may run at once (a T+1 load's
-    sessions), while every other writer waits for them and they for it."""
+    sessions, live merges), while the transactions that take both exclusively wait for them and they
+    for those."""
     take = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
     conn.execute(f"SELECT {take}(%s), {take}(%s)", (RESOLVE_LOCK, SETTLE_LOCK))
 

@@ -11,7 +11,12 @@ all changes of one subject are merged by one consumer, in order. It recomputes e
 its contributions (survivorship), writes history and provenance, links references to people,
 deletes the queue rows and writes the golden changes to the ``outbox``, all with its consumed
 offsets in one transaction (``sinks.kafka.stage``); a relay publishes the changes on
-``gldm.<entity>.changes`` after commit. More merge processes share the ``gldm.*.resolved`` partitions.
+``gldm.<entity>.changes`` after commit. More merge processes share the partitions and commit side by side:
+a transaction holds the library's settle lock shared and fences its own partitions (``lock_merge``); what
+two of them may both touch is locked where it is touched (golden rows, RICs and merged-away persons links
+look for: ``sinks.library.settle.Settler``), and one that meets another's change is done again
+(``RETRIES``). Held records, which any partition's person may release, are released under the settle
+lock alone.
 
 Crash safety (SIGKILL at any point loses and duplicates nothing): a batch is done and recorded with
 its offsets, or neither; a ``gldm.*.resolved`` message whose queue row is gone was merged already
@@ -21,8 +26,10 @@ deleting it) carries the same (canonical_id, version), deduplicable by that pair
 
 from __future__ import annotations
 
+import random
 import time
 
+import psycopg
 from confluent_kafka import Message
 
 from kintsmesh import topics
@@ -32,10 +39,16 @@ from monitoring.metrics import MergeMetrics
 from sinks.dlq import DeadLetters
 from sinks.kafka.offsets import Offsets, batch_offsets, store_offsets
 from sinks.kafka.stage import described, library_lost, reason_of, serve_worker
-from sinks.library import BatchReport, Incoming, Settlement, lock_settle
+from sinks.library import BatchReport, Contended, Incoming, Settlement, lock_merge, lock_settle
 from sinks.library.held import UNRESOLVED, Held, Origin, send_expired
 from sinks.library.outbox import OutboxPublisher
 from sinks.library.stage import MergerStage
+
+# what a transaction committing beside another's may meet, and is done again for (RETRIES times at most,
+# then the batch goes one by one, as for any failure)
+CONTENDED = (Contended, psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure,
+             psycopg.errors.UniqueViolation)
+RETRIES = 4
 
 Named = tuple[int, str, str]   # settle_queue seq, entity, canonical id
 Work = Named | Incoming        # a resolved record to settle, or a coded candidate to merge whole
@@ -45,13 +58,14 @@ class MergeWorker(MergerStage[MergeMetrics]):
     """``gldm.*.resolved`` -> golden records, history, provenance -> ``outbox``."""
 
     name = "merge"
+    side_by_side = True
     group = topics.MERGE_GROUP
     batch_size = 5000
     linger_s = 0.1
 
     def __init__(self, settings: Settings, metrics: MergeMetrics) -> None:
         super().__init__(settings, metrics)
-        self._came_from: dict[int, Message] = {}   # a coded candidate of the batch -> its message
+        self._came_from: dict[int, Message] = {}   # a work item of the batch -> its message
         self._next_release = 0.0
         self._dead: DeadLetters | None = None   # dlq.merge, for held records (``_release_held``)
 
@@ -85,9 +99,9 @@ class MergeWorker(MergerStage[MergeMetrics]):
                 value = self.decode(message)
                 if topic.endswith(".candidates"):
                     work.append(Incoming.of(topic.split(".")[1], value))
-                    self._came_from[id(work[-1])] = message
                 else:
                     work.append((int(value["seq"]), value["entity"], value["canonical_id"]))
+                self._came_from[id(work[-1])] = message
                 sources.append(message)
             except Exception as exc:  # noqa: BLE001 - whatever the bytes, the message reaches dlq.merge
                 self.reject(message, "undecodable_candidate" if topic.endswith(".candidates")
@@ -100,19 +114,33 @@ class MergeWorker(MergerStage[MergeMetrics]):
         return sum(report.outbox.values())
 
     def _settle(self, work: list[Work], offsets: Offsets) -> tuple[BatchReport, Settlement]:
+        """One transaction beside the other merge processes' (``lock_merge``); done again, up to
+        ``RETRIES`` times, when one committing beside it changed what it read."""
         coded = [w for w in work if isinstance(w, Incoming)]
         named = [w for w in work if not isinstance(w, Incoming)]
-        with self.conn.transaction():
-            # (coded records: no other stage resolves them, so no resolve lock)
-            self.metrics.lock_wait.labels("merge").observe(lock_settle(self.conn))
-            report, settlement = (self.merger.merge_coded(coded, self._origin) if coded
-                                  else (BatchReport(), Settlement()))
-            if named:
-                report, settlement = _add((report, settlement), self.merger.settle_queued(named))
-            store_offsets(self.conn, self.group, offsets)
-        return report, settlement
+        partitions = {*offsets, *((m.topic() or "", m.partition() or 0) for m in map(self._came_from.get, map(id, work))
+                                  if m is not None)}
+        for attempt in range(RETRIES + 1):
+            try:
+                with self.conn.transaction():
+                    # (coded records: no other stage resolves them, so no resolve lock)
+                    self.metrics.lock_wait.labels("merge").observe(lock_merge(self.conn, partitions))
+                    report, settlement = (self.merger.merge_coded(coded, self._origin) if coded
+                                          else (BatchReport(), Settlement()))
+                    if named:
+                        report, settlement = _add((report, settlement), self.merger.settle_queued(named))
+                    store_offsets(self.conn, self.group, offsets)
+                return report, settlement
+            except CONTENDED as exc:
+                if attempt == RETRIES:
+                    raise
+                self.metrics.retried.labels(type(exc).__name__).inc()
+                self.log.info("merge: a batch of %d is done again (%s)", len(work), reason_of(exc))
+                time.sleep(random.uniform(0.01, 0.05) * 2 ** attempt)
+        raise AssertionError("unreachable")
 
     def _origin(self, item: Incoming) -> Origin | None:
+        """Where a coded candidate of the batch came from (for its DLQ record should it be held too long)."""
         message = self._came_from.get(id(item))
         if message is None:
             return None
