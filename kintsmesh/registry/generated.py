@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 PRIMITIVE = {"string", "bytes", "int", "long", "boolean", "null"}
+EPOCH_ORDINAL = 719163   # date(1970, 1, 1).toordinal(): Avro's date is days since it
 
 
 class NotMine(Exception):

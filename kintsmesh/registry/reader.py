@@ -22,10 +22,9 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from kintsmesh.registry.generated import NotMine, Source
+from kintsmesh.registry.generated import EPOCH_ORDINAL, NotMine, Source
 
 Reader = Callable[[bytes, int], dict[str, Any]]   # (message, where its body starts) -> record
-EPOCH_ORDINAL = 719163   # date(1970, 1, 1).toordinal()
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 

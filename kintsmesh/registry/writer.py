@@ -17,10 +17,9 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
-from kintsmesh.registry.generated import NotMine, Source
+from kintsmesh.registry.generated import EPOCH_ORDINAL, NotMine, Source
 
 Writer = Callable[[dict[str, Any]], bytes]
-EPOCH_ORDINAL = 719163   # date(1970, 1, 1).toordinal()
 
 
 def varint(n: int) -> bytes:
