@@ -109,6 +109,7 @@ class Settings(BaseSettings):
     registry_port: int = 18081          # the schema registry (Confluent REST API)
     registry_url: str | None = None     # another Confluent-compatible registry instead of the stack's
     normalize_metrics_port: int = 19101
+    normalize_loop: Literal["uvloop", "aio"] = "uvloop"   # the normalize worker's event loop (Faust runs on it)
     resolve_metrics_port: int = 19108   # the resolve stage of the merge worker
     merge_metrics_port: int = 19102
     monitor_metrics_port: int = 19103   # the lag exporter: connectors, consumer lag, DLQ, T+1 batches

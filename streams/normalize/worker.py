@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
+import mode.loop
 from prometheus_client import CollectorRegistry, start_http_server
 
 from kintsmesh.settings import Settings
@@ -15,6 +16,9 @@ from streams.normalize.agent import create_app, create_passthrough_app, prepare
 def run_worker(settings: Settings, log_level: str = "warn", datadir: str = "",
                bench: tuple[list[str], str, str] | None = None, passthrough: bool = False) -> None:
     """Run the normalize worker; ``bench`` = (input topics, output prefix, app id) for ``bench normalize``."""
+    # before any event loop is made: Faust's per-message machinery (a wait per message, channel -> stream ->
+    # take_events per event) runs on the loop (``KINTSMESH_NORMALIZE_LOOP=aio``: asyncio's own)
+    mode.loop.use(settings.normalize_loop)
     versions = prepare(settings)
     registry = CollectorRegistry()
     metrics = NormalizeMetrics(registry)
