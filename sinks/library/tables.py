@@ -56,7 +56,7 @@ BOOKKEEPING = frozenset({"version", "updated_at", "source_committed_at", "name_k
 # wait for each other. The live merge takes SETTLE_LOCK shared with its partitions' fences
 # (``lock_merge``): merge processes commit side by side, each on the canonical ids of its partitions, and
 # what two of them may both touch is locked where it is touched (``lock_keys``, golden rows FOR UPDATE;
-# docs/architecture.md, "Merge processes side by side"). A T+1 chunk of new coded records takes both
+# docs/resource-library.md, "Merge processes side by side"). A T+1 chunk of new coded records takes both
 # shared (``lock_library(shared=True)``): its sessions and the live merges write at once.
 RESOLVE_LOCK = 0x4B4D5247
 SETTLE_LOCK = 0x4B4D5248
