@@ -118,8 +118,9 @@ class MergeWorker(MergerStage[MergeMetrics]):
         ``RETRIES`` times, when one committing beside it changed what it read."""
         coded = [w for w in work if isinstance(w, Incoming)]
         named = [w for w in work if not isinstance(w, Incoming)]
-        partitions = {*offsets, *((m.topic() or "", m.partition() or 0) for m in map(self._came_from.get, map(id, work))
-                                  if m is not None)}
+        # the batch's partitions: its offsets', or, one item at a time, the item's message's
+        messages = (self._came_from[id(w)] for w in work)
+        partitions = {*offsets, *((m.topic() or "", m.partition() or 0) for m in messages)}
         for attempt in range(RETRIES + 1):
             try:
                 with self.conn.transaction():
